@@ -1,0 +1,3 @@
+from aedr.cli import main
+
+raise SystemExit(main())

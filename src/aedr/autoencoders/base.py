@@ -1,0 +1,65 @@
+"""The one interface AEDR needs from an autoencoder: images in [-1, 1] -> latents -> images."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # torch loads only when an autoencoder is actually built
+    import torch
+
+LatentMode = Literal["mode", "sample"]
+
+
+class ModelUnavailableError(RuntimeError):
+    """An autoencoder that cannot be loaded here (not cached, offline, gated, bad files)."""
+
+
+class Autoencoder(ABC):
+    """An encoder/decoder pair working on (B, 3, H, W) images in [-1, 1].
+
+    ``identity`` names the exact weights (hub id and revision, or a hash of the weight files), so a
+    calibration made with one autoencoder is never silently applied to another.
+    """
+
+    name: str
+    identity: str
+    latent_channels: int
+    spatial_factor: int
+    size_multiple: int
+
+    @property
+    @abstractmethod
+    def module(self) -> torch.nn.Module:
+        """The torch module holding every weight (used for device and dtype moves)."""
+
+    @abstractmethod
+    def encode(
+        self,
+        images: torch.Tensor,
+        latent: LatentMode = "mode",
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Latents of ``images``; ``latent`` picks the posterior mode or a sample where there is one."""
+
+    @abstractmethod
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Images in (roughly) [-1, 1], unclamped."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.module.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.module.parameters()).dtype
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+        self.module.to(device=device, dtype=dtype)
+        return self
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, latent_channels={self.latent_channels}, "
+            f"spatial_factor={self.spatial_factor}, device={self.device}, dtype={self.dtype})"
+        )

@@ -1,0 +1,355 @@
+"""The ``aedr`` command line: a thin shell over the library.
+
+Exit codes: 0 every input was scored; 1 some inputs failed (each has an error record, the others
+were scored); 2 usage or set-up error (bad arguments, model not available, unreadable calibration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from aedr import __version__
+from aedr.images import DEFAULT_MAX_PIXELS
+
+EXIT_OK, EXIT_INPUT_ERRORS, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """A problem with the command's arguments or set-up: exit code 2."""
+
+
+# ---------------------------------------------------------------------------------------------
+# shared options
+
+
+def _add_output(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--out", help=f"{what} file, .jsonl or .csv (default: JSON Lines on stdout)"
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+
+
+def _add_loading(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--weights-dir",
+        help="folder searched for local weights before the hub (default: $AEDR_WEIGHTS_DIR)",
+    )
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    parser.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"refuse images declaring more pixels than this (default {DEFAULT_MAX_PIXELS})",
+    )
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--latent",
+        choices=("mode", "sample"),
+        default="mode",
+        help="posterior mode (deterministic, default) or a seeded sample like the authors' script",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for --latent sample")
+    parser.add_argument(
+        "--resize",
+        action="store_true",
+        help="resize each side to the nearest size multiple instead of cropping (the default)",
+    )
+
+
+def _settings(args: argparse.Namespace):
+    from aedr.scoring import ScoreSettings
+
+    return ScoreSettings(
+        latent=args.latent, seed=args.seed, alignment="resize" if args.resize else "crop"
+    )
+
+
+def _progress(items: Iterable, quiet: bool, unit: str = "img") -> Iterator:
+    """A progress bar on stderr that appears only for runs longer than a few seconds."""
+    if quiet:
+        return iter(items)
+    from tqdm import tqdm
+
+    return iter(tqdm(items, unit=unit, delay=3, file=sys.stderr, dynamic_ncols=True))
+
+
+def _writer(out: str | None, fields: Sequence[str], overwrite: bool):
+    """Records to ``out`` (.jsonl/.csv), or JSON Lines on stdout when no file is named."""
+    from aedr.records import RecordWriter
+
+    if out:
+        return RecordWriter(out, fields, overwrite=overwrite)
+    return RecordWriter(sys.stdout, fields)
+
+
+def _load_autoencoders(models: Sequence[str], args: argparse.Namespace) -> list:
+    from aedr.autoencoders import create_autoencoder
+
+    return [create_autoencoder(m, args.weights_dir, args.device) for m in models]
+
+
+def _say(args: argparse.Namespace, message: str) -> None:
+    if not args.quiet:
+        print(message, file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from aedr.images import iter_image_files
+    from aedr.scoring import SCORE_FIELDS, Scorer
+
+    scorer = Scorer(_load_autoencoders(args.model, args), _settings(args), args.max_pixels)
+    failed = total = 0
+    with _writer(args.out, SCORE_FIELDS, args.overwrite) as writer:
+        for path in _progress(iter_image_files(args.paths), args.quiet):
+            for record in scorer.score_file(path):
+                writer.write(record.as_dict())
+                total += 1
+                failed += not record.ok
+    _say(args, f"scored {total - failed} of {total} (image, model) pairs; {failed} failed")
+    return EXIT_INPUT_ERRORS if failed else EXIT_OK
+
+
+def cmd_homogeneity(args: argparse.Namespace) -> int:
+    from aedr.homogeneity import glcm_homogeneity
+    from aedr.images import ImageError, iter_image_files, read_image
+    from aedr.scoring import display_path
+
+    failed = 0
+    with _writer(args.out, ("path", "homogeneity", "error"), args.overwrite) as writer:
+        for path in _progress(iter_image_files(args.paths), args.quiet):
+            record: dict[str, Any] = {"path": display_path(path), "homogeneity": None, "error": ""}
+            try:
+                record["homogeneity"] = glcm_homogeneity(read_image(path, args.max_pixels).gray)
+            except (ImageError, ValueError) as exc:
+                record["error"] = str(exc)
+                failed += 1
+            writer.write(record)
+    return EXIT_INPUT_ERRORS if failed else EXIT_OK
+
+
+def _score_for_calibration(args: argparse.Namespace) -> tuple[str, str, list[float], int]:
+    """Score the belonging images in ``args.paths``: (model, identity, signals, failures)."""
+    from contextlib import nullcontext
+
+    from aedr.images import iter_image_files
+    from aedr.scoring import SCORE_FIELDS, Scorer
+
+    (autoencoder,) = _load_autoencoders([args.model], args)
+    scorer = Scorer([autoencoder], _settings(args), args.max_pixels)
+    signals, failed = [], 0
+    scores_out = args.scores_out
+    with _writer(scores_out, SCORE_FIELDS, args.overwrite) if scores_out else nullcontext() as out:
+        for path in _progress(iter_image_files(args.paths), args.quiet):
+            (record,) = scorer.score_file(path)
+            if out is not None:
+                out.write(record.as_dict())
+            if record.ok:
+                signals.append(record.signal)
+            else:
+                failed += 1
+                _say(args, f"skipped {record.path}: {record.error}")
+    return autoencoder.name, autoencoder.identity, signals, failed
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from aedr.calibration import fit_calibration, signals_from_records
+    from aedr.records import read_records
+
+    if bool(args.scores) == bool(args.paths):
+        raise UsageError("give either --scores FILE or --model M with image PATHS")
+    if args.scores:
+        model, signals, failed = signals_from_records(read_records(args.scores), args.model)
+        model, identity = model or "unnamed", None
+    elif not args.model:
+        raise UsageError("scoring images for calibration needs --model")
+    else:
+        model, identity, signals, failed = _score_for_calibration(args)
+    calibration = fit_calibration(signals, model, args.alpha, _settings(args).as_dict(), identity)
+    calibration.save(args.out, overwrite=args.overwrite)
+    _say(
+        args,
+        f"{model}: threshold {calibration.threshold:.6g} at alpha {args.alpha} from "
+        f"{calibration.n} images ({failed} skipped) -> {args.out}",
+    )
+    return EXIT_INPUT_ERRORS if failed else EXIT_OK
+
+
+def cmd_attribute(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from aedr.attribution import ATTRIBUTION_FIELDS, Attributor
+    from aedr.calibration import Calibration
+    from aedr.images import iter_image_files
+
+    calibrations = [Calibration.load(path) for path in args.calibration]
+    autoencoders = _load_autoencoders([c.model for c in calibrations], args)
+    attributor = Attributor(calibrations, autoencoders, args.max_pixels)
+    verdicts: Counter[str] = Counter()
+    failed = 0
+    with _writer(args.out, ATTRIBUTION_FIELDS, args.overwrite) as writer:
+        for path in _progress(iter_image_files(args.paths), args.quiet):
+            attribution = attributor.attribute_file(path)
+            for row in attribution.rows():
+                writer.write(row)
+            failed += any(d.error for d in attribution.decisions)
+            verdicts[attribution.verdict or "error"] += 1
+    _say(args, "verdicts: " + ", ".join(f"{k}={v}" for k, v in sorted(verdicts.items())))
+    return EXIT_INPUT_ERRORS if failed else EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from aedr.autoencoders import find_local_weights, list_models
+
+    rows = [
+        {
+            "name": spec.name, "aliases": list(spec.aliases), "class": spec.diffusers_class,
+            "source": spec.source, "latent_channels": spec.latent_channels,
+            "spatial_factor": spec.spatial_factor, "gated": spec.gated,
+            "local_weights": str(find_local_weights(spec, args.weights_dir) or ""),
+            "description": spec.description,
+        }
+        for spec in list_models()
+    ]  # fmt: skip
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        print()
+        return EXIT_OK
+    columns = ("name", "class", "latent_channels", "spatial_factor", "source", "local_weights")
+    headers = ("name", "class", "ch", "factor", "source", "local weights")
+    table = [headers] + [tuple(str(row[c]) for c in columns) for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(headers))]
+    for line in table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from aedr.demo import format_table, run_demo
+
+    result = run_demo(
+        Path(args.workdir),
+        model=args.model,
+        weights_dir=args.weights_dir,
+        device=args.device,
+        log=None if args.quiet else lambda message: print(message, file=sys.stderr),
+    )
+    print(format_table(result))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aedr",
+        description="Which latent diffusion model made this image? Training-free attribution by "
+        "autoencoder double-reconstruction (AEDR).",
+        epilog="Exit codes: 0 all inputs scored, 1 some inputs failed (see their error records), "
+        "2 usage or set-up error.",
+    )
+    parser.add_argument("--version", action="version", version=f"aedr {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+        return sub
+
+    score = command("score", "score images against one or more models' autoencoders")
+    score.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    score.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="MODEL",
+        help="registry name, hub id[:subfolder] or local path; repeatable",
+    )
+    _add_output(score, "score records")
+    _add_loading(score)
+    _add_settings(score)
+    score.set_defaults(run=cmd_score)
+
+    homogeneity = command("homogeneity", "GLCM homogeneity of images (the paper's H)")
+    homogeneity.add_argument("paths", nargs="+", metavar="PATH")
+    _add_output(homogeneity, "homogeneity records")
+    homogeneity.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    homogeneity.set_defaults(run=cmd_homogeneity)
+
+    calibrate = command("calibrate", "fit a model's threshold from images it made")
+    calibrate.add_argument(
+        "paths", nargs="*", metavar="PATH", help="images the model made (scored with --model)"
+    )
+    calibrate.add_argument(
+        "--scores",
+        help="score records (.jsonl/.csv) of images the model made; "
+        "a CSV with loss1, loss2, homogeneity columns also works",
+    )
+    calibrate.add_argument("--model", help="the model: filters --scores, or scores PATHS")
+    calibrate.add_argument("--out", required=True, help="calibration JSON to write")
+    calibrate.add_argument("--overwrite", action="store_true")
+    calibrate.add_argument(
+        "--alpha",
+        type=float,
+        default=0.05,
+        help="share of the model's own images allowed above the threshold",
+    )
+    calibrate.add_argument("--scores-out", help="also save the score records of PATHS")
+    _add_loading(calibrate)
+    _add_settings(calibrate)
+    calibrate.set_defaults(run=cmd_calibrate)
+
+    attribute = command("attribute", "attribute images to calibrated models")
+    attribute.add_argument("paths", nargs="+", metavar="PATH")
+    attribute.add_argument(
+        "--calibration",
+        action="append",
+        required=True,
+        metavar="CALIB",
+        help="calibration JSON from `aedr calibrate`; repeatable",
+    )
+    _add_output(attribute, "attribution records")
+    _add_loading(attribute)
+    attribute.set_defaults(run=cmd_attribute)
+
+    models = command("models", "list the model registry")
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.add_argument("--weights-dir", help="also report local weights found here")
+    models.set_defaults(run=cmd_models)
+
+    demo = command("demo", "score built-in example photos and decoder-made images, with verdicts")
+    demo.add_argument("--workdir", default="aedr-demo", help="where the example images are written")
+    demo.add_argument("--model", default="taesd", help="autoencoder to demonstrate (default taesd)")
+    demo.add_argument("--weights-dir")
+    demo.add_argument("--device", default="cpu")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from aedr.autoencoders.base import ModelUnavailableError
+    from aedr.calibration import CalibrationError
+    from aedr.records import RecordFileError
+
+    try:
+        return args.run(args)
+    except (UsageError, ModelUnavailableError, CalibrationError, RecordFileError) as exc:
+        print(f"aedr {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"aedr {args.command}: interrupted; records written so far are kept", file=sys.stderr)
+        return 130

@@ -1,0 +1,172 @@
+"""Image files in, arrays out: RGB for the autoencoder and OpenCV-compatible luma for homogeneity.
+
+AEDR's homogeneity must match the paper authors' numbers, which came from
+``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``. OpenCV does not convert to grey the same way for every
+format: libpng converts RGB PNGs with truncating fixed-point weights, libjpeg hands back the stored
+luma (Y) plane, and other formats go through ``cvtColor`` with rounding. We decode with Pillow and
+reproduce each of those paths, so neither OpenCV nor its codecs are needed at run time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+DEFAULT_MAX_PIXELS = 64_000_000
+"""Images declaring more pixels than this are refused before decoding (decompression bombs)."""
+
+
+class ImageError(ValueError):
+    """An input file that cannot be scored; the message says why in words a user can act on."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """A decoded image: ``rgb`` (H, W, 3) and ``gray`` (H, W), both uint8, EXIF orientation applied."""
+
+    path: Path
+    rgb: np.ndarray
+    gray: np.ndarray
+    format: str
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+
+def luma_libpng(rgb: np.ndarray) -> np.ndarray:
+    """Grey as libpng's ``png_set_rgb_to_gray(.., 0.299, 0.587)`` computes it (15-bit weights, floor)."""
+    r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
+    return ((9797 * r + 19234 * g + 3737 * b) >> 15).astype(np.uint8)
+
+
+def luma_opencv(rgb: np.ndarray) -> np.ndarray:
+    """Grey as OpenCV's ``cvtColor(.., COLOR_RGB2GRAY)`` computes it (14-bit weights, rounded)."""
+    r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
+    return ((4899 * r + 9617 * g + 1868 * b + (1 << 13)) >> 14).astype(np.uint8)
+
+
+def _open(path: Path, max_pixels: int) -> Image.Image:
+    try:
+        image = Image.open(path)
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except IsADirectoryError:
+        raise ImageError("is a directory, not an image file") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except UnidentifiedImageError:
+        raise ImageError("not a recognised image format (unreadable or not an image)") from None
+    except OSError as exc:
+        raise ImageError(f"cannot open image: {exc}") from None
+    width, height = image.size
+    if width * height > max_pixels:
+        image.close()
+        raise ImageError(
+            f"image declares {width}x{height} = {width * height} pixels, over the limit of "
+            f"{max_pixels} (raise it with --max-pixels if the file is trusted)"
+        )
+    return image
+
+
+def _decode(image: Image.Image) -> Image.Image:
+    try:
+        image.load()
+        return ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(f"refused as a decompression bomb: {exc}") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(f"corrupt or truncated image data: {exc}") from None
+
+
+def _jpeg_luma(path: Path, max_pixels: int) -> np.ndarray:
+    """The JPEG's own Y plane, as libjpeg returns it when asked for greyscale output."""
+    with _open(path, max_pixels) as image:
+        image.draft("L", image.size)
+        return np.asarray(_decode(image).convert("L"))
+
+
+def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode ``path`` to RGB and OpenCV-compatible grey.
+
+    Alpha is dropped (not composited), as OpenCV's ``IMREAD_COLOR`` does; palette and grey images are
+    expanded to RGB; multi-frame files (GIF, WebP, TIFF) give their first frame.
+    """
+    path = Path(path)
+    with _open(path, max_pixels) as image:
+        file_format = image.format or "unknown"
+        decoded = _decode(image)
+        source_mode = decoded.mode
+        rgb = np.asarray(decoded.convert("RGB"))
+        if source_mode in ("L", "LA", "I;16", "I", "1"):
+            gray = np.asarray(decoded.convert("L"))
+        elif file_format == "PNG":
+            gray = luma_libpng(rgb)
+        elif file_format == "JPEG" and source_mode == "RGB":
+            gray = None
+        else:
+            gray = luma_opencv(rgb)
+    if gray is None:
+        gray = _jpeg_luma(path, max_pixels)
+    return LoadedImage(path=path, rgb=rgb, gray=gray, format=file_format)
+
+
+def aligned_crop(rgb: np.ndarray, multiple: int) -> np.ndarray:
+    """The largest top-left region whose sides are multiples of ``multiple``.
+
+    Cropping from the top-left corner keeps the phase of the decoder's pixel grid, which resampling
+    or a centred crop would shift.
+    """
+    height, width = rgb.shape[:2]
+    new_height, new_width = height - height % multiple, width - width % multiple
+    if new_height == 0 or new_width == 0:
+        raise ImageError(
+            f"image is {width}x{height}, smaller than the autoencoder's size multiple {multiple}"
+        )
+    return rgb[:new_height, :new_width]
+
+
+def resize_to_multiple(rgb: np.ndarray, multiple: int) -> np.ndarray:
+    """Resize (bilinear) so each side is rounded to the nearest multiple, as the authors' script."""
+    height, width = rgb.shape[:2]
+    new_height = max(multiple, round(height / multiple) * multiple)
+    new_width = max(multiple, round(width / multiple) * multiple)
+    if (new_height, new_width) == (height, width):
+        return rgb
+    resized = Image.fromarray(rgb).resize((new_width, new_height), Image.Resampling.BILINEAR)
+    return np.asarray(resized)
+
+
+def to_model_input(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 -> (3, H, W) float32 in [-1, 1], computed as ToTensor then Normalize(0.5, 0.5)."""
+    unit = rgb.astype(np.float32) / np.float32(255.0)
+    return np.ascontiguousarray(((unit - np.float32(0.5)) / np.float32(0.5)).transpose(2, 0, 1))
+
+
+def iter_image_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
+    """Files named on the command line as they are; directories walked in sorted order.
+
+    Walking is streamed directory by directory, so folders of many thousands of files are never
+    held in memory twice. Inside directories only known image extensions are taken; a file named
+    explicitly is always yielded, so that a bad one gets an error record instead of vanishing.
+    """
+    for given in paths:
+        path = Path(given)
+        if not path.is_dir():
+            yield path
+            continue
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            for name in sorted(files):
+                if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+                    yield Path(root) / name

@@ -1,0 +1,125 @@
+"""Reading and writing result records as JSON Lines or CSV, one flushed line per record.
+
+Every record is written and flushed as soon as it is complete, so an interrupted run keeps all that
+it finished. The format follows the file's suffix: ``.jsonl`` (or ``.json``) or ``.csv``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+
+
+class RecordFileError(ValueError):
+    """A records file that cannot be read or written as asked."""
+
+
+def record_format(path: str | os.PathLike) -> str:
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise RecordFileError(f"{path}: unknown output format {suffix!r}; use .jsonl or .csv")
+    return FORMATS[suffix]
+
+
+def _csv_value(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+class RecordWriter:
+    """Streams records with a fixed set of ``fields`` to a JSONL or CSV file (or a text stream)."""
+
+    def __init__(
+        self,
+        target: str | os.PathLike | IO[str],
+        fields: Sequence[str],
+        overwrite: bool = False,
+        fmt: str | None = None,
+    ):
+        self.fields = list(fields)
+        if isinstance(target, (str, os.PathLike)):
+            self.format = fmt or record_format(target)
+            try:
+                self._stream = open(target, "w" if overwrite else "x", newline="", encoding="utf-8")
+            except FileExistsError:
+                raise RecordFileError(f"{target} exists; pass --overwrite to replace it") from None
+            self._owns_stream = True
+        else:
+            self.format = fmt or "jsonl"
+            self._stream = target
+            self._owns_stream = False
+        self._csv = None
+        if self.format == "csv":
+            self._csv = csv.DictWriter(self._stream, fieldnames=self.fields, extrasaction="ignore")
+            self._csv.writeheader()
+            self._stream.flush()
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        row = {field: record.get(field) for field in self.fields}
+        if self._csv is not None:
+            self._csv.writerow({k: _csv_value(v) for k, v in row.items()})
+        else:
+            self._stream.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self._owns_stream:
+            self._stream.close()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+def _parse_csv_value(value: str) -> Any:
+    if value == "":
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    if math.isfinite(number) and number.is_integer() and "." not in value and "e" not in value:
+        return int(number)
+    return number
+
+
+def read_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """Records of a JSONL or CSV file; numbers in CSV come back as numbers, empty cells as None."""
+    fmt = record_format(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as stream:
+            if fmt == "csv":
+                for row in csv.DictReader(stream):
+                    yield {key: _parse_csv_value(value) for key, value in row.items()}
+                return
+            for number, line in enumerate(stream, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise RecordFileError(
+                        f"{path}:{number}: not a JSON record ({exc.msg})"
+                    ) from None
+    except OSError as exc:
+        raise RecordFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def write_records(
+    path: str | os.PathLike, fields: Sequence[str], records: Iterable[Mapping]
+) -> None:
+    with RecordWriter(path, fields, overwrite=True) as writer:
+        for record in records:
+            writer.write(record)

@@ -1,0 +1,60 @@
+"""The AEDR signal: how much more the first reconstruction loses than the second.
+
+For an image x and autoencoder (E, D): x1 = D(E(x)), x2 = D(E(x1)), loss1 = MSE(x, x1),
+loss2 = MSE(x1, x2), ratio = loss1 / loss2 and signal = ratio * H(x). Images the decoder made lie on
+its output manifold already, so their ratio is near 1; other images lose much more the first time.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+    from aedr.autoencoders.base import Autoencoder, LatentMode
+
+
+class SignalError(ValueError):
+    """A score that is not a finite number; the message says why."""
+
+
+def reconstruction_losses(
+    autoencoder: Autoencoder,
+    images: torch.Tensor,
+    latent: LatentMode = "mode",
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-image (loss1, loss2) as float64 tensors for a (B, 3, H, W) batch in [-1, 1].
+
+    x1 enters the second pass as the decoder returned it: unclamped and unquantised, as in the
+    paper. Losses are reduced in float64 so that they do not depend on the batch size.
+    """
+    import torch
+
+    with torch.inference_mode():
+        x = images.to(autoencoder.device, autoencoder.dtype)
+        x1 = autoencoder.decode(autoencoder.encode(x, latent, generator))
+        x2 = autoencoder.decode(autoencoder.encode(x1, latent, generator))
+        x, x1, x2 = (t.to(torch.float64) for t in (x, x1, x2))
+        loss1 = (x - x1).square().mean(dim=(1, 2, 3))
+        loss2 = (x1 - x2).square().mean(dim=(1, 2, 3))
+    return loss1.cpu(), loss2.cpu()
+
+
+def loss_ratio(loss1: float, loss2: float) -> float:
+    """loss1 / loss2, refusing values that would put NaN or infinity into results."""
+    if not (math.isfinite(loss1) and math.isfinite(loss2)):
+        raise SignalError(f"non-finite reconstruction loss (loss1={loss1}, loss2={loss2})")
+    if loss2 <= 0.0:
+        raise SignalError(
+            "loss2 is zero: the two reconstructions coincide exactly, so the ratio is undefined "
+            "(typically a flat, single-colour image)"
+        )
+    return loss1 / loss2
+
+
+def calibrated_signal(ratio: float, homogeneity: float) -> float:
+    """The paper's complexity-calibrated signal t' = t * H."""
+    return ratio * homogeneity
