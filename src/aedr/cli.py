@@ -230,7 +230,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     table = [headers] + [tuple(str(row[c]) for c in columns) for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(headers))]
     for line in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        )
     return EXIT_OK
 
 

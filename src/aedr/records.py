@@ -10,7 +10,7 @@ import csv
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -50,7 +50,9 @@ class RecordWriter:
         if isinstance(target, (str, os.PathLike)):
             self.format = fmt or record_format(target)
             try:
-                self._stream = open(target, "w" if overwrite else "x", newline="", encoding="utf-8")
+                self._stream = open(  # noqa: SIM115 -- closed by close() / __exit__
+                    target, "w" if overwrite else "x", newline="", encoding="utf-8"
+                )
             except FileExistsError:
                 raise RecordFileError(f"{target} exists; pass --overwrite to replace it") from None
             self._owns_stream = True
@@ -115,11 +117,3 @@ def read_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
                     ) from None
     except OSError as exc:
         raise RecordFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def write_records(
-    path: str | os.PathLike, fields: Sequence[str], records: Iterable[Mapping]
-) -> None:
-    with RecordWriter(path, fields, overwrite=True) as writer:
-        for record in records:
-            writer.write(record)
