@@ -2,8 +2,11 @@
 
 AEDR's homogeneity must match the paper authors' numbers, which came from
 ``cv2.imread(path, cv2.IMREAD_GRAYSCALE)``. OpenCV does not convert to grey the same way for every
-format: libpng converts RGB PNGs with truncating fixed-point weights, libjpeg hands back the stored
-luma (Y) plane, and other formats go through ``cvtColor`` with rounding. We decode with Pillow and
+format: libpng converts RGB PNGs with truncating 15-bit weights, libjpeg hands back the stored luma
+(Y) plane, WebP goes through ``cvtColor`` (15-bit, rounded) and OpenCV's own codecs (BMP, TIFF)
+use 14-bit rounded weights. PNGs with a gAMA chunk are converted by libpng in linear light; we
+convert their stored values like any other PNG (a documented difference, absent from the
+authors' data). We decode with Pillow and
 reproduce each of those paths, so neither OpenCV nor its codecs are needed at run time.
 """
 
@@ -51,7 +54,16 @@ def luma_libpng(rgb: np.ndarray) -> np.ndarray:
 
 
 def luma_opencv(rgb: np.ndarray) -> np.ndarray:
-    """Grey as OpenCV's ``cvtColor(.., COLOR_RGB2GRAY)`` computes it (14-bit weights, rounded)."""
+    """Grey as OpenCV's ``cvtColor(.., COLOR_RGB2GRAY)`` computes it (15-bit weights, rounded).
+
+    OpenCV's WebP reader decodes to colour and converts with this.
+    """
+    r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
+    return ((9798 * r + 19235 * g + 3735 * b + (1 << 14)) >> 15).astype(np.uint8)
+
+
+def luma_opencv_codec(rgb: np.ndarray) -> np.ndarray:
+    """Grey as OpenCV's own decoders (BMP, TIFF, ...) convert while reading (14-bit, rounded)."""
     r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
     return ((4899 * r + 9617 * g + 1868 * b + (1 << 13)) >> 14).astype(np.uint8)
 
@@ -114,8 +126,10 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
             gray = luma_libpng(rgb)
         elif file_format == "JPEG" and source_mode == "RGB":
             gray = None
-        else:
+        elif file_format == "WEBP":
             gray = luma_opencv(rgb)
+        else:
+            gray = luma_opencv_codec(rgb)
     if gray is None:
         gray = _jpeg_luma(path, max_pixels)
     return LoadedImage(path=path, rgb=rgb, gray=gray, format=file_format)

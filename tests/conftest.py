@@ -1,0 +1,81 @@
+"""Shared fixtures. Data from ``../shared`` is found through ``--shared-dir`` or
+``$AEDR_SHARED_DIR`` (default: the ``shared`` folder beside the repository); tests that need it skip
+with the reason when it is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--shared-dir", default=None, help="path of the shared data folder")
+
+
+def _shared_dir(config) -> Path:
+    given = config.getoption("--shared-dir") or os.environ.get("AEDR_SHARED_DIR")
+    return Path(given) if given else REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def shared_dir(pytestconfig) -> Path:
+    path = _shared_dir(pytestconfig)
+    if not path.is_dir():
+        pytest.skip(f"shared data folder not found at {path} (set AEDR_SHARED_DIR or --shared-dir)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_dir(shared_dir) -> Path:
+    path = shared_dir / "reference" / "aedr-official"
+    if not path.is_dir():
+        pytest.skip(f"authors' reference outputs not found at {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tae_dir(pytestconfig) -> Path:
+    given = os.environ.get("AEDR_WEIGHTS_DIR")
+    path = Path(given) if given else _shared_dir(pytestconfig) / "weights" / "tae"
+    if not (path / "taesd_encoder.safetensors").is_file():
+        pytest.skip(f"tiny autoencoder weights not found in {path} (set AEDR_WEIGHTS_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def random_tiny():
+    """A tiny autoencoder with random (seeded) weights: real architecture, fast, no files."""
+    from aedr.autoencoders.tiny import TinyAutoencoder, tiny_decoder, tiny_encoder
+
+    torch.manual_seed(0)
+    return TinyAutoencoder("random-tiny", tiny_encoder(4), tiny_decoder(4), "random:0")
+
+
+def smooth_image(seed: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
+    """A smooth random RGB image (uint8, H x W x 3) with some texture."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    yy, xx = np.mgrid[0:height, 0:width]
+    channels = [
+        127 + 100 * np.sin(xx / rng.uniform(3, 9) + rng.uniform(0, 6)) * np.cos(yy / rng.uniform(3, 9))
+        for _ in range(3)
+    ]
+    noise = rng.normal(0, 8, (height, width, 3))
+    return np.clip(np.stack(channels, -1) + noise, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """A folder of three small PNG images (64 x 48), one in a subfolder."""
+    folder = tmp_path / "images"
+    (folder / "sub").mkdir(parents=True)
+    for index, name in enumerate(["a.png", "b.jpg", "sub/c.png"]):
+        Image.fromarray(smooth_image(index)).save(folder / name, quality=95)
+    return folder

@@ -1,0 +1,89 @@
+import json
+
+import numpy as np
+import pytest
+from scipy.stats import gaussian_kde
+
+from aedr.calibration import (
+    Calibration,
+    CalibrationError,
+    fit_calibration,
+    kde_threshold,
+    signals_from_records,
+)
+
+AUTHORS_SD15_THRESHOLD = 1.0364583773111364
+
+
+def reference_signals(reference_dir, result: str, glcm: str) -> np.ndarray:
+    losses = np.loadtxt(reference_dir / "Result" / result)
+    return losses[:, 0] / losses[:, 1] * np.loadtxt(reference_dir / "GLCM" / glcm)
+
+
+def test_reproduces_authors_sd15_threshold_and_counts(reference_dir):
+    own = reference_signals(reference_dir, "SD1.5_SD1.5_l2.txt", "SD1.5.txt")
+    other = reference_signals(reference_dir, "SD1.5_SD2.1_l2.txt", "SD2.1.txt")
+    threshold = kde_threshold(own, alpha=0.05)
+    assert threshold == pytest.approx(AUTHORS_SD15_THRESHOLD, abs=1e-9)
+    assert int((own < threshold).sum()) == 477
+    assert int((other < threshold).sum()) == 8
+
+
+def test_threshold_is_the_kde_quantile():
+    rng = np.random.default_rng(1)
+    signals = rng.normal(1.0, 0.1, 300)
+    threshold = kde_threshold(signals, alpha=0.1)
+    # the KDE's own cumulative mass below the threshold is 1 - alpha (up to grid resolution)
+    kde = gaussian_kde(signals)
+    assert kde.integrate_box_1d(-np.inf, threshold) == pytest.approx(0.9, abs=2e-3)
+    assert kde_threshold(signals, alpha=0.01) > threshold > kde_threshold(signals, alpha=0.5)
+
+
+@pytest.mark.parametrize(
+    ("signals", "alpha", "message"),
+    [
+        ([1.0], 0.05, "at least 2"),
+        ([1.0, 1.0, 1.0], 0.05, "identical"),
+        ([1.0, float("nan")], 0.05, "NaN"),
+        ([1.0, 2.0], 1.5, "alpha"),
+    ],
+)
+def test_kde_threshold_rejects_bad_input(signals, alpha, message):
+    with pytest.raises(CalibrationError, match=message):
+        kde_threshold(signals, alpha)
+
+
+def test_calibration_round_trip_and_tamper_detection(tmp_path):
+    calibration = fit_calibration([0.9, 1.0, 1.1, 1.05, 0.95], "taesd", 0.05, {"latent": "mode"}, "sha256:x")
+    path = tmp_path / "c.json"
+    calibration.save(path)
+    loaded = Calibration.load(path)
+    assert loaded == calibration
+    assert loaded.belongs(0.5) and not loaded.belongs(5.0)
+    with pytest.raises(CalibrationError, match="exists"):
+        calibration.save(path)
+
+    data = json.loads(path.read_text())
+    data["threshold"] = 3.0
+    path.write_text(json.dumps(data))
+    with pytest.raises(CalibrationError, match="does not match its own signals"):
+        Calibration.load(path)
+    path.write_text("{not json")
+    with pytest.raises(CalibrationError, match="not a JSON calibration"):
+        Calibration.load(path)
+    with pytest.raises(CalibrationError, match="lacks"):
+        Calibration.from_dict({"model": "x"})
+
+
+def test_signals_from_records_handles_models_errors_and_loss_columns():
+    records = [
+        {"model": "a", "signal": 1.0, "error": ""},
+        {"model": "a", "signal": None, "error": "bad file"},
+        {"model": "b", "signal": 2.0, "error": ""},
+    ]
+    assert signals_from_records(records, "a") == ("a", [1.0], 1)
+    with pytest.raises(CalibrationError, match="several models"):
+        signals_from_records(records)
+    loss_rows = [{"loss1": 0.02, "loss2": 0.01, "homogeneity": 0.5}]
+    assert signals_from_records(loss_rows) == (None, [1.0], 0)
+    assert signals_from_records([{"loss1": 0.02, "loss2": 0.0, "homogeneity": 0.5}]) == (None, [], 1)

@@ -1,0 +1,115 @@
+"""The command line, run as users run it: in a subprocess, checking outputs and exit codes."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.torch import save_file
+
+from aedr.calibration import Calibration
+
+
+def run(*args, env=None, check_code=None):
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
+    result = subprocess.run(
+        [sys.executable, "-m", "aedr", *map(str, args)],
+        capture_output=True, text=True, env=environment, timeout=300,
+    )
+    if check_code is not None:
+        assert result.returncode == check_code, result.stderr
+    return result
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory, random_tiny) -> Path:
+    """The random tiny autoencoder saved as a pair of weight files, loadable by path."""
+    folder = tmp_path_factory.mktemp("weights")
+    for part in ("encoder", "decoder"):
+        save_file(random_tiny.module[part].state_dict(), folder / f"rand_{part}.safetensors")
+    return folder / "rand_encoder.safetensors"
+
+
+def test_help_and_version():
+    assert "attribute" in run("--help", check_code=0).stdout
+    assert run("--version", check_code=0).stdout.startswith("aedr ")
+    assert run("score", check_code=2).stderr  # missing arguments: usage error
+
+
+def test_models_table_and_json():
+    table = run("models", check_code=0).stdout
+    for name in ("taesd", "taef2", "sd15", "sdxl", "sd35", "flux1"):
+        assert name in table
+    rows = json.loads(run("models", "--json", check_code=0).stdout)
+    assert {row["name"] for row in rows} >= {"taesd", "sd21"}
+
+
+def test_score_writes_records_and_reports_failures(model_file, image_folder, tmp_path):
+    (image_folder / "broken.png").write_bytes(b"\x89PNG garbage")
+    out = tmp_path / "scores.jsonl"
+    run("score", image_folder, "--model", model_file, "--out", out, check_code=1)
+    records = read_jsonl(out)
+    assert len(records) == 4
+    broken = [r for r in records if r["path"].endswith("broken.png")]
+    assert broken[0]["error"] and broken[0]["signal"] is None
+    assert all(r["signal"] > 0 for r in records if not r["error"])
+    # an existing output is not overwritten unless asked
+    assert "--overwrite" in run("score", image_folder, "--model", model_file, "--out", out, check_code=2).stderr
+    csv_out = tmp_path / "scores.csv"
+    run("score", image_folder / "a.png", "--model", model_file, "--out", csv_out, "-q", check_code=0)
+    (row,) = list(csv.DictReader(csv_out.open()))
+    assert float(row["ratio"]) == pytest.approx(float(row["loss1"]) / float(row["loss2"]))
+
+
+def test_homogeneity_command(image_folder):
+    result = run("homogeneity", image_folder, check_code=0)
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(rows) == 3 and all(0 < row["homogeneity"] <= 1 for row in rows)
+
+
+def test_calibrate_from_authors_loss_columns(reference_dir, tmp_path):
+    losses = np.loadtxt(reference_dir / "Result" / "SD1.5_SD1.5_l2.txt")
+    glcm = np.loadtxt(reference_dir / "GLCM" / "SD1.5.txt")
+    table = tmp_path / "sd15.csv"
+    with table.open("w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["loss1", "loss2", "homogeneity"])
+        writer.writerows(zip(losses[:, 0], losses[:, 1], glcm, strict=True))
+    out = tmp_path / "sd15.json"
+    run("calibrate", "--scores", table, "--model", "sd15", "--out", out, check_code=0)
+    calibration = Calibration.load(out)
+    assert calibration.threshold == pytest.approx(1.0364583773111364, abs=1e-9)
+    assert calibration.n == 500 and calibration.model == "sd15"
+
+
+def test_calibrate_then_attribute(model_file, image_folder, tmp_path):
+    calibration = tmp_path / "rand.json"
+    scores = tmp_path / "calibration-scores.jsonl"
+    run("calibrate", "--model", model_file, image_folder, "--out", calibration,
+        "--scores-out", scores, check_code=0)  # fmt: skip
+    saved = json.loads(calibration.read_text())
+    assert saved["n"] == 3 and saved["autoencoder_identity"].startswith("sha256:")
+    assert saved["settings"]["latent"] == "mode" and saved["aedr_version"]
+    assert len(read_jsonl(scores)) == 3
+    out = tmp_path / "attribution.jsonl"
+    run("attribute", image_folder, "--calibration", calibration, "--out", out, check_code=0)
+    rows = read_jsonl(out)
+    assert len(rows) == 3
+    for row in rows:
+        assert row["verdict"] in (str(model_file), "none")
+        assert row["belongs"] == (row["signal"] < row["threshold"])
+
+
+def test_unavailable_model_is_a_clear_message_not_a_traceback(tmp_path, image_folder):
+    env = {"HF_HOME": str(tmp_path / "hf"), "AEDR_WEIGHTS_DIR": str(tmp_path)}
+    result = run("score", image_folder, "--model", "sd15", env=env, check_code=2)
+    assert "sd15" in result.stderr and "--weights-dir" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,38 @@
+import math
+
+import pytest
+import torch
+
+from aedr.signal import SignalError, calibrated_signal, loss_ratio, reconstruction_losses
+
+
+def test_loss_ratio_and_signal():
+    assert loss_ratio(0.02, 0.01) == 2.0
+    assert calibrated_signal(2.0, 0.5) == 1.0
+    with pytest.raises(SignalError, match="loss2 is zero"):
+        loss_ratio(0.01, 0.0)
+    with pytest.raises(SignalError, match="non-finite"):
+        loss_ratio(math.nan, 0.1)
+
+
+def test_losses_are_per_image_and_batch_independent(random_tiny):
+    torch.manual_seed(1)
+    images = torch.rand(3, 3, 32, 40) * 2 - 1
+    loss1, loss2 = reconstruction_losses(random_tiny, images)
+    assert loss1.shape == (3,) and loss1.dtype == torch.float64
+    assert torch.all(loss1 > 0) and torch.all(loss2 > 0)
+    # float32 convolutions may be blocked differently per batch size: allow 1e-4 relative
+    single = [reconstruction_losses(random_tiny, images[i : i + 1]) for i in range(3)]
+    torch.testing.assert_close(loss1, torch.cat([s[0] for s in single]), rtol=1e-4, atol=0)
+    torch.testing.assert_close(loss2, torch.cat([s[1] for s in single]), rtol=1e-4, atol=0)
+
+
+def test_losses_follow_the_definition(random_tiny):
+    torch.manual_seed(2)
+    x = torch.rand(1, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        x1 = random_tiny.decode(random_tiny.encode(x))
+        x2 = random_tiny.decode(random_tiny.encode(x1))
+    loss1, loss2 = reconstruction_losses(random_tiny, x)
+    assert loss1.item() == pytest.approx(torch.mean((x - x1) ** 2).item(), rel=1e-5)
+    assert loss2.item() == pytest.approx(torch.mean((x1 - x2) ** 2).item(), rel=1e-5)
