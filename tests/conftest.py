@@ -64,7 +64,8 @@ def smooth_image(seed: int, size: tuple[int, int] = (64, 48)) -> np.ndarray:
     height, width = size
     yy, xx = np.mgrid[0:height, 0:width]
     channels = [
-        127 + 100 * np.sin(xx / rng.uniform(3, 9) + rng.uniform(0, 6)) * np.cos(yy / rng.uniform(3, 9))
+        127
+        + 100 * np.sin(xx / rng.uniform(3, 9) + rng.uniform(0, 6)) * np.cos(yy / rng.uniform(3, 9))
         for _ in range(3)
     ]
     noise = rng.normal(0, 8, (height, width, 3))

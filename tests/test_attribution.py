@@ -6,7 +6,9 @@ from aedr.scoring import ScoreRecord
 
 
 def calibration(model, center, **kwargs):
-    return fit_calibration([center - 0.1, center, center + 0.1, center + 0.05], model, 0.05, **kwargs)
+    return fit_calibration(
+        [center - 0.1, center, center + 0.1, center + 0.05], model, 0.05, **kwargs
+    )
 
 
 def record(model, signal, error=""):
@@ -32,7 +34,9 @@ def test_errors_propagate_without_a_verdict():
 
 
 def test_attributor_refuses_mismatched_weights_and_settings(random_tiny, image_folder):
-    good = calibration("random-tiny", 1.0, settings={"latent": "mode"}, autoencoder_identity="random:0")
+    good = calibration(
+        "random-tiny", 1.0, settings={"latent": "mode"}, autoencoder_identity="random:0"
+    )
     attributor = Attributor([good], [random_tiny])
     assert attributor.attribute_file(image_folder / "a.png").decisions[0].signal is not None
     wrong = calibration("random-tiny", 1.0, autoencoder_identity="sha256:other")

@@ -54,7 +54,9 @@ def test_kde_threshold_rejects_bad_input(signals, alpha, message):
 
 
 def test_calibration_round_trip_and_tamper_detection(tmp_path):
-    calibration = fit_calibration([0.9, 1.0, 1.1, 1.05, 0.95], "taesd", 0.05, {"latent": "mode"}, "sha256:x")
+    calibration = fit_calibration(
+        [0.9, 1.0, 1.1, 1.05, 0.95], "taesd", 0.05, {"latent": "mode"}, "sha256:x"
+    )
     path = tmp_path / "c.json"
     calibration.save(path)
     loaded = Calibration.load(path)
@@ -86,4 +88,8 @@ def test_signals_from_records_handles_models_errors_and_loss_columns():
         signals_from_records(records)
     loss_rows = [{"loss1": 0.02, "loss2": 0.01, "homogeneity": 0.5}]
     assert signals_from_records(loss_rows) == (None, [1.0], 0)
-    assert signals_from_records([{"loss1": 0.02, "loss2": 0.0, "homogeneity": 0.5}]) == (None, [], 1)
+    assert signals_from_records([{"loss1": 0.02, "loss2": 0.0, "homogeneity": 0.5}]) == (
+        None,
+        [],
+        1,
+    )

@@ -18,7 +18,10 @@ def run(*args, env=None, check_code=None):
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     result = subprocess.run(
         [sys.executable, "-m", "aedr", *map(str, args)],
-        capture_output=True, text=True, env=environment, timeout=300,
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=300,
     )
     if check_code is not None:
         assert result.returncode == check_code, result.stderr
@@ -62,9 +65,14 @@ def test_score_writes_records_and_reports_failures(model_file, image_folder, tmp
     assert broken[0]["error"] and broken[0]["signal"] is None
     assert all(r["signal"] > 0 for r in records if not r["error"])
     # an existing output is not overwritten unless asked
-    assert "--overwrite" in run("score", image_folder, "--model", model_file, "--out", out, check_code=2).stderr
+    assert (
+        "--overwrite"
+        in run("score", image_folder, "--model", model_file, "--out", out, check_code=2).stderr
+    )
     csv_out = tmp_path / "scores.csv"
-    run("score", image_folder / "a.png", "--model", model_file, "--out", csv_out, "-q", check_code=0)
+    run(
+        "score", image_folder / "a.png", "--model", model_file, "--out", csv_out, "-q", check_code=0
+    )
     (row,) = list(csv.DictReader(csv_out.open()))
     assert float(row["ratio"]) == pytest.approx(float(row["loss1"]) / float(row["loss2"]))
 

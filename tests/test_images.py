@@ -4,6 +4,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import smooth_image
 from PIL import Image
 
 from aedr.images import (
@@ -14,7 +15,6 @@ from aedr.images import (
     resize_to_multiple,
     to_model_input,
 )
-from conftest import smooth_image
 
 
 @pytest.mark.parametrize("suffix", [".png", ".jpg", ".bmp", ".webp", ".tif"])

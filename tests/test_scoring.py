@@ -1,9 +1,9 @@
 import math
 
 import pytest
+from conftest import smooth_image
 
 from aedr.scoring import SCORE_FIELDS, Scorer, ScoreSettings, score_array
-from conftest import smooth_image
 
 
 def test_scores_every_image_for_every_model(random_tiny, image_folder):
@@ -33,7 +33,9 @@ def test_homogeneity_is_computed_once_per_image(random_tiny, image_folder, monke
 
     calls = []
     original = aedr.scoring.glcm_homogeneity
-    monkeypatch.setattr(aedr.scoring, "glcm_homogeneity", lambda *a: calls.append(1) or original(*a))
+    monkeypatch.setattr(
+        aedr.scoring, "glcm_homogeneity", lambda *a: calls.append(1) or original(*a)
+    )
     records = Scorer([random_tiny, random_tiny]).score_file(image_folder / "a.png")
     assert len(records) == 2 and len(calls) == 1
 
