@@ -28,10 +28,12 @@ class Autoencoder(ABC):
     spatial_factor: int
     size_multiple: int
 
+    _module: torch.nn.Module
+
     @property
-    @abstractmethod
     def module(self) -> torch.nn.Module:
         """The torch module holding every weight (used for device and dtype moves)."""
+        return self._module
 
     @abstractmethod
     def encode(

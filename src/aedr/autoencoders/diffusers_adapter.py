@@ -34,8 +34,8 @@ class DiffusersAutoencoder(Autoencoder):
     def __init__(self, name: str, model: torch.nn.Module, identity: str):
         self.name = name
         self.identity = identity
-        self._model = model.eval()
-        self._model.requires_grad_(False)
+        self._module = model.eval()
+        self._module.requires_grad_(False)
         config = model.config
         self.latent_channels = int(config.latent_channels)
         block_channels = getattr(config, "block_out_channels", None) or ()
@@ -43,17 +43,13 @@ class DiffusersAutoencoder(Autoencoder):
         self.spatial_factor = 2 ** (len(block_channels) - 1) if block_channels else 8
         self.size_multiple = self.spatial_factor
 
-    @property
-    def module(self) -> torch.nn.Module:
-        return self._model
-
     def encode(
         self,
         images: torch.Tensor,
         latent: LatentMode = "mode",
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        return latents_from_encoder_output(self._model.encode(images), latent, generator)
+        return latents_from_encoder_output(self._module.encode(images), latent, generator)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return self._model.decode(latents).sample
+        return self._module.decode(latents).sample

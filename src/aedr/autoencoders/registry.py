@@ -94,7 +94,11 @@ def create_autoencoder(
     dtype: torch.dtype | None = None,
 ) -> Autoencoder:
     """Load the autoencoder that ``model`` names (registry name, hub id[:subfolder] or path)."""
-    return _load(model, weights_dir).to(torch.device(device), dtype or torch.float32)
+    autoencoder = _load(model, weights_dir)
+    try:
+        return autoencoder.to(torch.device(device), dtype or torch.float32)
+    except (RuntimeError, AssertionError) as exc:  # e.g. a CUDA device on a machine without one
+        raise ModelUnavailableError(f"cannot run {model!r} on device {device!r}: {exc}") from exc
 
 
 def _load(model: str, weights_dir: str | os.PathLike | None) -> Autoencoder:

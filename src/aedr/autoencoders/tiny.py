@@ -152,10 +152,6 @@ class TinyAutoencoder(Autoencoder):
         identity = "sha256:" + files_sha256([encoder_path, decoder_path])
         return cls(name, encoder.float(), decoder.float(), identity)
 
-    @property
-    def module(self) -> nn.Module:
-        return self._module
-
     def encode(
         self,
         images: torch.Tensor,
