@@ -131,6 +131,8 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         else:
             gray = luma_opencv_codec(rgb)
     if gray is None:
+        # A second decode, on purpose: libjpeg's RGB output and its Y plane are two different
+        # decodes, and neither can be derived from the other without changing the pixels.
         gray = _jpeg_luma(path, max_pixels)
     return LoadedImage(path=path, rgb=rgb, gray=gray, format=file_format)
 

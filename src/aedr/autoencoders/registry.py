@@ -144,14 +144,13 @@ def _load_local(path: Path, name: str, prefix: str | None = None) -> Autoencoder
         if prefix
         else sorted({f.name.rsplit("_encoder", 1)[0] for f in path.glob("*_encoder.*")})
     )
-    pairs = [(p, find_weight_pair(path, p)) for p in prefixes]
-    pairs = [(p, pair) for p, pair in pairs if pair]
+    pairs = [pair for p in prefixes if (pair := find_weight_pair(path, p))]
     if len(pairs) != 1:
         raise ModelUnavailableError(
             f"{path} holds no diffusers config.json and "
             f"{'several' if pairs else 'no'} tiny-autoencoder weight pairs; name one file instead"
         )
-    return TinyAutoencoder.from_files(name, *pairs[0][1])
+    return TinyAutoencoder.from_files(name, *pairs[0])
 
 
 def _load_hub(hub_id: str, subfolder: str | None, name: str, spec: ModelSpec | None) -> Autoencoder:
