@@ -80,3 +80,9 @@ def image_folder(tmp_path) -> Path:
     for index, name in enumerate(["a.png", "b.jpg", "sub/c.png"]):
         Image.fromarray(smooth_image(index)).save(folder / name, quality=95)
     return folder
+
+
+@pytest.fixture(autouse=True)
+def private_score_store(tmp_path_factory, monkeypatch):
+    """Each test gets its own score store, never the user's cache (CLI runs inherit it)."""
+    monkeypatch.setenv("AEDR_STORE", str(tmp_path_factory.mktemp("store") / "scores.sqlite"))

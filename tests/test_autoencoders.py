@@ -1,48 +1,27 @@
-import json
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from conftest import smooth_image
+from PIL import Image
 
 from aedr.autoencoders import ModelUnavailableError, create_autoencoder, get_spec, list_models
 from aedr.autoencoders.diffusers_adapter import DiffusersAutoencoder
 from aedr.autoencoders.tiny import TinyAutoencoder
 from aedr.images import aligned_crop, read_image, to_model_input
+from aedr.scoring import Scorer
+from aedr.signal import reconstruction_losses
 
-FIXTURES = Path(__file__).parent / "fixtures"
 TINY_MODELS = ("taesd", "taesdxl", "taesd3", "taef1", "taef2")
-REQUIRED = {"taesd", "taesdxl", "taesd3", "taef1", "taef2", "sd15", "sd21", "sdxl", "sd35", "flux1"}
+FAMILIES = [spec.name for spec in list_models() if spec.architecture]
 
 
 def random_kl() -> DiffusersAutoencoder:
-    from diffusers import AutoencoderKL
-
-    torch.manual_seed(0)
-    config = json.loads((FIXTURES / "sd_vae_config.json").read_text())
-    model = AutoencoderKL.from_config({k: v for k, v in config.items() if not k.startswith("_")})
-    return DiffusersAutoencoder("sd-random", model, "random:0")
+    return create_autoencoder("sd15", random_weights=True)
 
 
-def test_registry_lists_required_models_with_facts():
-    specs = {spec.name: spec for spec in list_models()}
-    assert set(specs) >= REQUIRED
-    assert specs["sd35"].gated and specs["sd35"].latent_channels == 16
-    assert specs["flux1"].hub_id == "black-forest-labs/FLUX.1-schnell"
-    assert specs["sd15"].subfolder == "vae"
-    assert get_spec("SD1.5") is specs["sd15"]
-
-
-def test_unknown_model_and_weight_file_only_model_give_clear_errors(tmp_path, monkeypatch):
-    monkeypatch.delenv("AEDR_WEIGHTS_DIR", raising=False)
-    with pytest.raises(ModelUnavailableError, match="unknown model 'nonsense'"):
-        create_autoencoder("nonsense")
-    with pytest.raises(ModelUnavailableError, match=r"taef2.*--weights-dir"):
-        create_autoencoder("taef2", weights_dir=tmp_path)
-
-
-def test_kl_adapter_from_published_config_random_weights():
+def test_kl_adapter_mode_is_deterministic_and_sample_is_seeded():
     autoencoder = random_kl()
     assert (autoencoder.latent_channels, autoencoder.spatial_factor) == (4, 8)
     x = torch.rand(2, 3, 32, 48) * 2 - 1
@@ -57,13 +36,77 @@ def test_kl_adapter_from_published_config_random_weights():
         assert autoencoder.decode(mode).shape == x.shape
 
 
-def test_local_diffusers_folder_is_found_before_the_hub(tmp_path):
-    random_kl().module.save_pretrained(tmp_path / "sd15")
-    autoencoder = create_autoencoder("sd15", weights_dir=tmp_path)
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_family_runs_from_its_published_config(name, tmp_path):
+    """Random weights in the published architecture: shapes, ranges, size multiple, signal."""
+    spec = get_spec(name)
+    autoencoder = create_autoencoder(name, random_weights=True)
     assert isinstance(autoencoder, DiffusersAutoencoder)
-    assert autoencoder.name == "sd15" and autoencoder.identity.startswith("path:")
-    by_path = create_autoencoder(str(tmp_path / "sd15"))
-    assert by_path.latent_channels == 4
+    assert autoencoder.latent_channels == spec.latent_channels
+    assert autoencoder.spatial_factor == spec.spatial_factor
+    assert autoencoder.size_multiple == spec.size_multiple
+    assert autoencoder.group == spec.equivalence_group
+    assert autoencoder.dtype == torch.float32  # CPU default
+    side = max(64, spec.size_multiple)
+    x = torch.rand(1, 3, side, side) * 2 - 1
+    with torch.no_grad():
+        latents = autoencoder.encode(x)
+        factor = spec.spatial_factor
+        assert latents.shape[:2] == (1, spec.latent_channels)  # Qwen-Image adds a frame axis
+        assert latents.shape[-2:] == (side // factor, side // factor)
+        decoded = autoencoder.decode(latents)
+    assert decoded.shape == x.shape and torch.isfinite(decoded).all()
+    assert decoded.abs().max() < 50  # images, not exploded activations
+
+    # An image off the size grid is cropped onto it, and the AEDR signal is finite.
+    odd = Image.fromarray(smooth_image(1, (side + 5, side + 3)))
+    odd.save(tmp_path / "odd.png")
+    (record,) = Scorer([autoencoder]).score_file(tmp_path / "odd.png")
+    assert record.ok, record.error
+    assert np.isfinite(record.signal) and record.ratio > 0
+    assert record.group == spec.equivalence_group
+
+
+@pytest.mark.parametrize("name", ["sd15", "flux1"])
+def test_half_precision_runs_and_losses_stay_float64(name):
+    autoencoder = create_autoencoder(name, dtype="bf16", random_weights=True)
+    assert autoencoder.dtype == torch.bfloat16
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    loss1, _ = reconstruction_losses(autoencoder, x)
+    assert loss1.dtype == torch.float64 and torch.isfinite(loss1).all()
+    reference = reconstruction_losses(create_autoencoder(name, random_weights=True), x)
+    assert abs(float(loss1[0] / reference[0][0]) - 1) < 0.05  # bf16 moves the loss, not much
+
+
+class OverflowingInHalf(TinyAutoencoder):
+    """Decodes to infinity unless it runs in float32, like the SDXL VAE in fp16."""
+
+    def decode(self, latents):
+        decoded = super().decode(latents)
+        return decoded if self.dtype == torch.float32 else decoded * float("inf")
+
+
+def test_non_finite_half_precision_output_is_recomputed_in_float32():
+    # float32 arithmetic on the same (bf16-rounded) weights
+    reference = TinyAutoencoder.random("t", 4).to(dtype=torch.bfloat16).to(dtype=torch.float32)
+    overflowing = OverflowingInHalf.random("t", 4).to(dtype=torch.bfloat16)
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    loss1, loss2 = reconstruction_losses(overflowing, x)
+    assert torch.isfinite(loss1).all() and torch.isfinite(loss2).all()
+    assert overflowing.dtype == torch.bfloat16  # restored after the fallback
+    expected = reconstruction_losses(reference, x)
+    torch.testing.assert_close(loss1, expected[0])
+
+
+def test_vq_quantize_option_changes_decoding_and_identity():
+    x = torch.rand(1, 3, 64, 64) * 2 - 1
+    continuous = create_autoencoder("kandinsky22", random_weights=True)
+    quantized = create_autoencoder("kandinsky22", random_weights=True, quantize=True)
+    assert continuous.quantize is False and quantized.quantize is True
+    assert continuous.identity != quantized.identity
+    with torch.no_grad():
+        latents = continuous.encode(x)
+        assert not torch.allclose(continuous.decode(latents), quantized.decode(latents))
 
 
 def test_weights_pickle_that_runs_code_is_refused(tmp_path, random_tiny):

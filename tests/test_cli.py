@@ -49,10 +49,31 @@ def test_help_and_version():
 
 def test_models_table_and_json():
     table = run("models", check_code=0).stdout
-    for name in ("taesd", "taef2", "sd15", "sdxl", "sd35", "flux1"):
+    for name in ("taesd", "taef2", "sd15", "sdxl", "sd35", "flux1", "sana", "qwen-image"):
         assert name in table
-    rows = json.loads(run("models", "--json", check_code=0).stdout)
-    assert {row["name"] for row in rows} >= {"taesd", "sd21"}
+    assert "gpu dtype" in table.splitlines()[0] and "group" in table.splitlines()[0]
+    rows = {row["name"]: row for row in json.loads(run("models", "--json", check_code=0).stdout)}
+    assert rows["sd2base"]["group"] == rows["sd21"]["group"] == "sd2"
+    assert rows["sana"]["size_multiple"] == 32 and rows["flux2"]["gated"]
+    assert rows["kandinsky22"]["license"] == "Apache-2.0"
+
+
+def test_models_check_times_random_weight_architectures_and_reports_failures(tmp_path):
+    result = run(
+        "models", "--check", "sd15", "no-such-model", "--random-weights", "--size", "64", "--json",
+        check_code=1,
+    )  # fmt: skip
+    good, bad = json.loads(result.stdout)
+    assert good["model"] == "sd15" and good["finite"] and good["size"] == 64
+    assert good["encode_ms"] > 0 and good["decode_ms"] > 0 and good["ratio"] > 0
+    assert not bad["finite"] and "random weights need a registry name" in bad["error"]
+
+
+def test_models_check_real_tiny_weights(tae_dir):
+    table = run(
+        "models", "--check", "taesd", "--weights-dir", tae_dir, "--size", "64", check_code=0
+    )
+    assert "sha256:" in table.stdout and "True" in table.stdout
 
 
 def test_score_writes_records_and_reports_failures(model_file, image_folder, tmp_path):

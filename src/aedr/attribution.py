@@ -3,30 +3,37 @@
 Each calibrated model accepts an image when its signal is below the model's threshold. Among the
 models that accept, the verdict is the one with the largest relative margin
 ``1 - signal / threshold`` (how far below its own threshold the image sits, comparable across
-models whose thresholds differ); ``none`` when no model accepts.
+models whose thresholds differ); ``none`` when no model accepts. ``verdict_group`` names the
+winner's equivalence group: every model in it ships the same weights, so any of them may be the
+source.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aedr.autoencoders.base import Autoencoder
 from aedr.calibration import Calibration, CalibrationError
-from aedr.images import DEFAULT_MAX_PIXELS
+from aedr.images import DEFAULT_MAX_PIXELS, iter_image_files
 from aedr.scoring import Scorer, ScoreRecord, ScoreSettings
+
+if TYPE_CHECKING:
+    from aedr.autoencoders.loading import ModelHandle
 
 NO_MODEL = "none"
 ATTRIBUTION_FIELDS = (
-    "path", "model", "signal", "threshold", "belongs", "margin", "verdict", "error",
+    "path", "model", "group", "signal", "threshold", "belongs", "margin", "verdict",
+    "verdict_group", "error",
 )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class ModelDecision:
     model: str
+    group: str
     signal: float | None
     threshold: float
     belongs: bool
@@ -43,24 +50,32 @@ class Attribution:
     verdict: str
     error: str = ""
 
+    @property
+    def verdict_group(self) -> str:
+        return next((d.group for d in self.decisions if d.model == self.verdict), "")
+
     def rows(self) -> list[dict[str, Any]]:
         """One flat row per model, each carrying the image's verdict (the output file layout)."""
         return [
             {
-                "path": self.path, "model": d.model, "signal": d.signal,
+                "path": self.path, "model": d.model, "group": d.group, "signal": d.signal,
                 "threshold": d.threshold, "belongs": d.belongs, "margin": d.margin,
-                "verdict": self.verdict, "error": d.error,
+                "verdict": self.verdict, "verdict_group": self.verdict_group, "error": d.error,
             }
             for d in self.decisions
         ]  # fmt: skip
 
 
 def decide(record: ScoreRecord, calibration: Calibration) -> ModelDecision:
+    group = record.group or record.model
     if not record.ok or record.signal is None:
-        return ModelDecision(record.model, None, calibration.threshold, False, None, record.error)
+        return ModelDecision(
+            record.model, group, None, calibration.threshold, False, None, record.error
+        )
     margin = 1.0 - record.signal / calibration.threshold
     return ModelDecision(
         record.model,
+        group,
         record.signal,
         calibration.threshold,
         calibration.belongs(record.signal),
@@ -96,7 +111,7 @@ def check_compatible(calibrations: Sequence[Calibration]) -> dict[str, Any]:
     return settings[0]
 
 
-def check_identity(calibration: Calibration, autoencoder: Autoencoder) -> None:
+def check_identity(calibration: Calibration, autoencoder: Autoencoder | ModelHandle) -> None:
     """Refuse to apply a calibration to different weights than it was fitted with."""
     expected = calibration.autoencoder_identity
     if expected and expected != autoencoder.identity:
@@ -107,19 +122,31 @@ def check_identity(calibration: Calibration, autoencoder: Autoencoder) -> None:
 
 
 class Attributor:
-    """Scores images against every calibrated model and attributes each one."""
+    """Scores images against every calibrated model and attributes each one.
+
+    ``models`` are loaded autoencoders or handles (loaded on demand), in calibration order;
+    ``scorer_options`` go to the ``Scorer`` (store, batch size, workers, limits).
+    """
 
     def __init__(
         self,
         calibrations: Sequence[Calibration],
-        autoencoders: Sequence[Autoencoder],
+        models: Sequence[Autoencoder | ModelHandle],
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        **scorer_options: Any,
     ):
         settings = check_compatible(calibrations)
-        for calibration, autoencoder in zip(calibrations, autoencoders, strict=True):
-            check_identity(calibration, autoencoder)
+        for calibration, model in zip(calibrations, models, strict=True):
+            check_identity(calibration, model)
         self.calibrations = {c.model: c for c in calibrations}
-        self.scorer = Scorer(autoencoders, ScoreSettings.from_dict(settings), max_pixels)
+        self.scorer = Scorer(
+            models, ScoreSettings.from_dict(settings), max_pixels, **scorer_options
+        )
 
     def attribute_file(self, path: str | os.PathLike) -> Attribution:
         return attribute(self.scorer.score_file(path), self.calibrations)
+
+    def attribute_paths(self, paths: Iterable[str | os.PathLike]) -> Iterator[Attribution]:
+        """An attribution per image file under ``paths`` (directories walked), as they finish."""
+        for records in self.scorer.score_images(iter_image_files(paths)):
+            yield attribute(records, self.calibrations)

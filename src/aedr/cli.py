@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,11 +41,28 @@ def _add_loading(parser: argparse.ArgumentParser) -> None:
         help="folder searched for local weights before the hub (default: $AEDR_WEIGHTS_DIR)",
     )
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
+    _add_dtype(parser)
+    parser.add_argument(
+        "--quantize",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="VQ models only: decode through the codebook (on) or not (off); "
+        "auto = the registry's choice (off)",
+    )
     parser.add_argument(
         "--max-pixels",
         type=int,
         default=DEFAULT_MAX_PIXELS,
         help=f"refuse images declaring more pixels than this (default {DEFAULT_MAX_PIXELS})",
+    )
+
+
+def _add_dtype(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--dtype",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="weights and activations; auto = fp32 on CPU, the family's stable choice on GPU",
     )
 
 
@@ -61,14 +79,78 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="resize each side to the nearest size multiple instead of cropping (the default)",
     )
+    parser.add_argument(
+        "--crop",
+        type=int,
+        metavar="N",
+        help="score N x N crops on the autoencoder's grid instead of the whole image",
+    )
+    parser.add_argument(
+        "--crops", type=int, default=1, metavar="K", help="with --crop: K crops spread evenly"
+    )
+
+
+def _add_pipeline(parser: argparse.ArgumentParser) -> None:
+    from aedr.scoring import DEFAULT_MAX_MODEL_PIXELS
+
+    parser.add_argument(
+        "--store",
+        help="score store (SQLite) reused across runs "
+        "(default: $AEDR_STORE or $XDG_CACHE_HOME/aedr/scores.sqlite)",
+    )
+    parser.add_argument(
+        "--no-cache", action="store_true", help="neither read nor write the score store"
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        help="images of equal size per autoencoder batch (default: 1 on CPU, 8 on GPU)",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="threads reading and decoding images ahead"
+    )
+    parser.add_argument(
+        "--max-model-pixels",
+        type=int,
+        default=DEFAULT_MAX_MODEL_PIXELS,
+        help="refuse larger inputs to one autoencoder pass (use --crop for big images)",
+    )
 
 
 def _settings(args: argparse.Namespace):
     from aedr.scoring import ScoreSettings
 
+    if (args.crop is not None and args.crop < 1) or args.crops < 1:
+        raise UsageError("--crop and --crops must be positive")
     return ScoreSettings(
-        latent=args.latent, seed=args.seed, alignment="resize" if args.resize else "crop"
+        latent=args.latent,
+        seed=args.seed,
+        alignment="resize" if args.resize else "crop",
+        crop=args.crop,
+        crops=args.crops,
     )
+
+
+def _pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The command's store, batching and limits, as ``Scorer`` keyword arguments."""
+    return {
+        "store": _store(args),
+        "batch_size": args.batch_size or (1 if str(args.device).startswith("cpu") else 8),
+        "workers": args.workers,
+        "max_model_pixels": args.max_model_pixels,
+    }
+
+
+def _scorer(models: Sequence[str], args: argparse.Namespace, settings):
+    from aedr.scoring import Scorer
+
+    return Scorer(_models(models, args), settings, args.max_pixels, **_pipeline_options(args))
+
+
+def _store(args: argparse.Namespace):
+    from aedr.store import ScoreStore, default_store_path
+
+    return None if args.no_cache else ScoreStore(args.store or default_store_path())
 
 
 def _progress(items: Iterable, quiet: bool, unit: str = "img") -> Iterator:
@@ -89,10 +171,23 @@ def _writer(out: str | None, fields: Sequence[str], overwrite: bool):
     return RecordWriter(sys.stdout, fields)
 
 
-def _load_autoencoders(models: Sequence[str], args: argparse.Namespace) -> list:
-    from aedr.autoencoders import create_autoencoder
+def _models(models: Sequence[str], args: argparse.Namespace) -> list:
+    """Handles for ``models``: located now (errors surface before any image), loaded on demand.
 
-    return [create_autoencoder(m, args.weights_dir, args.device) for m in models]
+    A hub model that is not cached yet is loaded (downloaded) now, so that a failure is a set-up
+    error rather than one in the middle of a run.
+    """
+    from aedr.autoencoders import resolve_model
+
+    quantize = {"auto": None, "on": True, "off": False}[args.quantize]
+    handles = [
+        resolve_model(m, args.weights_dir, args.device, args.dtype, quantize=quantize)
+        for m in models
+    ]
+    for handle in handles:
+        if handle.identity is None:
+            handle.load()
+    return handles
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
@@ -106,13 +201,14 @@ def _say(args: argparse.Namespace, message: str) -> None:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from aedr.images import iter_image_files
-    from aedr.scoring import SCORE_FIELDS, Scorer
+    from aedr.scoring import SCORE_FIELDS
 
-    scorer = Scorer(_load_autoencoders(args.model, args), _settings(args), args.max_pixels)
+    scorer = _scorer(args.model, args, _settings(args))
     failed = total = 0
     with _writer(args.out, SCORE_FIELDS, args.overwrite) as writer:
-        for path in _progress(iter_image_files(args.paths), args.quiet):
-            for record in scorer.score_file(path):
+        images = scorer.score_images(iter_image_files(args.paths))
+        for records in _progress(images, args.quiet):
+            for record in records:
                 writer.write(record.as_dict())
                 total += 1
                 failed += not record.ok
@@ -143,15 +239,13 @@ def _score_for_calibration(args: argparse.Namespace) -> tuple[str, str, list[flo
     from contextlib import nullcontext
 
     from aedr.images import iter_image_files
-    from aedr.scoring import SCORE_FIELDS, Scorer
+    from aedr.scoring import SCORE_FIELDS
 
-    (autoencoder,) = _load_autoencoders([args.model], args)
-    scorer = Scorer([autoencoder], _settings(args), args.max_pixels)
+    scorer = _scorer([args.model], args, _settings(args))
     signals, failed = [], 0
     scores_out = args.scores_out
     with _writer(scores_out, SCORE_FIELDS, args.overwrite) if scores_out else nullcontext() as out:
-        for path in _progress(iter_image_files(args.paths), args.quiet):
-            (record,) = scorer.score_file(path)
+        for (record,) in _progress(scorer.score_images(iter_image_files(args.paths)), args.quiet):
             if out is not None:
                 out.write(record.as_dict())
             if record.ok:
@@ -159,7 +253,8 @@ def _score_for_calibration(args: argparse.Namespace) -> tuple[str, str, list[flo
             else:
                 failed += 1
                 _say(args, f"skipped {record.path}: {record.error}")
-    return autoencoder.name, autoencoder.identity, signals, failed
+    (model,) = scorer.models
+    return model.name, model.identity, signals, failed
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -190,16 +285,18 @@ def cmd_attribute(args: argparse.Namespace) -> int:
 
     from aedr.attribution import ATTRIBUTION_FIELDS, Attributor
     from aedr.calibration import Calibration
-    from aedr.images import iter_image_files
 
     calibrations = [Calibration.load(path) for path in args.calibration]
-    autoencoders = _load_autoencoders([c.model for c in calibrations], args)
-    attributor = Attributor(calibrations, autoencoders, args.max_pixels)
+    attributor = Attributor(
+        calibrations,
+        _models([c.model for c in calibrations], args),
+        args.max_pixels,
+        **_pipeline_options(args),
+    )
     verdicts: Counter[str] = Counter()
     failed = 0
     with _writer(args.out, ATTRIBUTION_FIELDS, args.overwrite) as writer:
-        for path in _progress(iter_image_files(args.paths), args.quiet):
-            attribution = attributor.attribute_file(path)
+        for attribution in _progress(attributor.attribute_paths(args.paths), args.quiet):
             for row in attribution.rows():
                 writer.write(row)
             failed += any(d.error for d in attribution.decisions)
@@ -208,32 +305,79 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    from aedr.autoencoders import find_local_weights, list_models
-
-    rows = [
-        {
-            "name": spec.name, "aliases": list(spec.aliases), "class": spec.diffusers_class,
-            "source": spec.source, "latent_channels": spec.latent_channels,
-            "spatial_factor": spec.spatial_factor, "gated": spec.gated,
-            "local_weights": str(find_local_weights(spec, args.weights_dir) or ""),
-            "description": spec.description,
-        }
-        for spec in list_models()
-    ]  # fmt: skip
-    if args.json:
-        json.dump(rows, sys.stdout, indent=2)
-        print()
-        return EXIT_OK
-    columns = ("name", "class", "latent_channels", "spatial_factor", "source", "local_weights")
-    headers = ("name", "class", "ch", "factor", "source", "local weights")
-    table = [headers] + [tuple(str(row[c]) for c in columns) for row in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(headers))]
+def _print_table(rows: Sequence[dict[str, Any]], columns: dict[str, str]) -> None:
+    """Aligned plain-text columns: ``columns`` maps row keys to headers."""
+    table = [tuple(columns.values())] + [
+        tuple("" if row[key] is None else str(row[key]) for key in columns) for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     for line in table:
         print(
             "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         )
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from aedr.autoencoders import find_local_weights, list_models
+
+    if args.check:
+        return _check_models(args)
+    rows = [
+        {**spec.facts(), "local_weights": str(find_local_weights(spec, args.weights_dir) or "")}
+        for spec in list_models()
+    ]
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        print()
+        return EXIT_OK
+    _print_table(
+        rows,
+        {
+            "name": "name", "diffusers_class": "class", "latent_channels": "ch",
+            "spatial_factor": "factor", "size_multiple": "multiple", "gpu_dtype": "gpu dtype",
+            "group": "group", "gated": "gated", "source": "source",
+            "local_weights": "local weights",
+        },
+    )  # fmt: skip
     return EXIT_OK
+
+
+def _check_models(args: argparse.Namespace) -> int:
+    """Load each named model (cache, weights dir or random weights) and time it at --size.
+
+    A model that cannot be loaded gets a row with its error; the others are still checked.
+    """
+    from aedr.autoencoders import ModelUnavailableError, create_autoencoder
+    from aedr.autoencoders.check import check_autoencoder
+
+    results: list[dict[str, Any]] = []
+    for name in args.check:
+        start = time.perf_counter()
+        try:
+            autoencoder = create_autoencoder(
+                name, args.weights_dir, args.device, args.dtype, random_weights=args.random_weights
+            )
+        except ModelUnavailableError as exc:
+            results.append({"model": name, "finite": False, "error": str(exc)})
+            continue
+        load_seconds = round(time.perf_counter() - start, 2)
+        result = check_autoencoder(autoencoder, args.size).as_dict()
+        results.append({**result, "load_s": load_seconds, "error": ""})
+    if args.json:
+        json.dump(results, sys.stdout, indent=2)
+        print()
+    else:
+        columns = {
+            "model": "model", "device": "device", "dtype": "dtype", "size": "size",
+            "load_s": "load s", "encode_ms": "encode ms", "decode_ms": "decode ms",
+            "finite": "finite", "ratio": "ratio", "identity": "identity", "error": "error",
+        }  # fmt: skip
+        rounded = [
+            {k: f"{v:.4g}" if isinstance(v, float) else v for k, v in row.items()}
+            for row in results
+        ]
+        _print_table([{k: row.get(k) for k in columns} for row in rounded], columns)
+    return EXIT_OK if all(row["finite"] for row in results) else EXIT_INPUT_ERRORS
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -282,6 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_output(score, "score records")
     _add_loading(score)
     _add_settings(score)
+    _add_pipeline(score)
     score.set_defaults(run=cmd_score)
 
     homogeneity = command("homogeneity", "GLCM homogeneity of images (the paper's H)")
@@ -311,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--scores-out", help="also save the score records of PATHS")
     _add_loading(calibrate)
     _add_settings(calibrate)
+    _add_pipeline(calibrate)
     calibrate.set_defaults(run=cmd_calibrate)
 
     attribute = command("attribute", "attribute images to calibrated models")
@@ -324,11 +470,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_output(attribute, "attribution records")
     _add_loading(attribute)
+    _add_pipeline(attribute)
     attribute.set_defaults(run=cmd_attribute)
 
-    models = command("models", "list the model registry")
+    models = command("models", "list the model registry, or check that models load and run")
     models.add_argument("--json", action="store_true", help="machine-readable output")
     models.add_argument("--weights-dir", help="also report local weights found here")
+    models.add_argument(
+        "--check",
+        nargs="+",
+        metavar="MODEL",
+        help="load these models (cache or weights dir) and time encode/decode at --size",
+    )
+    models.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="with --check: build the published architecture with random weights (no download)",
+    )
+    models.add_argument("--size", type=int, default=256, help="image side for --check")
+    models.add_argument("--device", default="cpu")
+    _add_dtype(models)
     models.set_defaults(run=cmd_models)
 
     demo = command("demo", "score built-in example photos and decoder-made images, with verdicts")
@@ -346,10 +507,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from aedr.autoencoders.base import ModelUnavailableError
     from aedr.calibration import CalibrationError
     from aedr.records import RecordFileError
+    from aedr.store import StoreError
 
     try:
         return args.run(args)
-    except (UsageError, ModelUnavailableError, CalibrationError, RecordFileError) as exc:
+    except (
+        UsageError, ModelUnavailableError, CalibrationError, RecordFileError, StoreError
+    ) as exc:  # fmt: skip
         print(f"aedr {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

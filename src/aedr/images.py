@@ -12,6 +12,7 @@ reproduce each of those paths, so neither OpenCV nor its codecs are needed at ru
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -186,3 +187,26 @@ def iter_image_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
             for name in sorted(files):
                 if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
                     yield Path(root) / name
+
+
+def grid_crops(rgb: np.ndarray, multiple: int, size: int, count: int = 1) -> list[np.ndarray]:
+    """``count`` square crops of side ``size`` whose corners lie on the ``multiple`` grid.
+
+    Bounds the cost of large images while keeping the decoder's pixel phase. Crops are spread
+    evenly over the grid-aligned image (the first one at the top-left corner); a side shorter than
+    ``size`` is taken whole.
+    """
+    aligned = aligned_crop(rgb, multiple)
+    height, width = aligned.shape[:2]
+    side_y = min(size - size % multiple or multiple, height)
+    side_x = min(size - size % multiple or multiple, width)
+    rows = max(1, math.ceil(math.sqrt(count)))
+    cols = max(1, math.ceil(count / rows))
+
+    def starts(extent: int, side: int, n: int) -> list[int]:
+        if n == 1:
+            return [0]
+        return [int(i * (extent - side) / (n - 1)) // multiple * multiple for i in range(n)]
+
+    corners = [(y, x) for y in starts(height, side_y, rows) for x in starts(width, side_x, cols)]
+    return [aligned[y : y + side_y, x : x + side_x] for y, x in corners[:count]]

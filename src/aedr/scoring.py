@@ -1,41 +1,61 @@
 """Scoring images against one or more autoencoders: files in, one record per (image, model) out.
 
-Each image is decoded and its homogeneity computed once, however many models score it. A file that
-cannot be scored gets an error record for every model and the run goes on.
+One pipeline serves score, calibrate and attribute:
+
+- files are read, hashed, decoded and their homogeneity computed in background threads, ahead of
+  the autoencoder (decoding overlaps compute); homogeneity once per image, however many models;
+- with a score store, an (image content, weights, settings) already scored is answered from it,
+  without decoding the image or loading the model; models load only on the first miss;
+- inputs of equal shape for one model are batched together (``batch_size``); a batch that comes
+  out non-finite in half precision is recomputed in float32 (see ``aedr.signal``);
+- ``crop``/``crops`` score grid-aligned square crops instead of the whole image, and
+  ``max_model_pixels`` refuses (with an error record naming ``--crop``) inputs too large to run.
+
+A file that cannot be scored gets an error record for every model and the run goes on.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from aedr.autoencoders.base import Autoencoder, LatentMode
-
-if TYPE_CHECKING:
-    import torch
 from aedr.homogeneity import LEVELS, glcm_homogeneity
 from aedr.images import (
     DEFAULT_MAX_PIXELS,
     ImageError,
     LoadedImage,
     aligned_crop,
+    grid_crops,
     iter_image_files,
     luma_opencv,
     read_image,
     resize_to_multiple,
     to_model_input,
 )
-from aedr.signal import SignalError, calibrated_signal, loss_ratio, reconstruction_losses
+from aedr.signal import SignalError, calibrated_signal, loss_ratio
+
+if TYPE_CHECKING:
+    import torch
+
+    from aedr.autoencoders.loading import ModelHandle
+    from aedr.store import ScoreStore
 
 Alignment = Literal["crop", "resize"]
 SCORE_FIELDS = (
-    "path", "model", "loss1", "loss2", "ratio", "homogeneity", "signal", "width", "height", "error",
+    "path", "model", "group", "loss1", "loss2", "ratio", "homogeneity", "signal", "width",
+    "height", "error",
 )  # fmt: skip
+DEFAULT_MAX_MODEL_PIXELS = 4096 * 4096
+"""Largest input one autoencoder pass may take (see README, Performance); larger need --crop."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +66,8 @@ class ScoreSettings:
     seed: int = 0
     alignment: Alignment = "crop"
     homogeneity_levels: int = LEVELS
+    crop: int | None = None
+    crops: int = 1
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +82,7 @@ class ScoreSettings:
 class ScoreRecord:
     path: str
     model: str
+    group: str = ""
     loss1: float | None = None
     loss2: float | None = None
     ratio: float | None = None
@@ -82,81 +105,284 @@ def display_path(path: str | os.PathLike) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
+class _Model:
+    """One model of a run: loaded on first use, with its own seeded generator.
+
+    One generator per model, as the authors' script seeds one: with ``latent="sample"`` a model's
+    scores depend on the order of images but never on which other models run.
+    """
+
+    def __init__(self, source: Autoencoder | ModelHandle, seed: int):
+        self._source, self._seed = source, seed
+        self._autoencoder = source if isinstance(source, Autoencoder) else None
+        self.generator: torch.Generator | None = None
+        self.name, self.group = source.name, source.group
+
+    @property
+    def identity(self) -> str | None:
+        return self._source.identity
+
+    @property
+    def autoencoder(self) -> Autoencoder:
+        if self._autoencoder is None:
+            self._autoencoder = self._source.load()
+        if self.generator is None:
+            import torch
+
+            device = self._autoencoder.device
+            self.generator = torch.Generator(device).manual_seed(self._seed)
+        return self._autoencoder
+
+
+@dataclass
+class _Prepared:
+    """A file after the background stage: decoded (unless fully cached) or failed."""
+
+    path: Path
+    content: str | None = None
+    image: LoadedImage | None = None
+    homogeneity: float | None = None
+    cached: dict[str, dict[str, Any]] = field(default_factory=dict)
+    error: str = ""
+
+
+@dataclass
+class _Job:
+    """An image in flight: its records fill in as its batches complete."""
+
+    prepared: _Prepared
+    records: dict[str, ScoreRecord]
+    crop_losses: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    waiting: int = 0  # inputs queued but not yet scored
+    sealed: bool = False  # all of its inputs are queued: done once ``waiting`` reaches 0
+
+
 class Scorer:
-    """Scores files against a fixed set of loaded autoencoders with fixed settings."""
+    """Scores files against a fixed set of autoencoders (loaded, or handles loaded on demand)."""
 
     def __init__(
         self,
-        autoencoders: Sequence[Autoencoder],
+        models: Sequence[Autoencoder | ModelHandle],
         settings: ScoreSettings | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        *,
+        store: ScoreStore | None = None,
+        batch_size: int = 1,
+        workers: int = 2,
+        max_model_pixels: int = DEFAULT_MAX_MODEL_PIXELS,
     ):
-        if not autoencoders:
+        if not models:
             raise ValueError("at least one autoencoder is needed")
-        self.autoencoders = list(autoencoders)
         self.settings = settings or ScoreSettings()
+        self.models = [_Model(m, self.settings.seed) for m in models]
         self.max_pixels = max_pixels
-        import torch
+        self.store = store
+        self.batch_size = max(1, batch_size)
+        self.workers = max(1, workers)
+        self.max_model_pixels = max_model_pixels
+        from aedr.store import settings_digest
 
-        # One seeded generator per model, as the authors' script seeds one: with --latent sample a
-        # model's scores depend on the order of images but never on which other models run.
-        self._generators = {
-            ae.name: torch.Generator(ae.device).manual_seed(self.settings.seed)
-            for ae in self.autoencoders
-        }
+        self._settings_key = settings_digest(self.settings.as_dict())
+        self._store_lock = threading.Lock()
 
-    def model_input(self, image: LoadedImage, autoencoder: Autoencoder) -> torch.Tensor:
-        """The (1, 3, H, W) tensor the autoencoder sees: aligned to its size multiple."""
-        import torch
-
-        if self.settings.alignment == "resize":
-            rgb = resize_to_multiple(image.rgb, autoencoder.size_multiple)
-        else:
-            rgb = aligned_crop(image.rgb, autoencoder.size_multiple)
-        return torch.from_numpy(to_model_input(rgb))[None]
-
-    def score_loaded(self, image: LoadedImage, homogeneity: float) -> list[ScoreRecord]:
-        records = []
-        for autoencoder in self.autoencoders:
-            record = ScoreRecord(
-                display_path(image.path),
-                autoencoder.name,
-                homogeneity=homogeneity,
-                width=image.width,
-                height=image.height,
-            )
-            try:
-                loss1, loss2 = reconstruction_losses(
-                    autoencoder,
-                    self.model_input(image, autoencoder),
-                    self.settings.latent,
-                    self._generators[autoencoder.name],
-                )
-                record.loss1, record.loss2 = float(loss1[0]), float(loss2[0])
-                record.ratio = loss_ratio(record.loss1, record.loss2)
-                record.signal = calibrated_signal(record.ratio, homogeneity)
-            except (ImageError, SignalError) as exc:
-                record.error = str(exc)
-            except Exception as exc:  # one model failing on one image must not end the run
-                record.error = f"autoencoder failed: {type(exc).__name__}: {exc}"
-            records.append(record)
-        return records
+    # -- public API -------------------------------------------------------------------------
 
     def score_file(self, path: str | os.PathLike) -> list[ScoreRecord]:
         """One record per model for ``path``; failures become error records."""
-        try:
-            image = read_image(path, self.max_pixels)
-            homogeneity = glcm_homogeneity(image.gray, self.settings.homogeneity_levels)
-        except (ImageError, ValueError) as exc:
-            return [
-                ScoreRecord(display_path(path), ae.name, error=str(exc)) for ae in self.autoencoders
-            ]
-        return self.score_loaded(image, homogeneity)
+        return next(self.score_images([path]))
 
     def score_paths(self, paths: Iterable[str | os.PathLike]) -> Iterator[ScoreRecord]:
         """Records for every image file under ``paths`` (directories are walked), as they finish."""
-        for path in iter_image_files(paths):
-            yield from self.score_file(path)
+        for records in self.score_images(iter_image_files(paths)):
+            yield from records
+
+    def score_images(self, paths: Iterable[str | os.PathLike]) -> Iterator[list[ScoreRecord]]:
+        """Each file's records (one per model, in model order) as soon as all of them are done.
+
+        With ``batch_size`` 1 files complete in order; with larger batches, in batch order.
+        """
+        buckets: dict[tuple[int, tuple[int, ...]], list[tuple[_Job, np.ndarray]]] = {}
+        done: deque[_Job] = deque()
+        for prepared in self._prepare_all(paths):
+            self._start(prepared, buckets, done)
+            yield from (self._finish(j) for j in self._drain(done))
+        for key in list(buckets):
+            self._run(key, buckets.pop(key), done)
+        yield from (self._finish(j) for j in self._drain(done))
+
+    def model_input(self, image: LoadedImage, autoencoder: Autoencoder) -> list[np.ndarray]:
+        """The (3, H, W) float32 arrays the autoencoder sees: aligned to its size multiple."""
+        multiple = autoencoder.size_multiple
+        if self.settings.crop:
+            pieces = grid_crops(image.rgb, multiple, self.settings.crop, self.settings.crops)
+        elif self.settings.alignment == "resize":
+            pieces = [resize_to_multiple(image.rgb, multiple)]
+        else:
+            pieces = [aligned_crop(image.rgb, multiple)]
+        for piece in pieces:
+            height, width = piece.shape[:2]
+            if height * width > self.max_model_pixels:
+                raise ImageError(
+                    f"image is {image.width}x{image.height}: {height}x{width} pixels in one "
+                    f"autoencoder pass exceeds --max-model-pixels {self.max_model_pixels}; score "
+                    "it in crops with --crop N (and --crops K), or raise the limit"
+                )
+        return [to_model_input(piece) for piece in pieces]
+
+    # -- background stage ---------------------------------------------------------------------
+
+    def _prepare_all(self, paths: Iterable[str | os.PathLike]) -> Iterator[_Prepared]:
+        """``_prepare`` run ahead in worker threads, results in input order."""
+        window = 2 * self.workers
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="aedr-read") as pool:
+            pending: deque = deque()
+            for path in paths:
+                pending.append(pool.submit(self._prepare, Path(path)))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
+    def _prepare(self, path: Path) -> _Prepared:
+        prepared = _Prepared(path)
+        try:
+            if self.store is not None:
+                prepared.content = _content_hash(path)
+                prepared.cached = self._lookup(prepared.content)
+                if len(prepared.cached) == len(self.models):
+                    return prepared  # fully answered from the store: nothing to decode
+            prepared.image = read_image(path, self.max_pixels)
+            prepared.homogeneity = glcm_homogeneity(
+                prepared.image.gray, self.settings.homogeneity_levels
+            )
+        except (ImageError, ValueError) as exc:
+            prepared.error = str(exc)
+        except Exception as exc:  # one unreadable file must never end the run
+            prepared.error = f"unexpected error reading the file: {type(exc).__name__}: {exc}"
+        return prepared
+
+    def _lookup(self, content: str) -> dict[str, dict[str, Any]]:
+        hits = {}
+        with self._store_lock:
+            for model in self.models:
+                if model.identity is not None:
+                    hit = self.store.get(content, model.identity, self._settings_key)
+                    if hit is not None:
+                        hits[model.name] = hit
+        return hits
+
+    # -- compute stage ------------------------------------------------------------------------
+
+    def _start(self, prepared: _Prepared, buckets, done: deque[_Job]) -> None:
+        """Queue an image's inputs in the batch buckets (running the ones that fill up)."""
+        path = display_path(prepared.path)
+        job = _Job(prepared, {})
+        if prepared.error:
+            job.records = {
+                m.name: ScoreRecord(path, m.name, m.group, error=prepared.error)
+                for m in self.models
+            }
+            job.sealed = True
+            done.append(job)
+            return
+        for index, model in enumerate(self.models):
+            if model.name in prepared.cached:
+                job.records[model.name] = ScoreRecord(
+                    **{**prepared.cached[model.name], "path": path}
+                )
+                continue
+            image = prepared.image
+            record = ScoreRecord(
+                path, model.name, model.group, homogeneity=prepared.homogeneity,
+                width=image.width, height=image.height,
+            )  # fmt: skip
+            job.records[model.name] = record
+            try:
+                inputs = self.model_input(image, model.autoencoder)
+            except ImageError as exc:
+                record.error = str(exc)
+                continue
+            job.crop_losses[model.name] = []
+            for array in inputs:
+                key = (index, array.shape)
+                buckets.setdefault(key, []).append((job, array))
+                job.waiting += 1
+                if len(buckets[key]) >= self.batch_size:
+                    self._run(key, buckets.pop(key), done)
+        job.sealed = True
+        if job.waiting == 0:
+            done.append(job)
+
+    def _run(self, key, items: list[tuple[_Job, np.ndarray]], done: deque[_Job]) -> None:
+        """Score one batch of equal-shape inputs for one model; finish the jobs it completes."""
+        import torch
+
+        from aedr.signal import reconstruction_losses
+
+        model = self.models[key[0]]
+        batch = torch.from_numpy(np.stack([array for _, array in items]))
+        try:
+            loss1, loss2 = reconstruction_losses(
+                model.autoencoder, batch, self.settings.latent, model.generator
+            )
+            losses: list[tuple[float, float] | str] = list(
+                zip(loss1.tolist(), loss2.tolist(), strict=True)
+            )
+        except Exception as exc:  # one model failing on one batch must not end the run
+            losses = [f"autoencoder failed: {type(exc).__name__}: {exc}"] * len(items)
+        for (job, _), result in zip(items, losses, strict=True):
+            record = job.records[model.name]
+            if isinstance(result, str):
+                record.error = record.error or result
+            else:
+                job.crop_losses[model.name].append(result)
+            job.waiting -= 1
+            if job.waiting == 0 and job.sealed:
+                done.append(job)
+
+    def _drain(self, done: deque[_Job]) -> Iterator[_Job]:
+        while done:
+            yield done.popleft()
+
+    def _finish(self, job: _Job) -> list[ScoreRecord]:
+        """Combine crop losses into each record, store the successes, return model order."""
+        for name, crop_losses in job.crop_losses.items():
+            record = job.records[name]
+            if record.error or not crop_losses:
+                continue
+            # Equal-sized crops: the mean of their MSEs is the MSE over all their pixels.
+            record.loss1 = float(np.mean([loss1 for loss1, _ in crop_losses]))
+            record.loss2 = float(np.mean([loss2 for _, loss2 in crop_losses]))
+            try:
+                record.ratio = loss_ratio(record.loss1, record.loss2)
+                record.signal = calibrated_signal(record.ratio, record.homogeneity)
+            except SignalError as exc:
+                record.error = str(exc)
+                continue
+            self._save(job.prepared, record)
+        return [job.records[m.name] for m in self.models]
+
+    def _save(self, prepared: _Prepared, record: ScoreRecord) -> None:
+        model = next(m for m in self.models if m.name == record.model)
+        if self.store is None or prepared.content is None or model.identity is None:
+            return
+        with self._store_lock:
+            self.store.put(prepared.content, model.identity, self._settings_key, record.as_dict())
+
+
+def _content_hash(path: Path) -> str:
+    from aedr.store import file_sha256
+
+    try:
+        return file_sha256(path)
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except IsADirectoryError:
+        raise ImageError("is a directory, not an image file") from None
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read file: {exc}") from None
 
 
 def score_array(
@@ -165,4 +391,10 @@ def score_array(
     """Score an in-memory (H, W, 3) uint8 RGB image; homogeneity uses OpenCV's ``cvtColor`` luma."""
     image = LoadedImage(Path("<array>"), rgb, luma_opencv(rgb), "array")
     scorer = Scorer([autoencoder], settings)
-    return scorer.score_loaded(image, glcm_homogeneity(image.gray))[0]
+    prepared = _Prepared(image.path, image=image, homogeneity=glcm_homogeneity(image.gray))
+    done: deque[_Job] = deque()
+    buckets: dict = {}
+    scorer._start(prepared, buckets, done)
+    for key in list(buckets):
+        scorer._run(key, buckets.pop(key), done)
+    return scorer._finish(done.popleft())[0]

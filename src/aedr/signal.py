@@ -29,17 +29,34 @@ def reconstruction_losses(
     """Per-image (loss1, loss2) as float64 tensors for a (B, 3, H, W) batch in [-1, 1].
 
     x1 enters the second pass as the decoder returned it: unclamped and unquantised, as in the
-    paper. Losses are reduced in float64 so that they do not depend on the batch size.
+    paper. Losses are reduced in float64 so that they do not depend on the batch size. A batch that
+    comes out non-finite in half precision is recomputed with float32 arithmetic on the same weights
+    (with ``latent="sample"`` the recomputation draws fresh noise); what is still non-finite is left for ``loss_ratio`` to flag.
     """
     import torch
 
     with torch.inference_mode():
-        x = images.to(autoencoder.device, autoencoder.dtype)
-        x1 = autoencoder.decode(autoencoder.encode(x, latent, generator))
-        x2 = autoencoder.decode(autoencoder.encode(x1, latent, generator))
-        x, x1, x2 = (t.to(torch.float64) for t in (x, x1, x2))
-        loss1 = (x - x1).square().mean(dim=(1, 2, 3))
-        loss2 = (x1 - x2).square().mean(dim=(1, 2, 3))
+        losses = _double_reconstruction_losses(autoencoder, images, latent, generator)
+        if autoencoder.dtype != torch.float32 and not torch.isfinite(torch.cat(losses)).all():
+            with autoencoder.upcast():
+                losses = _double_reconstruction_losses(autoencoder, images, latent, generator)
+    return losses
+
+
+def _double_reconstruction_losses(
+    autoencoder: Autoencoder,
+    images: torch.Tensor,
+    latent: LatentMode,
+    generator: torch.Generator | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
+    x = images.to(autoencoder.device, autoencoder.dtype)
+    x1 = autoencoder.decode(autoencoder.encode(x, latent, generator))
+    x2 = autoencoder.decode(autoencoder.encode(x1, latent, generator))
+    x, x1, x2 = (t.to(torch.float64) for t in (x, x1, x2))
+    loss1 = (x - x1).square().mean(dim=(1, 2, 3))
+    loss2 = (x1 - x2).square().mean(dim=(1, 2, 3))
     return loss1.cpu(), loss2.cpu()
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # torch loads only when an autoencoder is actually built
@@ -19,11 +21,14 @@ class Autoencoder(ABC):
     """An encoder/decoder pair working on (B, 3, H, W) images in [-1, 1].
 
     ``identity`` names the exact weights (hub id and revision, or a hash of the weight files), so a
-    calibration made with one autoencoder is never silently applied to another.
+    calibration made with one autoencoder is never silently applied to another. ``group`` names the
+    equivalence group: models that ship these very weights, which AEDR cannot tell apart.
+    ``size_multiple`` is the grid images are cropped to (the family's pipeline output grid).
     """
 
     name: str
     identity: str
+    group: str
     latent_channels: int
     spatial_factor: int
     size_multiple: int
@@ -57,8 +62,23 @@ class Autoencoder(ABC):
         return next(self.module.parameters()).dtype
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
-        self.module.to(device=device, dtype=dtype)
+        import torch
+
+        # nn.Module.to itself: diffusers' override warns on every dtype cast, wanted or not.
+        torch.nn.Module.to(self.module, device=device, dtype=dtype)
         return self
+
+    @contextmanager
+    def upcast(self) -> Iterator[Autoencoder]:
+        """Run in float32 for the duration (the fallback when half precision overflows)."""
+        import torch
+
+        original = self.dtype
+        self.to(dtype=torch.float32)
+        try:
+            yield self
+        finally:
+            self.to(dtype=original)
 
     def __repr__(self) -> str:
         return (

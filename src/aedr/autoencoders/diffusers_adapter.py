@@ -1,8 +1,14 @@
-"""Any diffusers autoencoder (``AutoencoderKL``, ``AutoencoderTiny``, ...) behind one interface.
+"""Any diffusers autoencoder (KL, FLUX.2, VQ/MoVQ, DC-AE, Qwen-Image, tiny) behind one interface.
 
-Encoders return their latents under different names (``latent_dist`` for KL autoencoders,
-``latents`` for the tiny ones, ``latent`` for deep-compression ones); this adapter is the single
-place that knows. Scaling and shift factors are not applied: they cancel in D(E(x)).
+This adapter is the single place that knows how the families differ:
+
+- Encoders return their latents under different names: ``latent_dist`` (KL autoencoders: mode by
+  default, a seeded sample on request), ``latents`` (VQ and tiny), ``latent`` (DC-AE).
+- Scaling and shift factors are not applied: they cancel in D(E(x)).
+- Video-shaped autoencoders (Qwen-Image) take (B, C, T, H, W): images go in as one frame.
+- Quantised autoencoders decode either through the codebook (``quantize=True``) or straight from
+  the continuous encoder output (``quantize=False``, what the Kandinsky pipelines do with
+  ``force_not_quantize=True`` for the UNet's latents).
 """
 
 from __future__ import annotations
@@ -28,20 +34,51 @@ def latents_from_encoder_output(
     raise TypeError(f"unrecognised encoder output {type(output).__name__}")
 
 
+def spatial_factor_of(config) -> int:
+    """Downsampling factor from a diffusers config: each block after the first halves the size."""
+    for key in ("block_out_channels", "encoder_block_out_channels", "dim_mult"):
+        blocks = getattr(config, key, None)
+        if blocks:
+            return 2 ** (len(blocks) - 1)
+    return 8
+
+
+def latent_channels_of(config) -> int:
+    """Channels of the latent the decoder receives (after a VQ model's ``quant_conv``)."""
+    for key in ("vq_embed_dim", "latent_channels", "z_dim"):
+        value = getattr(config, key, None)
+        if value:
+            return int(value)
+    raise ValueError("config names no latent channel count")
+
+
 class DiffusersAutoencoder(Autoencoder):
     """Wraps a loaded diffusers autoencoder model."""
 
-    def __init__(self, name: str, model: torch.nn.Module, identity: str):
+    def __init__(
+        self,
+        name: str,
+        model: torch.nn.Module,
+        identity: str,
+        *,
+        group: str | None = None,
+        size_multiple: int | None = None,
+        quantize: bool | None = None,
+    ):
         self.name = name
-        self.identity = identity
+        self.group = group or name
         self._module = model.eval()
         self._module.requires_grad_(False)
         config = model.config
-        self.latent_channels = int(config.latent_channels)
-        block_channels = getattr(config, "block_out_channels", None) or ()
-        # diffusers' own rule (VaeImageProcessor): each extra block halves the resolution.
-        self.spatial_factor = 2 ** (len(block_channels) - 1) if block_channels else 8
-        self.size_multiple = self.spatial_factor
+        self.latent_channels = latent_channels_of(config)
+        self.spatial_factor = spatial_factor_of(config)
+        self.size_multiple = size_multiple or self.spatial_factor
+        self._video = hasattr(config, "temperal_downsample")  # diffusers' spelling
+        self.quantize = None
+        if hasattr(config, "num_vq_embeddings"):
+            self.quantize = True if quantize is None else quantize
+            identity += f";quantize={'on' if self.quantize else 'off'}"
+        self.identity = identity
 
     def encode(
         self,
@@ -49,7 +86,14 @@ class DiffusersAutoencoder(Autoencoder):
         latent: LatentMode = "mode",
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
+        if self._video:
+            images = images.unsqueeze(2)
         return latents_from_encoder_output(self._module.encode(images), latent, generator)
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        return self._module.decode(latents).sample
+        if self.quantize is not None:
+            output = self._module.decode(latents, force_not_quantize=not self.quantize)
+        else:
+            output = self._module.decode(latents)
+        images = output.sample
+        return images.squeeze(2) if self._video else images

@@ -1,29 +1,44 @@
-"""The model registry: one line per model, plus ``create_autoencoder`` / ``list_models``.
+"""The model registry: one line per model, with ``list_models`` / ``get_spec`` to read it.
 
-``create_autoencoder`` accepts a registry name or alias, a Hugging Face hub id with an optional
-``:subfolder``, or a local path (a diffusers model folder, or a folder / ``*_encoder`` file of a
-tiny autoencoder). Local weights folders (``weights_dir`` and ``$AEDR_WEIGHTS_DIR``) are searched
-before the hub. Only the autoencoder is ever downloaded, never a whole pipeline.
+Models are loaded by ``aedr.autoencoders.loading.create_autoencoder``, which also accepts hub ids
+and local paths. Local weights folders (``weights_dir`` and ``$AEDR_WEIGHTS_DIR``) are searched
+before the hub.
+
+Equivalence groups: models that ship the very same autoencoder weights give identical AEDR scores,
+so AEDR cannot tell them apart; results name the group. Groups are declared from the model cards
+(same VAE published for several models); weights that merely share an architecture are not grouped.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
+from aedr.autoencoders.weights import WEIGHT_SUFFIXES, find_weight_pair
 
-from aedr.autoencoders.base import Autoencoder, ModelUnavailableError
-from aedr.autoencoders.tiny import WEIGHT_SUFFIXES, TinyAutoencoder, find_weight_pair
+if TYPE_CHECKING:
+    import torch
 
 WEIGHTS_DIR_ENV = "AEDR_WEIGHTS_DIR"
+DTYPE_NAMES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+CONFIG_DIR = Path(__file__).with_name("configs")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What AEDR needs to know to fetch and run one model's autoencoder."""
+    """What AEDR needs to know to fetch and run one model's autoencoder.
+
+    ``gpu_dtype`` is the default on accelerators (CPU always defaults to fp32): fp16/bf16 where the
+    family is numerically stable, fp32 where it is not (the SDXL VAE overflows in fp16).
+    ``architecture`` names the published config in ``configs/`` (random-weight builds, tests).
+    ``quantize`` is the default for VQ models: decode through the codebook or not. It is off for
+    every VQ family: snapping both passes to the codebook often makes x2 == x1 exactly (loss2 = 0,
+    no ratio), and generated images lie on the continuous decoder's manifold anyway. ``on``
+    reproduces the authors' script, which lets diffusers quantise.
+    """
 
     name: str
     description: str
@@ -32,9 +47,19 @@ class ModelSpec:
     subfolder: str | None
     latent_channels: int
     spatial_factor: int = 8
+    size_multiple: int = 8
+    gpu_dtype: str = "fp16"
+    group: str = ""
+    license: str = ""
+    architecture: str | None = None
+    quantize: bool | None = None
     weight_prefix: str | None = None  # tiny autoencoders: <prefix>_encoder/_decoder files
     aliases: tuple[str, ...] = ()
     gated: bool = False
+
+    @property
+    def equivalence_group(self) -> str:
+        return self.group or self.name
 
     @property
     def source(self) -> str:
@@ -42,19 +67,41 @@ class ModelSpec:
             return f"{self.weight_prefix}_{{encoder,decoder}}{{{','.join(WEIGHT_SUFFIXES)}}}"
         return self.hub_id + (f":{self.subfolder}" if self.subfolder else "")
 
+    def default_dtype(self, device: str | torch.device = "cpu") -> str:
+        return "fp32" if str(device).startswith("cpu") else self.gpu_dtype
 
+    def facts(self) -> dict[str, Any]:
+        """Everything about the entry, as plain values (for listings and JSON)."""
+        values = asdict(self)
+        values.update(group=self.equivalence_group, source=self.source, aliases=list(self.aliases))
+        return values
+
+
+_TINY = "tiny AE (TAESD family)"
+_KL, _TINY_CLASS, _VQ = "AutoencoderKL", "AutoencoderTiny", "VQModel"
 _REGISTRY: tuple[ModelSpec, ...] = (
-    ModelSpec("taesd", "tiny AE, SD 1.x/2.x latent space", "AutoencoderTiny", "madebyollin/taesd", None, 4, weight_prefix="taesd"),
-    ModelSpec("taesdxl", "tiny AE, SDXL latent space", "AutoencoderTiny", "madebyollin/taesdxl", None, 4, weight_prefix="taesdxl"),
-    ModelSpec("taesd3", "tiny AE, SD 3/3.5 latent space", "AutoencoderTiny", "madebyollin/taesd3", None, 16, weight_prefix="taesd3"),
-    ModelSpec("taef1", "tiny AE, FLUX.1 latent space", "AutoencoderTiny", "madebyollin/taef1", None, 16, weight_prefix="taef1"),
-    ModelSpec("taef2", "tiny AE, FLUX.2 latent space (weight files only)", "TinyAutoencoder", None, None, 32, weight_prefix="taef2"),
-    ModelSpec("sd15", "Stable Diffusion 1.5 VAE", "AutoencoderKL", "stable-diffusion-v1-5/stable-diffusion-v1-5", "vae", 4, aliases=("sd1.5", "sd-1.5")),
-    ModelSpec("sd21", "Stable Diffusion 2.1 VAE", "AutoencoderKL", "stabilityai/stable-diffusion-2-1", "vae", 4, aliases=("sd2.1", "sd-2.1")),
-    ModelSpec("sd2base", "Stable Diffusion 2 base VAE", "AutoencoderKL", "stabilityai/stable-diffusion-2-base", "vae", 4, aliases=("sd2",)),
-    ModelSpec("sdxl", "Stable Diffusion XL base 1.0 VAE", "AutoencoderKL", "stabilityai/stable-diffusion-xl-base-1.0", "vae", 4, aliases=("sdxl-base",)),
-    ModelSpec("sd35", "Stable Diffusion 3.5 Large VAE (gated repo)", "AutoencoderKL", "stabilityai/stable-diffusion-3.5-large", "vae", 16, aliases=("sd3.5",), gated=True),
-    ModelSpec("flux1", "FLUX.1 VAE (schnell repo; same weights as dev)", "AutoencoderKL", "black-forest-labs/FLUX.1-schnell", "vae", 16, aliases=("flux", "flux.1")),
+    ModelSpec("taesd", f"{_TINY}, SD 1.x/2.x latent space", _TINY_CLASS, "madebyollin/taesd", None, 4, license="MIT", weight_prefix="taesd"),
+    ModelSpec("taesdxl", f"{_TINY}, SDXL latent space", _TINY_CLASS, "madebyollin/taesdxl", None, 4, license="MIT", weight_prefix="taesdxl"),
+    ModelSpec("taesd3", f"{_TINY}, SD 3/3.5 latent space", _TINY_CLASS, "madebyollin/taesd3", None, 16, license="MIT", weight_prefix="taesd3"),
+    ModelSpec("taef1", f"{_TINY}, FLUX.1 latent space", _TINY_CLASS, "madebyollin/taef1", None, 16, size_multiple=16, license="MIT", weight_prefix="taef1"),
+    ModelSpec("taef2", f"{_TINY}, FLUX.2 latent space (weight files only)", "TinyAutoencoder", None, None, 32, size_multiple=16, license="MIT", weight_prefix="taef2"),
+    ModelSpec("sd15", "Stable Diffusion 1.5 (all SD 1.x ship this VAE)", _KL, "stable-diffusion-v1-5/stable-diffusion-v1-5", "vae", 4, group="sd1", license="CreativeML OpenRAIL-M", architecture="kl-f8-c4", aliases=("sd1.5", "sd-1.5", "sd1")),
+    ModelSpec("sd21", "Stable Diffusion 2.1", _KL, "stabilityai/stable-diffusion-2-1", "vae", 4, group="sd2", license="CreativeML OpenRAIL++-M", architecture="kl-f8-c4", aliases=("sd2.1", "sd-2.1")),
+    ModelSpec("sd2base", "Stable Diffusion 2 base (same VAE as 2.1)", _KL, "stabilityai/stable-diffusion-2-base", "vae", 4, group="sd2", license="CreativeML OpenRAIL++-M", architecture="kl-f8-c4", aliases=("sd2", "sd2-base")),
+    ModelSpec("sdxl", "Stable Diffusion XL base 1.0 (fp32 on GPU: overflows in fp16)", _KL, "stabilityai/stable-diffusion-xl-base-1.0", "vae", 4, gpu_dtype="fp32", group="sdxl", license="CreativeML OpenRAIL++-M", architecture="kl-f8-c4", aliases=("sdxl-base",)),
+    ModelSpec("sdxl-fp16fix", "SDXL VAE fine-tuned to run in fp16 (different weights)", _KL, "madebyollin/sdxl-vae-fp16-fix", None, 4, license="MIT", architecture="kl-f8-c4", aliases=("sdxl-fp16-fix",)),
+    ModelSpec("sd3", "Stable Diffusion 3 Medium (gated repo)", _KL, "stabilityai/stable-diffusion-3-medium-diffusers", "vae", 16, gpu_dtype="bf16", group="sd3", license="Stability AI Community License", architecture="kl-f8-c16", gated=True),
+    ModelSpec("sd35", "Stable Diffusion 3.5 Large (gated repo; the SD 3 VAE)", _KL, "stabilityai/stable-diffusion-3.5-large", "vae", 16, gpu_dtype="bf16", group="sd3", license="Stability AI Community License", architecture="kl-f8-c16", aliases=("sd3.5",), gated=True),
+    ModelSpec("flux1", "FLUX.1 (schnell repo; dev ships the same VAE)", _KL, "black-forest-labs/FLUX.1-schnell", "vae", 16, size_multiple=16, gpu_dtype="bf16", group="flux1", license="Apache-2.0 (schnell)", architecture="kl-f8-c16", aliases=("flux", "flux.1", "flux1-dev", "flux1-schnell")),
+    ModelSpec("flux2", "FLUX.2 dev (gated repo)", "AutoencoderKLFlux2", "black-forest-labs/FLUX.2-dev", "vae", 32, size_multiple=16, gpu_dtype="bf16", license="FLUX.2 [dev] Non-Commercial License", architecture="kl-f8-c32-flux2", aliases=("flux.2",), gated=True),
+    ModelSpec("pixart-alpha", "PixArt-alpha XL 1024", _KL, "PixArt-alpha/PixArt-XL-2-1024-MS", "vae", 4, license="CreativeML OpenRAIL++-M", architecture="kl-f8-c4", aliases=("pixart-a",)),
+    ModelSpec("pixart-sigma", "PixArt-sigma XL 1024 (ships the SDXL VAE)", _KL, "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS", "vae", 4, gpu_dtype="fp32", group="sdxl", license="CreativeML OpenRAIL++-M", architecture="kl-f8-c4", aliases=("pixart-s",)),
+    ModelSpec("playground25", "Playground v2.5 1024 aesthetic (SDXL architecture)", _KL, "playgroundai/playground-v2.5-1024px-aesthetic", "vae", 4, gpu_dtype="fp32", license="Playground v2.5 Community License", architecture="kl-f8-c4", aliases=("playground-v2.5",)),
+    ModelSpec("kandinsky21", "Kandinsky 2.1 MoVQ", _VQ, "kandinsky-community/kandinsky-2-1", "movq", 4, size_multiple=64, license="Apache-2.0", architecture="movq-f8", quantize=False, aliases=("kandinsky-2.1",)),
+    ModelSpec("kandinsky22", "Kandinsky 2.2 MoVQ", _VQ, "kandinsky-community/kandinsky-2-2-decoder", "movq", 4, size_multiple=64, license="Apache-2.0", architecture="movq-f8", quantize=False, aliases=("kandinsky-2.2", "kandinsky")),
+    ModelSpec("vq-diffusion", "VQ-Diffusion ITHQ VQ-VAE", _VQ, "microsoft/vq-diffusion-ithq", "vqvae", 128, gpu_dtype="fp32", license="MIT", architecture="vqgan-f8-ithq", quantize=False, aliases=("vqdiffusion",)),
+    ModelSpec("sana", "Sana 1600M 1024 (DC-AE f32c32)", "AutoencoderDC", "Efficient-Large-Model/Sana_1600M_1024px_diffusers", "vae", 32, spatial_factor=32, size_multiple=32, gpu_dtype="bf16", group="dc-ae-f32c32-sana", license="NVIDIA license (see model card)", architecture="dc-ae-f32c32-sana", aliases=("dc-ae",)),
+    ModelSpec("qwen-image", "Qwen-Image (video-shaped 3-D causal VAE, one frame)", "AutoencoderKLQwenImage", "Qwen/Qwen-Image", "vae", 16, size_multiple=16, gpu_dtype="bf16", license="Apache-2.0", architecture="qwen-image", aliases=("qwenimage", "qwen")),
 )  # fmt: skip
 
 _BY_NAME = {alias: spec for spec in _REGISTRY for alias in (spec.name, *spec.aliases)}
@@ -67,6 +114,16 @@ def list_models() -> list[ModelSpec]:
 
 def get_spec(name: str) -> ModelSpec | None:
     return _BY_NAME.get(name.lower())
+
+
+def group_members(group: str) -> list[str]:
+    """Registry names in an equivalence group (indistinguishable by AEDR)."""
+    return [spec.name for spec in _REGISTRY if spec.equivalence_group == group]
+
+
+def architecture_config(name: str) -> dict[str, Any]:
+    """A published diffusers config kept with the package (architecture facts, no weights)."""
+    return json.loads((CONFIG_DIR / f"{name}.json").read_text())
 
 
 def weights_dirs(weights_dir: str | os.PathLike | None = None) -> list[Path]:
@@ -87,121 +144,16 @@ def find_local_weights(
     return None
 
 
-def create_autoencoder(
-    model: str,
-    weights_dir: str | os.PathLike | None = None,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype | None = None,
-) -> Autoencoder:
-    """Load the autoencoder that ``model`` names (registry name, hub id[:subfolder] or path)."""
-    autoencoder = _load(model, weights_dir)
-    try:
-        return autoencoder.to(torch.device(device), dtype or torch.float32)
-    except (RuntimeError, AssertionError) as exc:  # e.g. a CUDA device on a machine without one
-        raise ModelUnavailableError(f"cannot run {model!r} on device {device!r}: {exc}") from exc
+def resolve_dtype(
+    dtype: str | torch.dtype | None, spec: ModelSpec | None, device: str | torch.device
+) -> torch.dtype:
+    """``auto`` (or None): fp32 on CPU, the family's ``gpu_dtype`` elsewhere (fp32 if unknown)."""
+    import torch
 
-
-def _load(model: str, weights_dir: str | os.PathLike | None) -> Autoencoder:
-    spec = get_spec(model)
-    if spec is not None:
-        local = find_local_weights(spec, weights_dir)
-        if local is not None:
-            return _load_local(local, spec.name, spec.weight_prefix)
-        if spec.hub_id is None:
-            searched = ", ".join(str(d) for d in weights_dirs(weights_dir)) or "none given"
-            raise ModelUnavailableError(
-                f"model {spec.name!r} is only available as weight files ({spec.source}); put them "
-                f"in a folder and pass --weights-dir or set ${WEIGHTS_DIR_ENV} (searched: {searched})"
-            )
-        return _load_hub(spec.hub_id, spec.subfolder, spec.name, spec)
-    path = Path(model)
-    if path.exists():
-        return _load_local(path, model)
-    if "/" in model and not model.startswith((".", "/")):
-        hub_id, _, subfolder = model.partition(":")
-        return _load_hub(hub_id, subfolder or None, model, None)
-    known = ", ".join(spec.name for spec in _REGISTRY)
-    raise ModelUnavailableError(
-        f"unknown model {model!r}: not a registry name ({known}), an existing path, or a hub id "
-        "like 'owner/repo[:subfolder]'"
-    )
-
-
-def _load_local(path: Path, name: str, prefix: str | None = None) -> Autoencoder:
-    if path.is_file():
-        stem = path.name.split("_encoder")[0].split("_decoder")[0]
-        pair = find_weight_pair(path.parent, stem)
-        if pair is None:
-            raise ModelUnavailableError(
-                f"{path} is not one of a pair of tiny-autoencoder files "
-                f"(<name>_encoder / <name>_decoder with {' or '.join(WEIGHT_SUFFIXES)})"
-            )
-        return TinyAutoencoder.from_files(name, *pair)
-    if (path / "config.json").is_file():
-        return _load_diffusers(str(path), None, name, identity=f"path:{path.resolve()}")
-    prefixes = (
-        [prefix]
-        if prefix
-        else sorted({f.name.rsplit("_encoder", 1)[0] for f in path.glob("*_encoder.*")})
-    )
-    pairs = [pair for p in prefixes if (pair := find_weight_pair(path, p))]
-    if len(pairs) != 1:
-        raise ModelUnavailableError(
-            f"{path} holds no diffusers config.json and "
-            f"{'several' if pairs else 'no'} tiny-autoencoder weight pairs; name one file instead"
-        )
-    return TinyAutoencoder.from_files(name, *pairs[0])
-
-
-def _load_hub(hub_id: str, subfolder: str | None, name: str, spec: ModelSpec | None) -> Autoencoder:
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
-
-    try:
-        return _load_diffusers(hub_id, subfolder, name, identity=None, spec=spec)
-    except GatedRepoError as exc:
-        raise ModelUnavailableError(
-            f"model {name!r} ({hub_id}) is gated: accept its license on the Hugging Face hub, then "
-            "log in with `hf auth login` or set HF_TOKEN"
-        ) from exc
-    except RepositoryNotFoundError as exc:
-        raise ModelUnavailableError(f"no hub repository {hub_id!r} (or it is private)") from exc
-    except (OSError, ValueError) as exc:
-        where = hub_id + (f" (subfolder {subfolder})" if subfolder else "")
-        raise ModelUnavailableError(
-            f"cannot load model {name!r} from {where}: it is not in the local Hugging Face cache "
-            "and the hub could not be reached or does not hold it. Connect once to download it, "
-            f"or put its weights in a folder and pass --weights-dir / set ${WEIGHTS_DIR_ENV}. "
-            f"Cause: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        ) from exc
-
-
-def _load_diffusers(
-    source: str,
-    subfolder: str | None,
-    name: str,
-    identity: str | None,
-    spec: ModelSpec | None = None,
-) -> Autoencoder:
-    import diffusers
-
-    from aedr.autoencoders.diffusers_adapter import DiffusersAutoencoder
-
-    class_name = spec.diffusers_class if spec else _config_class_name(source, subfolder)
-    model_class = getattr(diffusers, class_name, None)
-    if model_class is None:
-        raise ModelUnavailableError(f"diffusers has no model class {class_name!r} for {source}")
-    model = model_class.from_pretrained(source, subfolder=subfolder, torch_dtype=torch.float32)
-    if identity is None:
-        revision = getattr(model.config, "_commit_hash", None) or "unknown-revision"
-        identity = f"hub:{source}" + (f"/{subfolder}" if subfolder else "") + f"@{revision}"
-    return DiffusersAutoencoder(name, model, identity)
-
-
-def _config_class_name(source: str, subfolder: str | None) -> str:
-    if Path(source).is_dir():
-        config_path = Path(source, subfolder or "", "config.json")
-    else:
-        from huggingface_hub import hf_hub_download
-
-        config_path = Path(hf_hub_download(source, "config.json", subfolder=subfolder))
-    return json.loads(config_path.read_text()).get("_class_name", "AutoencoderKL")
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        dtype = spec.default_dtype(device) if spec else "fp32"
+    if dtype not in DTYPE_NAMES:
+        raise ValueError(f"unknown dtype {dtype!r}: use auto, {', '.join(DTYPE_NAMES)}")
+    return getattr(torch, DTYPE_NAMES[dtype])

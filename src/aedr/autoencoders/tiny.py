@@ -8,15 +8,13 @@ encoder's last three and the decoder's first three blocks; its presence is read 
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from aedr.autoencoders.base import Autoencoder, LatentMode, ModelUnavailableError
-
-WEIGHT_SUFFIXES = (".safetensors", ".pth")
+from aedr.autoencoders.weights import files_sha256, load_state_dict
 
 
 def _conv(n_in: int, n_out: int, **kwargs) -> nn.Conv2d:
@@ -93,50 +91,43 @@ def tiny_decoder(latent_channels: int, bottleneck: bool = False) -> nn.Sequentia
     )
 
 
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read weights without ever unpickling arbitrary objects."""
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # any failure here means the file is unusable; say which and why
-        raise ModelUnavailableError(f"cannot read weights {path}: {exc}") from exc
-
-
-def find_weight_pair(directory: Path, prefix: str) -> tuple[Path, Path] | None:
-    """``<prefix>_encoder`` and ``<prefix>_decoder`` in ``directory``, safetensors preferred."""
-    for suffix in WEIGHT_SUFFIXES:
-        encoder = directory / f"{prefix}_encoder{suffix}"
-        decoder = directory / f"{prefix}_decoder{suffix}"
-        if encoder.is_file() and decoder.is_file():
-            return encoder, decoder
-    return None
-
-
-def files_sha256(paths: list[Path]) -> str:
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 class TinyAutoencoder(Autoencoder):
     """A TAESD-family autoencoder built from its two weight files."""
 
     spatial_factor = 8
-    size_multiple = 8
 
-    def __init__(self, name: str, encoder: nn.Sequential, decoder: nn.Sequential, identity: str):
+    def __init__(
+        self,
+        name: str,
+        encoder: nn.Sequential,
+        decoder: nn.Sequential,
+        identity: str,
+        group: str | None = None,
+        size_multiple: int = 8,
+    ):
         self.name = name
         self.identity = identity
+        self.group = group or name
+        self.size_multiple = size_multiple
         self._module = nn.ModuleDict({"encoder": encoder, "decoder": decoder}).eval()
         self._module.requires_grad_(False)
         self.latent_channels = encoder[-1].out_channels
 
     @classmethod
-    def from_files(cls, name: str, encoder_path: Path, decoder_path: Path) -> TinyAutoencoder:
+    def random(
+        cls, name: str, latent_channels: int, bottleneck: bool = False, seed: int = 0, **kwargs
+    ) -> TinyAutoencoder:
+        """The real architecture with seeded random weights (tests and speed measurements)."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            encoder = tiny_encoder(latent_channels, bottleneck)
+            decoder = tiny_decoder(latent_channels, bottleneck)
+        return cls(name, encoder, decoder, f"random:{name}:seed{seed}", **kwargs)
+
+    @classmethod
+    def from_files(
+        cls, name: str, encoder_path: Path, decoder_path: Path, **kwargs
+    ) -> TinyAutoencoder:
         encoder_state = load_state_dict(encoder_path)
         decoder_state = load_state_dict(decoder_path)
         try:
@@ -150,7 +141,7 @@ class TinyAutoencoder(Autoencoder):
                 f"{encoder_path.name} / {decoder_path.name} are not tiny-autoencoder weights: {exc}"
             ) from exc
         identity = "sha256:" + files_sha256([encoder_path, decoder_path])
-        return cls(name, encoder.float(), decoder.float(), identity)
+        return cls(name, encoder.float(), decoder.float(), identity, **kwargs)
 
     def encode(
         self,

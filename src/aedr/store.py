@@ -1,0 +1,101 @@
+"""A persistent score store: each (image content, autoencoder weights, settings) is scored once.
+
+SQLite, embedded, no server. The key is the SHA-256 of the image file's bytes, the autoencoder's
+identity (weight-file hash or hub revision) and a digest of the scoring settings, so a renamed copy
+of an image is a hit and a changed file, other weights or other settings are a miss. Only
+successful scores are kept (an error may be fixed by the next run). The database runs in WAL mode
+with a busy timeout, so concurrent runs on one store read and write safely; each record is
+committed when it is written, so an interrupted run keeps what it finished and a re-run resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+STORE_ENV = "AEDR_STORE"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scores (
+    content_sha256 TEXT NOT NULL,
+    identity TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    record TEXT NOT NULL,
+    created TEXT NOT NULL DEFAULT (datetime('now')),
+    PRIMARY KEY (content_sha256, identity, settings)
+) WITHOUT ROWID
+"""
+
+
+def default_store_path() -> Path:
+    """``$AEDR_STORE``, else ``$XDG_CACHE_HOME/aedr/scores.sqlite`` (``~/.cache`` by default)."""
+    if os.environ.get(STORE_ENV):
+        return Path(os.environ[STORE_ENV])
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "aedr" / "scores.sqlite"
+
+
+def settings_digest(settings: Mapping[str, Any]) -> str:
+    """A short, order-independent digest of scoring settings."""
+    canonical = json.dumps(dict(settings), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ScoreStore:
+    """Score records keyed by image content, autoencoder identity and settings."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Shared by the reader threads of one run; callers serialise access with a lock.
+            self._db = sqlite3.connect(
+                self.path, timeout=60, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot use score store {self.path}: {exc}") from exc
+
+    def get(self, content: str, identity: str, settings: str) -> dict[str, Any] | None:
+        row = self._db.execute(
+            "SELECT record FROM scores WHERE content_sha256=? AND identity=? AND settings=?",
+            (content, identity, settings),
+        ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put(self, content: str, identity: str, settings: str, record: Mapping[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO scores (content_sha256, identity, settings, record) "
+            "VALUES (?, ?, ?, ?)",
+            (content, identity, settings, json.dumps(dict(record))),
+        )
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> ScoreStore:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+
+class StoreError(RuntimeError):
+    """A score store that cannot be opened (not a database, no permission)."""
