@@ -142,3 +142,40 @@ def test_unavailable_model_is_a_clear_message_not_a_traceback(tmp_path, image_fo
     result = run("score", image_folder, "--model", "sd15", env=env, check_code=2)
     assert "sd15" in result.stderr and "--weights-dir" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_warm_rerun_answers_from_the_store_without_importing_torch(
+    model_file, image_folder, tmp_path
+):
+    store = tmp_path / "store.sqlite"
+    first = run("score", image_folder, "--model", model_file, "--store", store, check_code=0)
+    code = (
+        "import sys; from aedr.cli import main; "
+        f"rc = main(['score', {str(image_folder)!r}, '--model', {str(model_file)!r}, "
+        f"'--store', {str(store)!r}, '-q']); "
+        "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
+    )
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout
+    uncached = run("score", image_folder, "--model", model_file, "--no-cache", "-q", check_code=0)
+    assert uncached.stdout == first.stdout
+
+
+def test_big_image_is_refused_with_the_option_to_use(model_file, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (256, 256), "gray").save(tmp_path / "big.png")
+    result = run(
+        "score",
+        tmp_path / "big.png",
+        "--model",
+        model_file,
+        "--max-model-pixels",
+        "1000",
+        check_code=1,
+    )
+    assert "--crop" in json.loads(result.stdout)["error"]
+    cropped = run("score", tmp_path / "big.png", "--model", model_file, "--max-model-pixels", "1000",
+                  "--crop", "24", "--crops", "3", check_code=None)  # fmt: skip
+    assert "--crop" not in cropped.stdout

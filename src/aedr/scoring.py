@@ -142,7 +142,7 @@ class _Prepared:
     content: str | None = None
     image: LoadedImage | None = None
     homogeneity: float | None = None
-    cached: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cached: dict[int, dict[str, Any]] = field(default_factory=dict)  # by model index
     error: str = ""
 
 
@@ -151,8 +151,8 @@ class _Job:
     """An image in flight: its records fill in as its batches complete."""
 
     prepared: _Prepared
-    records: dict[str, ScoreRecord]
-    crop_losses: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    records: dict[int, ScoreRecord]  # by model index
+    crop_losses: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
     waiting: int = 0  # inputs queued but not yet scored
     sealed: bool = False  # all of its inputs are queued: done once ``waiting`` reaches 0
 
@@ -261,14 +261,14 @@ class Scorer:
             prepared.error = f"unexpected error reading the file: {type(exc).__name__}: {exc}"
         return prepared
 
-    def _lookup(self, content: str) -> dict[str, dict[str, Any]]:
+    def _lookup(self, content: str) -> dict[int, dict[str, Any]]:
         hits = {}
         with self._store_lock:
-            for model in self.models:
+            for index, model in enumerate(self.models):
                 if model.identity is not None:
                     hit = self.store.get(content, model.identity, self._settings_key)
                     if hit is not None:
-                        hits[model.name] = hit
+                        hits[index] = hit
         return hits
 
     # -- compute stage ------------------------------------------------------------------------
@@ -279,30 +279,28 @@ class Scorer:
         job = _Job(prepared, {})
         if prepared.error:
             job.records = {
-                m.name: ScoreRecord(path, m.name, m.group, error=prepared.error)
-                for m in self.models
+                i: ScoreRecord(path, m.name, m.group, error=prepared.error)
+                for i, m in enumerate(self.models)
             }
             job.sealed = True
             done.append(job)
             return
         for index, model in enumerate(self.models):
-            if model.name in prepared.cached:
-                job.records[model.name] = ScoreRecord(
-                    **{**prepared.cached[model.name], "path": path}
-                )
+            if index in prepared.cached:
+                job.records[index] = ScoreRecord(**{**prepared.cached[index], "path": path})
                 continue
             image = prepared.image
             record = ScoreRecord(
                 path, model.name, model.group, homogeneity=prepared.homogeneity,
                 width=image.width, height=image.height,
             )  # fmt: skip
-            job.records[model.name] = record
+            job.records[index] = record
             try:
                 inputs = self.model_input(image, model.autoencoder)
             except ImageError as exc:
                 record.error = str(exc)
                 continue
-            job.crop_losses[model.name] = []
+            job.crop_losses[index] = []
             for array in inputs:
                 key = (index, array.shape)
                 buckets.setdefault(key, []).append((job, array))
@@ -319,7 +317,8 @@ class Scorer:
 
         from aedr.signal import reconstruction_losses
 
-        model = self.models[key[0]]
+        index = key[0]
+        model = self.models[index]
         batch = torch.from_numpy(np.stack([array for _, array in items]))
         try:
             loss1, loss2 = reconstruction_losses(
@@ -331,11 +330,11 @@ class Scorer:
         except Exception as exc:  # one model failing on one batch must not end the run
             losses = [f"autoencoder failed: {type(exc).__name__}: {exc}"] * len(items)
         for (job, _), result in zip(items, losses, strict=True):
-            record = job.records[model.name]
+            record = job.records[index]
             if isinstance(result, str):
                 record.error = record.error or result
             else:
-                job.crop_losses[model.name].append(result)
+                job.crop_losses[index].append(result)
             job.waiting -= 1
             if job.waiting == 0 and job.sealed:
                 done.append(job)
@@ -346,8 +345,8 @@ class Scorer:
 
     def _finish(self, job: _Job) -> list[ScoreRecord]:
         """Combine crop losses into each record, store the successes, return model order."""
-        for name, crop_losses in job.crop_losses.items():
-            record = job.records[name]
+        for index, crop_losses in job.crop_losses.items():
+            record = job.records[index]
             if record.error or not crop_losses:
                 continue
             # Equal-sized crops: the mean of their MSEs is the MSE over all their pixels.
@@ -359,11 +358,10 @@ class Scorer:
             except SignalError as exc:
                 record.error = str(exc)
                 continue
-            self._save(job.prepared, record)
-        return [job.records[m.name] for m in self.models]
+            self._save(job.prepared, self.models[index], record)
+        return [job.records[index] for index in range(len(self.models))]
 
-    def _save(self, prepared: _Prepared, record: ScoreRecord) -> None:
-        model = next(m for m in self.models if m.name == record.model)
+    def _save(self, prepared: _Prepared, model: _Model, record: ScoreRecord) -> None:
         if self.store is None or prepared.content is None or model.identity is None:
             return
         with self._store_lock:
