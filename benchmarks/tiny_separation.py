@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image
 
 from aedr.autoencoders import create_autoencoder
-from aedr.demo import decoder_images
 from aedr.images import read_image
 from aedr.scoring import Scorer
+from aedr.synthesis import decoder_images
 
 MODELS = ("taesd", "taesdxl", "taesd3", "taef1", "taef2")
 

@@ -1,6 +1,6 @@
 import pytest
 
-from aedr.attribution import NO_MODEL, Attributor, attribute
+from aedr.attribution import AMBIGUOUS, NO_MODEL, Attributor, attribute
 from aedr.calibration import CalibrationError, fit_calibration
 from aedr.scoring import ScoreRecord
 
@@ -15,14 +15,35 @@ def record(model, signal, error=""):
     return ScoreRecord("x.png", model, signal=signal, error=error)
 
 
-def test_verdict_is_the_accepting_model_with_the_largest_margin():
+def test_verdict_is_the_accepting_model_with_the_highest_p_value():
     calibrations = {"a": calibration("a", 1.0), "b": calibration("b", 2.0)}
-    result = attribute([record("a", 0.9), record("b", 1.0)], calibrations)
+    result = attribute([record("a", 1.05), record("b", 1.85)], calibrations)
     assert [d.belongs for d in result.decisions] == [True, True]
-    assert result.verdict == "b"  # 1.0 sits further below b's threshold (relative margin)
+    p_a, p_b = (d.p_value for d in result.decisions)
+    assert 0 < p_a < p_b < 1  # 1.85 is more typical of b than 1.05 of a
+    assert p_b >= 2 * p_a and result.verdict == "b" and result.candidates == ("b", "a")
     assert attribute([record("a", 5.0), record("b", 5.0)], calibrations).verdict == NO_MODEL
     rows = result.rows()
     assert {row["model"] for row in rows} == {"a", "b"} and rows[0]["verdict"] == "b"
+    assert rows[0]["p_value"] == pytest.approx(p_a)
+
+
+def test_p_value_is_the_upper_tail_of_the_kde():
+    cal = calibration("a", 1.0)
+    assert cal.p_value(-100.0) == pytest.approx(1.0) and cal.p_value(100.0) == pytest.approx(0.0)
+    assert cal.p_value(cal.threshold) == pytest.approx(cal.alpha, abs=2e-3)
+    assert cal.belongs(cal.threshold - 1e-3) and cal.p_value(cal.threshold - 1e-3) > cal.alpha
+
+
+def test_close_p_values_of_different_groups_are_ambiguous_same_group_is_not():
+    calibrations = {"a": calibration("a", 1.0), "b": calibration("b", 1.0)}
+    tied = attribute([record("a", 1.0), record("b", 1.01)], calibrations)
+    assert tied.verdict == AMBIGUOUS and set(tied.candidates) == {"a", "b"}
+    same_group = [
+        ScoreRecord("x.png", "a", "g", signal=1.0), ScoreRecord("x.png", "b", "g", signal=1.01)
+    ]  # fmt: skip
+    grouped = attribute(same_group, calibrations)
+    assert grouped.verdict == "a" and grouped.verdict_group == "g"
 
 
 def test_errors_propagate_without_a_verdict():

@@ -93,3 +93,32 @@ def test_signals_from_records_handles_models_errors_and_loss_columns():
         [],
         1,
     )
+
+
+def test_signal_of_record_per_method():
+    from aedr.calibration import signal_of_record
+
+    record = {"loss1": 0.02, "loss2": 0.01, "homogeneity": 0.5, "signal": 1.0}
+    assert signal_of_record(record) == pytest.approx(1.0)
+    assert signal_of_record(record, "ratio") == pytest.approx(2.0)
+    assert signal_of_record(record, "single-loss") == pytest.approx(0.02)
+    with pytest.raises(CalibrationError, match="--method latenttracer"):
+        signal_of_record(record, "latenttracer")
+    assert signal_of_record({"loss1": 0.3, "loss2": None}, "latenttracer") == 0.3
+    with pytest.raises(CalibrationError, match="unknown method"):
+        signal_of_record(record, "magic")
+
+
+def test_alpha_auto_maximises_tuning_accuracy():
+    from aedr.calibration import choose_alpha
+
+    rng = np.random.default_rng(0)
+    positives = rng.normal(1.0, 0.1, 200)
+    far = rng.normal(3.0, 0.1, 200)
+    alpha, accuracy = choose_alpha(positives, far)
+    assert alpha == 0.001 and accuracy > 0.99  # far negatives: accept nearly all positives
+    near = rng.normal(1.15, 0.1, 200)  # overlapping negatives push alpha up
+    alpha_near, accuracy_near = choose_alpha(positives, near)
+    assert alpha_near > alpha and accuracy_near < accuracy
+    with pytest.raises(CalibrationError, match="alpha auto needs"):
+        choose_alpha(positives, [])

@@ -179,3 +179,65 @@ def test_big_image_is_refused_with_the_option_to_use(model_file, tmp_path):
     cropped = run("score", tmp_path / "big.png", "--model", model_file, "--max-model-pixels", "1000",
                   "--crop", "24", "--crops", "3", check_code=None)  # fmt: skip
     assert "--crop" not in cropped.stdout
+
+
+def photo_folder(tmp_path, count=4, size=(72, 80)) -> Path:
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir(parents=True)
+    for index in range(count):
+        rng = np.random.default_rng(index)
+        pixels = (rng.random((size[0] // 8, size[1] // 8, 3)) * 255).astype(np.uint8)
+        Image.fromarray(pixels).resize(size[::-1], Image.BILINEAR).save(folder / f"{index}.png")
+    return folder
+
+
+def test_generator_free_calibration_and_alpha_auto(model_file, tmp_path):
+    photos = photo_folder(tmp_path, size=(260, 260))
+    free = tmp_path / "free.json"
+    made = tmp_path / "made"
+    run("calibrate", "--model", model_file, "--reference-photos", photos, "--synthetic", "12",
+        "--save-synthetic", made, "--out", free, check_code=0)  # fmt: skip
+    calibration = Calibration.load(free)
+    assert calibration.n == 12 and len(list(made.glob("*.png"))) == 12
+    assert "generator-free" in calibration.tuning["belonging_images"]
+    scores = tmp_path / "own.jsonl"
+    run("score", made, "--model", model_file, "--out", scores, check_code=0)
+    negatives = tmp_path / "neg.jsonl"
+    run("score", photos, "--model", model_file, "--out", negatives, check_code=0)
+    tuned = tmp_path / "tuned.json"
+    result = run("calibrate", "--scores", scores, "--alpha", "auto", "--negatives", negatives,
+                 "--out", tuned, check_code=0)  # fmt: skip
+    assert "alpha auto" in result.stderr
+    tuning = Calibration.load(tuned).tuning
+    assert tuning["alpha"] == "auto" and 0 <= tuning["tuning_accuracy"] <= 1
+    failed = run("calibrate", "--scores", scores, "--alpha", "auto", "--out", tmp_path / "x.json",
+                 check_code=2)  # fmt: skip
+    assert "--negatives" in failed.stderr
+
+
+def test_methods_and_evaluate_report(model_file, tmp_path):
+    photos = photo_folder(tmp_path, count=6)
+    made = tmp_path / "made"
+    run("calibrate", "--model", model_file, "--reference-photos", photo_folder(tmp_path / "ref", size=(260, 260)),
+        "--synthetic", "8", "--save-synthetic", made, "--out", tmp_path / "c.json", check_code=0)  # fmt: skip
+    scores = tmp_path / "scores.csv"
+    run("score", made, photos, "--model", model_file, "--out", scores, check_code=0)
+    single = tmp_path / "single.jsonl"
+    run("score", photos, "--model", model_file, "--method", "single-loss", "--out", single,
+        check_code=0)  # fmt: skip
+    assert all(r["signal"] == r["loss1"] for r in read_jsonl(single))
+    labels = tmp_path / "labels.csv"
+    rows = [f"{p},{model_file if p.parent == made else 'real'}"
+            for p in sorted(made.glob("*.png")) + sorted(photos.glob("*.png"))]  # fmt: skip
+    labels.write_text("path,label\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "report"
+    for method in ("aedr", "ratio", "single-loss"):
+        result = run("evaluate", "--scores", scores, "--labels", labels, "--method", method,
+                     "--out", out / method, check_code=0)  # fmt: skip
+        assert "ROC AUC" in result.stdout
+        assert (out / method / "report.html").is_file()
+    again = run("evaluate", "--scores", scores, "--labels", labels, "--out", out / "aedr",
+                check_code=2)  # fmt: skip
+    assert "--overwrite" in again.stderr

@@ -5,9 +5,9 @@ import pytest
 from PIL import Image
 
 from aedr.autoencoders import create_autoencoder
-from aedr.demo import decoder_images
 from aedr.images import read_image
 from aedr.scoring import Scorer
+from aedr.synthesis import decoder_images
 
 MODELS = ("taesd", "taesdxl", "taesd3", "taef1", "taef2")
 PHOTOS = ("kodim03.png", "kodim05.png", "kodim14.png", "kodim23.png")

@@ -149,3 +149,16 @@ def test_crops_and_the_model_pixel_limit(random_tiny, tmp_path):
         [random_tiny], ScoreSettings(crop=40, crops=4), max_model_pixels=2000
     ).score_file(path)
     assert cropped.ok and math.isfinite(cropped.signal)
+
+
+def test_methods_set_the_signal(random_tiny, image_folder):
+    path = image_folder / "a.png"
+    (aedr,) = Scorer([random_tiny]).score_file(path)
+    (ratio,) = Scorer([random_tiny], ScoreSettings(method="ratio")).score_file(path)
+    (single,) = Scorer([random_tiny], ScoreSettings(method="single-loss")).score_file(path)
+    assert ratio.signal == pytest.approx(aedr.ratio) and single.signal == pytest.approx(aedr.loss1)
+    (tracer,) = Scorer([random_tiny], ScoreSettings(method="latenttracer")).score_file(path)
+    assert tracer.ok and tracer.loss2 is None and tracer.ratio is None
+    assert tracer.signal == tracer.loss1 <= aedr.loss1 * (1 + 1e-5)
+    with pytest.raises(ValueError, match="unknown method"):
+        ScoreSettings(method="magic")

@@ -1,11 +1,16 @@
 """From per-model scores to a verdict: which candidate model, if any, made the image.
 
-Each calibrated model accepts an image when its signal is below the model's threshold. Among the
-models that accept, the verdict is the one with the largest relative margin
-``1 - signal / threshold`` (how far below its own threshold the image sits, comparable across
-models whose thresholds differ); ``none`` when no model accepts. ``verdict_group`` names the
-winner's equivalence group: every model in it ships the same weights, so any of them may be the
-source.
+Each calibrated model accepts an image when its signal is below the model's threshold, and gives
+it a p-value: the upper tail of the model's fitted KDE at the signal (how typical the image is of
+that model's own images), which is comparable across models whose thresholds differ. The verdict:
+
+- ``none`` when no model accepts;
+- the accepting model with the highest p-value when it stands out: its p-value is at least
+  ``AMBIGUITY_RATIO`` times that of every accepting model outside its equivalence group;
+- ``ambiguous`` otherwise, with the accepting models listed in ``candidates``.
+
+``verdict_group`` names the winner's equivalence group: models in it ship the same autoencoder
+weights, so any of them may be the source.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ if TYPE_CHECKING:
     from aedr.autoencoders.loading import ModelHandle
 
 NO_MODEL = "none"
+AMBIGUOUS = "ambiguous"
+AMBIGUITY_RATIO = 2.0
 ATTRIBUTION_FIELDS = (
-    "path", "model", "group", "signal", "threshold", "belongs", "margin", "verdict",
-    "verdict_group", "error",
+    "path", "model", "group", "signal", "threshold", "belongs", "p_value", "margin", "verdict",
+    "verdict_group", "candidates", "error",
 )  # fmt: skip
 
 
@@ -37,7 +44,8 @@ class ModelDecision:
     signal: float | None
     threshold: float
     belongs: bool
-    margin: float | None
+    p_value: float | None
+    margin: float | None  # 1 - signal / threshold
     error: str = ""
 
 
@@ -48,6 +56,7 @@ class Attribution:
     path: str
     decisions: tuple[ModelDecision, ...]
     verdict: str
+    candidates: tuple[str, ...] = ()
     error: str = ""
 
     @property
@@ -59,8 +68,9 @@ class Attribution:
         return [
             {
                 "path": self.path, "model": d.model, "group": d.group, "signal": d.signal,
-                "threshold": d.threshold, "belongs": d.belongs, "margin": d.margin,
-                "verdict": self.verdict, "verdict_group": self.verdict_group, "error": d.error,
+                "threshold": d.threshold, "belongs": d.belongs, "p_value": d.p_value,
+                "margin": d.margin, "verdict": self.verdict, "verdict_group": self.verdict_group,
+                "candidates": " ".join(self.candidates), "error": d.error,
             }
             for d in self.decisions
         ]  # fmt: skip
@@ -70,31 +80,47 @@ def decide(record: ScoreRecord, calibration: Calibration) -> ModelDecision:
     group = record.group or record.model
     if not record.ok or record.signal is None:
         return ModelDecision(
-            record.model, group, None, calibration.threshold, False, None, record.error
+            record.model, group, None, calibration.threshold, False, None, None, record.error
         )
-    margin = 1.0 - record.signal / calibration.threshold
     return ModelDecision(
         record.model,
         group,
         record.signal,
         calibration.threshold,
         calibration.belongs(record.signal),
-        margin,
+        calibration.p_value(record.signal),
+        1.0 - record.signal / calibration.threshold,
     )
 
 
+def verdict_of(
+    decisions: Sequence[ModelDecision], ambiguity_ratio: float = AMBIGUITY_RATIO
+) -> tuple[str, tuple[str, ...]]:
+    """(verdict, candidates) from per-model decisions; see the module docstring."""
+    accepting = sorted((d for d in decisions if d.belongs), key=lambda d: -d.p_value)
+    if not accepting:
+        return NO_MODEL, ()
+    best = accepting[0]
+    rivals = [d for d in accepting[1:] if d.group != best.group]
+    if any(best.p_value < ambiguity_ratio * d.p_value for d in rivals):
+        return AMBIGUOUS, tuple(d.model for d in accepting)
+    return best.model, tuple(d.model for d in accepting)
+
+
 def attribute(
-    records: Sequence[ScoreRecord], calibrations: Mapping[str, Calibration]
+    records: Sequence[ScoreRecord],
+    calibrations: Mapping[str, Calibration],
+    ambiguity_ratio: float = AMBIGUITY_RATIO,
 ) -> Attribution:
     """Combine one image's score records (one per calibrated model) into an attribution."""
     if not records:
         raise ValueError("no score records to attribute")
     decisions = tuple(decide(r, calibrations[r.model]) for r in records)
-    accepting = [d for d in decisions if d.belongs]
-    verdict = max(accepting, key=lambda d: d.margin).model if accepting else NO_MODEL
     errors = [d.error for d in decisions if d.error]
-    error = errors[0] if len(errors) == len(decisions) else ""
-    return Attribution(records[0].path, decisions, verdict if not error else "", error)
+    if len(errors) == len(decisions):
+        return Attribution(records[0].path, decisions, "", (), errors[0])
+    verdict, candidates = verdict_of(decisions, ambiguity_ratio)
+    return Attribution(records[0].path, decisions, verdict, candidates)
 
 
 def check_compatible(calibrations: Sequence[Calibration]) -> dict[str, Any]:

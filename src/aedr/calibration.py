@@ -21,6 +21,10 @@ from aedr.signal import SignalError, calibrated_signal, loss_ratio
 
 GRID_SIZE = 10_000
 CALIBRATION_FORMAT = 1
+METHODS = ("aedr", "ratio", "single-loss", "latenttracer")
+"""Decision statistics (lower = belongs): the paper's ratio * H; the ratio alone; the first
+reconstruction loss alone; LatentTracer's inversion loss."""
+ALPHA_GRID = (0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3)
 
 
 class CalibrationError(ValueError):
@@ -72,12 +76,35 @@ class Calibration:
     summary: dict[str, float]
     settings: dict[str, Any] = field(default_factory=dict)
     autoencoder_identity: str | None = None
+    tuning: dict[str, Any] = field(default_factory=dict)
     aedr_version: str = ""
     created: str = ""
     format: int = CALIBRATION_FORMAT
 
     def belongs(self, signal: float) -> bool:
         return signal < self.threshold
+
+    def p_value(self, signal: float) -> float:
+        """Upper tail at ``signal`` of the fitted KDE, restricted like the threshold to the
+        paper's grid range [min - s, max + s]: the share of this model's own images expected to
+        score at least this high. Comparable across models, and p > alpha exactly when the signal
+        is below the threshold (up to the grid's resolution)."""
+        if len(self.signals) < 2:
+            raise CalibrationError(f"calibration for {self.model!r} keeps no signals")
+        if not hasattr(self, "_kde"):
+            from scipy.stats import gaussian_kde
+
+            values = np.asarray(self.signals, dtype=np.float64)
+            spread = values.std(ddof=1)
+            self._kde = gaussian_kde(values)
+            self._range = (values.min() - spread, values.max() + spread)
+        low, high = self._range
+        upper = self._kde.integrate_box_1d(min(max(signal, low), high), high)
+        return float(min(1.0, max(0.0, upper / self._kde.integrate_box_1d(low, high))))
+
+    @property
+    def method(self) -> str:
+        return self.settings.get("method", "aedr")
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
         try:
@@ -126,6 +153,7 @@ def fit_calibration(
     alpha: float = 0.05,
     settings: Mapping[str, Any] | None = None,
     autoencoder_identity: str | None = None,
+    tuning: Mapping[str, Any] | None = None,
 ) -> Calibration:
     """Fit the threshold on the signals of images that ``model`` made."""
     from aedr import __version__
@@ -140,26 +168,62 @@ def fit_calibration(
         summary=signal_summary(values),
         settings=dict(settings or {}),
         autoencoder_identity=autoencoder_identity,
+        tuning=dict(tuning or {}),
         aedr_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
 
 
-def signal_of_record(record: Mapping[str, Any]) -> float:
-    """A record's signal, or one computed from its loss1, loss2 and homogeneity columns."""
-    if record.get("signal") is not None:
-        return float(record["signal"])
+def signal_of_record(record: Mapping[str, Any], method: str = "aedr") -> float:
+    """A record's decision statistic under ``method``.
+
+    aedr, ratio and single-loss come from the loss columns of any AEDR score record (so one scoring
+    run compares the three); latenttracer needs records scored with ``--method latenttracer``.
+    """
+    if method not in METHODS:
+        raise CalibrationError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
     try:
+        if method == "latenttracer":
+            if record.get("loss2") not in (None, ""):
+                raise CalibrationError(
+                    "latenttracer needs records scored with --method latenttracer"
+                )
+            return float(record["loss1"])
+        if method == "single-loss":
+            return float(record["loss1"])
         ratio = loss_ratio(float(record["loss1"]), float(record["loss2"]))
+        if method == "ratio":
+            return ratio
         return calibrated_signal(ratio, float(record["homogeneity"]))
     except (KeyError, TypeError) as exc:
+        if method == "aedr" and record.get("signal") is not None:
+            return float(record["signal"])  # e.g. a file of signals alone
         raise CalibrationError(
-            "record has neither a signal nor loss1, loss2 and homogeneity"
+            f"record lacks the columns {method} needs (loss1, loss2, homogeneity)"
         ) from exc
 
 
+def choose_alpha(
+    positives: Sequence[float], negatives: Sequence[float], grid: Sequence[float] = ALPHA_GRID
+) -> tuple[float, float]:
+    """The alpha whose threshold (fitted on ``positives``) classifies ``positives`` (below) and
+    ``negatives`` (not below) most accurately, as the paper tunes it per model; ties go to the
+    smaller alpha. Returns (alpha, accuracy)."""
+    positive, negative = np.asarray(positives, float), np.asarray(negatives, float)
+    if positive.size < 2 or negative.size < 1:
+        raise CalibrationError("alpha auto needs belonging and non-belonging tuning scores")
+    best = (0.0, -1.0)
+    for alpha in grid:
+        threshold = kde_threshold(positive, alpha)
+        correct = (positive < threshold).sum() + (negative >= threshold).sum()
+        accuracy = float(correct / (positive.size + negative.size))
+        if accuracy > best[1]:
+            best = (alpha, accuracy)
+    return best
+
+
 def signals_from_records(
-    records: Iterable[Mapping[str, Any]], model: str | None = None
+    records: Iterable[Mapping[str, Any]], model: str | None = None, method: str = "aedr"
 ) -> tuple[str | None, list[float], int]:
     """(model, signals, skipped errors) from score records of belonging images.
 
@@ -175,7 +239,7 @@ def signals_from_records(
             skipped += 1
             continue
         try:
-            signals.append(signal_of_record(record))
+            signals.append(signal_of_record(record, method))
         except SignalError:
             skipped += 1
             continue

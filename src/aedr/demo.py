@@ -15,12 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from aedr.attribution import attribute
 from aedr.calibration import Calibration, fit_calibration
-from aedr.images import to_model_input
 from aedr.scoring import Scorer
+from aedr.synthesis import decoder_images, save_images
 
 CROP = 256
 PHOTO_LOADERS = ("astronaut", "chelsea", "coffee", "rocket")
@@ -58,39 +57,6 @@ def sample_photo_crops(per_photo: int = 2) -> list[np.ndarray]:
     return crops
 
 
-def decoder_images(
-    autoencoder, photos: list[np.ndarray], count: int, seed: int = 0
-) -> list[np.ndarray]:
-    """8-bit images the autoencoder's decoder makes from mixed, noised latents of ``photos``."""
-    import torch
-
-    rng = np.random.default_rng(seed)
-    generator = torch.Generator().manual_seed(seed)
-    batch = torch.from_numpy(np.stack([to_model_input(p) for p in photos]))
-    with torch.inference_mode():
-        latents = autoencoder.encode(batch.to(autoencoder.device, autoencoder.dtype)).float()
-        images = []
-        for _ in range(count):
-            a, b = rng.choice(len(photos), size=2, replace=False)
-            weight = rng.uniform(0.3, 0.7)
-            noise = torch.randn(latents[a].shape, generator=generator) * 0.1 * latents.std()
-            mixed = weight * latents[a] + (1 - weight) * latents[b] + noise.to(latents.device)
-            decoded = autoencoder.decode(mixed[None].to(autoencoder.dtype)).float()[0]
-            pixels = ((decoded.clamp(-1, 1) + 1) * 127.5).round().byte()
-            images.append(pixels.permute(1, 2, 0).cpu().numpy())
-    return images
-
-
-def _save(images: list[np.ndarray], folder: Path, prefix: str) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for index, image in enumerate(images):
-        path = folder / f"{prefix}{index:03d}.png"
-        Image.fromarray(image).save(path)
-        paths.append(path)
-    return paths
-
-
 def run_demo(
     workdir: Path,
     model: str = "taesd",
@@ -107,9 +73,9 @@ def run_demo(
     say(f"loaded {autoencoder!r}")
     photos = sample_photo_crops()
     made = decoder_images(autoencoder, photos, n_calibration + n_test)
-    calibration_paths = _save(made[:n_calibration], workdir / "calibration", "generated-")
-    test_generated = _save(made[n_calibration:], workdir / "test" / "generated", "generated-")
-    test_real = _save(photos, workdir / "test" / "real", "photo-")
+    calibration_paths = save_images(made[:n_calibration], workdir / "calibration", "generated-")
+    test_generated = save_images(made[n_calibration:], workdir / "test" / "generated", "generated-")
+    test_real = save_images(photos, workdir / "test" / "real", "photo-")
     say(f"wrote {len(made)} decoder-made images and {len(photos)} photo crops under {workdir}")
 
     scorer = Scorer([autoencoder])

@@ -16,6 +16,7 @@ A file that cannot be scored gets an error record for every model and the run go
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 from collections import deque
@@ -68,6 +69,13 @@ class ScoreSettings:
     homogeneity_levels: int = LEVELS
     crop: int | None = None
     crops: int = 1
+    method: str = "aedr"  # the record's ``signal``: aedr, ratio, single-loss or latenttracer
+
+    def __post_init__(self):
+        from aedr.calibration import METHODS
+
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -321,9 +329,15 @@ class Scorer:
         model = self.models[index]
         batch = torch.from_numpy(np.stack([array for _, array in items]))
         try:
-            loss1, loss2 = reconstruction_losses(
-                model.autoencoder, batch, self.settings.latent, model.generator
-            )
+            if self.settings.method == "latenttracer":
+                from aedr.baselines import latenttracer_losses
+
+                loss1 = latenttracer_losses(model.autoencoder, batch)
+                loss2 = torch.full_like(loss1, float("nan"))
+            else:
+                loss1, loss2 = reconstruction_losses(
+                    model.autoencoder, batch, self.settings.latent, model.generator
+                )
             losses: list[tuple[float, float] | str] = list(
                 zip(loss1.tolist(), loss2.tolist(), strict=True)
             )
@@ -351,15 +365,29 @@ class Scorer:
                 continue
             # Equal-sized crops: the mean of their MSEs is the MSE over all their pixels.
             record.loss1 = float(np.mean([loss1 for loss1, _ in crop_losses]))
-            record.loss2 = float(np.mean([loss2 for _, loss2 in crop_losses]))
             try:
-                record.ratio = loss_ratio(record.loss1, record.loss2)
-                record.signal = calibrated_signal(record.ratio, record.homogeneity)
+                self._set_signal(record, float(np.mean([loss2 for _, loss2 in crop_losses])))
             except SignalError as exc:
                 record.error = str(exc)
                 continue
             self._save(job.prepared, self.models[index], record)
         return [job.records[index] for index in range(len(self.models))]
+
+    def _set_signal(self, record: ScoreRecord, loss2: float) -> None:
+        """Fill loss2, ratio and the signal of the run's method (all lower = belongs)."""
+        method = self.settings.method
+        if method == "latenttracer":
+            if not math.isfinite(record.loss1):
+                raise SignalError(f"non-finite inversion loss {record.loss1}")
+            record.signal = record.loss1
+            return
+        record.loss2 = loss2
+        record.ratio = loss_ratio(record.loss1, loss2)
+        record.signal = {
+            "aedr": calibrated_signal(record.ratio, record.homogeneity),
+            "ratio": record.ratio,
+            "single-loss": record.loss1,
+        }[method]
 
     def _save(self, prepared: _Prepared, model: _Model, record: ScoreRecord) -> None:
         if self.store is None or prepared.content is None or model.identity is None:

@@ -68,6 +68,15 @@ class Autoencoder(ABC):
         torch.nn.Module.to(self.module, device=device, dtype=dtype)
         return self
 
+    def compile(self) -> Autoencoder:
+        """``torch.compile`` encode and decode (``--compile``): worth it only for long runs, as
+        compiling takes about a minute and gained about 10% on the SD VAE on our 2-core CPU."""
+        import torch
+
+        self.encode = torch.compile(self.encode)
+        self.decode = torch.compile(self.decode)
+        return self
+
     @contextmanager
     def upcast(self) -> Iterator[Autoencoder]:
         """Run in float32 for the duration (the fallback when half precision overflows)."""

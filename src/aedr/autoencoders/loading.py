@@ -60,9 +60,10 @@ class ModelHandle:
         device: str | torch.device = "cpu",
         dtype: str | torch.dtype | None = "auto",
         seed: int = 0,
+        compile: bool = False,
     ):
         self.location, self.spec, self.options = location, spec, options
-        self.device, self.dtype, self.seed = device, dtype, seed
+        self.device, self.dtype, self.seed, self.compile = device, dtype, seed, compile
         self.name = location.name
         self.group = options.get("group") or self.name
         self._autoencoder: Autoencoder | None = None
@@ -85,7 +86,7 @@ class ModelHandle:
                     f"cannot run {self.name!r} on device {self.device!r}: {exc}"
                 ) from exc
             self.identity = autoencoder.identity
-            self._autoencoder = autoencoder
+            self._autoencoder = autoencoder.compile() if self.compile else autoencoder
         return self._autoencoder
 
     def __repr__(self) -> str:
@@ -101,6 +102,7 @@ def resolve_model(
     quantize: bool | None = None,
     random_weights: bool = False,
     seed: int = 0,
+    compile: bool = False,
 ) -> ModelHandle:
     """Find the weights ``model`` names (registry name, hub id[:subfolder] or path), lazily.
 
@@ -114,7 +116,7 @@ def resolve_model(
         location = Location("random", spec.name)
     else:
         location = _locate(model, spec, weights_dir)
-    return ModelHandle(location, spec, _options(spec, quantize), device, dtype, seed)
+    return ModelHandle(location, spec, _options(spec, quantize), device, dtype, seed, compile)
 
 
 def create_autoencoder(

@@ -1,0 +1,322 @@
+"""Side-by-side speed of AEDR implementations on the same images, machine and autoencoder.
+
+Usage: python benchmarks/speed.py [--device cpu|cuda] [--images 32] [--weights-dir DIR]
+       [--plan full|quick] [--shared-dir DIR]
+
+For each (autoencoder, size) it times, end to end with model loading, each in its own process
+(so peak memory is its own):
+
+1. ``reference``: the loop as the paper's authors wrote it: one image at a time, fp32, sampled
+   latents, PIL + torchvision-style preprocessing, cv2 + scikit-image GLCM, no overlap;
+2. ``aedr default``: this package's pipeline with default settings (posterior mode, fp32 on CPU),
+   and ``aedr sample``: the same pipeline with the reference's sampled latents;
+3. ``aedr fast``: the fastest settings measured here (bf16 on CPU, batches on GPU);
+4. ``latenttracer``: the inversion baseline (100 Adam steps through the decoder), on fewer images;
+5. the score store: a cold CLI run, then a warm re-run over the same files.
+
+Half of the images are made by the autoencoder's decoder, half are photo crops from
+shared/images/real (never holdout/). Verdicts use one threshold, fitted (KDE, alpha 0.05) on the
+reference's signals of the decoder-made images; `agree` counts verdicts equal to the reference's.
+Timers start after each process's imports and include model loading; the store rows are whole
+CLI runs (start-up included). FLOP/s counts convolutions and matmuls of the four passes (torch's FlopCounterMode) and is
+compared with a measured dense GEMM peak of this machine in the same dtype.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PLANS = {
+    # (model, size, images, latenttracer images); None images = --images
+    "full": [("taesd", 256, None, 2), ("sd15", 256, 8, 0), ("sd15", 512, 2, 0)],
+    "quick": [("taesd", 128, 8, 1)],
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# children: one measurement each, printed as JSON
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss, not inherited over exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def synchronize(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def load(model: str, weights_dir: str | None, device: str, dtype: str = "auto"):
+    from aedr.autoencoders import ModelUnavailableError, create_autoencoder
+
+    try:
+        return create_autoencoder(model, weights_dir, device, dtype)
+    except ModelUnavailableError:
+        return create_autoencoder(model, device=device, dtype=dtype, random_weights=True)
+
+
+def child_reference(job: dict) -> dict:
+    """The authors' loop, written the way their script is: nothing batched, nothing overlapped."""
+    import cv2
+    import numpy as np
+    import torch
+    from PIL import Image
+    from skimage.feature import graycomatrix, graycoprops
+
+    start = time.perf_counter()
+    autoencoder = load(job["model"], job["weights_dir"], job["device"], "fp32")
+    generator = torch.Generator(job["device"]).manual_seed(0)
+    signals = []
+    for path in job["paths"]:
+        rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
+        x = torch.from_numpy((rgb - 0.5) / 0.5).permute(2, 0, 1)[None].to(job["device"])
+        with torch.no_grad():
+            x1 = autoencoder.decode(autoencoder.encode(x, "sample", generator))
+            x2 = autoencoder.decode(autoencoder.encode(x1, "sample", generator))
+            loss1 = torch.nn.functional.mse_loss(x1, x).item()
+            loss2 = torch.nn.functional.mse_loss(x2, x1).item()
+        gray = cv2.imread(path, cv2.IMREAD_GRAYSCALE) // 8
+        glcm = graycomatrix(gray, [1], [0], levels=32, symmetric=True, normed=True)
+        signals.append(loss1 / loss2 * float(graycoprops(glcm, "homogeneity")[0, 0]))
+    synchronize(job["device"])
+    return {"seconds": time.perf_counter() - start, "signals": signals}
+
+
+def child_pipeline(job: dict) -> dict:
+    import torch  # noqa: F401  (imports are outside the timed region in every child)
+
+    from aedr.autoencoders import resolve_model
+    from aedr.autoencoders.base import ModelUnavailableError
+    from aedr.scoring import Scorer, ScoreSettings
+
+    start = time.perf_counter()
+    try:
+        handle = resolve_model(job["model"], job["weights_dir"], job["device"], job["dtype"])
+    except ModelUnavailableError:
+        handle = resolve_model(
+            job["model"], device=job["device"], dtype=job["dtype"], random_weights=True
+        )
+    scorer = Scorer(
+        [handle], ScoreSettings(latent=job["latent"]), batch_size=job["batch_size"], workers=2
+    )
+    by_path = {r.path: r.signal for r in scorer.score_paths(job["paths"])}
+    synchronize(job["device"])
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "signals": [by_path[p] for p in job["paths"]]}
+
+
+def child_latenttracer(job: dict) -> dict:
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from aedr.baselines import latenttracer_losses
+    from aedr.images import to_model_input
+
+    start = time.perf_counter()
+    autoencoder = load(job["model"], job["weights_dir"], job["device"], "fp32")
+    losses = []
+    for path in job["paths"]:
+        x = torch.from_numpy(to_model_input(np.asarray(Image.open(path).convert("RGB"))))[None]
+        losses.append(float(latenttracer_losses(autoencoder, x)[0]))
+    synchronize(job["device"])
+    return {"seconds": time.perf_counter() - start, "signals": losses}
+
+
+def child_flops(job: dict) -> dict:
+    """FLOPs of one image's four passes, and this machine's dense GEMM peak in the same dtype."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from aedr.signal import reconstruction_losses
+
+    autoencoder = load(job["model"], job["weights_dir"], job["device"], job["dtype"])
+    size = job["size"]
+    x = torch.rand(1, 3, size, size) * 2 - 1
+    with FlopCounterMode(display=False) as counter:
+        reconstruction_losses(autoencoder, x)
+    n = 4096
+    a = torch.rand(n, n, device=job["device"], dtype=autoencoder.dtype)
+    torch.mm(a, a)
+    peak = 0.0
+    for _ in range(3):  # best of three: the machine's sustained dense GEMM rate
+        synchronize(job["device"])
+        start = time.perf_counter()
+        torch.mm(a, a)
+        synchronize(job["device"])
+        peak = max(peak, 2 * n**3 / (time.perf_counter() - start))
+    return {"flops_per_image": counter.get_total_flops(), "gemm_peak_flops": peak}
+
+
+CHILDREN = {
+    "reference": child_reference,
+    "pipeline": child_pipeline,
+    "latenttracer": child_latenttracer,
+    "flops": child_flops,
+}
+
+
+def run_child(kind: str, job: dict) -> dict:
+    result = subprocess.run(
+        [sys.executable, __file__, "--child", kind, json.dumps(job)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"{kind} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# the parent: data, plan, table
+
+
+def make_images(model: str, size: int, count: int, folder: Path, args) -> list[str]:
+    """Half decoder-made images (mixed latents of photos), half photo crops, as 8-bit PNG."""
+    import numpy as np
+    from PIL import Image
+
+    from aedr.images import read_image
+    from aedr.synthesis import decoder_images
+
+    real = Path(args.shared_dir) / "images" / "real"
+    photos = sorted(p for p in real.rglob("*") if p.suffix.lower() in {".png", ".jpg", ".jpeg"})
+    crops = []
+    for path in photos:
+        rgb = read_image(path).rgb
+        if min(rgb.shape[:2]) >= size:
+            crops.append(rgb[:size, :size].copy())
+        if len(crops) >= count:
+            break
+    made_count = count // 2
+    made = decoder_images(load(model, args.weights_dir, "cpu"), crops[:made_count], made_count, 1)
+    paths = []
+    for kind, images in (("made", made), ("photo", crops[made_count:count])):
+        for index, image in enumerate(images):
+            path = folder / f"{kind}{index:03d}.png"
+            Image.fromarray(np.asarray(image)).save(path)
+            paths.append(str(path))
+    return paths
+
+
+def cli_seconds(arguments: list[str]) -> float:
+    """Wall time of one ``aedr`` run, process start-up and imports included."""
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "aedr", *arguments, "-q"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    shared_default = os.environ.get("AEDR_SHARED_DIR", str(REPO.parent / "shared"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--images", type=int, default=32)
+    parser.add_argument("--plan", choices=sorted(PLANS), default="full")
+    parser.add_argument("--weights-dir", default=os.environ.get("AEDR_WEIGHTS_DIR"))
+    parser.add_argument("--shared-dir", default=shared_default)
+    args = parser.parse_args()
+
+    import numpy as np
+
+    from aedr.calibration import kde_threshold
+
+    cpu = args.device.startswith("cpu")
+    fast = {"dtype": "bf16" if cpu else "auto", "batch_size": 1 if cpu else 16}
+    print(f"# device {args.device}, {os.cpu_count()} CPUs; times include model loading")
+    header = ["model", "size", "method", "images", "s", "img/s", "x ref", "peak MB", "GFLOP/s",
+              "% peak", "agree"]  # fmt: skip
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
+    for model, size, images, tracer_images in PLANS[args.plan]:
+        count = images or args.images
+        with tempfile.TemporaryDirectory() as tmp:
+            paths = make_images(model, size, count, Path(tmp), args)
+            base = {"model": model, "weights_dir": args.weights_dir, "device": args.device,
+                    "paths": paths, "size": size}  # fmt: skip
+            flops = {
+                dtype: run_child("flops", {**base, "dtype": dtype})
+                for dtype in {"fp32", fast["dtype"]}
+            }
+            runs = {"reference": run_child("reference", base)}
+            configs = {
+                "aedr default": {"dtype": "auto", "batch_size": 1, "latent": "mode"},
+                "aedr sample": {"dtype": "auto", "batch_size": 1, "latent": "sample"},
+                f"aedr fast ({fast['dtype']}, batch {fast['batch_size']})": {**fast, "latent": "mode"},
+            }  # fmt: skip
+            for name, config in configs.items():
+                runs[name] = run_child("pipeline", {**base, **config})
+            made = count // 2
+            threshold = kde_threshold(np.array(runs["reference"]["signals"][:made]), 0.05)
+            reference_verdicts = np.array(runs["reference"]["signals"]) < threshold
+            reference_rate = count / runs["reference"]["seconds"]
+            for name, run in runs.items():
+                rate = count / run["seconds"]
+                dtype = fast["dtype"] if "fast" in name else "fp32"
+                achieved = flops[dtype]["flops_per_image"] * rate
+                agree = int(((np.array(run["signals"]) < threshold) == reference_verdicts).sum())
+                row = [model, size, name, count, f"{run['seconds']:.1f}", f"{rate:.3f}",
+                       f"{rate / reference_rate:.2f}", f"{run.get('peak_mb', 0):.0f}",
+                       f"{achieved / 1e9:.1f}",
+                       f"{100 * achieved / flops[dtype]['gemm_peak_flops']:.0f}",
+                       f"{agree}/{count}"]  # fmt: skip
+                print("| " + " | ".join(map(str, row)) + " |", flush=True)
+            if tracer_images:
+                tracer = run_child("latenttracer", {**base, "paths": paths[:tracer_images]})
+                rate = tracer_images / tracer["seconds"]
+                default_rate = count / runs["aedr default"]["seconds"]
+                row = [model, size, "latenttracer (100 steps)", tracer_images,
+                       f"{tracer['seconds']:.1f}", f"{rate:.4f}", f"{rate / reference_rate:.3f}",
+                       f"{tracer['peak_mb']:.0f}", "", "",
+                       f"aedr default is {default_rate / rate:.0f}x faster"]  # fmt: skip
+                print("| " + " | ".join(map(str, row)) + " |", flush=True)
+            store = Path(tmp) / "store.sqlite"
+            out = Path(tmp) / "scores.jsonl"
+            common = ["score", *paths, "--model", model, "--store", str(store), "--device",
+                      args.device, "--out", str(out), "--overwrite"]  # fmt: skip
+            if args.weights_dir:
+                common += ["--weights-dir", args.weights_dir]
+            if load_is_random(model, args):
+                print(f"(store rows skipped for {model}: random weights have no CLI path)")
+                continue
+            cold, warm = cli_seconds(common), cli_seconds(common)
+            print(f"| {model} | {size} | store: cold CLI run | {count} | {cold:.1f} | | | | | | |")
+            print(f"| {model} | {size} | store: warm re-run | {count} | {warm:.2f} | "
+                  f"{count / warm:.1f} | cold/warm = {cold / warm:.0f}x | | | | |", flush=True)  # fmt: skip
+
+
+def load_is_random(model: str, args) -> bool:
+    from aedr.autoencoders import ModelUnavailableError, resolve_model
+
+    try:
+        return resolve_model(model, args.weights_dir).identity is None  # not in the hub cache
+    except ModelUnavailableError:
+        return True
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        outcome = CHILDREN[sys.argv[2]](json.loads(sys.argv[3]))
+        outcome["peak_mb"] = peak_rss_mb()
+        print(json.dumps(outcome))
+    else:
+        main()

@@ -1,0 +1,286 @@
+"""Evaluation of attribution against known sources: the paper's tables, ROC metrics, confusion.
+
+Inputs are score records (any number of models) and labels mapping each image to its true source
+(a model name, or ``real``). For each target model M:
+
+- a threshold: from M's calibration when one is given, otherwise fitted (KDE, ``alpha``) on every
+  other image of M's own (sorted by path: even positions calibrate, odd ones are tested);
+- the paper's tables: for every other source S, M's test images against S's images, with
+  TP/FP/FN/TN and accuracy (Table 1 averages the other models, Table 2 is ``real``);
+- threshold-free metrics on all test images (M's own are positives): ROC AUC, average precision,
+  TPR at 1% and 5% FPR;
+- with two or more models, a confusion matrix of true sources against overall verdicts.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aedr.attribution import attribute
+from aedr.calibration import Calibration, CalibrationError, fit_calibration, signal_of_record
+from aedr.records import read_records
+from aedr.scoring import ScoreRecord
+from aedr.signal import SignalError
+
+REAL = "real"
+
+
+class EvaluationError(ValueError):
+    """Inputs that cannot be evaluated (no labels match, a model without own images, ...)."""
+
+
+def read_labels(path: str | os.PathLike) -> dict[str, str]:
+    """``path -> label`` from a CSV or JSONL file with ``path`` and ``label`` columns."""
+    labels = {}
+    for row in read_records(path):
+        if "path" not in row or "label" not in row:
+            raise EvaluationError(f"{path}: labels need 'path' and 'label' columns")
+        labels[str(row["path"])] = str(row["label"])
+    return labels
+
+
+def match_label(path: str, labels: Mapping[str, str], by_name: Mapping[str, str]) -> str | None:
+    """A record's label: by its exact path, else by its file name (when that name is unique)."""
+    return labels.get(path) or by_name.get(Path(path).name)
+
+
+def roc_points(positives: np.ndarray, negatives: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(FPR, TPR) over all thresholds, for "belongs when the statistic is low"."""
+    scores = np.concatenate([positives, negatives])
+    truth = np.concatenate([np.ones(positives.size), np.zeros(negatives.size)])
+    order = np.argsort(scores, kind="mergesort")
+    scores, truth = scores[order], truth[order]
+    distinct = np.r_[np.flatnonzero(np.diff(scores)), scores.size - 1]
+    tpr = np.r_[0, np.cumsum(truth)[distinct] / positives.size]
+    fpr = np.r_[0, np.cumsum(1 - truth)[distinct] / negatives.size]
+    return fpr, tpr
+
+
+def roc_auc(positives: np.ndarray, negatives: np.ndarray) -> float:
+    """P(positive < negative) + P(tie) / 2: the Mann-Whitney form of the ROC AUC."""
+    less = (positives[:, None] < negatives[None, :]).mean()
+    ties = (positives[:, None] == negatives[None, :]).mean()
+    return float(less + ties / 2)
+
+
+def average_precision(positives: np.ndarray, negatives: np.ndarray) -> float:
+    scores = np.concatenate([positives, negatives])
+    truth = np.concatenate([np.ones(positives.size), np.zeros(negatives.size)])
+    truth = truth[np.argsort(scores, kind="mergesort")]
+    precision = np.cumsum(truth) / np.arange(1, truth.size + 1)
+    return float((precision * truth).sum() / positives.size)
+
+
+def tpr_at_fpr(positives: np.ndarray, negatives: np.ndarray, fpr_target: float) -> float:
+    """The largest TPR reachable with FPR at or below ``fpr_target``."""
+    fpr, tpr = roc_points(positives, negatives)
+    return float(tpr[fpr <= fpr_target + 1e-12].max())
+
+
+@dataclass
+class ModelReport:
+    model: str
+    calibration: Calibration
+    calibration_source: str
+    own_test: list[float]
+    by_source: dict[str, list[float]]
+    fitted_on: set[str] = field(default_factory=set)  # paths used to fit the threshold here
+    pairwise: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class EvaluationResult:
+    method: str
+    models: dict[str, ModelReport]
+    sources: list[str]
+    confusion: dict[str, dict[str, int]]
+    skipped: int
+
+    def summary(self) -> dict[str, Any]:
+        """Every number, as plain values (metrics.json)."""
+        return {
+            "method": self.method,
+            "sources": self.sources,
+            "skipped_records": self.skipped,
+            "models": {
+                name: {
+                    "threshold": report.calibration.threshold,
+                    "alpha": report.calibration.alpha,
+                    "calibration": report.calibration_source,
+                    "metrics": report.metrics,
+                    "pairwise": report.pairwise,
+                }
+                for name, report in self.models.items()
+            },
+            "mean": mean_table(self),
+            "confusion": self.confusion,
+        }
+
+
+def _confusion_counts(
+    tp: int, fn: int, fp: int, tn: int
+) -> dict[str, Any]:  # one row of the paper's tables
+    total = tp + fn + fp + tn
+    return {"TP": tp, "FN": fn, "FP": fp, "TN": tn, "accuracy": (tp + tn) / total if total else 0}
+
+
+def mean_table(result: EvaluationResult) -> dict[str, dict[str, float]]:
+    """Per model: mean accuracy against other models (Table 1) and against real (Table 2)."""
+    table = {}
+    for name, report in result.models.items():
+        others = [row["accuracy"] for row in report.pairwise if row["source"] != REAL]
+        real = [row["accuracy"] for row in report.pairwise if row["source"] == REAL]
+        table[name] = {
+            "vs_models": float(np.mean(others)) if others else float("nan"),
+            "vs_real": float(np.mean(real)) if real else float("nan"),
+            "auc": report.metrics["roc_auc"],
+        }
+    return table
+
+
+def evaluate(
+    records: Iterable[Mapping[str, Any]],
+    labels: Mapping[str, str],
+    calibrations: Mapping[str, Calibration] | None = None,
+    method: str = "aedr",
+    alpha: float = 0.05,
+) -> EvaluationResult:
+    """Evaluate every model that has records; see the module docstring."""
+    calibrations = dict(calibrations or {})
+    by_name = _unique_names(labels)
+    statistic: dict[str, dict[str, float]] = defaultdict(dict)  # model -> path -> statistic
+    truth: dict[str, str] = {}
+    skipped = 0
+    for record in records:
+        label = match_label(str(record.get("path")), labels, by_name)
+        if label is None or record.get("error"):
+            skipped += 1
+            continue
+        try:
+            value = signal_of_record(record, method)
+        except (SignalError, CalibrationError, ValueError):
+            skipped += 1
+            continue
+        statistic[record["model"]][record["path"]] = value
+        truth[record["path"]] = label
+    if not statistic:
+        raise EvaluationError("no score record matches a label (compare their path columns)")
+    sources = sorted(set(truth.values()))
+    reports = {
+        model: _model_report(model, values, truth, calibrations.get(model), method, alpha)
+        for model, values in sorted(statistic.items())
+    }
+    confusion = _confusion(statistic, truth, reports) if len(reports) > 1 else {}
+    return EvaluationResult(method, reports, sources, confusion, skipped)
+
+
+def _unique_names(labels: Mapping[str, str]) -> dict[str, str]:
+    names = Counter(Path(p).name for p in labels)
+    return {Path(p).name: label for p, label in labels.items() if names[Path(p).name] == 1}
+
+
+def _model_report(
+    model: str,
+    values: dict[str, float],
+    truth: dict[str, str],
+    calibration: Calibration | None,
+    method: str,
+    alpha: float,
+) -> ModelReport:
+    own = sorted(p for p in values if truth[p] == model)
+    if calibration is not None:
+        if calibration.method != method:
+            raise EvaluationError(
+                f"calibration for {model} uses method {calibration.method}, not {method}"
+            )
+        test_own, source = own, "given calibration"
+    else:
+        fit_paths, test_own = own[0::2], own[1::2]
+        if len(fit_paths) < 2 or not test_own:
+            raise EvaluationError(
+                f"{model}: {len(own)} labelled images of its own; give a calibration or at least "
+                "4 of them (half fit the threshold, half are tested)"
+            )
+        calibration = fit_calibration(
+            [values[p] for p in fit_paths], model, alpha, {"method": method}
+        )
+        source = f"fitted here on {len(fit_paths)} of its {len(own)} images (alpha {alpha})"
+    by_source: dict[str, list[float]] = defaultdict(list)
+    for path, value in values.items():
+        if truth[path] != model:
+            by_source[truth[path]].append(value)
+    report = ModelReport(
+        model, calibration, source, [values[p] for p in test_own], dict(by_source),
+        fitted_on=set(own) - set(test_own),
+    )  # fmt: skip
+    positives = np.asarray(report.own_test)
+    negatives = np.asarray([v for vs in by_source.values() for v in vs])
+    tau = calibration.threshold
+    for other, scores in sorted(by_source.items()):
+        negative = np.asarray(scores)
+        tp, fp = int((positives < tau).sum()), int((negative < tau).sum())
+        row = _confusion_counts(tp, positives.size - tp, fp, negative.size - fp)
+        report.pairwise.append({"source": other, **row})
+    if negatives.size:
+        report.metrics = {
+            "roc_auc": roc_auc(positives, negatives),
+            "average_precision": average_precision(positives, negatives),
+            "tpr_at_1pct_fpr": tpr_at_fpr(positives, negatives, 0.01),
+            "tpr_at_5pct_fpr": tpr_at_fpr(positives, negatives, 0.05),
+            "own_test_images": int(positives.size),
+            "other_images": int(negatives.size),
+        }
+    return report
+
+
+def _confusion(
+    statistic: dict[str, dict[str, float]], truth: dict[str, str], reports: dict[str, ModelReport]
+) -> dict[str, dict[str, int]]:
+    """True source x verdict over images scored by every model (calibration images excluded)."""
+    calibrations = {name: report.calibration for name, report in reports.items()}
+    fitted = set().union(*(report.fitted_on for report in reports.values()))
+    confusion: dict[str, Counter] = defaultdict(Counter)
+    common = set.intersection(*(set(v) for v in statistic.values())) - fitted
+    for path in sorted(common):
+        records = [
+            ScoreRecord(path, name, signal=statistic[name][path]) for name in sorted(statistic)
+        ]
+        confusion[truth[path]][attribute(records, calibrations).verdict] += 1
+    return {source: dict(counts) for source, counts in sorted(confusion.items())}
+
+
+def write_tables(result: EvaluationResult, folder: Path) -> None:
+    """metrics.json, pairwise.csv, per_model.csv and confusion.csv in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
+    with open(folder / "pairwise.csv", "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["model", "source", "TP", "FN", "FP", "TN", "accuracy"])
+        for name, report in result.models.items():
+            for row in report.pairwise:
+                writer.writerow([name, row["source"], row["TP"], row["FN"], row["FP"],
+                                 row["TN"], f"{row['accuracy']:.6f}"])  # fmt: skip
+    with open(folder / "per_model.csv", "w", newline="") as stream:
+        writer = csv.writer(stream)
+        keys = ["roc_auc", "average_precision", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr"]
+        writer.writerow(["model", "threshold", "vs_models", "vs_real", *keys])
+        means = mean_table(result)
+        for name, report in result.models.items():
+            writer.writerow([name, report.calibration.threshold, means[name]["vs_models"],
+                             means[name]["vs_real"], *(report.metrics.get(k) for k in keys)])  # fmt: skip
+    with open(folder / "confusion.csv", "w", newline="") as stream:
+        verdicts = sorted({v for row in result.confusion.values() for v in row})
+        writer = csv.writer(stream)
+        writer.writerow(["true source", *verdicts])
+        for source, row in result.confusion.items():
+            writer.writerow([source, *(row.get(v, 0) for v in verdicts)])
