@@ -8,7 +8,8 @@ three disjoint pools. For each model, "generated" images are its decoder applied
 two source-pool photos' latents plus a little noise (not plain reconstructions), saved as 8-bit
 PNG: ``--calibration`` of them fit the threshold, ``--test`` are tested. Real test images are
 crops of the real-test pool. Every image is scored by every model once; the methods differ only
-in the decision statistic (AEDR ratio x H, the ratio alone, the first loss alone), so one scoring
+in the decision statistic (AEDR ratio x H, the ratio alone, log ratio + beta log H with beta
+fitted per model, the first loss alone), so one scoring
 run serves all three. LatentTracer (100 Adam steps per image) is scored on a subset
 (``--tracer-models``, ``--tracer-images`` per source) because it is ~100x slower.
 Generator-free calibration fits each model's AEDR threshold on decoder images made from the
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from aedr.autoencoders import create_autoencoder
-from aedr.calibration import fit_calibration, signal_of_record
+from aedr.calibration import calibrate_records
 from aedr.evaluation import evaluate, mean_table
 from aedr.report import write_report
 from aedr.scoring import Scorer, ScoreSettings
@@ -78,13 +80,16 @@ def score(autoencoders: dict, paths: list[str], settings: ScoreSettings) -> tupl
     return records, (time.perf_counter() - start) / max(1, len(records))
 
 
-def signals(records: list[dict], method: str = "aedr") -> list[float]:
-    return [signal_of_record(r, method) for r in records if not r["error"]]
+def usable(records: list[dict]) -> list[dict]:
+    return [r for r in records if not r["error"]]
 
 
 def print_table(title: str, result, seconds: float | None) -> dict[str, float]:
     means = mean_table(result)
-    print(f"\n### {title}" + (f" ({seconds:.3f} s per image and model)" if seconds else ""))
+    print(
+        f"\n### {title}" + (f" ({seconds:.3f} s per image and model)" if seconds else ""),
+        flush=True,
+    )
     print("| model | threshold | acc. vs other models | acc. vs real | ROC AUC |")
     print("|---|---|---|---|---|")
     for name, row in means.items():
@@ -101,13 +106,23 @@ def print_table(title: str, result, seconds: float | None) -> dict[str, float]:
     return overall
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--shared-dir", default=os.environ.get("AEDR_SHARED_DIR", REPO.parent / "shared")
-    )
+def data_parser(description: str, size: int) -> argparse.ArgumentParser:
+    """The options of every benchmark on the shared data and tiny autoencoders."""
+    parser = argparse.ArgumentParser(description=description)
+    shared = os.environ.get("AEDR_SHARED_DIR", REPO.parent / "shared")
+    parser.add_argument("--shared-dir", default=shared)
     parser.add_argument("--weights-dir", default=os.environ.get("AEDR_WEIGHTS_DIR"))
-    parser.add_argument("--size", type=int, default=192)
+    parser.add_argument("--size", type=int, default=size, help="image side in pixels")
+    return parser
+
+
+def tiny_autoencoders(args, device: str = "cpu", dtype: str = "auto") -> dict:
+    weights = args.weights_dir or Path(args.shared_dir) / "weights" / "tae"
+    return {name: create_autoencoder(name, weights, device, dtype) for name in MODELS}
+
+
+def main() -> None:
+    parser = data_parser(__doc__.splitlines()[0], 192)
     parser.add_argument("--calibration", type=int, default=30, help="calibration images per model")
     parser.add_argument("--test", type=int, default=20, help="test images per model")
     parser.add_argument("--real", type=int, default=40, help="real test photos")
@@ -116,8 +131,8 @@ def main() -> None:
     parser.add_argument("--tracer-images", type=int, default=3, help="per test source")
     parser.add_argument("--out", default="attribution-benchmark")
     args = parser.parse_args()
-    weights = args.weights_dir or Path(args.shared_dir) / "weights" / "tae"
-    autoencoders = {name: create_autoencoder(name, weights) for name in MODELS}
+    sys.stdout.reconfigure(line_buffering=True)  # tables appear as they are computed
+    autoencoders = tiny_autoencoders(args)
     out = Path(args.out)
     print(f"# {len(MODELS)} tiny autoencoders, {args.size} px, alpha {args.alpha}; "
           f"{args.calibration} calibration + {args.test} test images per model, {args.real} real")  # fmt: skip
@@ -129,36 +144,32 @@ def main() -> None:
             for key, paths in calibration_paths.items()
         }  # fmt: skip
         summary = {}
-        for method in ("aedr", "ratio", "single-loss"):
+        for method in ("aedr", "ratio", "fitted", "single-loss"):
             calibrations = {
-                name: fit_calibration(
-                    signals(calibration_records[name], method), name, args.alpha, {"method": method}
-                )
+                name: calibrate_records(usable(calibration_records[name]), name, args.alpha, method)
                 for name in MODELS
             }
             result = evaluate(test_records, labels, calibrations, method, args.alpha)
             write_report(result, out / method)
             summary[method] = print_table(method, result, seconds)
-        free = {
-            name: fit_calibration(
-                signals(calibration_records[f"{name}:generator-free"]),
-                name,
-                args.alpha,
-                {"method": "aedr"},
-            )
-            for name in MODELS
-        }
-        result = evaluate(test_records, labels, free, "aedr", args.alpha)
-        write_report(result, out / "aedr-generator-free")
-        summary["aedr, generator-free calibration"] = print_table(
-            "aedr, generator-free calibration", result, None
-        )
-        print("\n| model | threshold: own images | threshold: generator-free |\n|---|---|---|")
+        thresholds = {}
+        for method in ("aedr", "fitted"):
+            free = {
+                name: calibrate_records(
+                    usable(calibration_records[f"{name}:generator-free"]), name, args.alpha, method
+                )
+                for name in MODELS
+            }
+            result = evaluate(test_records, labels, free, method, args.alpha)
+            write_report(result, out / f"{method}-generator-free")
+            title = f"{method}, generator-free calibration"
+            summary[title] = print_table(title, result, None)
+            thresholds[method] = free
+        print("\n| model | aedr threshold: own images | aedr threshold: generator-free |")
+        print("|---|---|---|")
         for name in MODELS:
-            own_threshold = fit_calibration(
-                signals(calibration_records[name]), name, args.alpha
-            ).threshold
-            print(f"| {name} | {own_threshold:.4g} | {free[name].threshold:.4g} |")
+            own = calibrate_records(usable(calibration_records[name]), name, args.alpha)
+            print(f"| {name} | {own.threshold:.4g} | {thresholds['aedr'][name].threshold:.4g} |")
         tracer_models = [m for m in args.tracer_models.split(",") if m]
         if tracer_models:
             summary["latenttracer"] = run_tracer(
@@ -183,8 +194,8 @@ def run_tracer(args, models, autoencoders, labels, calibration_paths, out) -> di
         cal_records, _ = score(
             {name: autoencoders[name]}, calibration_paths[name][: 2 * args.tracer_images], settings
         )
-        calibrations[name] = fit_calibration(
-            signals(cal_records, "latenttracer"), name, args.alpha, {"method": "latenttracer"}
+        calibrations[name] = calibrate_records(
+            usable(cal_records), name, args.alpha, "latenttracer"
         )
     result = evaluate(records, subset, calibrations, "latenttracer", args.alpha)
     write_report(result, out / "latenttracer")

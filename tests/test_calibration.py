@@ -1,4 +1,5 @@
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -7,9 +8,12 @@ from scipy.stats import gaussian_kde
 from aedr.calibration import (
     Calibration,
     CalibrationError,
+    calibrate_records,
+    fit_beta,
     fit_calibration,
     kde_threshold,
-    signals_from_records,
+    records_of_model,
+    signal_of_record,
 )
 
 AUTHORS_SD15_THRESHOLD = 1.0364583773111364
@@ -77,22 +81,36 @@ def test_calibration_round_trip_and_tamper_detection(tmp_path):
         Calibration.from_dict({"model": "x"})
 
 
-def test_signals_from_records_handles_models_errors_and_loss_columns():
+def test_records_of_model_handles_models_errors_and_loss_columns():
     records = [
         {"model": "a", "signal": 1.0, "error": ""},
         {"model": "a", "signal": None, "error": "bad file"},
         {"model": "b", "signal": 2.0, "error": ""},
     ]
-    assert signals_from_records(records, "a") == ("a", [1.0], 1)
+    assert records_of_model(records, "a") == ("a", [records[0]], 1)
     with pytest.raises(CalibrationError, match="several models"):
-        signals_from_records(records)
+        records_of_model(records)
     loss_rows = [{"loss1": 0.02, "loss2": 0.01, "homogeneity": 0.5}]
-    assert signals_from_records(loss_rows) == (None, [1.0], 0)
-    assert signals_from_records([{"loss1": 0.02, "loss2": 0.0, "homogeneity": 0.5}]) == (
-        None,
-        [],
-        1,
-    )
+    assert records_of_model(loss_rows) == (None, loss_rows, 0)
+    assert records_of_model([{"loss1": 0.02, "loss2": 0.0, "homogeneity": 0.5}]) == (None, [], 1)
+
+
+def test_fitted_beta_cancels_the_complexity_trend():
+    rng = np.random.default_rng(1)
+    homogeneity = rng.uniform(0.1, 0.6, 200)
+    ratio = 1.5 * homogeneity**-0.3 * np.exp(rng.normal(0, 0.02, 200))  # beta = 0.3 by design
+    records = [{"loss1": r * 0.01, "loss2": 0.01, "homogeneity": h}
+               for r, h in zip(ratio, homogeneity, strict=True)]  # fmt: skip
+    fit = fit_beta(records)
+    assert fit["beta"] == pytest.approx(0.3, abs=0.02) and fit["r2"] > 0.9
+    calibration = calibrate_records(records, "m", 0.05, "fitted")
+    assert calibration.beta == pytest.approx(fit["beta"]) and calibration.method == "fitted"
+    statistic = calibration.statistic(records[0])
+    assert statistic == pytest.approx(np.log(ratio[0]) + fit["beta"] * np.log(homogeneity[0]))
+    again = Calibration.from_dict(json.loads(json.dumps(asdict(calibration))))
+    assert again.beta == calibration.beta and again.statistic(records[0]) == statistic
+    with pytest.raises(CalibrationError, match="needs a beta"):
+        signal_of_record(records[0], "fitted")
 
 
 def test_signal_of_record_per_method():

@@ -100,3 +100,35 @@ def test_labels_match_by_file_name_and_report_is_written(tmp_path):
     assert set(metrics["mean"]) == {"a", "b"}
     for name in ("pairwise.csv", "per_model.csv", "confusion.csv", "signals.png", "roc.png"):
         assert (tmp_path / "report" / name).stat().st_size > 0
+
+
+def test_fitted_method_reports_beta_and_complexity_plot(tmp_path):
+    rng = np.random.default_rng(2)
+    records, labels = [], {}
+    for source in ("a", "real"):
+        for index in range(30):
+            path = f"/d/{source}/{index}.png"
+            labels[path] = source
+            h = rng.uniform(0.1, 0.6)
+            ratio = (1.2 if source == "a" else 2.5) * h**-0.4 * np.exp(rng.normal(0, 0.03))
+            records.append({"path": path, "model": "a", "loss1": ratio * 0.01, "loss2": 0.01,
+                            "homogeneity": h, "error": ""})  # fmt: skip
+    result = evaluate(records, labels, method="fitted")
+    report = result.models["a"]
+    assert report.calibration.beta == pytest.approx(0.4, abs=0.1)
+    assert "beta" in report.calibration_source and len(report.complexity) == 30
+    assert report.metrics["roc_auc"] > 0.99
+    html = write_report(result, tmp_path / "fitted").read_text()
+    assert "Complexity fit" in html and (tmp_path / "fitted" / "complexity.png").is_file()
+
+
+def test_loss_column_methods_with_several_models_give_a_confusion_matrix():
+    records, labels = synthetic(n=8)
+    rng = np.random.default_rng(5)
+    for record in records:  # the same statistics, as loss columns instead of a signal
+        record.update(
+            loss1=record.pop("signal") * 0.01, loss2=0.01, homogeneity=rng.uniform(0.3, 0.6)
+        )
+    for method in ("ratio", "single-loss", "aedr", "fitted"):
+        result = evaluate(records, labels, method=method)
+        assert set(result.confusion) == {"a", "b", "real"}, method

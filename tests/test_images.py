@@ -52,7 +52,7 @@ def test_rgba_drops_alpha(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (b"", "not a recognised image"),
+        (b"", r"empty file \(0 bytes\)"),
         (b"<html><body>not an image</body></html>", "not a recognised image"),
     ],
 )

@@ -162,3 +162,9 @@ def test_methods_set_the_signal(random_tiny, image_folder):
     assert tracer.signal == tracer.loss1 <= aedr.loss1 * (1 + 1e-5)
     with pytest.raises(ValueError, match="unknown method"):
         ScoreSettings(method="magic")
+
+
+def test_scores_are_bitwise_identical_across_runs_on_cpu(random_tiny, image_folder):
+    first = [r.as_dict() for r in Scorer([random_tiny]).score_paths([image_folder])]
+    second = [r.as_dict() for r in Scorer([random_tiny], workers=1).score_paths([image_folder])]
+    assert first == second  # exact equality of every float, not approximate

@@ -16,6 +16,7 @@ _EXPORTS = {
     "ModelSpec": "aedr.autoencoders",
     "ModelUnavailableError": "aedr.autoencoders",
     "create_autoencoder": "aedr.autoencoders",
+    "resolve_model": "aedr.autoencoders",
     "list_models": "aedr.autoencoders",
     "glcm_homogeneity": "aedr.homogeneity",
     "homogeneity_of_file": "aedr.homogeneity",
@@ -29,9 +30,15 @@ _EXPORTS = {
     "Calibration": "aedr.calibration",
     "CalibrationError": "aedr.calibration",
     "fit_calibration": "aedr.calibration",
+    "calibrate_records": "aedr.calibration",
     "kde_threshold": "aedr.calibration",
     "Attribution": "aedr.attribution",
+    "Attributor": "aedr.attribution",
     "attribute": "aedr.attribution",
+    "ScoreStore": "aedr.store",
+    "evaluate": "aedr.evaluation",
+    "write_report": "aedr.report",
+    "latenttracer_losses": "aedr.baselines",
 }
 
 __all__ = ["__version__", *_EXPORTS]

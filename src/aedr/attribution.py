@@ -45,7 +45,7 @@ class ModelDecision:
     threshold: float
     belongs: bool
     p_value: float | None
-    margin: float | None  # 1 - signal / threshold
+    margin: float | None  # (threshold - signal) / |threshold|: 1 - signal / threshold if > 0
     error: str = ""
 
 
@@ -77,19 +77,26 @@ class Attribution:
 
 
 def decide(record: ScoreRecord, calibration: Calibration) -> ModelDecision:
+    """The calibrated model's decision on one score record."""
     group = record.group or record.model
     if not record.ok or record.signal is None:
         return ModelDecision(
             record.model, group, None, calibration.threshold, False, None, None, record.error
         )
+    return decision(record.model, group, calibration.statistic(record.as_dict()), calibration)
+
+
+def decision(model: str, group: str, statistic: float, calibration: Calibration) -> ModelDecision:
+    """The decision on a statistic already computed under ``calibration``'s method."""
+    threshold = calibration.threshold
     return ModelDecision(
-        record.model,
+        model,
         group,
-        record.signal,
-        calibration.threshold,
-        calibration.belongs(record.signal),
-        calibration.p_value(record.signal),
-        1.0 - record.signal / calibration.threshold,
+        statistic,
+        threshold,
+        calibration.belongs(statistic),
+        calibration.p_value(statistic),
+        (threshold - statistic) / abs(threshold) if threshold else None,
     )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aedr import __version__
+from aedr.calibration import DEFAULT_METHOD, METHODS
 from aedr.images import DEFAULT_MAX_PIXELS
 
 EXIT_OK, EXIT_INPUT_ERRORS, EXIT_USAGE = 0, 1, 2
@@ -81,10 +82,11 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for --latent sample")
     parser.add_argument(
         "--method",
-        choices=("aedr", "ratio", "single-loss", "latenttracer"),
-        default="aedr",
-        help="decision statistic: AEDR (ratio x homogeneity, default), the ratio alone, the first "
-        "loss alone, or LatentTracer's inversion loss (100 Adam steps: ~100x slower)",
+        choices=METHODS,
+        default=DEFAULT_METHOD,
+        help="decision statistic: fitted (default: log ratio + beta log H, beta fitted per "
+        "model), aedr (the paper's ratio x H), ratio, single-loss (first loss alone), or "
+        "latenttracer (inversion loss, 100 Adam steps: ~100x slower)",
     )
     parser.add_argument(
         "--resize",
@@ -175,12 +177,12 @@ def _progress(items: Iterable, quiet: bool, unit: str = "img") -> Iterator:
     return iter(tqdm(items, unit=unit, delay=3, file=sys.stderr, dynamic_ncols=True))
 
 
-def _writer(out: str | None, fields: Sequence[str], overwrite: bool):
+def _writer(out: str | None, fields: Sequence[str], overwrite: bool, append: bool = False):
     """Records to ``out`` (.jsonl/.csv), or JSON Lines on stdout when no file is named."""
     from aedr.records import RecordWriter
 
     if out:
-        return RecordWriter(out, fields, overwrite=overwrite)
+        return RecordWriter(out, fields, overwrite=overwrite, append=append)
     return RecordWriter(sys.stdout, fields)
 
 
@@ -219,9 +221,19 @@ def cmd_score(args: argparse.Namespace) -> int:
     from aedr.scoring import SCORE_FIELDS
 
     scorer = _scorer(args.model, args, _settings(args))
+    paths = iter_image_files(args.paths)
+    if args.resume:
+        from aedr.records import completed_keys
+        from aedr.scoring import display_path
+
+        if not args.out:
+            raise UsageError("--resume needs --out: the file to complete")
+        done = completed_keys(args.out)
+        names = [model.name for model in scorer.models]
+        paths = (p for p in paths if any((display_path(p), n) not in done for n in names))
     failed = total = 0
-    with _writer(args.out, SCORE_FIELDS, args.overwrite) as writer:
-        images = scorer.score_images(iter_image_files(args.paths))
+    with _writer(args.out, SCORE_FIELDS, args.overwrite, args.resume) as writer:
+        images = scorer.score_images(paths)
         for records in _progress(images, args.quiet):
             for record in records:
                 writer.write(record.as_dict())
@@ -249,27 +261,27 @@ def cmd_homogeneity(args: argparse.Namespace) -> int:
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
 
 
-def _score_for_calibration(args: argparse.Namespace, settings) -> tuple[str, str, list[float], int]:
-    """Score the belonging images in ``args.paths``: (model, identity, signals, failures)."""
+def _score_for_calibration(args: argparse.Namespace, settings) -> tuple[str, str, list[dict], int]:
+    """Score the belonging images in ``args.paths``: (model, identity, records, failures)."""
     from contextlib import nullcontext
 
     from aedr.images import iter_image_files
     from aedr.scoring import SCORE_FIELDS
 
     scorer = _scorer([args.model], args, settings)
-    signals, failed = [], 0
+    records, failed = [], 0
     scores_out = args.scores_out
     with _writer(scores_out, SCORE_FIELDS, args.overwrite) if scores_out else nullcontext() as out:
         for (record,) in _progress(scorer.score_images(iter_image_files(args.paths)), args.quiet):
             if out is not None:
                 out.write(record.as_dict())
             if record.ok:
-                signals.append(record.signal)
+                records.append(record.as_dict())
             else:
                 failed += 1
                 _say(args, f"skipped {record.path}: {record.error}")
     (model,) = scorer.models
-    return model.name, model.identity, signals, failed
+    return model.name, model.identity, records, failed
 
 
 def _generator_free_paths(args: argparse.Namespace, folder: Path) -> list[Path]:
@@ -292,7 +304,7 @@ def _generator_free_paths(args: argparse.Namespace, folder: Path) -> list[Path]:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     import tempfile
 
-    from aedr.calibration import choose_alpha, fit_calibration, signals_from_records
+    from aedr.calibration import calibrate_records, choose_alpha, records_of_model
     from aedr.records import read_records
 
     sources = sum(map(bool, (args.scores, args.paths, args.reference_photos)))
@@ -303,7 +315,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     settings = _settings(args)
     tuning: dict[str, Any] = {}
     if args.scores:
-        model, signals, failed = signals_from_records(
+        model, records, failed = records_of_model(
             read_records(args.scores), args.model, settings.method
         )
         model, identity = model or "unnamed", None
@@ -311,25 +323,28 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory() as scratch:
             folder = Path(args.save_synthetic or scratch)
             args.paths = [str(p) for p in _generator_free_paths(args, folder)]
-            model, identity, signals, failed = _score_for_calibration(args, settings)
+            model, identity, records, failed = _score_for_calibration(args, settings)
         tuning["belonging_images"] = f"generator-free: {len(args.paths)} decoder-made images"
     else:
-        model, identity, signals, failed = _score_for_calibration(args, settings)
+        model, identity, records, failed = _score_for_calibration(args, settings)
     alpha = args.alpha
     if alpha == "auto":
         if not args.negatives:
             raise UsageError("--alpha auto needs --negatives: score records of other images")
-        _, negatives, _ = signals_from_records(
+        _, negative_records, _ = records_of_model(
             read_records(args.negatives), args.model or model, settings.method
         )
-        alpha, accuracy = choose_alpha(signals, negatives)
+        # beta (method fitted) comes from the belonging images only, as for the threshold
+        probe = calibrate_records(records, model, 0.05, settings.method)
+        negatives = [probe.statistic(r) for r in negative_records]
+        alpha, accuracy = choose_alpha(probe.signals, negatives)
         tuning.update(alpha="auto", chosen_alpha=alpha, tuning_accuracy=accuracy,
                       tuning_negatives=len(negatives))  # fmt: skip
         _say(args, f"alpha auto: {alpha} (tuning accuracy {accuracy:.4f})")
     else:
         alpha = float(alpha)
-    calibration = fit_calibration(
-        signals, model, alpha, settings.as_dict(), identity, tuning=tuning
+    calibration = calibrate_records(
+        records, model, alpha, settings.method, settings.as_dict(), identity, tuning
     )
     calibration.save(args.out, overwrite=args.overwrite)
     _say(
@@ -508,6 +523,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="registry name, hub id[:subfolder] or local path; repeatable",
     )
     _add_output(score, "score records")
+    score.add_argument(
+        "--resume",
+        action="store_true",
+        help="complete an interrupted --out file: images already in it are skipped",
+    )
     _add_loading(score)
     _add_settings(score)
     _add_pipeline(score)
@@ -584,9 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--method",
-        choices=("aedr", "ratio", "single-loss", "latenttracer"),
-        default="aedr",
-        help="decision statistic taken from the records",
+        choices=METHODS,
+        default=DEFAULT_METHOD,
+        help="decision statistic taken from the records (default fitted; aedr = the paper's)",
     )
     evaluate.add_argument("--alpha", type=float, default=0.05, help="for fitted thresholds")
     evaluate.add_argument("--out", required=True, help="folder for report.html, CSV, JSON, PNG")
@@ -621,9 +641,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum, frame) -> None:
+    """SIGTERM ends the run like Ctrl-C: output files are closed with every finished record."""
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    import signal
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
     from aedr.autoencoders.base import ModelUnavailableError
     from aedr.calibration import CalibrationError
     from aedr.evaluation import EvaluationError

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from aedr.attribution import attribute
-from aedr.calibration import Calibration, fit_calibration
+from aedr.calibration import Calibration, calibrate_records
 from aedr.scoring import Scorer
 from aedr.synthesis import decoder_images, save_images
 
@@ -79,19 +79,21 @@ def run_demo(
     say(f"wrote {len(made)} decoder-made images and {len(photos)} photo crops under {workdir}")
 
     scorer = Scorer([autoencoder])
-    signals = [scorer.score_file(p)[0].signal for p in calibration_paths]
-    calibration = fit_calibration(
-        signals, autoencoder.name, 0.05, scorer.settings.as_dict(), autoencoder.identity
-    )
-    say(f"calibrated on {len(signals)} decoder-made images: threshold {calibration.threshold:.4f}")
+    own = [r.as_dict() for r in scorer.score_paths(calibration_paths)]
+    calibration = calibrate_records(
+        own, autoencoder.name, 0.05, scorer.settings.method, scorer.settings.as_dict(),
+        autoencoder.identity,
+    )  # fmt: skip
+    say(f"calibrated on {len(own)} decoder-made images: threshold {calibration.threshold:.4f}")
 
     calibrations = {calibration.model: calibration}
     rows = []
     for truth, paths in ((autoencoder.name, test_generated), ("real", test_real)):
         for path in paths:
             records = scorer.score_file(path)
-            verdict = attribute(records, calibrations).verdict
-            rows.append(DemoRow(path.name, truth, records[0].ratio, records[0].signal, verdict))
+            result = attribute(records, calibrations)
+            statistic = result.decisions[0].signal
+            rows.append(DemoRow(path.name, truth, records[0].ratio, statistic, result.verdict))
     return DemoResult(autoencoder.name, calibration, rows)
 
 

@@ -25,10 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from aedr.attribution import attribute
-from aedr.calibration import Calibration, CalibrationError, fit_calibration, signal_of_record
+from aedr.attribution import decision, verdict_of
+from aedr.calibration import (
+    DEFAULT_METHOD,
+    Calibration,
+    CalibrationError,
+    calibrate_records,
+    signal_of_record,
+)
 from aedr.records import read_records
-from aedr.scoring import ScoreRecord
 from aedr.signal import SignalError
 
 REAL = "real"
@@ -94,6 +99,8 @@ class ModelReport:
     own_test: list[float]
     by_source: dict[str, list[float]]
     fitted_on: set[str] = field(default_factory=set)  # paths used to fit the threshold here
+    values: dict[str, float] = field(default_factory=dict)  # path -> statistic
+    complexity: list[tuple[float, float]] = field(default_factory=list)  # own (H, ratio), fitted
     pairwise: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
 
@@ -116,6 +123,7 @@ class EvaluationResult:
                 name: {
                     "threshold": report.calibration.threshold,
                     "alpha": report.calibration.alpha,
+                    "beta": report.calibration.beta,
                     "calibration": report.calibration_source,
                     "metrics": report.metrics,
                     "pairwise": report.pairwise,
@@ -152,34 +160,36 @@ def evaluate(
     records: Iterable[Mapping[str, Any]],
     labels: Mapping[str, str],
     calibrations: Mapping[str, Calibration] | None = None,
-    method: str = "aedr",
+    method: str = DEFAULT_METHOD,
     alpha: float = 0.05,
 ) -> EvaluationResult:
     """Evaluate every model that has records; see the module docstring."""
     calibrations = dict(calibrations or {})
     by_name = _unique_names(labels)
-    statistic: dict[str, dict[str, float]] = defaultdict(dict)  # model -> path -> statistic
+    rows: dict[str, dict[str, Mapping[str, Any]]] = defaultdict(dict)  # model -> path -> record
     truth: dict[str, str] = {}
     skipped = 0
+    check = "ratio" if method == "fitted" else method  # fitted: beta comes with the threshold
     for record in records:
         label = match_label(str(record.get("path")), labels, by_name)
         if label is None or record.get("error"):
             skipped += 1
             continue
         try:
-            value = signal_of_record(record, method)
+            signal_of_record(record, check)
         except (SignalError, CalibrationError, ValueError):
             skipped += 1
             continue
-        statistic[record["model"]][record["path"]] = value
+        rows[record["model"]][record["path"]] = record
         truth[record["path"]] = label
-    if not statistic:
+    if not rows:
         raise EvaluationError("no score record matches a label (compare their path columns)")
     sources = sorted(set(truth.values()))
     reports = {
-        model: _model_report(model, values, truth, calibrations.get(model), method, alpha)
-        for model, values in sorted(statistic.items())
+        model: _model_report(model, model_rows, truth, calibrations.get(model), method, alpha)
+        for model, model_rows in sorted(rows.items())
     }
+    statistic = {model: report.values for model, report in reports.items()}
     confusion = _confusion(statistic, truth, reports) if len(reports) > 1 else {}
     return EvaluationResult(method, reports, sources, confusion, skipped)
 
@@ -191,13 +201,13 @@ def _unique_names(labels: Mapping[str, str]) -> dict[str, str]:
 
 def _model_report(
     model: str,
-    values: dict[str, float],
+    rows: dict[str, Mapping[str, Any]],
     truth: dict[str, str],
     calibration: Calibration | None,
     method: str,
     alpha: float,
 ) -> ModelReport:
-    own = sorted(p for p in values if truth[p] == model)
+    own = sorted(p for p in rows if truth[p] == model)
     if calibration is not None:
         if calibration.method != method:
             raise EvaluationError(
@@ -211,18 +221,23 @@ def _model_report(
                 f"{model}: {len(own)} labelled images of its own; give a calibration or at least "
                 "4 of them (half fit the threshold, half are tested)"
             )
-        calibration = fit_calibration(
-            [values[p] for p in fit_paths], model, alpha, {"method": method}
-        )
+        calibration = calibrate_records([rows[p] for p in fit_paths], model, alpha, method)
         source = f"fitted here on {len(fit_paths)} of its {len(own)} images (alpha {alpha})"
+        if calibration.beta is not None:
+            source += f", beta {calibration.beta:.3f}"
+    values = {path: calibration.statistic(row) for path, row in rows.items()}
     by_source: dict[str, list[float]] = defaultdict(list)
     for path, value in values.items():
         if truth[path] != model:
             by_source[truth[path]].append(value)
     report = ModelReport(
         model, calibration, source, [values[p] for p in test_own], dict(by_source),
-        fitted_on=set(own) - set(test_own),
+        fitted_on=set(own) - set(test_own), values=values,
     )  # fmt: skip
+    if calibration.beta is not None:
+        report.complexity = [
+            (float(rows[p]["homogeneity"]), signal_of_record(rows[p], "ratio")) for p in own
+        ]
     positives = np.asarray(report.own_test)
     negatives = np.asarray([v for vs in by_source.values() for v in vs])
     tau = calibration.threshold
@@ -252,10 +267,11 @@ def _confusion(
     confusion: dict[str, Counter] = defaultdict(Counter)
     common = set.intersection(*(set(v) for v in statistic.values())) - fitted
     for path in sorted(common):
-        records = [
-            ScoreRecord(path, name, signal=statistic[name][path]) for name in sorted(statistic)
+        decisions = [
+            decision(name, name, statistic[name][path], calibrations[name])
+            for name in sorted(statistic)
         ]
-        confusion[truth[path]][attribute(records, calibrations).verdict] += 1
+        confusion[truth[path]][verdict_of(decisions)[0]] += 1
     return {source: dict(counts) for source, counts in sorted(confusion.items())}
 
 

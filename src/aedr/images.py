@@ -69,17 +69,32 @@ def luma_opencv_codec(rgb: np.ndarray) -> np.ndarray:
     return ((4899 * r + 9617 * g + 1868 * b + (1 << 13)) >> 14).astype(np.uint8)
 
 
+def file_error(path: Path, exc: OSError) -> ImageError:
+    """A file-system failure in words a user can act on."""
+    if isinstance(exc, FileNotFoundError):
+        if path.is_symlink():
+            return ImageError(f"broken symbolic link (to {os.readlink(path)})")
+        return ImageError("file not found")
+    if isinstance(exc, IsADirectoryError):
+        return ImageError("is a directory, not an image file")
+    if isinstance(exc, PermissionError):
+        return ImageError("permission denied")
+    return ImageError(f"cannot read file: {exc.strerror or exc}")
+
+
 def _open(path: Path, max_pixels: int) -> Image.Image:
     try:
+        if path.stat().st_size == 0:
+            raise ImageError("empty file (0 bytes)")
         image = Image.open(path)
-    except FileNotFoundError:
-        raise ImageError("file not found") from None
-    except IsADirectoryError:
-        raise ImageError("is a directory, not an image file") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        raise file_error(path, exc) from None
     except UnidentifiedImageError:
         raise ImageError("not a recognised image format (unreadable or not an image)") from None
+    except Image.DecompressionBombError as exc:  # Pillow's own guard, at twice its limit
+        raise ImageError(
+            f"image declares too many pixels, over the limit of {max_pixels} ({exc})"
+        ) from None
     except OSError as exc:
         raise ImageError(f"cannot open image: {exc}") from None
     width, height = image.size
@@ -109,6 +124,17 @@ def _jpeg_luma(path: Path, max_pixels: int) -> np.ndarray:
         return np.asarray(_decode(image).convert("L"))
 
 
+def _colour_luma(rgb: np.ndarray, file_format: str, source_mode: str) -> np.ndarray | None:
+    """OpenCV's grey for a colour file, or None for an RGB JPEG (whose Y plane is read apart)."""
+    if file_format == "PNG":
+        return luma_libpng(rgb)
+    if file_format == "JPEG" and source_mode == "RGB":
+        return None
+    if file_format == "WEBP":
+        return luma_opencv(rgb)
+    return luma_opencv_codec(rgb)
+
+
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
     """Decode ``path`` to RGB and OpenCV-compatible grey.
 
@@ -120,17 +146,17 @@ def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         file_format = image.format or "unknown"
         decoded = _decode(image)
         source_mode = decoded.mode
-        rgb = np.asarray(decoded.convert("RGB"))
-        if source_mode in ("L", "LA", "I;16", "I", "1"):
+        if source_mode in ("I;16", "I;16B", "I;16L", "I"):
+            # 16-bit grey: OpenCV reduces it to 8 bits by dropping the low byte (>> 8), for both
+            # colour and grey reads; Pillow's own conversion would clip at 255 instead.
+            gray = (np.asarray(decoded, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+            rgb = np.repeat(gray[..., None], 3, axis=2)
+        elif source_mode in ("L", "LA", "1"):
+            rgb = np.asarray(decoded.convert("RGB"))
             gray = np.asarray(decoded.convert("L"))
-        elif file_format == "PNG":
-            gray = luma_libpng(rgb)
-        elif file_format == "JPEG" and source_mode == "RGB":
-            gray = None
-        elif file_format == "WEBP":
-            gray = luma_opencv(rgb)
         else:
-            gray = luma_opencv_codec(rgb)
+            rgb = np.asarray(decoded.convert("RGB"))
+            gray = _colour_luma(rgb, file_format, source_mode)
     if gray is None:
         # A second decode, on purpose: libjpeg's RGB output and its Y plane are two different
         # decodes, and neither can be derived from the other without changing the pixels.

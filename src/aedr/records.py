@@ -45,16 +45,22 @@ class RecordWriter:
         fields: Sequence[str],
         overwrite: bool = False,
         fmt: str | None = None,
+        append: bool = False,
     ):
         self.fields = list(fields)
+        resuming = False
         if isinstance(target, (str, os.PathLike)):
             self.format = fmt or record_format(target)
+            resuming = append and Path(target).is_file() and Path(target).stat().st_size > 0
+            mode = "a" if append else "w" if overwrite else "x"
             try:
                 self._stream = open(  # noqa: SIM115 -- closed by close() / __exit__
-                    target, "w" if overwrite else "x", newline="", encoding="utf-8"
+                    target, mode, newline="", encoding="utf-8"
                 )
             except FileExistsError:
-                raise RecordFileError(f"{target} exists; pass --overwrite to replace it") from None
+                raise RecordFileError(
+                    f"{target} exists; pass --overwrite to replace it or --resume to complete it"
+                ) from None
             self._owns_stream = True
         else:
             self.format = fmt or "jsonl"
@@ -63,8 +69,9 @@ class RecordWriter:
         self._csv = None
         if self.format == "csv":
             self._csv = csv.DictWriter(self._stream, fieldnames=self.fields, extrasaction="ignore")
-            self._csv.writeheader()
-            self._stream.flush()
+            if not resuming:
+                self._csv.writeheader()
+                self._stream.flush()
 
     def write(self, record: Mapping[str, Any]) -> None:
         row = {field: record.get(field) for field in self.fields}
@@ -117,3 +124,19 @@ def read_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
                     ) from None
     except OSError as exc:
         raise RecordFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def completed_keys(path: str | os.PathLike, key: Sequence[str] = ("path", "model")) -> set[tuple]:
+    """The ``key`` values of the complete records in ``path``, for ``--resume``.
+
+    A process killed mid-write can leave a partial last line; it is cut off here (records are
+    written one line each and flushed, so only that line can be incomplete).
+    """
+    path = Path(path)
+    if not path.is_file():
+        return set()
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as stream:
+            stream.truncate(data.rfind(b"\n") + 1)
+    return {tuple(record.get(k) for k in key) for record in read_records(path)}

@@ -73,6 +73,31 @@ def plot_roc(result: EvaluationResult, path: Path) -> Path:
     return path
 
 
+def plot_complexity(result: EvaluationResult, path: Path) -> Path | None:
+    """Per model with a fitted beta: log ratio against log H of its own images, and the fit."""
+    fitted = [r for r in result.models.values() if r.complexity]
+    if not fitted:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(fitted), figsize=(4 * len(fitted), 3.6), squeeze=False)
+    for axis, report in zip(axes[0], fitted, strict=True):
+        log_h, log_ratio = np.log(np.asarray(report.complexity)).T
+        axis.scatter(log_h, log_ratio, s=10, alpha=0.6, color=COLOURS[0])
+        fit = report.calibration.tuning.get("beta_fit", {})
+        if fit:
+            line = np.linspace(log_h.min(), log_h.max(), 50)
+            axis.plot(line, fit["slope"] * line + fit["intercept"], color="red",
+                      label=f"beta {report.calibration.beta:.3f} (R^2 {fit['r2']:.2f})")  # fmt: skip
+            axis.legend(fontsize=8)
+        axis.set_xlabel("log H")
+        axis.set_ylabel("log ratio")
+        axis.set_title(report.model, fontsize=10)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
 def _table(headers: list[str], rows: list[list]) -> str:
     def cell(value) -> str:
         if isinstance(value, float):
@@ -139,6 +164,12 @@ def write_report(result: EvaluationResult, folder: Path) -> Path:
         "<h2>Per source (paper tables)</h2>",
         _table(["model", "other source", "TP", "FN", "FP", "TN", "accuracy"], pairwise_rows),
     ]
+    complexity = plot_complexity(result, folder / "complexity.png")
+    if complexity is not None:
+        sections += [
+            "<h2>Complexity fit (log ratio against log H, own images)</h2>",
+            _image(complexity, "complexity fit"),
+        ]
     if result.confusion:
         sections += [
             "<h2>Overall verdicts (true source x verdict)</h2>",

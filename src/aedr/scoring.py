@@ -29,12 +29,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from aedr.autoencoders.base import Autoencoder, LatentMode
+from aedr.calibration import DEFAULT_METHOD, METHODS
 from aedr.homogeneity import LEVELS, glcm_homogeneity
 from aedr.images import (
     DEFAULT_MAX_PIXELS,
     ImageError,
     LoadedImage,
     aligned_crop,
+    file_error,
     grid_crops,
     iter_image_files,
     luma_opencv,
@@ -69,11 +71,9 @@ class ScoreSettings:
     homogeneity_levels: int = LEVELS
     crop: int | None = None
     crops: int = 1
-    method: str = "aedr"  # the record's ``signal``: aedr, ratio, single-loss or latenttracer
+    method: str = DEFAULT_METHOD  # what ``signal`` holds; see aedr.calibration.METHODS
 
     def __post_init__(self):
-        from aedr.calibration import METHODS
-
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
 
@@ -383,8 +383,11 @@ class Scorer:
             return
         record.loss2 = loss2
         record.ratio = loss_ratio(record.loss1, loss2)
+        # "fitted" needs a calibration's beta: its records carry the paper's signal, and the
+        # calibration computes its own statistic from loss1, loss2 and homogeneity.
         record.signal = {
             "aedr": calibrated_signal(record.ratio, record.homogeneity),
+            "fitted": calibrated_signal(record.ratio, record.homogeneity),
             "ratio": record.ratio,
             "single-loss": record.loss1,
         }[method]
@@ -401,14 +404,8 @@ def _content_hash(path: Path) -> str:
 
     try:
         return file_sha256(path)
-    except FileNotFoundError:
-        raise ImageError("file not found") from None
-    except IsADirectoryError:
-        raise ImageError("is a directory, not an image file") from None
-    except PermissionError:
-        raise ImageError("permission denied") from None
     except OSError as exc:
-        raise ImageError(f"cannot read file: {exc}") from None
+        raise file_error(path, exc) from None
 
 
 def score_array(
