@@ -29,6 +29,9 @@ def main() -> None:
     parser = data_parser(__doc__.splitlines()[0], 192)
     parser.add_argument("--images", type=int, default=16, help="of each kind, per model")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--dtypes", default="fp32,bf16,fp16", help="comma-separated; fp16 is very slow on CPUs"
+    )
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # tables appear as they are computed
     weights = args.weights_dir or Path(args.shared_dir) / "weights" / "tae"
@@ -46,7 +49,7 @@ def main() -> None:
                 photos[args.images :], Path(tmp), "photo-"
             )
             signals = {}
-            for dtype in ("fp32", "bf16", "fp16"):
+            for dtype in ["fp32", *(d for d in args.dtypes.split(",") if d != "fp32")]:
                 autoencoder = create_autoencoder(name, weights, args.device, dtype)
                 start = time.perf_counter()
                 records = list(Scorer([autoencoder]).score_paths(paths))

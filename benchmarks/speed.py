@@ -39,6 +39,7 @@ PLANS = {
     # (model, size, images, latenttracer images); None images = --images
     "full": [("taesd", 256, None, 2), ("sd15", 256, 8, 0), ("sd15", 512, 2, 0)],
     "quick": [("taesd", 128, 8, 1)],
+    "sd": [("sd15", 256, 8, 0), ("sd15", 512, 2, 0)],
 }
 
 
@@ -108,6 +109,8 @@ def child_pipeline(job: dict) -> dict:
     try:
         handle = resolve_model(job["model"], job["weights_dir"], job["device"], job["dtype"])
     except ModelUnavailableError:
+        handle = None
+    if handle is None or handle.identity is None:  # not local, not in the hub cache
         handle = resolve_model(
             job["model"], device=job["device"], dtype=job["dtype"], random_weights=True
         )

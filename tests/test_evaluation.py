@@ -50,7 +50,7 @@ def test_paper_tables_with_given_calibrations():
     calibrations = {
         m: fit_calibration([1.0, 1.1, 0.9, 1.05, 0.95], m, 0.05) for m in ("a", "b")
     }  # fmt: skip
-    result = evaluate(records, labels, calibrations)
+    result = evaluate(records, labels, calibrations, method="aedr")
     a = result.models["a"]
     assert [row["source"] for row in a.pairwise] == ["b", "real"]
     for row in a.pairwise:
@@ -76,9 +76,9 @@ def test_errors_and_unlabelled_records_are_skipped_and_nothing_matching_is_an_er
     records, labels = synthetic(n=4)
     records.append({"path": "/elsewhere/x.png", "model": "a", "signal": 1.0, "error": ""})
     records.append({"path": "/data/a/0.png", "model": "a", "signal": None, "error": "bad"})
-    assert evaluate(records, labels).skipped == 2
+    assert evaluate(records, labels, method="aedr").skipped == 2
     with pytest.raises(EvaluationError, match="no score record matches a label"):
-        evaluate(records, {"/nope.png": "a"})
+        evaluate(records, {"/nope.png": "a"}, method="aedr")
 
 
 def test_labels_match_by_file_name_and_report_is_written(tmp_path):
@@ -92,7 +92,7 @@ def test_labels_match_by_file_name_and_report_is_written(tmp_path):
     renamed = [
         {**r, "path": f"/x/{labels[r['path']]}-{r['path'].rsplit('/', 1)[-1]}"} for r in records
     ]
-    result = evaluate(renamed, read_labels(label_file))
+    result = evaluate(renamed, read_labels(label_file), method="aedr")
     assert set(result.models) == {"a", "b"} and result.skipped == 0
     html = write_report(result, tmp_path / "report").read_text()
     assert html.count("data:image/png;base64,") == 2 and "Table 1" in html
