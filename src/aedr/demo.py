@@ -18,7 +18,7 @@ import numpy as np
 
 from aedr.attribution import attribute
 from aedr.calibration import Calibration, calibrate_records
-from aedr.scoring import Scorer
+from aedr.scoring import Scorer, ScoreSettings
 from aedr.synthesis import decoder_images, save_images
 
 CROP = 256
@@ -78,7 +78,9 @@ def run_demo(
     test_real = save_images(photos, workdir / "test" / "real", "photo-")
     say(f"wrote {len(made)} decoder-made images and {len(photos)} photo crops under {workdir}")
 
-    scorer = Scorer([autoencoder])
+    # The paper's statistic: with only 20 calibration images a fitted beta is too noisy (README,
+    # Complexity calibration), so the walkthrough keeps the paper's fixed beta = 1.
+    scorer = Scorer([autoencoder], ScoreSettings(method="aedr"))
     own = [r.as_dict() for r in scorer.score_paths(calibration_paths)]
     calibration = calibrate_records(
         own, autoencoder.name, 0.05, scorer.settings.method, scorer.settings.as_dict(),
