@@ -62,13 +62,22 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def load(model: str, weights_dir: str | None, device: str, dtype: str = "auto"):
-    from aedr.autoencoders import ModelUnavailableError, create_autoencoder
+def handle(model: str, weights_dir: str | None, device: str = "cpu", dtype: str = "auto"):
+    """The model's local or cached weights, else its architecture with random weights (speed
+    does not depend on weight values)."""
+    from aedr.autoencoders import ModelUnavailableError, resolve_model
 
     try:
-        return create_autoencoder(model, weights_dir, device, dtype)
+        found = resolve_model(model, weights_dir, device, dtype)
+        if found.identity is not None:  # local, or in the hub cache
+            return found
     except ModelUnavailableError:
-        return create_autoencoder(model, device=device, dtype=dtype, random_weights=True)
+        pass
+    return resolve_model(model, device=device, dtype=dtype, random_weights=True)
+
+
+def load(model: str, weights_dir: str | None, device: str, dtype: str = "auto"):
+    return handle(model, weights_dir, device, dtype).load()
 
 
 def child_reference(job: dict) -> dict:
@@ -101,21 +110,12 @@ def child_reference(job: dict) -> dict:
 def child_pipeline(job: dict) -> dict:
     import torch  # noqa: F401  (imports are outside the timed region in every child)
 
-    from aedr.autoencoders import resolve_model
-    from aedr.autoencoders.base import ModelUnavailableError
     from aedr.scoring import Scorer, ScoreSettings
 
     start = time.perf_counter()
-    try:
-        handle = resolve_model(job["model"], job["weights_dir"], job["device"], job["dtype"])
-    except ModelUnavailableError:
-        handle = None
-    if handle is None or handle.identity is None:  # not local, not in the hub cache
-        handle = resolve_model(
-            job["model"], device=job["device"], dtype=job["dtype"], random_weights=True
-        )
+    model = handle(job["model"], job["weights_dir"], job["device"], job["dtype"])
     scorer = Scorer(
-        [handle], ScoreSettings(latent=job["latent"]), batch_size=job["batch_size"], workers=2
+        [model], ScoreSettings(latent=job["latent"]), batch_size=job["batch_size"], workers=2
     )
     by_path = {r.path: r.signal for r in scorer.score_paths(job["paths"])}
     synchronize(job["device"])
@@ -298,22 +298,13 @@ def main() -> None:
                       args.device, "--out", str(out), "--overwrite"]  # fmt: skip
             if args.weights_dir:
                 common += ["--weights-dir", args.weights_dir]
-            if load_is_random(model, args):
+            if handle(model, args.weights_dir).location.kind == "random":
                 print(f"(store rows skipped for {model}: random weights have no CLI path)")
                 continue
             cold, warm = cli_seconds(common), cli_seconds(common)
             print(f"| {model} | {size} | store: cold CLI run | {count} | {cold:.1f} | | | | | | |")
             print(f"| {model} | {size} | store: warm re-run | {count} | {warm:.2f} | "
                   f"{count / warm:.1f} | cold/warm = {cold / warm:.0f}x | | | | |", flush=True)  # fmt: skip
-
-
-def load_is_random(model: str, args) -> bool:
-    from aedr.autoencoders import ModelUnavailableError, resolve_model
-
-    try:
-        return resolve_model(model, args.weights_dir).identity is None  # not in the hub cache
-    except ModelUnavailableError:
-        return True
 
 
 if __name__ == "__main__":

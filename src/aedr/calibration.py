@@ -218,6 +218,12 @@ def signal_of_record(
         ) from exc
 
 
+def defining_method(method: str) -> str:
+    """The method whose statistic must be defined for a record to be usable under ``method``
+    (``fitted`` needs a calibration's beta, but only the ratio from the record)."""
+    return "ratio" if method == "fitted" else method
+
+
 def fit_beta(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """The homogeneity exponent that best cancels image complexity in a model's own images.
 
@@ -301,7 +307,7 @@ def records_of_model(
             skipped += 1
             continue
         try:
-            signal_of_record(record, "ratio" if method == "fitted" else method)
+            signal_of_record(record, defining_method(method))
         except SignalError:
             skipped += 1
             continue

@@ -31,6 +31,7 @@ from aedr.calibration import (
     Calibration,
     CalibrationError,
     calibrate_records,
+    defining_method,
     signal_of_record,
 )
 from aedr.records import read_records
@@ -169,7 +170,7 @@ def evaluate(
     rows: dict[str, dict[str, Mapping[str, Any]]] = defaultdict(dict)  # model -> path -> record
     truth: dict[str, str] = {}
     skipped = 0
-    check = "ratio" if method == "fitted" else method  # fitted: beta comes with the threshold
+    check = defining_method(method)  # fitted: beta comes with the threshold
     for record in records:
         label = match_label(str(record.get("path")), labels, by_name)
         if label is None or record.get("error"):

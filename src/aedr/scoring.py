@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from aedr.autoencoders.base import Autoencoder, LatentMode
-from aedr.calibration import DEFAULT_METHOD, METHODS
+from aedr.calibration import DEFAULT_METHOD, METHODS, signal_of_record
 from aedr.homogeneity import LEVELS, glcm_homogeneity
 from aedr.images import (
     DEFAULT_MAX_PIXELS,
@@ -44,7 +44,7 @@ from aedr.images import (
     resize_to_multiple,
     to_model_input,
 )
-from aedr.signal import SignalError, calibrated_signal, loss_ratio
+from aedr.signal import SignalError, loss_ratio, reconstruction_losses
 
 if TYPE_CHECKING:
     import torch
@@ -209,9 +209,13 @@ class Scorer:
 
         With ``batch_size`` 1 files complete in order; with larger batches, in batch order.
         """
+        return self._score(self._prepare_all(paths))
+
+    def _score(self, prepared_files: Iterable[_Prepared]) -> Iterator[list[ScoreRecord]]:
+        """The compute stage: batch, run and finish prepared files, as they complete."""
         buckets: dict[tuple[int, tuple[int, ...]], list[tuple[_Job, np.ndarray]]] = {}
         done: deque[_Job] = deque()
-        for prepared in self._prepare_all(paths):
+        for prepared in prepared_files:
             self._start(prepared, buckets, done)
             yield from (self._finish(j) for j in self._drain(done))
         for key in list(buckets):
@@ -323,8 +327,6 @@ class Scorer:
         """Score one batch of equal-shape inputs for one model; finish the jobs it completes."""
         import torch
 
-        from aedr.signal import reconstruction_losses
-
         index = key[0]
         model = self.models[index]
         batch = torch.from_numpy(np.stack([array for _, array in items]))
@@ -385,12 +387,8 @@ class Scorer:
         record.ratio = loss_ratio(record.loss1, loss2)
         # "fitted" needs a calibration's beta: its records carry the paper's signal, and the
         # calibration computes its own statistic from loss1, loss2 and homogeneity.
-        record.signal = {
-            "aedr": calibrated_signal(record.ratio, record.homogeneity),
-            "fitted": calibrated_signal(record.ratio, record.homogeneity),
-            "ratio": record.ratio,
-            "single-loss": record.loss1,
-        }[method]
+        statistic = "aedr" if method == "fitted" else method
+        record.signal = signal_of_record(record.as_dict(), statistic)
 
     def _save(self, prepared: _Prepared, model: _Model, record: ScoreRecord) -> None:
         if self.store is None or prepared.content is None or model.identity is None:
@@ -413,11 +411,5 @@ def score_array(
 ) -> ScoreRecord:
     """Score an in-memory (H, W, 3) uint8 RGB image; homogeneity uses OpenCV's ``cvtColor`` luma."""
     image = LoadedImage(Path("<array>"), rgb, luma_opencv(rgb), "array")
-    scorer = Scorer([autoencoder], settings)
     prepared = _Prepared(image.path, image=image, homogeneity=glcm_homogeneity(image.gray))
-    done: deque[_Job] = deque()
-    buckets: dict = {}
-    scorer._start(prepared, buckets, done)
-    for key in list(buckets):
-        scorer._run(key, buckets.pop(key), done)
-    return scorer._finish(done.popleft())[0]
+    return next(Scorer([autoencoder], settings)._score([prepared]))[0]

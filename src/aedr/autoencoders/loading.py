@@ -119,22 +119,9 @@ def resolve_model(
     return ModelHandle(location, spec, _options(spec, quantize), device, dtype, seed, compile)
 
 
-def create_autoencoder(
-    model: str,
-    weights_dir: str | os.PathLike | None = None,
-    device: str | torch.device = "cpu",
-    dtype: str | torch.dtype | None = "auto",
-    *,
-    quantize: bool | None = None,
-    random_weights: bool = False,
-    seed: int = 0,
-) -> Autoencoder:
-    """Load the autoencoder that ``model`` names: ``resolve_model(...).load()``."""
-    handle = resolve_model(
-        model, weights_dir, device, dtype, quantize=quantize, random_weights=random_weights,
-        seed=seed,
-    )  # fmt: skip
-    return handle.load()
+def create_autoencoder(model: str, *args: Any, **kwargs: Any) -> Autoencoder:
+    """Load the autoencoder that ``model`` names: ``resolve_model(...).load()``, same arguments."""
+    return resolve_model(model, *args, **kwargs).load()
 
 
 def _options(spec: ModelSpec | None, quantize: bool | None) -> dict[str, Any]:
@@ -238,6 +225,11 @@ def _config_class(location: Location, spec: ModelSpec | None) -> str | None:
         config_path = _cached_config(location.hub_id, location.subfolder)
         if config_path is None:
             return None
+    return _class_name_in(config_path)
+
+
+def _class_name_in(config_path: Path) -> str:
+    """The diffusers class a config.json names (AutoencoderKL when it names none)."""
     return json.loads(config_path.read_text()).get("_class_name", "AutoencoderKL")
 
 
@@ -377,4 +369,4 @@ def _config_class_name(source: str, subfolder: str | None) -> str:
         from huggingface_hub import hf_hub_download
 
         config_path = Path(hf_hub_download(source, "config.json", subfolder=subfolder))
-    return json.loads(config_path.read_text()).get("_class_name", "AutoencoderKL")
+    return _class_name_in(config_path)

@@ -6,7 +6,9 @@ A ``.pth``/``.ckpt``/``.bin`` file is a pickle, and unpickling runs code; ``torc
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -59,9 +61,22 @@ def find_weight_pair(directory: Path, prefix: str) -> tuple[Path, Path] | None:
 
 
 def files_sha256(paths: list[Path]) -> str:
-    """One digest over the files' bytes, streamed (VAE checkpoints can be gigabytes)."""
-    digest = hashlib.sha256()
+    """One digest over the files' bytes, streamed (VAE checkpoints can be gigabytes).
+
+    Remembered per (path, size, modification time): resolving a model's identity and then loading
+    it hash the same files once, not twice.
+    """
+    stamps = []
     for path in paths:
+        status = os.stat(path)
+        stamps.append((str(Path(path).resolve()), status.st_size, status.st_mtime_ns))
+    return _files_sha256(tuple(stamps))
+
+
+@functools.lru_cache(maxsize=64)
+def _files_sha256(stamps: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for path, _, _ in stamps:
         with open(path, "rb") as handle:
             for chunk in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(chunk)
