@@ -194,7 +194,7 @@ def _models(models: Sequence[str], args: argparse.Namespace) -> list:
     """
     from aedr.autoencoders import resolve_model
 
-    quantize = {"auto": None, "on": True, "off": False}[args.quantize]
+    quantize = _quantize(args)
     handles = [
         resolve_model(
             m, args.weights_dir, args.device, args.dtype, quantize=quantize, compile=args.compile
@@ -205,6 +205,10 @@ def _models(models: Sequence[str], args: argparse.Namespace) -> list:
         if handle.identity is None:
             handle.load()
     return handles
+
+
+def _quantize(args: argparse.Namespace) -> bool | None:
+    return {"auto": None, "on": True, "off": False}[args.quantize]
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
@@ -220,6 +224,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     from aedr.images import iter_image_files
     from aedr.scoring import SCORE_FIELDS
 
+    if args.engine == "ray":
+        return _score_with_ray(args)
     scorer = _scorer(args.model, args, _settings(args))
     paths = iter_image_files(args.paths)
     if args.resume:
@@ -240,6 +246,33 @@ def cmd_score(args: argparse.Namespace) -> int:
                 total += 1
                 failed += not record.ok
     _say(args, f"scored {total - failed} of {total} (image, model) pairs; {failed} failed")
+    return EXIT_INPUT_ERRORS if failed else EXIT_OK
+
+
+def _score_with_ray(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from aedr.ray_engine import RayEngineError, RayOptions, model_loader, score_with_ray
+
+    if not args.out:
+        raise UsageError("--engine ray needs --out DIR: the Parquet dataset to write (or complete)")
+    if args.ray_workers < 1 or args.gpus_per_worker < 0:
+        raise UsageError("--ray-workers must be positive and --gpus-per-worker not negative")
+    settings = _settings(args)
+    handles = _models(args.model, args)  # located here: set-up errors before the cluster starts
+    loader = model_loader(args.model, args.weights_dir, args.device, args.dtype, _quantize(args))
+    batch_size = args.batch_size or (8 if args.gpus_per_worker else 1)
+    options = RayOptions(args.ray_address, args.ray_workers, args.gpus_per_worker, batch_size)
+    with tqdm(unit="rec", delay=3, file=sys.stderr, disable=args.quiet, dynamic_ncols=True) as bar:
+        try:
+            written, failed = score_with_ray(
+                args.paths, loader, [h.name for h in handles], args.out, settings, options,
+                args.max_pixels, progress=bar.update,
+            )  # fmt: skip
+        except RayEngineError as exc:
+            raise UsageError(str(exc)) from None
+    _say(args, f"wrote {written} records to {args.out} ({failed} errors); records already there "
+               "were kept")  # fmt: skip
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
 
 
@@ -378,6 +411,40 @@ def cmd_attribute(args: argparse.Namespace) -> int:
             verdicts[attribution.verdict or "error"] += 1
     _say(args, "verdicts: " + ", ".join(f"{k}={v}" for k, v in sorted(verdicts.items())))
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from aedr.attribution import Attributor
+    from aedr.calibration import Calibration
+
+    try:
+        import uvicorn
+
+        from aedr.server import TOKEN_ENV, AttributionService, Limits, create_app, needs_token
+    except ImportError as exc:
+        raise UsageError(
+            f"aedr serve needs the web extra: pip install 'aedr[web]' ({exc})"
+        ) from None
+    token = os.environ.get(TOKEN_ENV) or None
+    if needs_token(args.host) and not token:
+        raise UsageError(
+            f"binding {args.host} exposes the service beyond this machine: set {TOKEN_ENV} to a "
+            "secret token, which every API call must then send"
+        )
+    if args.max_upload_mb <= 0 or args.max_files < 1:
+        raise UsageError("--max-upload-mb and --max-files must be positive")
+    calibrations = [Calibration.load(path) for path in args.calibration]
+    models = _models([c.model for c in calibrations], args)
+    options = _pipeline_options(args)
+    attributor = Attributor(calibrations, models, args.max_pixels, **options)
+    limits = Limits(int(args.max_upload_mb * 2**20), args.max_files, args.max_pixels)
+    service = AttributionService(attributor, options["store"], limits)
+    _say(args, f"aedr serve: http://{args.host}:{args.port}/ (API docs at /docs)")
+    uvicorn.run(create_app(service, token), host=args.host, port=args.port,
+                log_level="warning" if args.quiet else "info")  # fmt: skip
+    return EXIT_OK
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -524,6 +591,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_output(score, "score records")
     score.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (default); ray: a Ray cluster, writing a Parquet dataset to "
+        "--out DIR (needs the ray extra); PATH may then be a CSV/Parquet manifest with a 'path' "
+        "column, and a re-run skips the records --out holds",
+    )
+    score.add_argument(
+        "--ray-address", help="with --engine ray: cluster to join (default $RAY_ADDRESS or local)"
+    )
+    score.add_argument(
+        "--ray-workers", type=int, default=2, help="with --engine ray: scoring actors (default 2)"
+    )
+    score.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=0,
+        help="with --engine ray: GPUs each actor takes (default 0: CPU)",
+    )
+    score.add_argument(
         "--resume",
         action="store_true",
         help="complete an interrupted --out file: images already in it are skipped",
@@ -588,6 +675,30 @@ def build_parser() -> argparse.ArgumentParser:
     _add_loading(attribute)
     _add_pipeline(attribute)
     attribute.set_defaults(run=cmd_attribute)
+
+    serve = command("serve", "web page and JSON API for attribution (needs the web extra)")
+    serve.add_argument(
+        "--calibration",
+        action="append",
+        required=True,
+        metavar="CALIB",
+        help="calibration JSON from `aedr calibrate`; repeatable",
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default loopback only; any other needs $AEDR_TOKEN)",
+    )
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--max-upload-mb", type=float, default=50, help="largest accepted image file (default 50)"
+    )
+    serve.add_argument(
+        "--max-files", type=int, default=32, help="most images in one request (default 32)"
+    )
+    _add_loading(serve)
+    _add_pipeline(serve)
+    serve.set_defaults(run=cmd_serve)
 
     evaluate = command("evaluate", "accuracy tables, ROC metrics, plots and an HTML report")
     evaluate.add_argument(

@@ -1,7 +1,8 @@
 """Reading and writing result records as JSON Lines or CSV, one flushed line per record.
 
 Every record is written and flushed as soon as it is complete, so an interrupted run keeps all that
-it finished. The format follows the file's suffix: ``.jsonl`` (or ``.json``) or ``.csv``.
+it finished. The format follows the file's suffix: ``.jsonl`` (or ``.json``) or ``.csv``. Records
+the Ray engine wrote (a Parquet file or dataset folder, local or a URI) are read too.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import IO, Any
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 class RecordFileError(ValueError):
@@ -105,7 +107,14 @@ def _parse_csv_value(value: str) -> Any:
 
 
 def read_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
-    """Records of a JSONL or CSV file; numbers in CSV come back as numbers, empty cells as None."""
+    """Records of a JSONL or CSV file, or of Parquet (a file, a folder or a URI of either).
+
+    Numbers in CSV come back as numbers, empty cells as None.
+    """
+    location = os.fsdecode(path)
+    if "://" in location or Path(path).is_dir() or location.lower().endswith(PARQUET_SUFFIXES):
+        yield from read_parquet_records(location)
+        return
     fmt = record_format(path)
     try:
         with open(path, newline="", encoding="utf-8") as stream:
@@ -124,6 +133,33 @@ def read_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
                     ) from None
     except OSError as exc:
         raise RecordFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def filesystem_of(location: str):
+    """(pyarrow filesystem, path) for a local path or any URI pyarrow's filesystems understand."""
+    try:
+        import pyarrow.fs
+    except ImportError:
+        raise RecordFileError(
+            f"{location}: Parquet needs pyarrow: pip install 'aedr[ray]'"
+        ) from None
+    if "://" in location:
+        return pyarrow.fs.FileSystem.from_uri(location)
+    return pyarrow.fs.LocalFileSystem(), os.path.abspath(location)
+
+
+def read_parquet_records(location: str) -> Iterator[dict[str, Any]]:
+    """Records of a Parquet file or a folder of part files (what ``--engine ray`` writes)."""
+    filesystem, path = filesystem_of(location)
+    import pyarrow
+    import pyarrow.dataset
+
+    try:
+        dataset = pyarrow.dataset.dataset(path, format="parquet", filesystem=filesystem)
+        for batch in dataset.to_batches():
+            yield from batch.to_pylist()
+    except (OSError, pyarrow.ArrowInvalid) as exc:
+        raise RecordFileError(f"cannot read Parquet records {location}: {exc}") from None
 
 
 def completed_keys(path: str | os.PathLike, key: Sequence[str] = ("path", "model")) -> set[tuple]:

@@ -143,10 +143,13 @@ class _Model:
 
 
 @dataclass
-class _Prepared:
-    """A file after the background stage: decoded (unless fully cached) or failed."""
+class PreparedImage:
+    """A file after the read stage: decoded (unless fully cached) or failed.
 
-    path: Path
+    ``path`` is what records name: a local path, or a URI the Ray engine read.
+    """
+
+    path: str | Path
     content: str | None = None
     image: LoadedImage | None = None
     homogeneity: float | None = None
@@ -158,7 +161,7 @@ class _Prepared:
 class _Job:
     """An image in flight: its records fill in as its batches complete."""
 
-    prepared: _Prepared
+    prepared: PreparedImage
     records: dict[int, ScoreRecord]  # by model index
     crop_losses: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
     waiting: int = 0  # inputs queued but not yet scored
@@ -209,10 +212,12 @@ class Scorer:
 
         With ``batch_size`` 1 files complete in order; with larger batches, in batch order.
         """
-        return self._score(self._prepare_all(paths))
+        return self.score_prepared(self._prepare_all(paths))
 
-    def _score(self, prepared_files: Iterable[_Prepared]) -> Iterator[list[ScoreRecord]]:
-        """The compute stage: batch, run and finish prepared files, as they complete."""
+    def score_prepared(
+        self, prepared_files: Iterable[PreparedImage]
+    ) -> Iterator[list[ScoreRecord]]:
+        """The compute stage: batch, run and finish images read elsewhere, as they complete."""
         buckets: dict[tuple[int, tuple[int, ...]], list[tuple[_Job, np.ndarray]]] = {}
         done: deque[_Job] = deque()
         for prepared in prepared_files:
@@ -243,7 +248,7 @@ class Scorer:
 
     # -- background stage ---------------------------------------------------------------------
 
-    def _prepare_all(self, paths: Iterable[str | os.PathLike]) -> Iterator[_Prepared]:
+    def _prepare_all(self, paths: Iterable[str | os.PathLike]) -> Iterator[PreparedImage]:
         """``_prepare`` run ahead in worker threads, results in input order."""
         window = 2 * self.workers
         with ThreadPoolExecutor(self.workers, thread_name_prefix="aedr-read") as pool:
@@ -255,23 +260,18 @@ class Scorer:
             while pending:
                 yield pending.popleft().result()
 
-    def _prepare(self, path: Path) -> _Prepared:
-        prepared = _Prepared(path)
-        try:
-            if self.store is not None:
-                prepared.content = _content_hash(path)
-                prepared.cached = self._lookup(prepared.content)
-                if len(prepared.cached) == len(self.models):
-                    return prepared  # fully answered from the store: nothing to decode
-            prepared.image = read_image(path, self.max_pixels)
-            prepared.homogeneity = glcm_homogeneity(
-                prepared.image.gray, self.settings.homogeneity_levels
-            )
-        except (ImageError, ValueError) as exc:
-            prepared.error = str(exc)
-        except Exception as exc:  # one unreadable file must never end the run
-            prepared.error = f"unexpected error reading the file: {type(exc).__name__}: {exc}"
-        return prepared
+    def _prepare(self, path: Path) -> PreparedImage:
+        prepared = PreparedImage(path)
+        if self.store is not None:
+            try:
+                prepared.content = content_hash(path)
+            except ImageError as exc:
+                prepared.error = str(exc)
+                return prepared
+            prepared.cached = self._lookup(prepared.content)
+            if len(prepared.cached) == len(self.models):
+                return prepared  # fully answered from the store: nothing to decode
+        return decode(prepared, path, self.max_pixels, self.settings.homogeneity_levels)
 
     def _lookup(self, content: str) -> dict[int, dict[str, Any]]:
         hits = {}
@@ -285,7 +285,7 @@ class Scorer:
 
     # -- compute stage ------------------------------------------------------------------------
 
-    def _start(self, prepared: _Prepared, buckets, done: deque[_Job]) -> None:
+    def _start(self, prepared: PreparedImage, buckets, done: deque[_Job]) -> None:
         """Queue an image's inputs in the batch buckets (running the ones that fill up)."""
         path = display_path(prepared.path)
         job = _Job(prepared, {})
@@ -390,14 +390,28 @@ class Scorer:
         statistic = "aedr" if method == "fitted" else method
         record.signal = signal_of_record(record.as_dict(), statistic)
 
-    def _save(self, prepared: _Prepared, model: _Model, record: ScoreRecord) -> None:
+    def _save(self, prepared: PreparedImage, model: _Model, record: ScoreRecord) -> None:
         if self.store is None or prepared.content is None or model.identity is None:
             return
         with self._store_lock:
             self.store.put(prepared.content, model.identity, self._settings_key, record.as_dict())
 
 
-def _content_hash(path: Path) -> str:
+def decode(
+    prepared: PreparedImage, source: Path, max_pixels: int, levels: int = LEVELS
+) -> PreparedImage:
+    """Fill in ``prepared``'s pixels and homogeneity from the file ``source``, or its error."""
+    try:
+        prepared.image = read_image(source, max_pixels)
+        prepared.homogeneity = glcm_homogeneity(prepared.image.gray, levels)
+    except (ImageError, ValueError) as exc:
+        prepared.error = str(exc)
+    except Exception as exc:  # one unreadable file must never end the run
+        prepared.error = f"unexpected error reading the file: {type(exc).__name__}: {exc}"
+    return prepared
+
+
+def content_hash(path: Path) -> str:
     from aedr.store import file_sha256
 
     try:
@@ -411,5 +425,5 @@ def score_array(
 ) -> ScoreRecord:
     """Score an in-memory (H, W, 3) uint8 RGB image; homogeneity uses OpenCV's ``cvtColor`` luma."""
     image = LoadedImage(Path("<array>"), rgb, luma_opencv(rgb), "array")
-    prepared = _Prepared(image.path, image=image, homogeneity=glcm_homogeneity(image.gray))
-    return next(Scorer([autoencoder], settings)._score([prepared]))[0]
+    prepared = PreparedImage(image.path, image=image, homogeneity=glcm_homogeneity(image.gray))
+    return next(Scorer([autoencoder], settings).score_prepared([prepared]))[0]

@@ -6,6 +6,7 @@ of an image is a hit and a changed file, other weights or other settings are a m
 successful scores are kept (an error may be fixed by the next run). The database runs in WAL mode
 with a busy timeout, so concurrent runs on one store read and write safely; each record is
 committed when it is written, so an interrupted run keeps what it finished and a re-run resumes.
+The store also keeps the attributions ``aedr serve`` answered, by result id, to be read back.
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ CREATE TABLE IF NOT EXISTS scores (
     record TEXT NOT NULL,
     created TEXT NOT NULL DEFAULT (datetime('now')),
     PRIMARY KEY (content_sha256, identity, settings)
-) WITHOUT ROWID
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS results (
+    id TEXT PRIMARY KEY,
+    result TEXT NOT NULL,
+    created TEXT NOT NULL DEFAULT (datetime('now'))
+) WITHOUT ROWID;
 """
 
 
@@ -66,7 +72,7 @@ class ScoreStore:
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
+            self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot use score store {self.path}: {exc}") from exc
 
@@ -83,6 +89,17 @@ class ScoreStore:
             "VALUES (?, ?, ?, ?)",
             (content, identity, settings, json.dumps(dict(record))),
         )
+
+    def put_result(self, result_id: str, result: Mapping[str, Any]) -> None:
+        """Keep a finished attribution (what ``aedr serve`` answered) under its id."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO results (id, result) VALUES (?, ?)",
+            (result_id, json.dumps(dict(result))),
+        )
+
+    def get_result(self, result_id: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT result FROM results WHERE id=?", (result_id,)).fetchone()
+        return json.loads(row[0]) if row else None
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]

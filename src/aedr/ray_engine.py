@@ -1,0 +1,283 @@
+"""``aedr score --engine ray``: the local engine's scoring, spread over a Ray cluster with Ray Data.
+
+Stages:
+
+1. **Paths**: a directory walk, or a manifest's ``path`` column (CSV or Parquet; local paths or
+   any URI pyarrow's filesystems read), minus the paths the output already holds for every model.
+2. **Read** (parallel Ray tasks): bytes, SHA-256, decode and homogeneity: the local engine's
+   read stage. A bad file becomes an error there and flows on, never a failed task.
+3. **Score** (a pool of ``workers`` actors, ``gpus_per_worker`` GPUs each, CPU when 0): each
+   actor loads every autoencoder once and runs the local engine's compute stage
+   (``Scorer.score_prepared``) on its batches, so equal-size images share a forward pass and the
+   records are the local engine's.
+4. **Write** (the driver): records arrive as batches finish and go to Parquet part files, each
+   written under a temporary name and renamed: a part is whole or absent.
+
+Ray Data restarts a dead actor and retries its batch (without limit, Ray Data's default for actor
+pools); the driver keeps one record per (path, model),
+so a retried batch cannot duplicate one. A re-run with the same output skips what is there.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from aedr.images import DEFAULT_MAX_PIXELS, iter_image_files
+from aedr.records import filesystem_of, read_parquet_records
+from aedr.scoring import (
+    SCORE_FIELDS,
+    PreparedImage,
+    Scorer,
+    ScoreSettings,
+    content_hash,
+    decode,
+    display_path,
+)
+
+RECORD_FIELDS = (*SCORE_FIELDS, "content_sha256")
+MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
+READ_CPUS = 0  # reading is light next to scoring; a CPU reserved for it would idle the actors
+
+
+class RayEngineError(RuntimeError):
+    """A set-up problem of the Ray engine (missing extra, bad manifest or output)."""
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """How the work is spread: actors, GPUs each, images per batch and per output part."""
+
+    address: str | None = None
+    workers: int = 2
+    gpus_per_worker: float = 0.0
+    batch_size: int = 8
+    part_size: int = 1000
+
+
+def _pyarrow():
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise RayEngineError(
+            "the Ray engine needs the ray extra: pip install 'aedr[ray]'"
+        ) from None
+    return pyarrow
+
+
+def record_schema():
+    pa = _pyarrow()
+    types = {"width": pa.int64(), "height": pa.int64()}
+    floats = ("loss1", "loss2", "ratio", "homogeneity", "signal")
+    return pa.schema(
+        [(name, pa.float64() if name in floats else types.get(name, pa.string()))
+         for name in RECORD_FIELDS]
+    )  # fmt: skip
+
+
+def input_paths(inputs: Sequence[str]) -> Iterator[str]:
+    """Image paths of ``inputs``: manifests (a ``path`` column) read, local folders walked."""
+    for given in inputs:
+        if given.lower().endswith(MANIFEST_SUFFIXES):
+            yield from read_manifest(given)
+        elif "://" in given:
+            yield given
+        else:
+            yield from (str(path) for path in iter_image_files([given]))
+
+
+def read_manifest(location: str) -> list[str]:
+    pa = _pyarrow()
+    filesystem, path = filesystem_of(location)
+    try:
+        if location.lower().endswith(".csv"):
+            import pyarrow.csv
+
+            with filesystem.open_input_stream(path) as stream:
+                table = pyarrow.csv.read_csv(stream)
+        else:
+            table = pa.parquet.read_table(path, filesystem=filesystem)
+    except (OSError, pa.ArrowInvalid) as exc:
+        raise RayEngineError(f"cannot read manifest {location}: {exc}") from None
+    if "path" not in table.column_names:
+        raise RayEngineError(f"manifest {location} has no 'path' column ({table.column_names})")
+    return [str(p) for p in table.column("path").to_pylist() if p]
+
+
+def completed(out: str, models: Sequence[str]) -> tuple[set[tuple[str, str]], set[str]]:
+    """The (path, model) keys the output already holds, and the paths it holds for every model."""
+    filesystem, root = filesystem_of(out)
+    if not filesystem.get_file_info(root).type:  # FileType.NotFound is 0
+        return set(), set()
+    keys = {(r["path"], r["model"]) for r in read_parquet_records(out)}
+    paths = {path for path, _ in keys}
+    return keys, {p for p in paths if all((p, m) in keys for m in models)}
+
+
+def read_image_row(row: dict[str, Any], max_pixels: int, levels: int) -> dict[str, Any]:
+    """The read stage for one path: a ``PreparedImage`` (pixels or error) with its content hash.
+
+    Paths travel as bytes, so that file names which are not UTF-8 still open.
+    """
+    location = os.fsdecode(row["source"])
+    prepared = PreparedImage(location if "://" in location else Path(location))
+    try:
+        if "://" in location:
+            filesystem, path = filesystem_of(location)
+            with filesystem.open_input_file(path) as stream:
+                data = stream.read()
+            prepared.content = hashlib.sha256(data).hexdigest()
+            with tempfile.TemporaryDirectory() as folder:
+                local = Path(folder) / ("image" + Path(path).suffix)
+                local.write_bytes(data)
+                decode(prepared, local, max_pixels, levels)  # records name ``location``
+        else:
+            prepared.content = content_hash(Path(location))
+            decode(prepared, Path(location), max_pixels, levels)
+    except Exception as exc:  # a bad file is an error record, never a failed task
+        prepared.error = prepared.error or f"cannot read {location}: {type(exc).__name__}: {exc}"
+    return {"prepared": prepared}
+
+
+def model_loader(
+    models: Sequence[str],
+    weights_dir: str | None,
+    device: str = "cpu",
+    dtype: str = "auto",
+    quantize: bool | None = None,
+) -> Callable[[], list]:
+    """What each actor runs to get its autoencoders (picklable); on a GPU when Ray gave it one."""
+    return functools.partial(_load_models, tuple(models), weights_dir, device, dtype, quantize)
+
+
+def _load_models(models, weights_dir, device, dtype, quantize) -> list:
+    import ray
+
+    from aedr.autoencoders import resolve_model
+
+    if ray.get_gpu_ids():
+        device = "cuda"
+    return [resolve_model(m, weights_dir, device, dtype, quantize=quantize).load() for m in models]
+
+
+class ScoreActor:
+    """One worker of the pool: its autoencoders load once, then it scores batch after batch."""
+
+    def __init__(self, load_models: Callable[[], list], settings: ScoreSettings, batch_size: int):
+        self.scorer = Scorer(load_models(), settings, batch_size=batch_size)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
+        rows: dict[str, list] = {name: [] for name in RECORD_FIELDS}
+        for prepared, records in zip(
+            batch["prepared"], self.scorer.score_prepared(batch["prepared"]), strict=True
+        ):
+            for record in records:
+                values = {**record.as_dict(), "content_sha256": prepared.content or ""}
+                for name in RECORD_FIELDS:
+                    rows[name].append(values[name])
+        return rows
+
+
+class PartWriter:
+    """Parquet part files in ``out``: each whole or absent, one record per (path, model)."""
+
+    def __init__(self, out: str, part_size: int, done: set[tuple[str, str]]):
+        self.filesystem, self.root = filesystem_of(out)
+        self.filesystem.create_dir(self.root, recursive=True)
+        self.part_size, self.seen = part_size, set(done)
+        self.pending: list[dict[str, Any]] = []
+        self.run = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        self.parts = self.written = self.errors = 0
+
+    def add(self, records: Iterable[dict[str, Any]]) -> int:
+        """Queue new records (repeats of a key already written are dropped); returns how many."""
+        added = 0
+        for record in records:
+            key = (record["path"], record["model"])
+            if key not in self.seen:
+                self.seen.add(key)
+                self.pending.append(record)
+                self.errors += bool(record["error"])
+                added += 1
+        if len(self.pending) >= self.part_size:
+            self.flush()
+        return added
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        pa = _pyarrow()
+        table = pa.Table.from_pylist(self.pending, schema=record_schema())
+        name = f"part-{self.run}-{self.parts:05d}.parquet"
+        temporary = f"{self.root}/.{name}.tmp"
+        pa.parquet.write_table(table, temporary, filesystem=self.filesystem)
+        self.filesystem.move(temporary, f"{self.root}/{name}")
+        self.parts += 1
+        self.written += len(self.pending)
+        self.pending = []
+
+
+def score_with_ray(
+    inputs: Sequence[str],
+    load_models: Callable[[], list],
+    model_names: Sequence[str],
+    out: str,
+    settings: ScoreSettings | None = None,
+    options: RayOptions = RayOptions(),
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, int]:
+    """Score every image of ``inputs`` under every model into the Parquet dataset ``out``.
+
+    ``load_models`` runs in each actor (it must be picklable) and returns the autoencoders or
+    handles, named ``model_names`` in order. Returns (records written, of which errors).
+    """
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise RayEngineError(
+            "the Ray engine needs the ray extra: pip install 'aedr[ray]'"
+        ) from None
+    settings = settings or ScoreSettings()
+    done_keys, done_paths = completed(out, model_names)
+    todo = [p for p in dict.fromkeys(input_paths(inputs)) if display_path(p) not in done_paths]
+    writer = PartWriter(out, options.part_size, done_keys)
+    if not todo:
+        return 0, 0
+    if not ray.is_initialized():
+        ray.init(address=options.address, log_to_driver=False, include_dashboard=False,
+                 logging_level="WARNING")  # fmt: skip
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = context.print_on_execution_start = False
+    levels = settings.homogeneity_levels
+    blocks = min(len(todo), max(4 * options.workers, len(todo) // 1000))
+    items = [{"source": os.fsencode(p)} for p in todo]
+    read = ray.data.from_items(items, override_num_blocks=blocks).map(
+        read_image_row, fn_args=(max_pixels, levels), num_cpus=READ_CPUS
+    )
+    gpus = {"num_gpus": options.gpus_per_worker} if options.gpus_per_worker else {}
+    scored = read.map_batches(
+        ScoreActor,
+        fn_constructor_args=(load_models, settings, options.batch_size),
+        batch_size=options.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=options.workers),
+        **gpus,
+    )
+    for batch in scored.iter_batches(batch_format="pyarrow", batch_size=None):
+        added = writer.add(batch.to_pylist())
+        if progress is not None and added:
+            progress(added)
+    writer.flush()
+    return writer.written, writer.errors

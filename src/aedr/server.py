@@ -1,0 +1,299 @@
+"""The web service behind ``aedr serve``: an upload page and a JSON API over ``Attributor``.
+
+- One ``Attributor`` serves every request. Its autoencoders load once, on the first image, and
+  all work runs on one worker thread, so concurrent requests queue for the model instead of
+  loading it twice or racing on it.
+- Uploads are held in memory up to the size limit and only ever written, under a random name, to
+  a temporary folder the service creates and removes; the sender's file name is a display label.
+- Types are checked by content (what Pillow recognises), never by extension. A bad upload gets a
+  4xx with the reason: 413 too large or too many pixels, 415 not an allowed image type, 422 an
+  image that cannot be decoded or scored. The service goes on serving.
+- Results are kept in the score store under an id derived from the image's bytes and the
+  calibrations, so a repeated image is answered from the store and ``/api/results/{id}`` reads a
+  past result.
+- Binding beyond loopback requires a token (``$AEDR_TOKEN``), then checked on every API call as
+  ``Authorization: Bearer TOKEN``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import secrets
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from PIL import Image, UnidentifiedImageError
+from starlette.formparsers import MultiPartException, MultiPartParser
+
+from aedr import __version__
+from aedr.attribution import Attributor
+from aedr.calibration import Calibration
+from aedr.images import DEFAULT_MAX_PIXELS
+
+if TYPE_CHECKING:
+    from aedr.store import ScoreStore
+
+TOKEN_ENV = "AEDR_TOKEN"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif", "TIFF": "tif",
+                   "BMP": "bmp"}  # fmt: skip
+RESULT_ID = re.compile(r"[0-9a-f]{32}")
+UPLOAD_BODY = {  # the OpenAPI description of what /api/attribute parses itself
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object",
+        "required": ["files"],
+        "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+    }}},
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may send; ``max_pixels`` is checked from the header, before decoding."""
+
+    max_upload_bytes: int = 50 * 2**20
+    max_files: int = 32
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+
+class UploadError(Exception):
+    """A refused upload: ``status`` is the HTTP status, the message says why."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def needs_token(host: str) -> bool:
+    """Whether binding ``host`` exposes the service beyond this machine."""
+    return host not in LOOPBACK_HOSTS
+
+
+def calibrations_digest(calibrations: Sequence[Calibration]) -> str:
+    canonical = json.dumps([asdict(c) for c in calibrations], sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def display_name(filename: str | None) -> str:
+    """The sender's file name as a label: base name only, printable, at most 200 characters."""
+    name = Path((filename or "upload").replace("\\", "/")).name
+    return "".join(c if c.isprintable() else "?" for c in name)[:200] or "upload"
+
+
+def image_format(data: bytes, max_pixels: int) -> str:
+    """The allowed format of ``data``, judged by content; refuses before decoding any pixels."""
+    if not data:
+        raise UploadError(422, "empty file (0 bytes)")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            file_format, (width, height) = image.format, image.size
+    except Image.DecompressionBombError as exc:
+        raise UploadError(413, f"image declares too many pixels: {exc}") from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        raise UploadError(
+            415,
+            f"not an image of an allowed type ({', '.join(ALLOWED_FORMATS)}), judged by content",
+        ) from None
+    if file_format not in ALLOWED_FORMATS:
+        raise UploadError(415, f"{file_format} images are not accepted; send one of "
+                               f"{', '.join(ALLOWED_FORMATS)}")  # fmt: skip
+    if width * height > max_pixels:
+        raise UploadError(
+            413, f"image declares {width}x{height} = {width * height} pixels, over the limit of "
+            f"{max_pixels}"
+        )  # fmt: skip
+    return file_format
+
+
+class AttributionService:
+    """The attributor, its store and its upload folder, with every call on one worker thread."""
+
+    def __init__(
+        self,
+        attributor: Attributor,
+        store: ScoreStore | None = None,
+        limits: Limits = Limits(),
+    ):
+        self.attributor, self.store, self.limits = attributor, store, limits
+        self.calibrations = list(attributor.calibrations.values())
+        self._calibrations_key = calibrations_digest(self.calibrations)
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="aedr-serve")
+        self.upload_folder = Path(tempfile.mkdtemp(prefix="aedr-serve-"))
+
+    async def run(self, function, *args):
+        """Queue ``function`` on the worker thread and await its result."""
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(self._worker, function, *args)
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True)
+        shutil.rmtree(self.upload_folder, ignore_errors=True)
+        if self.store is not None:
+            self.store.close()
+
+    def result_id(self, data: bytes) -> str:
+        content = hashlib.sha256(data).hexdigest()
+        return hashlib.sha256(f"{content}:{self._calibrations_key}".encode()).hexdigest()[:32]
+
+    def attribute(self, filename: str, data: bytes) -> dict[str, Any]:
+        """The attribution of one uploaded image; raises ``UploadError`` for a bad upload."""
+        result_id = self.result_id(data)
+        past = self.get_result(result_id)
+        if past is not None:
+            return {**past, "filename": filename, "cached": True}
+        extension = ALLOWED_FORMATS[image_format(data, self.limits.max_pixels)]
+        path = self.upload_folder / f"{uuid.uuid4().hex}.{extension}"
+        path.write_bytes(data)
+        try:
+            attribution = self.attributor.attribute_file(path)
+        finally:
+            path.unlink(missing_ok=True)
+        if attribution.error:
+            raise UploadError(422, attribution.error)
+        rows = [{**row, "path": filename} for row in attribution.rows()]
+        result = {
+            "id": result_id, "filename": filename, "verdict": attribution.verdict,
+            "verdict_group": attribution.verdict_group, "candidates": list(attribution.candidates),
+            "rows": rows,
+        }  # fmt: skip
+        if self.store is not None:
+            self.store.put_result(result_id, result)
+        return {**result, "cached": False}
+
+    def get_result(self, result_id: str) -> dict[str, Any] | None:
+        return None if self.store is None else self.store.get_result(result_id)
+
+    def models(self) -> list[dict[str, Any]]:
+        """Each calibrated model with its threshold and calibration signals (for the page's plot)."""
+        return [
+            {
+                "model": c.model, "group": self.attributor.scorer.models[i].group,
+                "method": c.method, "threshold": c.threshold, "alpha": c.alpha, "n": c.n,
+                "beta": c.beta, "signals": c.signals, "autoencoder_identity": c.autoencoder_identity,
+            }
+            for i, c in enumerate(self.calibrations)
+        ]  # fmt: skip
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    received = 0
+    async for chunk in stream:
+        received += len(chunk)
+        if received > limit:
+            raise _BodyTooLarge
+        yield chunk
+
+
+def create_app(service: AttributionService, token: str | None = None) -> FastAPI:
+    """The FastAPI application: the page at ``/``, the API under ``/api``, docs at ``/docs``."""
+    limits = service.limits
+    request_limit = limits.max_files * (limits.max_upload_bytes + 64 * 1024)
+
+    class InMemoryParser(MultiPartParser):
+        spool_max_size = request_limit  # uploads stay in memory: the body is capped below
+
+    def check_token(request: Request) -> None:
+        if token is None:
+            return
+        given = request.headers.get("authorization", "")
+        if not secrets.compare_digest(given.encode(), f"Bearer {token}".encode()):
+            raise HTTPException(401, "missing or wrong token: send 'Authorization: Bearer TOKEN'")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        service.close()
+
+    app = FastAPI(
+        title="aedr",
+        version=__version__,
+        description="Which latent diffusion model made this image? AEDR attribution over HTTP.",
+        lifespan=lifespan,
+    )
+    api = APIRouter(prefix="/api", dependencies=[Depends(check_token)])
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return resources.files("aedr").joinpath("web/index.html").read_text(encoding="utf-8")
+
+    @api.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "version": __version__,
+                "models": [c.model for c in service.calibrations]}  # fmt: skip
+
+    @api.get("/models")
+    def models() -> list[dict[str, Any]]:
+        return service.models()
+
+    @api.get("/results/{result_id}")
+    async def result(result_id: str) -> dict[str, Any]:
+        found = None
+        if RESULT_ID.fullmatch(result_id):
+            found = await service.run(service.get_result, result_id)
+        if found is None:
+            raise HTTPException(404, f"no result with id {result_id!r}")
+        return found
+
+    @api.post("/attribute", openapi_extra={"requestBody": UPLOAD_BODY})
+    async def attribute(request: Request) -> JSONResponse:
+        """Attribute each uploaded image (form field ``files``, one or more).
+
+        Every file gets a result or an error with its HTTP status; the response is 200 when at
+        least one file was attributed, else the first file's error status.
+        """
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise HTTPException(415, "send the images as multipart/form-data in field 'files'")
+        parser = InMemoryParser(
+            request.headers, _capped(request.stream(), request_limit),
+            max_files=limits.max_files, max_fields=limits.max_files,
+        )  # fmt: skip
+        try:
+            form = await parser.parse()
+        except _BodyTooLarge:
+            raise HTTPException(413, f"request over {request_limit} bytes") from None
+        except MultiPartException as exc:
+            raise HTTPException(400, f"malformed upload: {exc.message}") from None
+        try:
+            uploads = [f for f in form.getlist("files") if not isinstance(f, str)]
+            if not uploads:
+                raise HTTPException(400, "no images: send them in the form field 'files'")
+            results = [await _attribute_upload(service, upload) for upload in uploads]
+        finally:
+            await form.close()
+        ok = [r for r in results if "error" not in r]
+        status = 200 if ok else results[0]["status"]
+        return JSONResponse({"results": results}, status_code=status)
+
+    app.include_router(api)
+    return app
+
+
+async def _attribute_upload(service: AttributionService, upload) -> dict[str, Any]:
+    filename = display_name(upload.filename)
+    data = await upload.read(service.limits.max_upload_bytes + 1)
+    try:
+        if len(data) > service.limits.max_upload_bytes:
+            raise UploadError(413, f"file over the upload limit of "
+                                   f"{service.limits.max_upload_bytes} bytes")  # fmt: skip
+        return await service.run(service.attribute, filename, data)
+    except UploadError as exc:
+        return {"filename": filename, "status": exc.status, "error": str(exc)}

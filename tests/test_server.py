@@ -1,0 +1,212 @@
+"""The web service through FastAPI's test client: good images, bad uploads, limits, token, queue."""
+
+import io
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from conftest import smooth_image
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="the web extra (fastapi) is not installed")
+from fastapi.testclient import TestClient
+
+from aedr.attribution import Attributor
+from aedr.calibration import calibrate_records
+from aedr.scoring import Scorer, ScoreSettings
+from aedr.server import AttributionService, Limits, create_app, display_name
+from aedr.store import ScoreStore
+from aedr.synthesis import decoder_images
+
+
+def png_bytes(rgb: np.ndarray, file_format: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, file_format)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def made_images(random_tiny) -> list[np.ndarray]:
+    photos = [smooth_image(seed, (64, 64)) for seed in range(12)]
+    return decoder_images(random_tiny, photos, 12, seed=3)
+
+
+@pytest.fixture(scope="module")
+def tiny_calibration(random_tiny, made_images, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("calibration")
+    paths = []
+    for index, rgb in enumerate(made_images[:10]):
+        paths.append(folder / f"{index}.png")
+        Image.fromarray(rgb).save(paths[-1])
+    settings = ScoreSettings(method="aedr")
+    records = [r.as_dict() for r in Scorer([random_tiny], settings).score_paths(paths)]
+    return calibrate_records(records, "random-tiny", 0.05, "aedr", settings.as_dict(), "random:0")
+
+
+def make_service(random_tiny, calibration, tmp_path, models=None, **limits):
+    attributor = Attributor([calibration], models or [random_tiny], store=None)
+    store = ScoreStore(tmp_path / "store.sqlite")
+    attributor.scorer.store = store
+    return AttributionService(attributor, store, Limits(**limits))
+
+
+@pytest.fixture
+def service(random_tiny, tiny_calibration, tmp_path):
+    return make_service(random_tiny, tiny_calibration, tmp_path)
+
+
+@pytest.fixture
+def client(service):
+    with TestClient(create_app(service)) as client:
+        yield client
+
+
+def post(client, *files, headers=None):
+    return client.post("/api/attribute", files=[("files", f) for f in files], headers=headers)
+
+
+def test_page_health_models_and_openapi(client, tiny_calibration):
+    page = client.get("/")
+    assert page.status_code == 200 and "Drop images here" in page.text
+    assert "http" not in page.text.split("<script>")[0].lower().replace("http-equiv", "")
+    assert client.get("/api/health").json()["models"] == ["random-tiny"]
+    (model,) = client.get("/api/models").json()
+    assert model["threshold"] == tiny_calibration.threshold
+    assert model["signals"] == tiny_calibration.signals and model["method"] == "aedr"
+    assert "/api/attribute" in client.get("/openapi.json").json()["paths"]
+
+
+def test_attribution_matches_the_library_and_repeats_come_from_the_store(
+    client, random_tiny, tiny_calibration, made_images, tmp_path
+):
+    image = made_images[11]
+    response = post(client, ("made.png", png_bytes(image), "image/png"))
+    assert response.status_code == 200
+    (result,) = response.json()["results"]
+    path = tmp_path / "same.png"
+    Image.fromarray(image).save(path)
+    expected = Attributor([tiny_calibration], [random_tiny]).attribute_file(path)
+    assert result["verdict"] == expected.verdict and not result["cached"]
+    (row,) = result["rows"]
+    assert row["path"] == "made.png" and row["signal"] == pytest.approx(
+        expected.decisions[0].signal
+    )
+    assert row["p_value"] == pytest.approx(expected.decisions[0].p_value)
+    again = post(client, ("renamed.png", png_bytes(image), "image/png")).json()["results"][0]
+    assert again["cached"] and again["id"] == result["id"] and again["filename"] == "renamed.png"
+    stored = client.get(f"/api/results/{result['id']}")
+    assert stored.status_code == 200 and stored.json()["rows"] == result["rows"]
+    assert client.get("/api/results/" + "0" * 32).status_code == 404
+    assert client.get("/api/results/..%2F..%2Fetc").status_code == 404
+
+
+def truncated_png() -> bytes:
+    return png_bytes(smooth_image(1, (64, 64)))[:300]
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "status", "message"),
+    [
+        ("page.png", b"<html><body>not an image</body></html>", 415, "not an image"),
+        ("empty.png", b"", 422, "empty file"),
+        ("cut.png", truncated_png(), 422, "truncated"),
+        ("doc.pdf", b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", 415, "not an image"),
+    ],
+)
+def test_bad_uploads_get_a_specific_4xx_and_the_server_keeps_serving(
+    client, name, data, status, message
+):
+    response = post(client, (name, data, "image/png"))
+    assert response.status_code == status
+    (result,) = response.json()["results"]
+    assert message in result["error"] and result["status"] == status
+    assert post(client, ("ok.png", png_bytes(smooth_image(2)), "image/png")).status_code == 200
+
+
+def test_one_bad_file_does_not_lose_the_others(client):
+    response = post(
+        client,
+        ("bad.png", b"not an image", "image/png"),
+        ("good.jpg", png_bytes(smooth_image(4), "JPEG"), "image/jpeg"),
+    )
+    assert response.status_code == 200
+    bad, good = response.json()["results"]
+    assert bad["status"] == 415 and good["verdict"] in {"random-tiny", "none"}
+
+
+def test_limits_on_bytes_pixels_and_files(random_tiny, tiny_calibration, tmp_path):
+    service = make_service(
+        random_tiny,
+        tiny_calibration,
+        tmp_path,
+        max_upload_bytes=20_000,
+        max_pixels=5000,
+        max_files=2,
+    )
+    with TestClient(create_app(service)) as client:
+        noisy = np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8)
+        big = post(client, ("big.png", png_bytes(noisy), "image/png"))
+        assert big.status_code == 413 and "upload limit" in big.json()["results"][0]["error"]
+        wide = post(client, ("wide.png", png_bytes(np.zeros((8, 1000, 3), np.uint8)), "image/png"))
+        assert wide.status_code == 413 and "8000 pixels" in wide.json()["results"][0]["error"]
+        small = ("s.png", png_bytes(smooth_image(0, (40, 40))), "image/png")
+        many = post(client, small, small, small)
+        assert many.status_code == 400 and "Too many files" in many.json()["detail"]
+        assert post(client, small).status_code == 200
+        assert client.post("/api/attribute", json={"files": []}).status_code == 415
+        assert client.post("/api/attribute", files={"other": ("x", b"1")}).status_code == 400
+
+
+def test_token_is_required_on_every_api_call(service):
+    with TestClient(create_app(service, token="s3cret")) as client:
+        assert client.get("/").status_code == 200  # the page holds no data
+        assert client.get("/api/health").status_code == 401
+        wrong = {"Authorization": "Bearer nope"}
+        assert client.get("/api/models", headers=wrong).status_code == 401
+        image = ("a.png", png_bytes(smooth_image(5)), "image/png")
+        assert post(client, image).status_code == 401
+        right = {"Authorization": "Bearer s3cret"}
+        assert client.get("/api/health", headers=right).status_code == 200
+        assert post(client, image, headers=right).status_code == 200
+
+
+def test_uploads_stay_in_the_service_folder(client, service, tmp_path):
+    response = post(client, ("../../../escape.png", png_bytes(smooth_image(6)), "image/png"))
+    assert response.json()["results"][0]["filename"] == "escape.png"
+    assert not list(tmp_path.parent.parent.glob("**/escape.png"))
+    assert list(service.upload_folder.iterdir()) == []  # scored, then removed
+    assert display_name("C:\\Users\\x\\evil\x00.png") == "evil?.png"
+
+
+def test_concurrent_requests_queue_for_one_model_load(random_tiny, tiny_calibration, tmp_path):
+    class SlowHandle:
+        """A model handle that takes a while to load and counts its loads."""
+
+        name, group, identity = "random-tiny", "random-tiny", "random:0"
+        loads = 0
+        lock = threading.Lock()
+
+        def load(self):
+            with self.lock:
+                type(self).loads += 1
+            time.sleep(0.3)
+            return random_tiny
+
+    service = make_service(random_tiny, tiny_calibration, tmp_path, models=[SlowHandle()])
+    with TestClient(create_app(service)) as client:
+        images = [("x.png", png_bytes(smooth_image(seed)), "image/png") for seed in range(4)]
+        with ThreadPoolExecutor(4) as pool:
+            responses = list(pool.map(lambda image: post(client, image), images))
+    assert [r.status_code for r in responses] == [200] * 4
+    assert SlowHandle.loads == 1
+
+
+def test_serve_refuses_a_public_bind_without_a_token(monkeypatch, tiny_calibration, tmp_path):
+    from aedr.cli import main
+
+    monkeypatch.delenv("AEDR_TOKEN", raising=False)
+    path = tmp_path / "c.json"
+    tiny_calibration.save(path)
+    assert main(["serve", "--calibration", str(path), "--host", "0.0.0.0", "-q"]) == 2

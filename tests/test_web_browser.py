@@ -1,0 +1,116 @@
+"""End to end in a real browser: `aedr serve` with the shared taesd, an upload through the page.
+
+Needs Debian's chromium (``.ci/run`` installs it; ``$AEDR_CHROMIUM`` names another binary) and
+Playwright for Python, which drives that binary (no browser download). The screenshot is saved
+to ``$AEDR_TEST_ARTIFACTS`` (default ``test-artifacts/`` in the repository).
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from aedr.attribution import Attributor
+from aedr.autoencoders import create_autoencoder
+from aedr.calibration import calibrate_records
+from aedr.scoring import Scorer, ScoreSettings
+from aedr.synthesis import decoder_images, photo_crops
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+def chromium_path() -> str:
+    found = (
+        os.environ.get("AEDR_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
+    if not found:
+        pytest.skip(
+            "no Chromium found: install Debian's chromium (.ci/run does) or set AEDR_CHROMIUM"
+        )
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, seconds: float = 90) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"aedr serve exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(url + "api/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"aedr serve did not answer at {url} within {seconds} s")
+
+
+@pytest.mark.slow
+def test_upload_through_the_page_shows_the_verdict(tae_dir, shared_dir, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    executable = chromium_path()
+    taesd = create_autoencoder("taesd", weights_dir=tae_dir)
+    photos = photo_crops([shared_dir / "images" / "real" / "kodak"], 128)[:13]
+    made = decoder_images(taesd, photos, 13, seed=0)
+    paths = []
+    for index, rgb in enumerate(made):
+        paths.append(tmp_path / f"made-{index}.png")
+        Image.fromarray(rgb).save(paths[-1])
+    settings = ScoreSettings(method="aedr")
+    records = [r.as_dict() for r in Scorer([taesd], settings).score_paths(paths[:12])]
+    calibration = calibrate_records(
+        records, "taesd", 0.05, "aedr", settings.as_dict(), taesd.identity
+    )
+    calibration.save(tmp_path / "taesd.json")
+    suspect = paths[12]
+    expected = Attributor([calibration], [taesd]).attribute_file(suspect)
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "aedr", "serve", "--calibration", str(tmp_path / "taesd.json"),
+         "--weights-dir", str(tae_dir), "--port", str(port), "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    artifacts = Path(os.environ.get("AEDR_TEST_ARTIFACTS", REPO / "test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    try:
+        wait_until_serving(url, server)
+        with playwright.sync_playwright() as driver:
+            browser = driver.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+            page = browser.new_page(viewport={"width": 1100, "height": 700})
+            page.goto(url)
+            page.wait_for_function(
+                "document.getElementById('models').textContent.includes('taesd')"
+            )
+            page.set_input_files("#files", str(suspect))
+            verdict = page.wait_for_selector("[data-verdict]", timeout=120_000)
+            shown = verdict.get_attribute("data-verdict")
+            rows = page.locator(".model-row").count()
+            markers = page.locator("svg.distribution .marker").count()
+            status = page.locator("#status").text_content()
+            page.screenshot(path=str(artifacts / "web-attribution.png"), full_page=True)
+            browser.close()
+    finally:
+        server.terminate()
+        log = server.communicate(timeout=30)[0].decode(errors="replace")
+    assert shown == expected.verdict, log
+    assert rows == 1 and markers == 1 and status == "Done: 1 image."
