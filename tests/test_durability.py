@@ -19,6 +19,8 @@ def start_score(folder, out, tae_dir, *extra):
         [sys.executable, "-m", "aedr", "score", str(folder), "--model", "taesd",
          "--weights-dir", str(tae_dir), "--out", str(out), "-q", *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        # A shell running the suite in the background ignores SIGINT, and children inherit that.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
 
 
