@@ -144,6 +144,7 @@ def test_limits_on_bytes_pixels_and_files(random_tiny, tiny_calibration, tmp_pat
         max_upload_bytes=20_000,
         max_pixels=5000,
         max_files=2,
+        max_request_bytes=50_000,
     )
     with TestClient(create_app(service)) as client:
         noisy = np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8)
@@ -155,6 +156,8 @@ def test_limits_on_bytes_pixels_and_files(random_tiny, tiny_calibration, tmp_pat
         many = post(client, small, small, small)
         assert many.status_code == 400 and "Too many files" in many.json()["detail"]
         assert post(client, small).status_code == 200
+        too_much = post(client, ("n.png", noisy.tobytes() * 2, "image/png"))
+        assert too_much.status_code == 413 and "fewer images" in too_much.json()["detail"]
         assert client.post("/api/attribute", json={"files": []}).status_code == 415
         assert client.post("/api/attribute", files={"other": ("x", b"1")}).status_code == 400
 

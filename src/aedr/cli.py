@@ -433,13 +433,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"binding {args.host} exposes the service beyond this machine: set {TOKEN_ENV} to a "
             "secret token, which every API call must then send"
         )
-    if args.max_upload_mb <= 0 or args.max_files < 1:
-        raise UsageError("--max-upload-mb and --max-files must be positive")
+    if min(args.max_upload_mb, args.max_request_mb, args.max_files) <= 0:
+        raise UsageError("--max-upload-mb, --max-request-mb and --max-files must be positive")
     calibrations = [Calibration.load(path) for path in args.calibration]
     models = _models([c.model for c in calibrations], args)
     options = _pipeline_options(args)
     attributor = Attributor(calibrations, models, args.max_pixels, **options)
-    limits = Limits(int(args.max_upload_mb * 2**20), args.max_files, args.max_pixels)
+    limits = Limits(
+        int(args.max_upload_mb * 2**20), args.max_files, args.max_pixels,
+        int(args.max_request_mb * 2**20),
+    )  # fmt: skip
     service = AttributionService(attributor, options["store"], limits)
     _say(args, f"aedr serve: http://{args.host}:{args.port}/ (API docs at /docs)")
     uvicorn.run(create_app(service, token), host=args.host, port=args.port,
@@ -695,6 +698,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--max-files", type=int, default=32, help="most images in one request (default 32)"
+    )
+    serve.add_argument(
+        "--max-request-mb",
+        type=float,
+        default=100,
+        help="largest request, all its images together (default 100; held in memory)",
     )
     _add_loading(serve)
     _add_pipeline(serve)

@@ -68,6 +68,7 @@ class Limits:
     max_upload_bytes: int = 50 * 2**20
     max_files: int = 32
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_request_bytes: int = 100 * 2**20  # a whole request, held in memory while it is parsed
 
 
 class UploadError(Exception):
@@ -206,7 +207,7 @@ async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[byt
 def create_app(service: AttributionService, token: str | None = None) -> FastAPI:
     """The FastAPI application: the page at ``/``, the API under ``/api``, docs at ``/docs``."""
     limits = service.limits
-    request_limit = limits.max_files * (limits.max_upload_bytes + 64 * 1024)
+    request_limit = limits.max_request_bytes
 
     class InMemoryParser(MultiPartParser):
         spool_max_size = request_limit  # uploads stay in memory: the body is capped below
@@ -269,7 +270,9 @@ def create_app(service: AttributionService, token: str | None = None) -> FastAPI
         try:
             form = await parser.parse()
         except _BodyTooLarge:
-            raise HTTPException(413, f"request over {request_limit} bytes") from None
+            raise HTTPException(
+                413, f"request over {request_limit} bytes: send fewer images per request"
+            ) from None
         except MultiPartException as exc:
             raise HTTPException(400, f"malformed upload: {exc.message}") from None
         try:
