@@ -46,6 +46,20 @@ def test_close_p_values_of_different_groups_are_ambiguous_same_group_is_not():
     assert grouped.verdict == "a" and grouped.verdict_group == "g"
 
 
+def test_images_off_the_decoder_grid_carry_a_caution():
+    from aedr.attribution import caution_of
+
+    assert caution_of(512, 768) == "" and caution_of(None, None) == ""
+    assert "509x768 is not a multiple of 8" in caution_of(509, 768)
+    calibrations = {"a": calibration("a", 1.0)}
+    on_grid = ScoreRecord("x.png", "a", signal=1.0, width=64, height=48)
+    off_grid = ScoreRecord("y.png", "a", signal=1.0, width=61, height=48)
+    assert attribute([on_grid], calibrations).caution == ""
+    flagged = attribute([off_grid], calibrations)
+    assert flagged.verdict == "a" and flagged.caution.startswith("unreliable")
+    assert flagged.rows()[0]["caution"] == flagged.caution
+
+
 def test_errors_propagate_without_a_verdict():
     calibrations = {"a": calibration("a", 1.0), "b": calibration("b", 2.0)}
     both_failed = attribute([record("a", None, "bad"), record("b", None, "bad")], calibrations)

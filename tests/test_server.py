@@ -96,6 +96,9 @@ def test_attribution_matches_the_library_and_repeats_come_from_the_store(
     assert row["p_value"] == pytest.approx(expected.decisions[0].p_value)
     again = post(client, ("renamed.png", png_bytes(image), "image/png")).json()["results"][0]
     assert again["cached"] and again["id"] == result["id"] and again["filename"] == "renamed.png"
+    assert result["caution"] == ""  # 64 x 64: on the decoder's grid
+    cropped = post(client, ("cropped.png", png_bytes(image[3:, 3:]), "image/png")).json()
+    assert cropped["results"][0]["caution"].startswith("unreliable: 61x61")
     stored = client.get(f"/api/results/{result['id']}")
     assert stored.status_code == 200 and stored.json()["rows"] == result["rows"]
     assert client.get("/api/results/" + "0" * 32).status_code == 404

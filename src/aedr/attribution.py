@@ -10,7 +10,8 @@ that model's own images), which is comparable across models whose thresholds dif
 - ``ambiguous`` otherwise, with the accepting models listed in ``candidates``.
 
 ``verdict_group`` names the winner's equivalence group: models in it ship the same autoencoder
-weights, so any of them may be the source.
+weights, so any of them may be the source. ``caution`` says when the image itself makes any verdict
+unreliable (see ``caution_of``).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ if TYPE_CHECKING:
 NO_MODEL = "none"
 AMBIGUOUS = "ambiguous"
 AMBIGUITY_RATIO = 2.0
+DECODER_GRID = 8  # every supported autoencoder writes its output in blocks of 8 pixels or more
 ATTRIBUTION_FIELDS = (
     "path", "model", "group", "signal", "threshold", "belongs", "p_value", "margin", "verdict",
-    "verdict_group", "candidates", "error",
+    "verdict_group", "candidates", "caution", "error",
 )  # fmt: skip
 
 
@@ -58,6 +60,7 @@ class Attribution:
     verdict: str
     candidates: tuple[str, ...] = ()
     error: str = ""
+    caution: str = ""
 
     @property
     def verdict_group(self) -> str:
@@ -70,7 +73,7 @@ class Attribution:
                 "path": self.path, "model": d.model, "group": d.group, "signal": d.signal,
                 "threshold": d.threshold, "belongs": d.belongs, "p_value": d.p_value,
                 "margin": d.margin, "verdict": self.verdict, "verdict_group": self.verdict_group,
-                "candidates": " ".join(self.candidates), "error": d.error,
+                "candidates": " ".join(self.candidates), "caution": self.caution, "error": d.error,
             }
             for d in self.decisions
         ]  # fmt: skip
@@ -114,6 +117,25 @@ def verdict_of(
     return best.model, tuple(d.model for d in accepting)
 
 
+def caution_of(width: int | None, height: int | None) -> str:
+    """Why a verdict on an image of this size is unreliable, or "" when nothing says so.
+
+    Latent diffusion decoders write sides in multiples of 8 pixels. Other sides mean the image was
+    cropped or resized after generation, which takes AEDR to chance level (README, Robustness):
+    then neither an attribution nor ``none`` is evidence.
+    """
+    if (
+        width is None
+        or height is None
+        or (width % DECODER_GRID == 0 and height % DECODER_GRID == 0)
+    ):
+        return ""
+    return (
+        f"unreliable: {width}x{height} is not a multiple of {DECODER_GRID} pixels, so the image "
+        "was cropped or resized after generation, where AEDR is at chance level"
+    )
+
+
 def attribute(
     records: Sequence[ScoreRecord],
     calibrations: Mapping[str, Calibration],
@@ -127,7 +149,9 @@ def attribute(
     if len(errors) == len(decisions):
         return Attribution(records[0].path, decisions, "", (), errors[0])
     verdict, candidates = verdict_of(decisions, ambiguity_ratio)
-    return Attribution(records[0].path, decisions, verdict, candidates)
+    sized = next(r for r in records if r.ok)
+    caution = caution_of(sized.width, sized.height)
+    return Attribution(records[0].path, decisions, verdict, candidates, caution=caution)
 
 
 def check_compatible(calibrations: Sequence[Calibration]) -> dict[str, Any]:

@@ -170,7 +170,7 @@ class AttributionService:
         result = {
             "id": result_id, "filename": filename, "verdict": attribution.verdict,
             "verdict_group": attribution.verdict_group, "candidates": list(attribution.candidates),
-            "rows": rows,
+            "caution": attribution.caution, "rows": rows,
         }  # fmt: skip
         if self.store is not None:
             self.store.put_result(result_id, result)
