@@ -46,10 +46,9 @@ def tiny_calibration(random_tiny, made_images, tmp_path_factory):
 
 
 def make_service(random_tiny, calibration, tmp_path, models=None, **limits):
-    attributor = Attributor([calibration], models or [random_tiny], store=None)
     store = ScoreStore(tmp_path / "store.sqlite")
-    attributor.scorer.store = store
-    return AttributionService(attributor, store, Limits(**limits))
+    attributor = Attributor([calibration], models or [random_tiny], store=store)
+    return AttributionService(attributor, Limits(**limits))
 
 
 @pytest.fixture

@@ -124,11 +124,9 @@ def caution_of(width: int | None, height: int | None) -> str:
     cropped or resized after generation, which takes AEDR to chance level (README, Robustness):
     then neither an attribution nor ``none`` is evidence.
     """
-    if (
-        width is None
-        or height is None
-        or (width % DECODER_GRID == 0 and height % DECODER_GRID == 0)
-    ):
+    if width is None or height is None:
+        return ""
+    if width % DECODER_GRID == 0 and height % DECODER_GRID == 0:
         return ""
     return (
         f"unreliable: {width}x{height} is not a multiple of {DECODER_GRID} pixels, so the image "

@@ -104,6 +104,16 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_calibrations(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--calibration",
+        action="append",
+        required=True,
+        metavar="CALIB",
+        help="calibration JSON from `aedr calibrate`; repeatable",
+    )
+
+
 def _add_pipeline(parser: argparse.ArgumentParser) -> None:
     from aedr.scoring import DEFAULT_MAX_MODEL_PIXELS
 
@@ -294,6 +304,16 @@ def cmd_homogeneity(args: argparse.Namespace) -> int:
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
 
 
+def _attributor(args: argparse.Namespace):
+    """The attributor of ``--calibration`` files, with their models and the pipeline options."""
+    from aedr.attribution import Attributor
+    from aedr.calibration import Calibration
+
+    calibrations = [Calibration.load(path) for path in args.calibration]
+    models = _models([c.model for c in calibrations], args)
+    return Attributor(calibrations, models, args.max_pixels, **_pipeline_options(args))
+
+
 def _score_for_calibration(args: argparse.Namespace, settings) -> tuple[str, str, list[dict], int]:
     """Score the belonging images in ``args.paths``: (model, identity, records, failures)."""
     from contextlib import nullcontext
@@ -391,16 +411,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_attribute(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from aedr.attribution import ATTRIBUTION_FIELDS, Attributor
-    from aedr.calibration import Calibration
+    from aedr.attribution import ATTRIBUTION_FIELDS
 
-    calibrations = [Calibration.load(path) for path in args.calibration]
-    attributor = Attributor(
-        calibrations,
-        _models([c.model for c in calibrations], args),
-        args.max_pixels,
-        **_pipeline_options(args),
-    )
+    attributor = _attributor(args)
     verdicts: Counter[str] = Counter()
     failed = 0
     with _writer(args.out, ATTRIBUTION_FIELDS, args.overwrite) as writer:
@@ -415,9 +428,6 @@ def cmd_attribute(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     import os
-
-    from aedr.attribution import Attributor
-    from aedr.calibration import Calibration
 
     try:
         import uvicorn
@@ -435,15 +445,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     if min(args.max_upload_mb, args.max_request_mb, args.max_files) <= 0:
         raise UsageError("--max-upload-mb, --max-request-mb and --max-files must be positive")
-    calibrations = [Calibration.load(path) for path in args.calibration]
-    models = _models([c.model for c in calibrations], args)
-    options = _pipeline_options(args)
-    attributor = Attributor(calibrations, models, args.max_pixels, **options)
     limits = Limits(
         int(args.max_upload_mb * 2**20), args.max_files, args.max_pixels,
         int(args.max_request_mb * 2**20),
     )  # fmt: skip
-    service = AttributionService(attributor, options["store"], limits)
+    service = AttributionService(_attributor(args), limits)
     _say(args, f"aedr serve: http://{args.host}:{args.port}/ (API docs at /docs)")
     uvicorn.run(create_app(service, token), host=args.host, port=args.port,
                 log_level="warning" if args.quiet else "info")  # fmt: skip
@@ -667,26 +673,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     attribute = command("attribute", "attribute images to calibrated models")
     attribute.add_argument("paths", nargs="+", metavar="PATH")
-    attribute.add_argument(
-        "--calibration",
-        action="append",
-        required=True,
-        metavar="CALIB",
-        help="calibration JSON from `aedr calibrate`; repeatable",
-    )
+    _add_calibrations(attribute)
     _add_output(attribute, "attribution records")
     _add_loading(attribute)
     _add_pipeline(attribute)
     attribute.set_defaults(run=cmd_attribute)
 
     serve = command("serve", "web page and JSON API for attribution (needs the web extra)")
-    serve.add_argument(
-        "--calibration",
-        action="append",
-        required=True,
-        metavar="CALIB",
-        help="calibration JSON from `aedr calibrate`; repeatable",
-    )
+    _add_calibrations(serve)
     serve.add_argument(
         "--host",
         default="127.0.0.1",

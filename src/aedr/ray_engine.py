@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from aedr.images import DEFAULT_MAX_PIXELS, iter_image_files
-from aedr.records import filesystem_of, read_parquet_records
+from aedr.records import PARQUET_SUFFIXES, filesystem_of, read_parquet_records
 from aedr.scoring import (
     SCORE_FIELDS,
     PreparedImage,
@@ -46,7 +46,7 @@ from aedr.scoring import (
 )
 
 RECORD_FIELDS = (*SCORE_FIELDS, "content_sha256")
-MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
+MANIFEST_SUFFIXES = (".csv", *PARQUET_SUFFIXES)
 READ_CPUS = 0  # reading is light next to scoring; a CPU reserved for it would idle the actors
 
 
@@ -65,19 +65,9 @@ class RayOptions:
     part_size: int = 1000
 
 
-def _pyarrow():
-    try:
-        import pyarrow
-        import pyarrow.parquet
-    except ImportError:
-        raise RayEngineError(
-            "the Ray engine needs the ray extra: pip install 'aedr[ray]'"
-        ) from None
-    return pyarrow
-
-
 def record_schema():
-    pa = _pyarrow()
+    import pyarrow as pa
+
     types = {"width": pa.int64(), "height": pa.int64()}
     floats = ("loss1", "loss2", "ratio", "homogeneity", "signal")
     return pa.schema(
@@ -98,7 +88,9 @@ def input_paths(inputs: Sequence[str]) -> Iterator[str]:
 
 
 def read_manifest(location: str) -> list[str]:
-    pa = _pyarrow()
+    import pyarrow as pa
+    import pyarrow.parquet
+
     filesystem, path = filesystem_of(location)
     try:
         if location.lower().endswith(".csv"):
@@ -107,7 +99,7 @@ def read_manifest(location: str) -> list[str]:
             with filesystem.open_input_stream(path) as stream:
                 table = pyarrow.csv.read_csv(stream)
         else:
-            table = pa.parquet.read_table(path, filesystem=filesystem)
+            table = pyarrow.parquet.read_table(path, filesystem=filesystem)
     except (OSError, pa.ArrowInvalid) as exc:
         raise RayEngineError(f"cannot read manifest {location}: {exc}") from None
     if "path" not in table.column_names:
@@ -217,11 +209,13 @@ class PartWriter:
     def flush(self) -> None:
         if not self.pending:
             return
-        pa = _pyarrow()
-        table = pa.Table.from_pylist(self.pending, schema=record_schema())
+        import pyarrow
+        import pyarrow.parquet
+
+        table = pyarrow.Table.from_pylist(self.pending, schema=record_schema())
         name = f"part-{self.run}-{self.parts:05d}.parquet"
         temporary = f"{self.root}/.{name}.tmp"
-        pa.parquet.write_table(table, temporary, filesystem=self.filesystem)
+        pyarrow.parquet.write_table(table, temporary, filesystem=self.filesystem)
         self.filesystem.move(temporary, f"{self.root}/{name}")
         self.parts += 1
         self.written += len(self.pending)

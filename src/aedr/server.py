@@ -123,13 +123,9 @@ def image_format(data: bytes, max_pixels: int) -> str:
 class AttributionService:
     """The attributor, its store and its upload folder, with every call on one worker thread."""
 
-    def __init__(
-        self,
-        attributor: Attributor,
-        store: ScoreStore | None = None,
-        limits: Limits = Limits(),
-    ):
-        self.attributor, self.store, self.limits = attributor, store, limits
+    def __init__(self, attributor: Attributor, limits: Limits = Limits()):
+        self.attributor, self.limits = attributor, limits
+        self.store: ScoreStore | None = attributor.scorer.store  # scores and results, one file
         self.calibrations = list(attributor.calibrations.values())
         self._calibrations_key = calibrations_digest(self.calibrations)
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="aedr-serve")
