@@ -32,10 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from aedr.autoencoders import create_autoencoder
-from aedr.calibration import calibrate_records
-from aedr.evaluation import evaluate, mean_table
-from aedr.report import write_report
-from aedr.scoring import Scorer, ScoreSettings
+from aedr.decide.calibration import calibrate
+from aedr.decide.evaluation import evaluate, mean_table
+from aedr.decide.report import write_report
+from aedr.decide.statistics import measurement_of
+from aedr.measure.scorer import Scorer, ScoreSettings
 from aedr.synthesis import decoder_images, photo_crops, save_images
 
 MODELS = ("taesd", "taesdxl", "taesd3", "taef1", "taef2")
@@ -146,7 +147,7 @@ def main() -> None:
         summary = {}
         for method in ("aedr", "ratio", "fitted", "single-loss"):
             calibrations = {
-                name: calibrate_records(usable(calibration_records[name]), name, args.alpha, method)
+                name: calibrate(usable(calibration_records[name]), name, args.alpha, method)
                 for name in MODELS
             }
             result = evaluate(test_records, labels, calibrations, method, args.alpha)
@@ -155,7 +156,7 @@ def main() -> None:
         thresholds = {}
         for method in ("aedr", "fitted"):
             free = {
-                name: calibrate_records(
+                name: calibrate(
                     usable(calibration_records[f"{name}:generator-free"]), name, args.alpha, method
                 )
                 for name in MODELS
@@ -168,7 +169,7 @@ def main() -> None:
         print("\n| model | aedr threshold: own images | aedr threshold: generator-free |")
         print("|---|---|---|")
         for name in MODELS:
-            own = calibrate_records(usable(calibration_records[name]), name, args.alpha)
+            own = calibrate(usable(calibration_records[name]), name, args.alpha, "aedr")
             print(f"| {name} | {own.threshold:.4g} | {thresholds['aedr'][name].threshold:.4g} |")
         tracer_models = [m for m in args.tracer_models.split(",") if m]
         if tracer_models:
@@ -186,7 +187,7 @@ def run_tracer(args, models, autoencoders, labels, calibration_paths, out) -> di
     for path, source in sorted(labels.items()):
         per_source.setdefault(source, []).append(path)
     subset = {p: labels[p] for paths in per_source.values() for p in paths[: args.tracer_images]}
-    settings = ScoreSettings(method="latenttracer")
+    settings = ScoreSettings(measurement=measurement_of("latenttracer"))
     chosen = {name: autoencoders[name] for name in models}
     records, seconds = score(chosen, sorted(subset), settings)
     calibrations = {}
@@ -194,9 +195,7 @@ def run_tracer(args, models, autoencoders, labels, calibration_paths, out) -> di
         cal_records, _ = score(
             {name: autoencoders[name]}, calibration_paths[name][: 2 * args.tracer_images], settings
         )
-        calibrations[name] = calibrate_records(
-            usable(cal_records), name, args.alpha, "latenttracer"
-        )
+        calibrations[name] = calibrate(usable(cal_records), name, args.alpha, "latenttracer")
     result = evaluate(records, subset, calibrations, "latenttracer", args.alpha)
     write_report(result, out / "latenttracer")
     return print_table(f"latenttracer on {', '.join(models)}: {len(subset)} test images, "

@@ -3,9 +3,11 @@
 Usage: python benchmarks/complexity.py [--shared-dir DIR] [--repeats 50]
 
 Data: shared/reference/aedr-official, the authors' losses and GLCM homogeneity of 500 SD 1.5 images
-and 500 SD 2.1 images, both under the SD 1.5 autoencoder. Statistics (lower = SD 1.5):
-``ratio`` = L1/L2; ``paper`` = ratio * H; ``beta=0.5`` = ratio * H^0.5; ``fitted`` =
-log ratio + beta log H with beta = -slope of log ratio on log H over the calibration images.
+and 500 SD 2.1 images, both under the SD 1.5 autoencoder, read as measurement records. Statistics
+(lower = SD 1.5), all computed by the shipped ``aedr.decide.statistics`` and calibrated by the
+shipped ``aedr.decide.calibration.calibrate``: ``ratio`` = L1/L2; ``aedr`` = ratio * H (the
+paper's); ``beta=0.5`` = the fitted statistic log ratio + beta log H with beta fixed at 0.5;
+``fitted`` = the same with beta fitted on the calibration images.
 
 Prints (1) ROC AUC of SD 1.5 against SD 2.1 with beta fitted on all 500 SD 1.5 images, and
 (2) for calibration sets of 20, 50, 100 and 250 SD 1.5 images drawn at random (--repeats times):
@@ -21,31 +23,32 @@ from pathlib import Path
 
 import numpy as np
 
-from aedr.calibration import kde_threshold
-from aedr.evaluation import roc_auc
+from aedr.decide.calibration import UNVERIFIED_IDENTITY, calibrate, kde_threshold
+from aedr.decide.evaluation import roc_auc
+from aedr.decide.statistics import get_statistic
+from aedr.measure.provenance import Provenance
 
 REPO = Path(__file__).resolve().parents[1]
-MODES = ("ratio", "paper", "beta=0.5", "fitted")
+MODES = ("ratio", "aedr", "beta=0.5", "fitted")
+AUTHORS = Provenance(UNVERIFIED_IDENTITY, latent="sample", seed=1, alignment="resize")
 
 
-def load(reference: Path, result: str, glcm: str) -> tuple[np.ndarray, np.ndarray]:
+def load(reference: Path, result: str, glcm: str) -> list[dict]:
+    """The authors' files as measurement records (loss1, loss2, homogeneity)."""
     losses = np.loadtxt(reference / "Result" / result)
-    return losses[:, 0] / losses[:, 1], np.loadtxt(reference / "GLCM" / glcm)
+    homogeneity = np.loadtxt(reference / "GLCM" / glcm)
+    return [{"loss1": a, "loss2": b, "homogeneity": h}
+            for (a, b), h in zip(losses[:, :2], homogeneity, strict=True)]  # fmt: skip
 
 
-def fitted_beta(ratio: np.ndarray, homogeneity: np.ndarray) -> float:
-    slope, _ = np.polyfit(np.log(homogeneity), np.log(ratio), 1)
-    return float(-slope)
-
-
-def statistic(mode: str, ratio: np.ndarray, homogeneity: np.ndarray, beta: float) -> np.ndarray:
-    if mode == "ratio":
-        return ratio
-    if mode == "paper":
-        return ratio * homogeneity
+def threshold_and_values(mode: str, calibration: list[dict], alpha: float):
+    """(threshold, value function) of ``mode`` calibrated on ``calibration`` records."""
     if mode == "beta=0.5":
-        return ratio * homogeneity**0.5
-    return np.log(ratio) + beta * np.log(homogeneity)
+        fitted = get_statistic("fitted")
+        value = lambda record: fitted.value(record, {"beta": 0.5})  # noqa: E731
+        return kde_threshold([value(r) for r in calibration], alpha), value, None
+    fit = calibrate(calibration, "sd15", alpha, mode, assumed_provenance=AUTHORS)
+    return fit.threshold, fit.value, fit.parameters.get("beta")
 
 
 def main() -> None:
@@ -59,13 +62,14 @@ def main() -> None:
     own = load(reference, "SD1.5_SD1.5_l2.txt", "SD1.5.txt")
     other = load(reference, "SD1.5_SD2.1_l2.txt", "SD2.1.txt")
 
-    beta_all = fitted_beta(*own)
+    _, _, beta_all = threshold_and_values("fitted", own, args.alpha)
     print(
         f"# authors' SD 1.5 files: 500 SD 1.5 vs 500 SD 2.1 images; beta fitted on all SD 1.5 = {beta_all:.3f}"
     )
     print("| mode | ROC AUC |\n|---|---|")
     for mode in MODES:
-        auc = roc_auc(statistic(mode, *own, beta_all), statistic(mode, *other, beta_all))
+        _, value, _ = threshold_and_values(mode, own, args.alpha)
+        auc = roc_auc(np.array([value(r) for r in own]), np.array([value(r) for r in other]))
         print(f"| {mode} | {auc:.4f} |")
 
     rng = np.random.default_rng(0)
@@ -73,26 +77,23 @@ def main() -> None:
         f"\n| calibration images | mode | mean accuracy | std | beta mean | beta std |  ({args.repeats} random draws)"
     )
     print("|---|---|---|---|---|---|")
-    n_own = own[0].size
     for size in (20, 50, 100, 250):
         accuracy = {mode: [] for mode in MODES}
-        betas = []
+        betas = {mode: [] for mode in MODES}
         for _ in range(args.repeats):
-            chosen = rng.choice(n_own, size, replace=False)
-            rest = np.setdiff1d(np.arange(n_own), chosen)
-            beta = fitted_beta(own[0][chosen], own[1][chosen])
-            betas.append(beta)
+            chosen = set(rng.choice(len(own), size, replace=False).tolist())
+            calibration = [r for i, r in enumerate(own) if i in chosen]
+            rest = [r for i, r in enumerate(own) if i not in chosen]
             for mode in MODES:
-                calibration = statistic(mode, own[0][chosen], own[1][chosen], beta)
-                threshold = kde_threshold(calibration, args.alpha)
-                positives = statistic(mode, own[0][rest], own[1][rest], beta)
-                negatives = statistic(mode, *other, beta)
-                correct = (positives < threshold).sum() + (negatives >= threshold).sum()
-                accuracy[mode].append(correct / (positives.size + negatives.size))
+                threshold, value, beta = threshold_and_values(mode, calibration, args.alpha)
+                if beta is not None:
+                    betas[mode].append(beta)
+                correct = sum(value(r) < threshold for r in rest)
+                correct += sum(value(r) >= threshold for r in other)
+                accuracy[mode].append(correct / (len(rest) + len(other)))
         for mode in MODES:
-            beta_cells = (
-                f"{np.mean(betas):.3f} | {np.std(betas):.3f}" if mode == "fitted" else " | "
-            )
+            fitted = betas[mode]
+            beta_cells = f"{np.mean(fitted):.3f} | {np.std(fitted):.3f}" if fitted else " | "
             print(
                 f"| {size} | {mode} | {np.mean(accuracy[mode]):.4f} | {np.std(accuracy[mode]):.4f} | {beta_cells} |"
             )

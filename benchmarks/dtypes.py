@@ -20,9 +20,12 @@ import numpy as np
 from attribution import MODELS, data_parser
 
 from aedr.autoencoders import create_autoencoder
-from aedr.calibration import kde_threshold
-from aedr.scoring import Scorer
+from aedr.decide.calibration import kde_threshold
+from aedr.decide.statistics import get_statistic
+from aedr.measure.scorer import Scorer
 from aedr.synthesis import decoder_images, photo_crops, save_images
+
+PAPER = get_statistic("aedr")
 
 
 def main() -> None:
@@ -54,7 +57,9 @@ def main() -> None:
                 start = time.perf_counter()
                 records = list(Scorer([autoencoder]).score_paths(paths))
                 seconds = (time.perf_counter() - start) / len(records)
-                signals[dtype] = np.array([r.signal if r.ok else np.nan for r in records])
+                signals[dtype] = np.array(
+                    [PAPER.value(r.as_dict()) if r.ok else np.nan for r in records]
+                )
                 threshold = kde_threshold(signals["fp32"][: args.images], 0.05)
                 change = np.abs(signals[dtype] / signals["fp32"] - 1)
                 flips = int(((signals[dtype] < threshold) != (signals["fp32"] < threshold)).sum())

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from attribution import data_parser, tiny_autoencoders
 
-from aedr.images import to_model_input
+from aedr.measure.images import to_model_input
 from aedr.synthesis import decoder_images, photo_crops
 
 SHIFT = (3, 6)

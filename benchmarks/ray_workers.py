@@ -21,8 +21,8 @@ import ray
 from attribution import data_parser
 
 from aedr.autoencoders import create_autoencoder
+from aedr.measure.scorer import Scorer
 from aedr.ray_engine import RayOptions, model_loader, score_with_ray
-from aedr.scoring import Scorer
 from aedr.synthesis import photo_crops, save_images
 
 

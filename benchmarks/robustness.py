@@ -21,9 +21,9 @@ import numpy as np
 from attribution import MODELS, build, data_parser, score, tiny_autoencoders, usable
 from PIL import Image, ImageFilter
 
-from aedr.calibration import calibrate_records
-from aedr.evaluation import evaluate, mean_table
-from aedr.scoring import ScoreSettings
+from aedr.decide.calibration import calibrate
+from aedr.decide.evaluation import evaluate, mean_table
+from aedr.measure.scorer import ScoreSettings
 
 METHODS = ("aedr", "ratio", "fitted", "single-loss")
 
@@ -85,7 +85,7 @@ def main() -> None:
         for name in MODELS:
             records, _ = score({name: autoencoders[name]}, calibration_paths[name], ScoreSettings())
             for method in METHODS:
-                calibrations.setdefault(method, {})[name] = calibrate_records(
+                calibrations.setdefault(method, {})[name] = calibrate(
                     usable(records), name, args.alpha, method
                 )
         for title, perturb in PERTURBATIONS.items():

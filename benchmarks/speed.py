@@ -110,14 +110,16 @@ def child_reference(job: dict) -> dict:
 def child_pipeline(job: dict) -> dict:
     import torch  # noqa: F401  (imports are outside the timed region in every child)
 
-    from aedr.scoring import Scorer, ScoreSettings
+    from aedr.decide.statistics import get_statistic
+    from aedr.measure.scorer import Scorer, ScoreSettings
 
     start = time.perf_counter()
     model = handle(job["model"], job["weights_dir"], job["device"], job["dtype"])
     scorer = Scorer(
         [model], ScoreSettings(latent=job["latent"]), batch_size=job["batch_size"], workers=2
     )
-    by_path = {r.path: r.signal for r in scorer.score_paths(job["paths"])}
+    paper = get_statistic("aedr")
+    by_path = {r.path: paper.value(r.as_dict()) for r in scorer.score_paths(job["paths"])}
     synchronize(job["device"])
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "signals": [by_path[p] for p in job["paths"]]}
@@ -128,8 +130,8 @@ def child_latenttracer(job: dict) -> dict:
     import torch
     from PIL import Image
 
-    from aedr.baselines import latenttracer_losses
-    from aedr.images import to_model_input
+    from aedr.measure.images import to_model_input
+    from aedr.measure.inversion import latenttracer_losses
 
     start = time.perf_counter()
     autoencoder = load(job["model"], job["weights_dir"], job["device"], "fp32")
@@ -146,7 +148,7 @@ def child_flops(job: dict) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from aedr.signal import reconstruction_losses
+    from aedr.measure.reconstruction import reconstruction_losses
 
     autoencoder = load(job["model"], job["weights_dir"], job["device"], job["dtype"])
     size = job["size"]
@@ -195,7 +197,7 @@ def make_images(model: str, size: int, count: int, folder: Path, args) -> list[s
     import numpy as np
     from PIL import Image
 
-    from aedr.images import read_image
+    from aedr.measure.images import read_image
     from aedr.synthesis import decoder_images
 
     real = Path(args.shared_dir) / "images" / "real"
@@ -242,7 +244,7 @@ def main() -> None:
 
     import numpy as np
 
-    from aedr.calibration import kde_threshold
+    from aedr.decide.calibration import kde_threshold
 
     cpu = args.device.startswith("cpu")
     fast = {"dtype": "bf16" if cpu else "auto", "batch_size": 1 if cpu else 16}

@@ -19,8 +19,9 @@ import numpy as np
 from PIL import Image
 
 from aedr.autoencoders import create_autoencoder
-from aedr.images import read_image
-from aedr.scoring import Scorer
+from aedr.decide.statistics import get_statistic
+from aedr.measure.images import read_image
+from aedr.measure.scorer import Scorer
 from aedr.synthesis import decoder_images
 
 MODELS = ("taesd", "taesdxl", "taesd3", "taef1", "taef2")
@@ -62,7 +63,10 @@ def main() -> None:
                 results[kind] = records
             per_image = (time.perf_counter() - started) / (2 * len(photos))
             ratio = {k: np.array([r.ratio for r in v]) for k, v in results.items()}
-            signal = {k: np.array([r.signal for r in v]) for k, v in results.items()}
+            paper = get_statistic("aedr")
+            signal = {
+                k: np.array([paper.value(r.as_dict()) for r in v]) for k, v in results.items()
+            }
             print(
                 f"{name:<8} {ratio['decoder'].mean():13.3f} {ratio['photo'].mean():11.3f} "
                 f"{auc(ratio['decoder'], ratio['photo']):9.3f} "

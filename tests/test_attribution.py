@@ -1,18 +1,26 @@
 import pytest
+from conftest import TEST_PROVENANCE, loss_record
 
-from aedr.attribution import AMBIGUOUS, NO_MODEL, Attributor, attribute
-from aedr.calibration import CalibrationError, fit_calibration
-from aedr.scoring import ScoreRecord
-
-
-def calibration(model, center, **kwargs):
-    return fit_calibration(
-        [center - 0.1, center, center + 0.1, center + 0.05], model, 0.05, **kwargs
-    )
+from aedr.decide.attribution import AMBIGUOUS, NO_MODEL, Attributor, attribute, caution_of
+from aedr.decide.calibration import CalibrationError, calibrate
+from aedr.measure.provenance import Provenance
+from aedr.measure.scorer import Measurement, Scorer
 
 
-def record(model, signal, error=""):
-    return ScoreRecord("x.png", model, signal=signal, error=error)
+def calibration(model, center, **provenance):
+    """A calibration of the paper's statistic whose own signals lie around ``center``."""
+    signals = [center - 0.1, center, center + 0.1, center + 0.05]
+    carried = {**TEST_PROVENANCE, **provenance}
+    records = [loss_record(s * 0.01, 0.01, 1.0, provenance=carried) for s in signals]
+    return calibrate(records, model, 0.05, "aedr")
+
+
+def record(model, signal, error="", group="", **size):
+    """A measurement whose paper statistic is ``signal`` (homogeneity 1)."""
+    if signal is None:
+        return Measurement("x.png", model, group, error=error, **size)
+    return Measurement("x.png", model, group, loss1=signal * 0.01, loss2=0.01, ratio=signal,
+                       homogeneity=1.0, error=error, **size)  # fmt: skip
 
 
 def test_verdict_is_the_accepting_model_with_the_highest_p_value():
@@ -25,7 +33,8 @@ def test_verdict_is_the_accepting_model_with_the_highest_p_value():
     assert attribute([record("a", 5.0), record("b", 5.0)], calibrations).verdict == NO_MODEL
     rows = result.rows()
     assert {row["model"] for row in rows} == {"a", "b"} and rows[0]["verdict"] == "b"
-    assert rows[0]["p_value"] == pytest.approx(p_a)
+    assert rows[0]["p_value"] == pytest.approx(p_a) and rows[0]["statistic"] == "aedr"
+    assert result.measurements[1].ratio == 1.85
 
 
 def test_p_value_is_the_upper_tail_of_the_kde():
@@ -39,23 +48,16 @@ def test_close_p_values_of_different_groups_are_ambiguous_same_group_is_not():
     calibrations = {"a": calibration("a", 1.0), "b": calibration("b", 1.0)}
     tied = attribute([record("a", 1.0), record("b", 1.01)], calibrations)
     assert tied.verdict == AMBIGUOUS and set(tied.candidates) == {"a", "b"}
-    same_group = [
-        ScoreRecord("x.png", "a", "g", signal=1.0), ScoreRecord("x.png", "b", "g", signal=1.01)
-    ]  # fmt: skip
-    grouped = attribute(same_group, calibrations)
+    grouped = attribute([record("a", 1.0, group="g"), record("b", 1.01, group="g")], calibrations)
     assert grouped.verdict == "a" and grouped.verdict_group == "g"
 
 
 def test_images_off_the_decoder_grid_carry_a_caution():
-    from aedr.attribution import caution_of
-
     assert caution_of(512, 768) == "" and caution_of(None, None) == ""
     assert "509x768 is not a multiple of 8" in caution_of(509, 768)
     calibrations = {"a": calibration("a", 1.0)}
-    on_grid = ScoreRecord("x.png", "a", signal=1.0, width=64, height=48)
-    off_grid = ScoreRecord("y.png", "a", signal=1.0, width=61, height=48)
-    assert attribute([on_grid], calibrations).caution == ""
-    flagged = attribute([off_grid], calibrations)
+    assert attribute([record("a", 1.0, width=64, height=48)], calibrations).caution == ""
+    flagged = attribute([record("a", 1.0, width=61, height=48)], calibrations)
     assert flagged.verdict == "a" and flagged.caution.startswith("unreliable")
     assert flagged.rows()[0]["caution"] == flagged.caution
 
@@ -68,17 +70,43 @@ def test_errors_propagate_without_a_verdict():
     assert one_failed.verdict == "b" and one_failed.decisions[0].error == "oom"
 
 
-def test_attributor_refuses_mismatched_weights_and_settings(random_tiny, image_folder):
-    good = calibration(
-        "random-tiny", 1.0, settings={"latent": "mode"}, autoencoder_identity="random:0"
-    )
+def test_a_statistic_undefined_for_one_image_is_an_error_row_not_a_crash():
+    records = [loss_record(r * 0.01, 0.01, h) for r, h in ((1.1, 0.3), (1.2, 0.5), (1.3, 0.4),
+                                                           (1.15, 0.6))]  # fmt: skip
+    fitted = calibrate(records, "a", 0.05, "fitted")
+    exact = Measurement("x.png", "a", loss1=0.0, loss2=0.01, ratio=0.0, homogeneity=0.5)
+    result = attribute([exact], {"a": fitted})
+    assert result.verdict == "" and "loss1 is zero" in result.error
+
+
+def test_attributor_checks_every_calibration_against_its_model(random_tiny, image_folder):
+    identity = {"identity": "random:0"}
+    good = calibration("random-tiny", 1.0, **identity)
     attributor = Attributor([good], [random_tiny])
     assert attributor.attribute_file(image_folder / "a.png").decisions[0].signal is not None
-    wrong = calibration("random-tiny", 1.0, autoencoder_identity="sha256:other")
-    with pytest.raises(CalibrationError, match="recalibrate"):
-        Attributor([wrong], [random_tiny])
-    other = calibration("other", 1.0, settings={"latent": "sample"})
-    with pytest.raises(CalibrationError, match="different scoring settings"):
+    with pytest.raises(CalibrationError, match="identity: 'sha256:other' vs 'random:0'"):
+        Attributor([calibration("random-tiny", 1.0, identity="sha256:other")], [random_tiny])
+    with pytest.raises(CalibrationError, match="dtype: 'bf16' vs 'fp32'"):
+        Attributor([calibration("random-tiny", 1.0, dtype="bf16", **identity)], [random_tiny])
+    other = calibration("other", 1.0, latent="sample", seed=1)
+    with pytest.raises(CalibrationError, match=r"measured differently.*latent"):
         Attributor([good, other], [random_tiny, random_tiny])
     with pytest.raises(CalibrationError, match="more than one calibration"):
         Attributor([good, good], [random_tiny, random_tiny])
+    with pytest.raises(CalibrationError, match="no calibrations"):
+        Attributor([], [])
+    with pytest.raises(CalibrationError, match="given for the calibration of 'other'"):
+        Attributor([calibration("other", 1.0, **identity)], [random_tiny])
+
+
+def test_an_assumed_unverified_identity_applies_to_the_loaded_weights(random_tiny, image_folder):
+    bare = [{k: v for k, v in loss_record(s * 0.01, 0.01, 1.0).items() if k != "provenance"}
+            for s in (0.9, 1.0, 1.1, 1.05)]  # fmt: skip
+    assumed = calibrate(bare, "random-tiny", 0.05, "aedr",
+                        assumed_provenance=Provenance("unverified"))  # fmt: skip
+    Attributor([assumed], [random_tiny])  # no identity to check: the user stated the settings
+    sampled = calibrate(bare, "random-tiny", 0.05, "aedr",
+                        assumed_provenance=Provenance("unverified", latent="sample", seed=1))  # fmt: skip
+    attributor = Attributor([sampled], [random_tiny])
+    assert attributor.scorer.settings.latent == "sample" and attributor.scorer.settings.seed == 1
+    assert Scorer([random_tiny]).settings.latent == "mode"

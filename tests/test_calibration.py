@@ -1,20 +1,22 @@
 import json
-from dataclasses import asdict
 
 import numpy as np
 import pytest
+from conftest import TEST_PROVENANCE, loss_record
 from scipy.stats import gaussian_kde
 
-from aedr.calibration import (
+from aedr.decide.calibration import (
+    MAX_SIGNALS,
     Calibration,
     CalibrationError,
-    calibrate_records,
-    fit_beta,
-    fit_calibration,
+    calibrate,
+    choose_alpha,
     kde_threshold,
+    provenance_of_records,
     records_of_model,
-    signal_of_record,
 )
+from aedr.measure.provenance import Provenance
+from aedr.records import OutputExistsError
 
 AUTHORS_SD15_THRESHOLD = 1.0364583773111364
 
@@ -57,79 +59,146 @@ def test_kde_threshold_rejects_bad_input(signals, alpha, message):
         kde_threshold(signals, alpha)
 
 
-def test_calibration_round_trip_and_tamper_detection(tmp_path):
-    calibration = fit_calibration(
-        [0.9, 1.0, 1.1, 1.05, 0.95], "taesd", 0.05, {"latent": "mode"}, "sha256:x"
-    )
+def own_records(n: int = 40, beta: float = 0.3, seed: int = 1) -> list[dict]:
+    """Records whose log ratio trends with log H by -beta (so fitted's beta should find it)."""
+    rng = np.random.default_rng(seed)
+    homogeneity = rng.uniform(0.1, 0.6, n)
+    ratio = 1.5 * homogeneity**-beta * np.exp(rng.normal(0, 0.02, n))
+    return [loss_record(r * 0.01, 0.01, h) for r, h in zip(ratio, homogeneity, strict=True)]
+
+
+def test_calibrate_keeps_the_records_provenance_and_round_trips(tmp_path):
+    calibration = calibrate(own_records(), "taesd", 0.05, "aedr")
+    assert calibration.provenance == TEST_PROVENANCE and not calibration.provenance_assumed
     path = tmp_path / "c.json"
     calibration.save(path)
     loaded = Calibration.load(path)
     assert loaded == calibration
     assert loaded.belongs(0.5) and not loaded.belongs(5.0)
-    with pytest.raises(CalibrationError, match="exists"):
+    with pytest.raises(OutputExistsError, match="exists"):
         calibration.save(path)
 
-    data = json.loads(path.read_text())
-    data["threshold"] = 3.0
-    path.write_text(json.dumps(data))
-    with pytest.raises(CalibrationError, match="does not match its own signals"):
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"threshold": 3.0}, "do not match its digest"),
+        ({"model": "taesdxl"}, "do not match its digest"),
+        ({"provenance": {**TEST_PROVENANCE, "identity": "sha256:other"}}, "digest"),
+        ({"format": 1}, "format 1"),
+        ({"digest": ""}, "digest"),
+    ],
+)
+def test_edited_calibrations_are_refused(tmp_path, edit, message):
+    path = tmp_path / "c.json"
+    calibrate(own_records(), "taesd", 0.05, "aedr").save(path)
+    path.write_text(json.dumps({**json.loads(path.read_text()), **edit}))
+    with pytest.raises(CalibrationError, match=message):
         Calibration.load(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("signals", "abc", "signals must be a list"),
+        ("alpha", "x", "alpha is not a finite number"),
+        ("statistic", "bogus", "unknown statistic"),
+        ("provenance", [], "not an object"),
+    ],
+)
+def test_malformed_fields_are_refused_even_with_a_matching_digest(field, value, message):
+    calibration = calibrate(own_records(), "taesd", 0.05, "aedr")
+    setattr(calibration, field, value)
+    data = calibration.as_dict()
+    with pytest.raises(CalibrationError, match=message):
+        Calibration.from_dict(data)
+
+
+def test_unreadable_and_oversized_calibrations(tmp_path):
+    path = tmp_path / "c.json"
     path.write_text("{not json")
     with pytest.raises(CalibrationError, match="not a JSON calibration"):
         Calibration.load(path)
-    with pytest.raises(CalibrationError, match="lacks"):
-        Calibration.from_dict({"model": "x"})
+    with pytest.raises(CalibrationError, match="is not a calibration"):
+        Calibration.from_dict([1, 2])
+    calibration = calibrate(own_records(), "taesd", 0.05, "aedr")
+    calibration.signals = [1.0] * (MAX_SIGNALS + 1)
+    data = calibration.as_dict()
+    with pytest.raises(CalibrationError, match="exceed the limit"):
+        Calibration.from_dict(data)
 
 
 def test_records_of_model_handles_models_errors_and_loss_columns():
     records = [
-        {"model": "a", "signal": 1.0, "error": ""},
-        {"model": "a", "signal": None, "error": "bad file"},
-        {"model": "b", "signal": 2.0, "error": ""},
+        loss_record(0.02, 0.01, 0.5, model="a"),
+        loss_record(None, None, None, model="a", error="bad file"),
+        loss_record(0.03, 0.01, 0.5, model="b"),
     ]
-    assert records_of_model(records, "a") == ("a", [records[0]], 1)
+    assert records_of_model(records, "a", "aedr") == ("a", [records[0]], 1)
     with pytest.raises(CalibrationError, match="several models"):
-        records_of_model(records)
-    loss_rows = [{"loss1": 0.02, "loss2": 0.01, "homogeneity": 0.5}]
-    assert records_of_model(loss_rows) == (None, loss_rows, 0)
-    assert records_of_model([{"loss1": 0.02, "loss2": 0.0, "homogeneity": 0.5}]) == (None, [], 1)
+        records_of_model(records, statistic="aedr")
+    loss_rows = [{"loss1": 0.02, "loss2": 0.01, "homogeneity": 0.5}]  # the authors' columns
+    assert records_of_model(loss_rows, statistic="aedr") == (None, loss_rows, 0)
+    flat = [{"loss1": 0.02, "loss2": 0.0, "homogeneity": 0.5}]
+    assert records_of_model(flat, statistic="aedr") == (None, [], 1)
+    exact = [{"loss1": 0.0, "loss2": 0.01, "homogeneity": 0.5}]  # loss1 = 0: log undefined
+    assert records_of_model(exact, statistic="fitted") == (None, [], 1)
+    assert records_of_model(exact, statistic="ratio") == (None, exact, 0)
+
+
+def test_provenance_is_read_from_records_and_mixed_provenance_is_refused():
+    records = own_records(6)
+    assert provenance_of_records(records) == (Provenance(**TEST_PROVENANCE), False)
+    bf16 = {**records[0], "provenance": {**TEST_PROVENANCE, "dtype": "bf16"}}
+    with pytest.raises(CalibrationError, match=r"mixed provenance.*dtype: 'fp32' vs 'bf16'"):
+        calibrate([*records, bf16], "taesd", 0.05, "aedr")
+    bare = [{k: v for k, v in r.items() if k != "provenance"} for r in records]
+    with pytest.raises(CalibrationError, match="carry no provenance"):
+        calibrate(bare, "taesd", 0.05, "aedr")
+    assumed = Provenance("unverified", latent="sample", seed=1, alignment="resize")
+    calibration = calibrate(bare, "taesd", 0.05, "aedr", assumed_provenance=assumed)
+    assert calibration.provenance_assumed and calibration.provenance["latent"] == "sample"
+    with pytest.raises(CalibrationError, match="some records carry a provenance"):
+        calibrate([*bare, records[0]], "taesd", 0.05, "aedr", assumed_provenance=assumed)
+
+
+def test_applying_a_calibration_checks_provenance_naming_the_difference():
+    calibration = calibrate(own_records(), "taesd", 0.05, "aedr")
+    same = Provenance(**TEST_PROVENANCE)
+    calibration.check_provenance(same)
+    newer = Provenance(**{**TEST_PROVENANCE, "aedr_version": "9.9"})
+    calibration.check_provenance(newer)  # a release that changed nothing else still applies
+    for field, value in (("dtype", "bf16"), ("device", "cuda"), ("latent", "sample"),
+                         ("identity", "sha256:other")):  # fmt: skip
+        run = Provenance(**{**TEST_PROVENANCE, field: value})
+        with pytest.raises(CalibrationError, match=f"{field}: "):
+            calibration.check_provenance(run)
 
 
 def test_fitted_beta_cancels_the_complexity_trend():
-    rng = np.random.default_rng(1)
-    homogeneity = rng.uniform(0.1, 0.6, 200)
-    ratio = 1.5 * homogeneity**-0.3 * np.exp(rng.normal(0, 0.02, 200))  # beta = 0.3 by design
-    records = [{"loss1": r * 0.01, "loss2": 0.01, "homogeneity": h}
-               for r, h in zip(ratio, homogeneity, strict=True)]  # fmt: skip
-    fit = fit_beta(records)
-    assert fit["beta"] == pytest.approx(0.3, abs=0.02) and fit["r2"] > 0.9
-    calibration = calibrate_records(records, "m", 0.05, "fitted")
-    assert calibration.beta == pytest.approx(fit["beta"]) and calibration.method == "fitted"
-    statistic = calibration.statistic(records[0])
-    assert statistic == pytest.approx(np.log(ratio[0]) + fit["beta"] * np.log(homogeneity[0]))
-    again = Calibration.from_dict(json.loads(json.dumps(asdict(calibration))))
-    assert again.beta == calibration.beta and again.statistic(records[0]) == statistic
-    with pytest.raises(CalibrationError, match="needs a beta"):
-        signal_of_record(records[0], "fitted")
+    records = own_records(200)
+    calibration = calibrate(records, "m", 0.05, "fitted")
+    beta = calibration.parameters["beta"]
+    assert beta == pytest.approx(0.3, abs=0.02) and calibration.parameters["r2"] > 0.9
+    record = records[0]
+    expected = np.log(record["loss1"] / record["loss2"]) + beta * np.log(record["homogeneity"])
+    assert calibration.value(record) == pytest.approx(expected)
+    again = Calibration.from_dict(json.loads(json.dumps(calibration.as_dict())))
+    assert again.parameters == calibration.parameters and again.value(record) == pytest.approx(
+        expected
+    )
 
 
-def test_signal_of_record_per_method():
-    from aedr.calibration import signal_of_record
-
-    record = {"loss1": 0.02, "loss2": 0.01, "homogeneity": 0.5, "signal": 1.0}
-    assert signal_of_record(record) == pytest.approx(1.0)
-    assert signal_of_record(record, "ratio") == pytest.approx(2.0)
-    assert signal_of_record(record, "single-loss") == pytest.approx(0.02)
-    with pytest.raises(CalibrationError, match="--method latenttracer"):
-        signal_of_record(record, "latenttracer")
-    assert signal_of_record({"loss1": 0.3, "loss2": None}, "latenttracer") == 0.3
-    with pytest.raises(CalibrationError, match="unknown method"):
-        signal_of_record(record, "magic")
+def test_p_value_exceeds_alpha_exactly_below_the_threshold_up_to_half_a_grid_step():
+    calibration = calibrate(own_records(200), "m", 0.05, "aedr")
+    values = np.asarray(calibration.signals)
+    step = (values.max() - values.min() + 2 * values.std(ddof=1)) / (10_000 - 1)
+    for offset in (-5 * step, -step, step, 5 * step):
+        signal = calibration.threshold + offset
+        assert (calibration.p_value(signal) > calibration.alpha) == calibration.belongs(signal)
 
 
 def test_alpha_auto_maximises_tuning_accuracy():
-    from aedr.calibration import choose_alpha
-
     rng = np.random.default_rng(0)
     positives = rng.normal(1.0, 0.1, 200)
     far = rng.normal(3.0, 0.1, 200)

@@ -1,4 +1,5 @@
-"""The command line, run as users run it: in a subprocess, checking outputs and exit codes."""
+"""The command line, run in-process through ``main`` (as the console script runs it), checking
+outputs and exit codes; a subprocess only where the process itself is what is tested."""
 
 import csv
 import json
@@ -6,26 +7,32 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from safetensors.torch import save_file
 
-from aedr.calibration import Calibration
+from aedr.cli import main
+from aedr.decide.calibration import Calibration
 
 
-def run(*args, env=None, check_code=None):
-    environment = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    result = subprocess.run(
-        [sys.executable, "-m", "aedr", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=300,
-    )
-    if check_code is not None:
-        assert result.returncode == check_code, result.stderr
-    return result
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """``cli(*args, code=N)``: run ``aedr args`` in this process; stdout, stderr, returncode."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def run(*args, code=None):
+        try:
+            returncode = main([str(a) for a in args])
+        except SystemExit as exit:  # argparse: --help, --version, usage errors
+            returncode = exit.code
+        output = capsys.readouterr()
+        if code is not None:
+            assert returncode == code, output.err
+        return SimpleNamespace(returncode=returncode, stdout=output.out, stderr=output.err)
+
+    return run
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -41,27 +48,27 @@ def model_file(tmp_path_factory, random_tiny) -> Path:
     return folder / "rand_encoder.safetensors"
 
 
-def test_help_and_version():
-    assert "attribute" in run("--help", check_code=0).stdout
-    assert run("--version", check_code=0).stdout.startswith("aedr ")
-    assert run("score", check_code=2).stderr  # missing arguments: usage error
+def test_help_and_version(cli):
+    assert "attribute" in cli("--help", code=0).stdout
+    assert cli("--version", code=0).stdout.startswith("aedr ")
+    assert cli("score", code=2).stderr  # missing arguments: usage error
 
 
-def test_models_table_and_json():
-    table = run("models", check_code=0).stdout
+def test_models_table_and_json(cli):
+    table = cli("models", code=0).stdout
     for name in ("taesd", "taef2", "sd15", "sdxl", "sd35", "flux1", "sana", "qwen-image"):
         assert name in table
     assert "gpu dtype" in table.splitlines()[0] and "group" in table.splitlines()[0]
-    rows = {row["name"]: row for row in json.loads(run("models", "--json", check_code=0).stdout)}
+    rows = {row["name"]: row for row in json.loads(cli("models", "--json", code=0).stdout)}
     assert rows["sd2base"]["group"] == rows["sd21"]["group"] == "sd2"
     assert rows["sana"]["size_multiple"] == 32 and rows["flux2"]["gated"]
     assert rows["kandinsky22"]["license"] == "Apache-2.0"
 
 
-def test_models_check_times_random_weight_architectures_and_reports_failures(tmp_path):
-    result = run(
+def test_models_check_times_random_weight_architectures_and_reports_failures(cli):
+    result = cli(
         "models", "--check", "sd15", "no-such-model", "--random-weights", "--size", "64", "--json",
-        check_code=1,
+        code=1,
     )  # fmt: skip
     good, bad = json.loads(result.stdout)
     assert good["model"] == "sd15" and good["finite"] and good["size"] == 64
@@ -69,42 +76,40 @@ def test_models_check_times_random_weight_architectures_and_reports_failures(tmp
     assert not bad["finite"] and "random weights need a registry name" in bad["error"]
 
 
-def test_models_check_real_tiny_weights(tae_dir):
-    table = run(
-        "models", "--check", "taesd", "--weights-dir", tae_dir, "--size", "64", check_code=0
-    )
+def test_models_check_real_tiny_weights(cli, tae_dir):
+    table = cli("models", "--check", "taesd", "--weights-dir", tae_dir, "--size", "64", code=0)
     assert "sha256:" in table.stdout and "True" in table.stdout
 
 
-def test_score_writes_records_and_reports_failures(model_file, image_folder, tmp_path):
+def test_score_writes_measurements_and_reports_failures(cli, model_file, image_folder, tmp_path):
     (image_folder / "broken.png").write_bytes(b"\x89PNG garbage")
     out = tmp_path / "scores.jsonl"
-    run("score", image_folder, "--model", model_file, "--out", out, check_code=1)
+    cli("score", image_folder, "--model", model_file, "--out", out, code=1)
     records = read_jsonl(out)
     assert len(records) == 4
-    broken = [r for r in records if r["path"].endswith("broken.png")]
-    assert broken[0]["error"] and broken[0]["signal"] is None
-    assert all(r["signal"] > 0 for r in records if not r["error"])
+    (broken,) = [r for r in records if r["path"].endswith("broken.png")]
+    assert broken["error"] and broken["loss1"] is None and broken["provenance"] is None
+    for record in records:
+        if not record["error"]:
+            assert record["ratio"] > 0 and record["provenance"]["identity"].startswith("sha256:")
     # an existing output is not overwritten unless asked
-    assert (
-        "--overwrite"
-        in run("score", image_folder, "--model", model_file, "--out", out, check_code=2).stderr
-    )
+    assert "--overwrite" in cli("score", image_folder, "--model", model_file, "--out", out,
+                                code=2).stderr  # fmt: skip
     csv_out = tmp_path / "scores.csv"
-    run(
-        "score", image_folder / "a.png", "--model", model_file, "--out", csv_out, "-q", check_code=0
-    )
+    cli("score", image_folder / "a.png", "--model", model_file, "--out", csv_out, "-q", code=0)
     (row,) = list(csv.DictReader(csv_out.open()))
     assert float(row["ratio"]) == pytest.approx(float(row["loss1"]) / float(row["loss2"]))
+    assert json.loads(row["provenance"])["dtype"] == "fp32"
 
 
-def test_homogeneity_command(image_folder):
-    result = run("homogeneity", image_folder, check_code=0)
-    rows = [json.loads(line) for line in result.stdout.splitlines()]
+def test_homogeneity_command(cli, image_folder):
+    rows = [
+        json.loads(line) for line in cli("homogeneity", image_folder, code=0).stdout.splitlines()
+    ]
     assert len(rows) == 3 and all(0 < row["homogeneity"] <= 1 for row in rows)
 
 
-def test_calibrate_from_authors_loss_columns(reference_dir, tmp_path):
+def authors_table(reference_dir, tmp_path) -> Path:
     losses = np.loadtxt(reference_dir / "Result" / "SD1.5_SD1.5_l2.txt")
     glcm = np.loadtxt(reference_dir / "GLCM" / "SD1.5.txt")
     table = tmp_path / "sd15.csv"
@@ -112,77 +117,108 @@ def test_calibrate_from_authors_loss_columns(reference_dir, tmp_path):
         writer = csv.writer(stream)
         writer.writerow(["loss1", "loss2", "homogeneity"])
         writer.writerows(zip(losses[:, 0], losses[:, 1], glcm, strict=True))
-    out = tmp_path / "sd15.json"
-    run("calibrate", "--scores", table, "--model", "sd15", "--method", "aedr", "--out", out,
-        check_code=0)  # fmt: skip
+    return table
+
+
+def test_calibrate_from_authors_loss_columns_states_their_settings(cli, reference_dir, tmp_path):
+    table, out = authors_table(reference_dir, tmp_path), tmp_path / "sd15.json"
+    refused = cli("calibrate", "--scores", table, "--model", "sd15", "--out", out, code=2)
+    assert "carry no provenance" in refused.stderr and not out.exists()
+    assumed = "latent=sample,seed=1,alignment=resize,dtype=fp32,device=cuda"
+    cli("calibrate", "--scores", table, "--model", "sd15", "--method", "aedr", "--out", out,
+        "--assume-settings", assumed, code=0)  # fmt: skip
     calibration = Calibration.load(out)
     assert calibration.threshold == pytest.approx(1.0364583773111364, abs=1e-9)  # the paper's
     assert calibration.n == 500 and calibration.model == "sd15"
+    assert calibration.provenance_assumed and calibration.provenance["latent"] == "sample"
+    assert calibration.provenance["device"] == "cuda" and calibration.provenance["seed"] == 1
     fitted = tmp_path / "fitted.json"
-    run("calibrate", "--scores", table, "--model", "sd15", "--out", fitted, check_code=0)
-    assert Calibration.load(fitted).beta == pytest.approx(0.285, abs=1e-3)  # the default
+    cli("calibrate", "--scores", table, "--model", "sd15", "--out", fitted, "--assume-settings",
+        assumed, code=0)  # fmt: skip
+    assert Calibration.load(fitted).parameters["beta"] == pytest.approx(0.285, abs=1e-3)
+    bad = cli("calibrate", "--scores", table, "--out", tmp_path / "x.json", "--assume-settings",
+              "colour=blue", code=2)  # fmt: skip
+    assert "not KEY=VALUE" in bad.stderr
+    flag = cli("calibrate", "--scores", table, "--out", tmp_path / "y.json", "--latent", "sample",
+               code=2)  # fmt: skip
+    assert "--latent cannot apply to --scores" in flag.stderr
 
 
-def test_calibrate_then_attribute(model_file, image_folder, tmp_path):
+def test_calibrate_then_attribute(cli, model_file, image_folder, tmp_path):
     calibration = tmp_path / "rand.json"
     scores = tmp_path / "calibration-scores.jsonl"
-    run("calibrate", "--model", model_file, image_folder, "--out", calibration,
-        "--scores-out", scores, check_code=0)  # fmt: skip
+    cli("calibrate", "--model", model_file, image_folder, "--out", calibration,
+        "--scores-out", scores, code=0)  # fmt: skip
     saved = json.loads(calibration.read_text())
-    assert saved["n"] == 3 and saved["autoencoder_identity"].startswith("sha256:")
-    assert saved["settings"]["latent"] == "mode" and saved["aedr_version"]
+    assert saved["n"] == 3 and saved["provenance"]["identity"].startswith("sha256:")
+    assert saved["provenance"]["latent"] == "mode" and saved["aedr_version"]
     assert len(read_jsonl(scores)) == 3
     out = tmp_path / "attribution.jsonl"
-    run("attribute", image_folder, "--calibration", calibration, "--out", out, check_code=0)
+    cli("attribute", image_folder, "--calibration", calibration, "--out", out, code=0)
     rows = read_jsonl(out)
     assert len(rows) == 3
     for row in rows:
-        assert row["verdict"] in (str(model_file), "none")
+        assert row["verdict"] in (str(model_file), "none") and row["statistic"] == "fitted"
         assert row["belongs"] == (row["signal"] < row["threshold"])
+    refused = cli(
+        "attribute", image_folder, "--calibration", calibration, "--dtype", "bf16", code=2
+    )
+    assert "dtype: 'fp32' vs 'bf16'" in refused.stderr
 
 
-def test_unavailable_model_is_a_clear_message_not_a_traceback(tmp_path, image_folder):
-    env = {"HF_HOME": str(tmp_path / "hf"), "AEDR_WEIGHTS_DIR": str(tmp_path)}
-    result = run("score", image_folder, "--model", "sd15", env=env, check_code=2)
-    assert "sd15" in result.stderr and "--weights-dir" in result.stderr
+def test_calibrate_from_records_takes_their_provenance(cli, model_file, image_folder, tmp_path):
+    scores = tmp_path / "s.jsonl"
+    cli("score", image_folder, "--model", model_file, "--resize", "--out", scores, "-q", code=0)
+    out = tmp_path / "c.json"
+    cli("calibrate", "--scores", scores, "--method", "aedr", "--out", out, "-q", code=0)
+    calibration = Calibration.load(out)
+    assert calibration.provenance["alignment"] == "resize" and not calibration.provenance_assumed
+    assert calibration.provenance == read_jsonl(scores)[0]["provenance"]
+
+
+def test_unavailable_model_is_a_clear_message_not_a_traceback(cli, tmp_path, image_folder,
+                                                              monkeypatch):  # fmt: skip
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("AEDR_WEIGHTS_DIR", str(tmp_path))
+    result = cli("score", image_folder, "--model", "taef2", code=2)
+    assert "taef2" in result.stderr and "--weights-dir" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_warm_rerun_answers_from_the_store_without_importing_torch(
-    model_file, image_folder, tmp_path
+    cli, model_file, image_folder, tmp_path
 ):
     store = tmp_path / "store.sqlite"
-    first = run("score", image_folder, "--model", model_file, "--store", store, check_code=0)
+    first = cli("score", image_folder, "--model", model_file, "--store", store, code=0)
     code = (
         "import sys; from aedr.cli import main; "
         f"rc = main(['score', {str(image_folder)!r}, '--model', {str(model_file)!r}, "
         f"'--store', {str(store)!r}, '-q']); "
         "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
     )
-    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    again = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env=environment, timeout=300)  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert again.stdout == first.stdout
-    uncached = run("score", image_folder, "--model", model_file, "--no-cache", "-q", check_code=0)
+    uncached = cli("score", image_folder, "--model", model_file, "--no-cache", "-q", code=0)
     assert uncached.stdout == first.stdout
 
 
-def test_big_image_is_refused_with_the_option_to_use(model_file, tmp_path):
+def test_big_image_is_refused_with_the_option_to_use(cli, model_file, tmp_path):
     from PIL import Image
 
-    Image.new("RGB", (256, 256), "gray").save(tmp_path / "big.png")
-    result = run(
-        "score",
-        tmp_path / "big.png",
-        "--model",
-        model_file,
-        "--max-model-pixels",
-        "1000",
-        check_code=1,
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (256, 256, 3), np.uint8)).save(
+        tmp_path / "big.png"
     )
-    assert "--crop" in json.loads(result.stdout)["error"]
-    cropped = run("score", tmp_path / "big.png", "--model", model_file, "--max-model-pixels", "1000",
-                  "--crop", "24", "--crops", "3", check_code=None)  # fmt: skip
-    assert "--crop" not in cropped.stdout
+    result = cli("score", tmp_path / "big.png", "--model", model_file, "--max-model-pixels",
+                 "1000", code=1)  # fmt: skip
+    assert "model-pixel limit 1000" in json.loads(result.stdout)["error"]
+    assert "--crop N" in result.stderr and "--max-model-pixels" in result.stderr
+    cropped = cli("score", tmp_path / "big.png", "--model", model_file, "--max-model-pixels",
+                  "1000", "--crop", "24", "--crops", "3", code=0)  # fmt: skip
+    (record,) = [json.loads(line) for line in cropped.stdout.splitlines()]
+    assert record["error"] == "" and record["provenance"]["crop"] == 24 and record["ratio"] > 0
 
 
 def photo_folder(tmp_path, count=4, size=(72, 80)) -> Path:
@@ -197,53 +233,48 @@ def photo_folder(tmp_path, count=4, size=(72, 80)) -> Path:
     return folder
 
 
-def test_generator_free_calibration_and_alpha_auto(model_file, tmp_path):
+def test_generator_free_calibration_and_alpha_auto(cli, model_file, tmp_path):
     photos = photo_folder(tmp_path, size=(260, 260))
     free = tmp_path / "free.json"
     made = tmp_path / "made"
     # random weights decode every image to the same flat texture: no homogeneity spread to fit
-    run("calibrate", "--model", model_file, "--reference-photos", photos, "--synthetic", "12",
-        "--save-synthetic", made, "--method", "aedr", "--out", free, check_code=0)  # fmt: skip
+    cli("calibrate", "--model", model_file, "--reference-photos", photos, "--synthetic", "12",
+        "--save-synthetic", made, "--method", "aedr", "--out", free, code=0)  # fmt: skip
     calibration = Calibration.load(free)
     assert calibration.n == 12 and len(list(made.glob("*.png"))) == 12
     assert "generator-free" in calibration.tuning["belonging_images"]
     scores = tmp_path / "own.jsonl"
-    run("score", made, "--model", model_file, "--out", scores, check_code=0)
+    cli("score", made, "--model", model_file, "--out", scores, code=0)
     negatives = tmp_path / "neg.jsonl"
-    run("score", photos, "--model", model_file, "--out", negatives, check_code=0)
+    cli("score", photos, "--model", model_file, "--out", negatives, code=0)
     tuned = tmp_path / "tuned.json"
-    result = run("calibrate", "--scores", scores, "--alpha", "auto", "--negatives", negatives,
-                 "--method", "aedr", "--out", tuned, check_code=0)  # fmt: skip
+    result = cli("calibrate", "--scores", scores, "--alpha", "auto", "--negatives", negatives,
+                 "--method", "aedr", "--out", tuned, code=0)  # fmt: skip
     assert "alpha auto" in result.stderr
     tuning = Calibration.load(tuned).tuning
     assert tuning["alpha"] == "auto" and 0 <= tuning["tuning_accuracy"] <= 1
-    failed = run("calibrate", "--scores", scores, "--alpha", "auto", "--out", tmp_path / "x.json",
-                 check_code=2)  # fmt: skip
+    failed = cli("calibrate", "--scores", scores, "--alpha", "auto", "--out", tmp_path / "x.json",
+                 code=2)  # fmt: skip
     assert "--negatives" in failed.stderr
 
 
-def test_methods_and_evaluate_report(model_file, tmp_path):
+def test_methods_and_evaluate_report(cli, model_file, tmp_path):
     photos = photo_folder(tmp_path, count=6)
     made = tmp_path / "made"
-    run("calibrate", "--model", model_file, "--reference-photos", photo_folder(tmp_path / "ref", size=(260, 260)),
-        "--synthetic", "8", "--save-synthetic", made, "--method", "aedr", "--out", tmp_path / "c.json",
-        check_code=0)  # fmt: skip
+    reference = photo_folder(tmp_path / "ref", size=(260, 260))
+    cli("calibrate", "--model", model_file, "--reference-photos", reference, "--synthetic", "8",
+        "--save-synthetic", made, "--method", "aedr", "--out", tmp_path / "c.json", code=0)  # fmt: skip
     scores = tmp_path / "scores.csv"
-    run("score", made, photos, "--model", model_file, "--out", scores, check_code=0)
-    single = tmp_path / "single.jsonl"
-    run("score", photos, "--model", model_file, "--method", "single-loss", "--out", single,
-        check_code=0)  # fmt: skip
-    assert all(r["signal"] == r["loss1"] for r in read_jsonl(single))
+    cli("score", made, photos, "--model", model_file, "--out", scores, code=0)
     labels = tmp_path / "labels.csv"
     rows = [f"{p},{model_file if p.parent == made else 'real'}"
             for p in sorted(made.glob("*.png")) + sorted(photos.glob("*.png"))]  # fmt: skip
     labels.write_text("path,label\n" + "\n".join(rows) + "\n")
     out = tmp_path / "report"
     for method in ("aedr", "ratio", "single-loss"):
-        result = run("evaluate", "--scores", scores, "--labels", labels, "--method", method,
-                     "--out", out / method, check_code=0)  # fmt: skip
+        result = cli("evaluate", "--scores", scores, "--labels", labels, "--method", method,
+                     "--out", out / method, code=0)  # fmt: skip
         assert "ROC AUC" in result.stdout
-        assert (out / method / "report.html").is_file()
-    again = run("evaluate", "--scores", scores, "--labels", labels, "--out", out / "aedr",
-                check_code=2)  # fmt: skip
+        assert json.loads((out / method / "metrics.json").read_text())["statistic"] == method
+    again = cli("evaluate", "--scores", scores, "--labels", labels, "--out", out / "aedr", code=2)
     assert "--overwrite" in again.stderr

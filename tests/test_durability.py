@@ -11,7 +11,7 @@ import pytest
 from conftest import smooth_image
 from PIL import Image
 
-from aedr.records import RecordWriter, completed_keys
+from aedr.records import OutputExistsError, RecordWriter, completed_keys
 
 
 def start_score(folder, out, tae_dir, *extra):
@@ -53,7 +53,7 @@ def test_kill_then_resume_gives_every_record_exactly_once(tmp_path, tae_dir, how
     with open(out) as stream:
         rows = [json.loads(line) for line in stream]
     assert len(rows) == 10 and len({row["path"] for row in rows}) == 10
-    assert all(not row["error"] and row["signal"] > 0 for row in rows)
+    assert all(not row["error"] and row["ratio"] > 0 for row in rows)
 
 
 def test_completed_keys_cuts_a_partial_last_line(tmp_path):
@@ -69,6 +69,6 @@ def test_completed_keys_cuts_a_partial_last_line(tmp_path):
 def test_existing_output_is_not_overwritten_without_asking(tmp_path):
     out = tmp_path / "r.csv"
     out.write_text("precious\n")
-    with pytest.raises(Exception, match="--overwrite to replace it or --resume"):
+    with pytest.raises(OutputExistsError, match=r"r\.csv exists"):
         RecordWriter(out, ["path"])
     assert out.read_text() == "precious\n"

@@ -3,9 +3,10 @@ import json
 
 import numpy as np
 import pytest
+from conftest import loss_record
 
-from aedr.calibration import fit_calibration
-from aedr.evaluation import (
+from aedr.decide.calibration import calibrate
+from aedr.decide.evaluation import (
     EvaluationError,
     average_precision,
     evaluate,
@@ -13,7 +14,7 @@ from aedr.evaluation import (
     roc_auc,
     tpr_at_fpr,
 )
-from aedr.report import write_report
+from aedr.decide.report import write_report
 
 
 def synthetic(seed=0, n=20):
@@ -31,8 +32,18 @@ def synthetic(seed=0, n=20):
             for model, spread in (("a", 0.1), ("b", 0.3)):
                 centre = 1.0 if source == model else 2.0
                 signal = float(rng.normal(centre, spread))
-                records.append({"path": path, "model": model, "signal": signal, "error": ""})
+                records.append(signal_record(path, model, signal))
     return records, labels
+
+
+def signal_record(path, model, signal, error=""):
+    """A measurement whose paper statistic (and ratio) is ``signal``: homogeneity 1."""
+    return loss_record(signal * 0.01, 0.01, 1.0, path=path, model=model, error=error)
+
+
+def given_calibration(model):
+    records = [signal_record("", model, s) for s in (1.0, 1.1, 0.9, 1.05, 0.95)]
+    return calibrate(records, model, 0.05, "aedr")
 
 
 def test_metrics_match_their_definitions():
@@ -47,16 +58,14 @@ def test_metrics_match_their_definitions():
 
 def test_paper_tables_with_given_calibrations():
     records, labels = synthetic()
-    calibrations = {
-        m: fit_calibration([1.0, 1.1, 0.9, 1.05, 0.95], m, 0.05) for m in ("a", "b")
-    }  # fmt: skip
-    result = evaluate(records, labels, calibrations, method="aedr")
+    calibrations = {m: given_calibration(m) for m in ("a", "b")}
+    result = evaluate(records, labels, calibrations, statistic="aedr")
     a = result.models["a"]
     assert [row["source"] for row in a.pairwise] == ["b", "real"]
     for row in a.pairwise:
         assert row["TP"] + row["FN"] == 20 and row["FP"] + row["TN"] == 20
     tau = calibrations["a"].threshold
-    own = [r["signal"] for r in records if r["model"] == "a" and labels[r["path"]] == "a"]
+    own = [r["loss1"] / 0.01 for r in records if r["model"] == "a" and labels[r["path"]] == "a"]
     assert a.pairwise[0]["TP"] == sum(s < tau for s in own)
     assert a.metrics["roc_auc"] > 0.99 and result.models["b"].metrics["roc_auc"] > 0.9
     assert result.confusion["real"].get("none", 0) >= 18
@@ -65,7 +74,7 @@ def test_paper_tables_with_given_calibrations():
 
 def test_thresholds_are_fitted_on_half_of_the_own_images_without_calibrations():
     records, labels = synthetic()
-    result = evaluate(records, labels, method="aedr", alpha=0.1)
+    result = evaluate(records, labels, statistic="aedr", alpha=0.1)
     report = result.models["a"]
     assert len(report.own_test) == 10 and len(report.fitted_on) == 10
     assert "fitted here on 10 of its 20 images" in report.calibration_source
@@ -74,11 +83,11 @@ def test_thresholds_are_fitted_on_half_of_the_own_images_without_calibrations():
 
 def test_errors_and_unlabelled_records_are_skipped_and_nothing_matching_is_an_error():
     records, labels = synthetic(n=4)
-    records.append({"path": "/elsewhere/x.png", "model": "a", "signal": 1.0, "error": ""})
-    records.append({"path": "/data/a/0.png", "model": "a", "signal": None, "error": "bad"})
-    assert evaluate(records, labels, method="aedr").skipped == 2
+    records.append(signal_record("/elsewhere/x.png", "a", 1.0))
+    records.append({**signal_record("/data/a/0.png", "a", 1.0), "loss1": None, "error": "bad"})
+    assert evaluate(records, labels, statistic="aedr").skipped == 2
     with pytest.raises(EvaluationError, match="no score record matches a label"):
-        evaluate(records, {"/nope.png": "a"}, method="aedr")
+        evaluate(records, {"/nope.png": "a"}, statistic="aedr")
 
 
 def test_labels_match_by_file_name_and_report_is_written(tmp_path):
@@ -92,7 +101,7 @@ def test_labels_match_by_file_name_and_report_is_written(tmp_path):
     renamed = [
         {**r, "path": f"/x/{labels[r['path']]}-{r['path'].rsplit('/', 1)[-1]}"} for r in records
     ]
-    result = evaluate(renamed, read_labels(label_file), method="aedr")
+    result = evaluate(renamed, read_labels(label_file), statistic="aedr")
     assert set(result.models) == {"a", "b"} and result.skipped == 0
     html = write_report(result, tmp_path / "report").read_text()
     assert html.count("data:image/png;base64,") == 2 and "Table 1" in html
@@ -111,24 +120,26 @@ def test_fitted_method_reports_beta_and_complexity_plot(tmp_path):
             labels[path] = source
             h = rng.uniform(0.1, 0.6)
             ratio = (1.2 if source == "a" else 2.5) * h**-0.4 * np.exp(rng.normal(0, 0.03))
-            records.append({"path": path, "model": "a", "loss1": ratio * 0.01, "loss2": 0.01,
-                            "homogeneity": h, "error": ""})  # fmt: skip
-    result = evaluate(records, labels, method="fitted")
+            records.append(loss_record(ratio * 0.01, 0.01, h, path=path, model="a"))
+    result = evaluate(records, labels, statistic="fitted")
     report = result.models["a"]
-    assert report.calibration.beta == pytest.approx(0.4, abs=0.1)
+    assert report.calibration.parameters["beta"] == pytest.approx(0.4, abs=0.1)
     assert "beta" in report.calibration_source and len(report.complexity) == 30
     assert report.metrics["roc_auc"] > 0.99
     html = write_report(result, tmp_path / "fitted").read_text()
     assert "Complexity fit" in html and (tmp_path / "fitted" / "complexity.png").is_file()
 
 
-def test_loss_column_methods_with_several_models_give_a_confusion_matrix():
+def test_every_statistic_gives_a_confusion_matrix_of_held_out_images():
     records, labels = synthetic(n=8)
     rng = np.random.default_rng(5)
-    for record in records:  # the same statistics, as loss columns instead of a signal
-        record.update(
-            loss1=record.pop("signal") * 0.01, loss2=0.01, homogeneity=rng.uniform(0.3, 0.6)
-        )
-    for method in ("ratio", "single-loss", "aedr", "fitted"):
-        result = evaluate(records, labels, method=method)
-        assert set(result.confusion) == {"a", "b", "real"}, method
+    for record in records:  # vary homogeneity so that the statistics really differ
+        record["homogeneity"] = rng.uniform(0.8, 1.0)
+    for statistic in ("ratio", "single-loss", "aedr", "fitted"):
+        confusion = evaluate(records, labels, statistic=statistic).confusion
+        # a's and b's fitting halves are held out everywhere: 4 own test images each, 8 real
+        counts = {source: sum(row.values()) for source, row in confusion.items()}
+        assert counts == {"a": 4, "b": 4, "real": 8}, statistic
+        assert confusion["a"].get("a", 0) >= 3 and confusion["real"].get("none", 0) >= 6, (
+            statistic, confusion,
+        )  # fmt: skip

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from skimage.feature import graycomatrix, graycoprops
 
-from aedr.homogeneity import glcm_homogeneity, homogeneity_of_file, quantize
+from aedr.measure.homogeneity import glcm_homogeneity, homogeneity_of_file, quantize
 
 REFERENCE_SETS = ("FLUX", "KD2.1", "Real", "SD2base", "SD3.5", "SDXL", "VQDM")
 

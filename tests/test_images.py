@@ -7,7 +7,7 @@ import pytest
 from conftest import smooth_image
 from PIL import Image
 
-from aedr.images import (
+from aedr.measure.images import (
     ImageError,
     aligned_crop,
     iter_image_files,

@@ -5,8 +5,8 @@ import pytest
 from PIL import Image
 
 from aedr.autoencoders import create_autoencoder
-from aedr.images import read_image
-from aedr.scoring import Scorer
+from aedr.measure.images import read_image
+from aedr.measure.scorer import Scorer
 from aedr.synthesis import decoder_images
 
 MODELS = ("taesd", "taesdxl", "taesd3", "taef1", "taef2")

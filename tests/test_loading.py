@@ -13,7 +13,7 @@ def test_unknown_model_and_weight_file_only_model_give_clear_errors(tmp_path, mo
     monkeypatch.delenv("AEDR_WEIGHTS_DIR", raising=False)
     with pytest.raises(ModelUnavailableError, match="unknown model 'nonsense'"):
         create_autoencoder("nonsense")
-    with pytest.raises(ModelUnavailableError, match=r"taef2.*--weights-dir"):
+    with pytest.raises(ModelUnavailableError, match=r"taef2.*weights folder"):
         create_autoencoder("taef2", weights_dir=tmp_path)
     with pytest.raises(ModelUnavailableError, match="random weights need a registry name"):
         create_autoencoder("owner/repo", random_weights=True)
@@ -49,7 +49,7 @@ def test_local_diffusers_folder_is_found_before_the_hub(tmp_path):
     create_autoencoder("sd15", random_weights=True).module.save_pretrained(tmp_path / "sd15")
     autoencoder = create_autoencoder("sd15", weights_dir=tmp_path)
     assert isinstance(autoencoder, DiffusersAutoencoder)
-    assert autoencoder.name == "sd15" and autoencoder.identity.startswith("path:")
+    assert autoencoder.name == "sd15" and autoencoder.identity.startswith("sha256:")
     assert autoencoder.group == "sd1"
     by_path = create_autoencoder(str(tmp_path / "sd15"))
     assert by_path.latent_channels == 4 and by_path.group == str(tmp_path / "sd15")
@@ -77,6 +77,16 @@ def test_identity_is_known_before_loading_and_matches_after(tmp_path, tae_dir):
         assert predicted is not None and not handle.loaded
         assert handle.load().identity == predicted, handle
     assert cases[2].identity.endswith("quantize=on") and cases[3].identity.endswith("quantize=off")
+
+
+def test_weights_swapped_in_a_folder_change_its_identity(tmp_path):
+    folder = tmp_path / "vae"
+    create_autoencoder("sd15", random_weights=True).module.save_pretrained(folder)
+    before = resolve_model(str(folder)).identity
+    create_autoencoder("sd15", random_weights=True, seed=1).module.save_pretrained(folder)
+    after = resolve_model(str(folder)).identity
+    assert before.startswith("sha256:") and after.startswith("sha256:") and before != after
+    assert resolve_model(str(folder)).load().identity == after
 
 
 def test_resolving_local_weights_does_not_import_torch(tae_dir):

@@ -1,7 +1,6 @@
 """Property tests (hypothesis) for homogeneity, the KDE threshold and the signal, and a bounded
 fuzz test of the image-loading path with random and mutated bytes."""
 
-import contextlib
 import io
 
 import numpy as np
@@ -11,10 +10,11 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from aedr.calibration import CalibrationError, kde_threshold
-from aedr.homogeneity import glcm_homogeneity
-from aedr.images import ImageError, read_image
-from aedr.signal import SignalError, calibrated_signal, loss_ratio
+from aedr.decide.calibration import CalibrationError, kde_threshold
+from aedr.decide.statistics import get_statistic
+from aedr.measure.homogeneity import glcm_homogeneity
+from aedr.measure.images import ImageError, read_image
+from aedr.measure.reconstruction import SignalError, loss_ratio
 
 grey_images = arrays(
     np.uint8, st.tuples(st.integers(1, 12), st.integers(2, 12)), elements=st.integers(0, 255)
@@ -70,7 +70,8 @@ def test_signal_is_finite_positive_and_scale_free(loss1, loss2, homogeneity):
     ratio = loss_ratio(loss1, loss2)
     assert np.isfinite(ratio) and ratio > 0
     assert loss_ratio(loss1 * 7, loss2 * 7) == pytest.approx(ratio)
-    assert calibrated_signal(ratio, homogeneity) <= ratio
+    record = {"loss1": loss1, "loss2": loss2, "homogeneity": homogeneity}
+    assert get_statistic("aedr").value(record) <= ratio
 
 
 @given(st.sampled_from([0.0, float("nan"), float("inf")]), positive)
@@ -107,10 +108,17 @@ def test_fuzzed_files_give_an_image_or_an_image_error(tmp_path, seed, flips, cut
         data[position % len(data)] = value
     path = tmp_path / "fuzz.bin"
     path.write_bytes(bytes(data[: max(1, len(data) - cut % len(data))]))
+    assert_image_or_image_error(path)
+
+
+def assert_image_or_image_error(path) -> None:
+    """Reading gives a well-formed image or a specific ImageError (what the pipeline turns into
+    an error record); any other exception fails the test."""
     try:
         image = read_image(path, max_pixels=1_000_000)
-    except ImageError:
-        return  # a specific, catchable error: what the pipeline turns into an error record
+    except ImageError as exc:
+        assert str(exc)
+        return
     assert image.rgb.dtype == np.uint8 and image.rgb.ndim == 3 and image.rgb.shape[2] == 3
     assert image.gray.shape == image.rgb.shape[:2]
 
@@ -119,8 +127,7 @@ def test_fuzzed_files_give_an_image_or_an_image_error(tmp_path, seed, flips, cut
     max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(st.binary(max_size=2048))
-def test_random_bytes_give_an_image_error(tmp_path, data):
+def test_random_bytes_give_an_image_or_an_image_error(tmp_path, data):
     path = tmp_path / "random.png"
     path.write_bytes(data)
-    with contextlib.suppress(ImageError):
-        read_image(path, max_pixels=1_000_000)
+    assert_image_or_image_error(path)

@@ -8,17 +8,17 @@ import signal
 from pathlib import Path
 
 import pytest
-from conftest import smooth_image
+from conftest import import_or_skip, smooth_image
 from PIL import Image
 
-ray = pytest.importorskip("ray", reason="the ray extra is not installed")
-pyarrow = pytest.importorskip("pyarrow")
+ray = import_or_skip("ray", "the ray extra is not installed")
+pyarrow = import_or_skip("pyarrow", "pyarrow (the ray extra) is not installed")
 
 from aedr.autoencoders import create_autoencoder  # noqa: E402
+from aedr.measure.scorer import MEASUREMENT_FIELDS, Scorer  # noqa: E402
+from aedr.measure.store import file_sha256  # noqa: E402
 from aedr.ray_engine import RayOptions, model_loader, score_with_ray  # noqa: E402
 from aedr.records import read_records  # noqa: E402
-from aedr.scoring import SCORE_FIELDS, Scorer  # noqa: E402
-from aedr.store import file_sha256  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,7 @@ def test_ray_and_local_engines_give_the_same_records(local_ray, tae_dir, tmp_pat
     assert ray_records.keys() == local_records.keys()
     for key, local in local_records.items():
         remote = ray_records[key]
-        for name in SCORE_FIELDS:
+        for name in MEASUREMENT_FIELDS:
             if isinstance(local[name], float):
                 assert math.isclose(remote[name], local[name], rel_tol=1e-6), (key, name)
             else:
@@ -93,7 +93,7 @@ def test_rerun_skips_what_the_output_holds_and_manifests_work(local_ray, tae_dir
     from_uri = by_key(read_records(tmp_path / "out2"))[(uri, "taesd")]
     from_path = by_key(read_records(out))[(str(images / "000.png"), "taesd")]
     assert from_uri["content_sha256"] == from_path["content_sha256"]
-    assert from_uri["signal"] == pytest.approx(from_path["signal"], rel=1e-6)
+    assert from_uri["ratio"] == pytest.approx(from_path["ratio"], rel=1e-6)
     records = list(read_records(out))
     assert len(records) == len(by_key(records)) == 5
 
@@ -128,8 +128,8 @@ def test_a_worker_killed_mid_run_loses_and_duplicates_nothing(local_ray, tae_dir
 
 
 def test_calibrate_reads_the_parquet_output(local_ray, tae_dir, tmp_path):
-    from aedr.calibration import Calibration
     from aedr.cli import main
+    from aedr.decide.calibration import Calibration
 
     images = corpus(tmp_path / "images", 6)
     run([images], tae_dir, tmp_path / "out")

@@ -7,18 +7,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import smooth_image
+from conftest import import_or_skip, smooth_image
 from PIL import Image
 
-pytest.importorskip("fastapi", reason="the web extra (fastapi) is not installed")
-from fastapi.testclient import TestClient
+import_or_skip("fastapi", "the web extra (fastapi) is not installed")
+from fastapi.testclient import TestClient  # noqa: E402
 
-from aedr.attribution import Attributor
-from aedr.calibration import calibrate_records
-from aedr.scoring import Scorer, ScoreSettings
-from aedr.server import AttributionService, Limits, create_app, display_name
-from aedr.store import ScoreStore
-from aedr.synthesis import decoder_images
+from aedr.decide.attribution import Attributor  # noqa: E402
+from aedr.measure.scorer import Scorer  # noqa: E402
+from aedr.measure.store import ScoreStore  # noqa: E402
+from aedr.server import AttributionService, Limits, create_app, display_name  # noqa: E402
+from aedr.synthesis import decoder_images  # noqa: E402
+from aedr.workflows import calibrate_images  # noqa: E402
 
 
 def png_bytes(rgb: np.ndarray, file_format: str = "PNG") -> bytes:
@@ -40,9 +40,7 @@ def tiny_calibration(random_tiny, made_images, tmp_path_factory):
     for index, rgb in enumerate(made_images[:10]):
         paths.append(folder / f"{index}.png")
         Image.fromarray(rgb).save(paths[-1])
-    settings = ScoreSettings(method="aedr")
-    records = [r.as_dict() for r in Scorer([random_tiny], settings).score_paths(paths)]
-    return calibrate_records(records, "random-tiny", 0.05, "aedr", settings.as_dict(), "random:0")
+    return calibrate_images(Scorer([random_tiny]), paths, "aedr").calibration
 
 
 def make_service(random_tiny, calibration, tmp_path, models=None, **limits):
@@ -73,7 +71,7 @@ def test_page_health_models_and_openapi(client, tiny_calibration):
     assert client.get("/api/health").json()["models"] == ["random-tiny"]
     (model,) = client.get("/api/models").json()
     assert model["threshold"] == tiny_calibration.threshold
-    assert model["signals"] == tiny_calibration.signals and model["method"] == "aedr"
+    assert model["signals"] == tiny_calibration.signals and model["statistic"] == "aedr"
     assert "/api/attribute" in client.get("/openapi.json").json()["paths"]
 
 
@@ -190,6 +188,7 @@ def test_concurrent_requests_queue_for_one_model_load(random_tiny, tiny_calibrat
         """A model handle that takes a while to load and counts its loads."""
 
         name, group, identity = "random-tiny", "random-tiny", "random:0"
+        dtype_name, device_kind = "fp32", "cpu"
         loads = 0
         lock = threading.Lock()
 

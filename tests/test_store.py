@@ -2,24 +2,34 @@ import multiprocessing
 
 import pytest
 
-from aedr.store import ScoreStore, StoreError, default_store_path, file_sha256, settings_digest
+from aedr.measure.provenance import Provenance
+from aedr.measure.store import ScoreStore, StoreError, default_store_path, file_sha256
 
 
-def test_records_are_keyed_by_content_identity_and_settings(tmp_path):
+def test_records_are_keyed_by_content_and_provenance(tmp_path):
     path = tmp_path / "s.sqlite"
     with ScoreStore(path) as store:
-        store.put("c1", "sha256:a", "k", {"signal": 1.5})
-        assert store.get("c1", "sha256:a", "k") == {"signal": 1.5}
-        assert store.get("c1", "sha256:b", "k") is None
-        assert store.get("c2", "sha256:a", "k") is None
-        assert store.get("c1", "sha256:a", "other") is None
+        store.put("c1", "p1", {"loss1": 1.5})
+        assert store.get("c1", "p1") == {"loss1": 1.5}
+        assert store.get("c1", "p2") is None
+        assert store.get("c2", "p1") is None
     with ScoreStore(path) as reopened:  # persistent
-        assert reopened.get("c1", "sha256:a", "k") == {"signal": 1.5} and len(reopened) == 1
+        assert reopened.get("c1", "p1") == {"loss1": 1.5} and len(reopened) == 1
 
 
-def test_settings_digest_is_order_independent_and_sensitive():
-    assert settings_digest({"a": 1, "b": 2}) == settings_digest({"b": 2, "a": 1})
-    assert settings_digest({"a": 1}) != settings_digest({"a": 2})
+def test_provenance_digest_covers_every_field():
+    base = Provenance("sha256:a")
+    assert base.digest() == Provenance("sha256:a").digest()
+    for field, value in (("identity", "sha256:b"), ("dtype", "bf16"), ("device", "cuda"),
+                         ("latent", "sample"), ("seed", 1), ("alignment", "resize"),
+                         ("resize_filter", "bicubic"), ("crop", 64), ("crops", 2),
+                         ("measurement", "inversion"), ("homogeneity_levels", 16),
+                         ("aedr_version", "9"), ):  # fmt: skip
+        changed = Provenance(**{**base.as_dict(), field: value})
+        assert changed.digest() != base.digest(), field
+        assert base.differences(changed, version=True) == [
+            f"{field}: {getattr(base, field)!r} vs {value!r}"
+        ]
 
 
 def test_default_location_follows_environment(monkeypatch, tmp_path):
@@ -39,7 +49,7 @@ def test_a_file_that_is_not_a_database_is_a_clear_error(tmp_path):
 def _writer(path: str, worker: int) -> None:
     with ScoreStore(path) as store:
         for index in range(200):
-            store.put(f"content{index}", f"model{worker}", "k", {"worker": worker, "i": index})
+            store.put(f"content{index}", f"model{worker}", {"worker": worker, "i": index})
 
 
 def test_concurrent_processes_do_not_corrupt_the_store(tmp_path):
@@ -53,7 +63,7 @@ def test_concurrent_processes_do_not_corrupt_the_store(tmp_path):
         assert process.exitcode == 0
     with ScoreStore(path) as store:
         assert len(store) == 800
-        assert store.get("content199", "model3", "k") == {"worker": 3, "i": 199}
+        assert store.get("content199", "model3") == {"worker": 3, "i": 199}
 
 
 def test_file_sha256(tmp_path):

@@ -15,13 +15,14 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import import_or_skip, skip_unless_ci
 from PIL import Image
 
-from aedr.attribution import Attributor
 from aedr.autoencoders import create_autoencoder
-from aedr.calibration import calibrate_records
-from aedr.scoring import Scorer, ScoreSettings
+from aedr.decide.attribution import Attributor
+from aedr.measure.scorer import Scorer
 from aedr.synthesis import decoder_images, photo_crops
+from aedr.workflows import calibrate_images
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_FLAGS = [
@@ -37,7 +38,7 @@ def chromium_path() -> str:
         or shutil.which("chromium-browser")
     )
     if not found:
-        pytest.skip(
+        skip_unless_ci(
             "no Chromium found: install Debian's chromium (.ci/run does) or set AEDR_CHROMIUM"
         )
     return found
@@ -65,7 +66,7 @@ def wait_until_serving(url: str, process: subprocess.Popen, seconds: float = 90)
 
 @pytest.mark.slow
 def test_upload_through_the_page_shows_the_verdict(tae_dir, shared_dir, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    playwright = import_or_skip("playwright.sync_api", "playwright is not installed")
     executable = chromium_path()
     taesd = create_autoencoder("taesd", weights_dir=tae_dir)
     photos = photo_crops([shared_dir / "images" / "real" / "kodak"], 128)[:13]
@@ -74,11 +75,7 @@ def test_upload_through_the_page_shows_the_verdict(tae_dir, shared_dir, tmp_path
     for index, rgb in enumerate(made):
         paths.append(tmp_path / f"made-{index}.png")
         Image.fromarray(rgb).save(paths[-1])
-    settings = ScoreSettings(method="aedr")
-    records = [r.as_dict() for r in Scorer([taesd], settings).score_paths(paths[:12])]
-    calibration = calibrate_records(
-        records, "taesd", 0.05, "aedr", settings.as_dict(), taesd.identity
-    )
+    calibration = calibrate_images(Scorer([taesd]), paths[:12], "aedr").calibration
     calibration.save(tmp_path / "taesd.json")
     suspect = paths[12]
     expected = Attributor([calibration], [taesd]).attribute_file(suspect)

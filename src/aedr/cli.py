@@ -1,4 +1,8 @@
-"""The ``aedr`` command line: a thin shell over the library.
+"""The ``aedr`` command line: argument parsing and exit codes over the library's workflows.
+
+Each command's options sit next to its handler; the handler builds library objects from them,
+calls one workflow and writes what it returns. Library errors are typed and name the problem;
+``main`` maps them to exit code 2 and adds the flag that addresses them.
 
 Exit codes: 0 every input was scored; 1 some inputs failed (each has an error record, the others
 were scored); 2 usage or set-up error (bad arguments, model not available, unreadable calibration).
@@ -10,15 +14,15 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from aedr import __version__
-from aedr.calibration import DEFAULT_METHOD, METHODS
-from aedr.images import DEFAULT_MAX_PIXELS
+from aedr.decide.statistics import DEFAULT_STATISTIC, STATISTIC_NAMES
+from aedr.measure.images import DEFAULT_MAX_PIXELS
 
 EXIT_OK, EXIT_INPUT_ERRORS, EXIT_USAGE = 0, 1, 2
+Commands = Any  # argparse's private _SubParsersAction
 
 
 class UsageError(Exception):
@@ -26,7 +30,7 @@ class UsageError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# shared options
+# options shared by several commands
 
 
 def _add_output(parser: argparse.ArgumentParser, what: str) -> None:
@@ -72,50 +76,49 @@ def _add_dtype(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_method(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--method",
+        choices=STATISTIC_NAMES,
+        default=None,
+        help=f"decision statistic (default {DEFAULT_STATISTIC}: log ratio + beta log H, beta "
+        "fitted per model); aedr (the paper's ratio x H), ratio, single-loss (first loss "
+        "alone), or latenttracer (inversion loss, 100 Adam steps: ~100x slower to measure)",
+    )
+
+
 def _add_settings(parser: argparse.ArgumentParser) -> None:
+    """How images are measured; defaults are None so that a flag given where the measurements'
+    own provenance decides (``calibrate --scores``) can be refused."""
     parser.add_argument(
         "--latent",
         choices=("mode", "sample"),
-        default="mode",
         help="posterior mode (deterministic, default) or a seeded sample like the authors' script",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed for --latent sample")
-    parser.add_argument(
-        "--method",
-        choices=METHODS,
-        default=DEFAULT_METHOD,
-        help="decision statistic: fitted (default: log ratio + beta log H, beta fitted per "
-        "model), aedr (the paper's ratio x H), ratio, single-loss (first loss alone), or "
-        "latenttracer (inversion loss, 100 Adam steps: ~100x slower)",
-    )
+    parser.add_argument("--seed", type=int, help="seed for --latent sample (default 0)")
     parser.add_argument(
         "--resize",
         action="store_true",
+        default=None,
         help="resize each side to the nearest size multiple instead of cropping (the default)",
     )
     parser.add_argument(
         "--crop",
         type=int,
         metavar="N",
-        help="score N x N crops on the autoencoder's grid instead of the whole image",
+        help="measure N x N crops on the autoencoder's grid instead of the whole image",
     )
     parser.add_argument(
-        "--crops", type=int, default=1, metavar="K", help="with --crop: K crops spread evenly"
+        "--crops", type=int, metavar="K", help="with --crop: K crops spread evenly (default 1)"
     )
 
 
-def _add_calibrations(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--calibration",
-        action="append",
-        required=True,
-        metavar="CALIB",
-        help="calibration JSON from `aedr calibrate`; repeatable",
-    )
+SETTING_FLAGS = {"latent": "--latent", "seed": "--seed", "resize": "--resize", "crop": "--crop",
+                 "crops": "--crops"}  # fmt: skip
 
 
 def _add_pipeline(parser: argparse.ArgumentParser) -> None:
-    from aedr.scoring import DEFAULT_MAX_MODEL_PIXELS
+    from aedr.measure.scorer import DEFAULT_MAX_MODEL_PIXELS
 
     parser.add_argument(
         "--store",
@@ -131,7 +134,7 @@ def _add_pipeline(parser: argparse.ArgumentParser) -> None:
         help="images of equal size per autoencoder batch (default: 1 on CPU, 8 on GPU)",
     )
     parser.add_argument(
-        "--workers", type=int, default=2, help="threads reading and decoding images ahead"
+        "--workers", type=int, help="threads reading and decoding images ahead (default 2)"
     )
     parser.add_argument(
         "--max-model-pixels",
@@ -141,59 +144,33 @@ def _add_pipeline(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _settings(args: argparse.Namespace):
-    from aedr.scoring import ScoreSettings
-
-    if (args.crop is not None and args.crop < 1) or args.crops < 1:
-        raise UsageError("--crop and --crops must be positive")
-    return ScoreSettings(
-        latent=args.latent,
-        seed=args.seed,
-        alignment="resize" if args.resize else "crop",
-        crop=args.crop,
-        crops=args.crops,
-        method=args.method,
+def _add_calibrations(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--calibration",
+        action="append",
+        required=True,
+        metavar="CALIB",
+        help="calibration JSON from `aedr calibrate`; repeatable",
     )
 
 
-def _pipeline_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The command's store, batching and limits, as ``Scorer`` keyword arguments."""
-    return {
-        "store": _store(args),
-        "batch_size": args.batch_size or (1 if str(args.device).startswith("cpu") else 8),
-        "workers": args.workers,
-        "max_model_pixels": args.max_model_pixels,
-    }
+def _statistic(args: argparse.Namespace) -> str:
+    return args.method or DEFAULT_STATISTIC
 
 
-def _scorer(models: Sequence[str], args: argparse.Namespace, settings):
-    from aedr.scoring import Scorer
+def _settings(args: argparse.Namespace):
+    """The ScoreSettings of the command's flags (defaults for those not given)."""
+    from aedr.decide.statistics import measurement_of
+    from aedr.measure.scorer import ScoreSettings
 
-    return Scorer(_models(models, args), settings, args.max_pixels, **_pipeline_options(args))
-
-
-def _store(args: argparse.Namespace):
-    from aedr.store import ScoreStore, default_store_path
-
-    return None if args.no_cache else ScoreStore(args.store or default_store_path())
-
-
-def _progress(items: Iterable, quiet: bool, unit: str = "img") -> Iterator:
-    """A progress bar on stderr that appears only for runs longer than a few seconds."""
-    if quiet:
-        return iter(items)
-    from tqdm import tqdm
-
-    return iter(tqdm(items, unit=unit, delay=3, file=sys.stderr, dynamic_ncols=True))
-
-
-def _writer(out: str | None, fields: Sequence[str], overwrite: bool, append: bool = False):
-    """Records to ``out`` (.jsonl/.csv), or JSON Lines on stdout when no file is named."""
-    from aedr.records import RecordWriter
-
-    if out:
-        return RecordWriter(out, fields, overwrite=overwrite, append=append)
-    return RecordWriter(sys.stdout, fields)
+    return ScoreSettings(
+        measurement=measurement_of(_statistic(args)),
+        latent=args.latent or "mode",
+        seed=0 if args.seed is None else args.seed,
+        alignment="resize" if args.resize else "crop",
+        crop=args.crop,
+        crops=1 if args.crops is None else args.crops,
+    )
 
 
 def _models(models: Sequence[str], args: argparse.Namespace) -> list:
@@ -221,59 +198,167 @@ def _quantize(args: argparse.Namespace) -> bool | None:
     return {"auto": None, "on": True, "off": False}[args.quantize]
 
 
+def _pipeline(args: argparse.Namespace) -> dict[str, Any]:
+    """The command's store, batching and limits: the Scorer's (and Attributor's) keywords."""
+    from aedr.measure.store import ScoreStore, default_store_path
+
+    return {
+        "store": None if args.no_cache else ScoreStore(args.store or default_store_path()),
+        "batch_size": args.batch_size or (1 if str(args.device).startswith("cpu") else 8),
+        "workers": 2 if args.workers is None else args.workers,
+        "max_pixels": args.max_pixels,
+        "max_model_pixels": args.max_model_pixels,
+    }
+
+
+def _scorer(models: Sequence[str], args: argparse.Namespace, settings):
+    from aedr.measure.scorer import Scorer
+
+    return Scorer(_models(models, args), settings, **_pipeline(args))
+
+
+def _progress_bar(quiet: bool, unit: str = "img"):
+    """A progress bar on stderr that appears only for runs longer than a few seconds."""
+    from tqdm import tqdm
+
+    return tqdm(unit=unit, delay=3, file=sys.stderr, dynamic_ncols=True, disable=quiet)
+
+
+def _progress(items: Iterable, quiet: bool, unit: str = "img") -> Iterator:
+    """``items``, advancing a progress bar (see ``_progress_bar``)."""
+    with _progress_bar(quiet, unit) as bar:
+        for item in items:
+            yield item
+            bar.update()
+
+
+def _writer(out: str | None, fields: Sequence[str], overwrite: bool, append: bool = False):
+    """Records to ``out`` (.jsonl/.csv), or JSON Lines on stdout when no file is named."""
+    from aedr.records import RecordWriter
+
+    if out:
+        return RecordWriter(out, fields, overwrite=overwrite, append=append)
+    return RecordWriter(sys.stdout, fields)
+
+
 def _say(args: argparse.Namespace, message: str) -> None:
     if not args.quiet:
         print(message, file=sys.stderr)
 
 
+ERROR_HINTS = {
+    "model-pixel limit": "measure big images in crops with --crop N [--crops K], or raise "
+    "--max-model-pixels",
+    "over the limit of": "raise --max-pixels for trusted files",
+}
+"""Library error phrases, and the flags that address them (record errors name no flags)."""
+
+
+def _hint(args: argparse.Namespace, errors: Iterable[str]) -> None:
+    """One line per kind of error seen, naming the flag to use."""
+    seen = {hint for error in errors for phrase, hint in ERROR_HINTS.items() if phrase in error}
+    for hint in sorted(seen):
+        _say(args, f"hint: {hint}")
+
+
 # ---------------------------------------------------------------------------------------------
-# commands
+# aedr score
+
+
+def add_score(commands: Commands) -> None:
+    score = _command(commands, "score", "measure images with one or more models' autoencoders")
+    score.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    score.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="MODEL",
+        help="registry name, hub id[:subfolder] or local path; repeatable",
+    )
+    _add_output(score, "measurement records")
+    score.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process (default); ray: a Ray cluster, writing a Parquet dataset to "
+        "--out DIR (needs the ray extra); PATH may then be a CSV/Parquet manifest with a 'path' "
+        "column, and a re-run skips the records --out holds",
+    )
+    score.add_argument(
+        "--ray-address", help="with --engine ray: cluster to join (default $RAY_ADDRESS or local)"
+    )
+    score.add_argument(
+        "--ray-workers", type=int, default=2, help="with --engine ray: scoring actors (default 2)"
+    )
+    score.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=0,
+        help="with --engine ray: GPUs each actor takes (default 0: CPU)",
+    )
+    score.add_argument(
+        "--resume",
+        action="store_true",
+        help="complete an interrupted --out file: images already in it are skipped",
+    )
+    _add_method(score)
+    _add_loading(score)
+    _add_settings(score)
+    _add_pipeline(score)
+    score.set_defaults(run=cmd_score)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from aedr.images import iter_image_files
-    from aedr.scoring import SCORE_FIELDS
+    from aedr.measure.images import iter_image_files
+    from aedr.measure.scorer import MEASUREMENT_FIELDS
 
     if args.engine == "ray":
         return _score_with_ray(args)
     scorer = _scorer(args.model, args, _settings(args))
     paths = iter_image_files(args.paths)
     if args.resume:
+        from aedr.measure.scorer import display_path
         from aedr.records import completed_keys
-        from aedr.scoring import display_path
 
         if not args.out:
             raise UsageError("--resume needs --out: the file to complete")
         done = completed_keys(args.out)
         names = [model.name for model in scorer.models]
         paths = (p for p in paths if any((display_path(p), n) not in done for n in names))
-    failed = total = 0
-    with _writer(args.out, SCORE_FIELDS, args.overwrite, args.resume) as writer:
-        images = scorer.score_images(paths)
-        for records in _progress(images, args.quiet):
+    total, errors = 0, []
+    with _writer(args.out, MEASUREMENT_FIELDS, args.overwrite, args.resume) as writer:
+        for records in _progress(scorer.score_images(paths), args.quiet):
             for record in records:
                 writer.write(record.as_dict())
                 total += 1
-                failed += not record.ok
-    _say(args, f"scored {total - failed} of {total} (image, model) pairs; {failed} failed")
+                if not record.ok:
+                    errors.append(record.error)
+    failed = len(errors)
+    _say(args, f"measured {total - failed} of {total} (image, model) pairs; {failed} failed")
+    _hint(args, errors)
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
 
 
 def _score_with_ray(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from aedr.ray_engine import RayEngineError, RayOptions, model_loader, score_with_ray
 
     if not args.out:
         raise UsageError("--engine ray needs --out DIR: the Parquet dataset to write (or complete)")
     if args.ray_workers < 1 or args.gpus_per_worker < 0:
         raise UsageError("--ray-workers must be positive and --gpus-per-worker not negative")
+    if args.workers is not None:
+        raise UsageError("--workers sets local reader threads; with --engine ray Ray Data reads")
     settings = _settings(args)
     handles = _models(args.model, args)  # located here: set-up errors before the cluster starts
-    loader = model_loader(args.model, args.weights_dir, args.device, args.dtype, _quantize(args))
+    loader = model_loader(
+        args.model, args.weights_dir, args.device, args.dtype, _quantize(args), args.compile
+    )
     batch_size = args.batch_size or (8 if args.gpus_per_worker else 1)
-    options = RayOptions(args.ray_address, args.ray_workers, args.gpus_per_worker, batch_size)
-    with tqdm(unit="rec", delay=3, file=sys.stderr, disable=args.quiet, dynamic_ncols=True) as bar:
+    options = RayOptions(
+        args.ray_address, args.ray_workers, args.gpus_per_worker, batch_size,
+        max_model_pixels=args.max_model_pixels,
+    )  # fmt: skip
+    with _progress_bar(args.quiet, "rec") as bar:
         try:
             written, failed = score_with_ray(
                 args.paths, loader, [h.name for h in handles], args.out, settings, options,
@@ -286,10 +371,22 @@ def _score_with_ray(args: argparse.Namespace) -> int:
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
 
 
+# ---------------------------------------------------------------------------------------------
+# aedr homogeneity
+
+
+def add_homogeneity(commands: Commands) -> None:
+    homogeneity = _command(commands, "homogeneity", "GLCM homogeneity of images (the paper's H)")
+    homogeneity.add_argument("paths", nargs="+", metavar="PATH")
+    _add_output(homogeneity, "homogeneity records")
+    homogeneity.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    homogeneity.set_defaults(run=cmd_homogeneity)
+
+
 def cmd_homogeneity(args: argparse.Namespace) -> int:
-    from aedr.homogeneity import glcm_homogeneity
-    from aedr.images import ImageError, iter_image_files, read_image
-    from aedr.scoring import display_path
+    from aedr.measure.homogeneity import glcm_homogeneity
+    from aedr.measure.images import ImageError, iter_image_files, read_image
+    from aedr.measure.scorer import display_path
 
     failed = 0
     with _writer(args.out, ("path", "homogeneity", "error"), args.overwrite) as writer:
@@ -304,126 +401,238 @@ def cmd_homogeneity(args: argparse.Namespace) -> int:
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
 
 
-def _attributor(args: argparse.Namespace):
-    """The attributor of ``--calibration`` files, with their models and the pipeline options."""
-    from aedr.attribution import Attributor
-    from aedr.calibration import Calibration
-
-    calibrations = [Calibration.load(path) for path in args.calibration]
-    models = _models([c.model for c in calibrations], args)
-    return Attributor(calibrations, models, args.max_pixels, **_pipeline_options(args))
+# ---------------------------------------------------------------------------------------------
+# aedr calibrate
 
 
-def _score_for_calibration(args: argparse.Namespace, settings) -> tuple[str, str, list[dict], int]:
-    """Score the belonging images in ``args.paths``: (model, identity, records, failures)."""
-    from contextlib import nullcontext
-
-    from aedr.images import iter_image_files
-    from aedr.scoring import SCORE_FIELDS
-
-    scorer = _scorer([args.model], args, settings)
-    records, failed = [], 0
-    scores_out = args.scores_out
-    with _writer(scores_out, SCORE_FIELDS, args.overwrite) if scores_out else nullcontext() as out:
-        for (record,) in _progress(scorer.score_images(iter_image_files(args.paths)), args.quiet):
-            if out is not None:
-                out.write(record.as_dict())
-            if record.ok:
-                records.append(record.as_dict())
-            else:
-                failed += 1
-                _say(args, f"skipped {record.path}: {record.error}")
-    (model,) = scorer.models
-    return model.name, model.identity, records, failed
-
-
-def _generator_free_paths(args: argparse.Namespace, folder: Path) -> list[Path]:
-    """Decoder-made belonging images from the user's photos, saved as 8-bit PNGs in ``folder``."""
-    from aedr.synthesis import decoder_images, photo_crops, save_images
-
-    photos = photo_crops([args.reference_photos])
-    if len(photos) < 2:
-        raise UsageError(
-            f"--reference-photos {args.reference_photos}: need at least 2 readable photos of "
-            "256 x 256 pixels or more"
-        )
-    (handle,) = _models([args.model], args)
-    count = args.synthetic
-    images = decoder_images(handle.load(), photos, count, args.seed, reconstructions=count // 4)
-    _say(args, f"made {count} decoder images from {len(photos)} photos in {folder}")
-    return save_images(images, folder, "synthetic-")
+def add_calibrate(commands: Commands) -> None:
+    calibrate = _command(commands, "calibrate", "fit a model's threshold from images it made")
+    calibrate.add_argument(
+        "paths", nargs="*", metavar="PATH", help="images the model made (measured with --model)"
+    )
+    calibrate.add_argument(
+        "--scores",
+        help="measurement records (.jsonl/.csv/Parquet) of images the model made; a CSV with "
+        "loss1, loss2, homogeneity columns also works, with --assume-settings",
+    )
+    calibrate.add_argument("--model", help="the model: filters --scores, or measures PATHS")
+    calibrate.add_argument("--out", required=True, help="calibration JSON to write")
+    calibrate.add_argument("--overwrite", action="store_true")
+    calibrate.add_argument(
+        "--reference-photos",
+        metavar="DIR",
+        help="generator-free: make belonging images with the model's decoder from these photos",
+    )
+    calibrate.add_argument(
+        "--synthetic", type=int, default=100, help="with --reference-photos: images to make"
+    )
+    calibrate.add_argument("--save-synthetic", metavar="DIR", help="keep the images made")
+    calibrate.add_argument(
+        "--alpha",
+        default="0.05",
+        help="share of the model's own images allowed above the threshold, or 'auto' "
+        "(most accurate on --negatives)",
+    )
+    calibrate.add_argument(
+        "--negatives",
+        help="with --alpha auto: measurement records of images the model did not make",
+    )
+    calibrate.add_argument(
+        "--assume-settings",
+        metavar="KEY=VALUE,...",
+        help="with --scores whose records carry no provenance (the authors' loss files, a CSV): "
+        "how they were measured, e.g. 'latent=sample,seed=1,alignment=resize,dtype=fp32,"
+        "device=cuda' (identity=... names the weights); recorded in the calibration as assumed",
+    )
+    calibrate.add_argument("--scores-out", help="also save the measurement records of PATHS")
+    _add_method(calibrate)
+    _add_loading(calibrate)
+    _add_settings(calibrate)
+    _add_pipeline(calibrate)
+    calibrate.set_defaults(run=cmd_calibrate)
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    import tempfile
+    from contextlib import nullcontext
 
-    from aedr.calibration import calibrate_records, choose_alpha, records_of_model
-    from aedr.records import read_records
+    from aedr import workflows
+    from aedr.measure.scorer import MEASUREMENT_FIELDS
 
     sources = sum(map(bool, (args.scores, args.paths, args.reference_photos)))
     if sources != 1:
         raise UsageError("give one of: image PATHS, --scores FILE, or --reference-photos DIR")
-    if (args.paths or args.reference_photos) and not args.model:
-        raise UsageError("scoring images for calibration needs --model")
-    settings = _settings(args)
-    tuning: dict[str, Any] = {}
+    statistic = _statistic(args)
+    negatives = []
+    if args.negatives:
+        negatives = workflows.read_negatives([args.negatives], args.model, statistic)
+    elif args.alpha == "auto":
+        raise UsageError("--alpha auto needs --negatives: measurement records of other images")
     if args.scores:
-        model, records, failed = records_of_model(
-            read_records(args.scores), args.model, settings.method
-        )
-        model, identity = model or "unnamed", None
-    elif args.reference_photos:
-        with tempfile.TemporaryDirectory() as scratch:
-            folder = Path(args.save_synthetic or scratch)
-            args.paths = [str(p) for p in _generator_free_paths(args, folder)]
-            model, identity, records, failed = _score_for_calibration(args, settings)
-        tuning["belonging_images"] = f"generator-free: {len(args.paths)} decoder-made images"
+        given = [flag for name, flag in SETTING_FLAGS.items() if getattr(args, name) is not None]
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} cannot apply to --scores: the records' provenance says how "
+                "they were measured (records without one take --assume-settings)"
+            )
+        from aedr.records import read_records
+
+        run = workflows.calibrate_measurements(
+            read_records(args.scores), args.model, statistic, args.alpha,
+            assumed_provenance=_assumed_provenance(args.assume_settings), negatives=negatives,
+        )  # fmt: skip
+        failed = run.skipped
     else:
-        model, identity, records, failed = _score_for_calibration(args, settings)
-    alpha = args.alpha
-    if alpha == "auto":
-        if not args.negatives:
-            raise UsageError("--alpha auto needs --negatives: score records of other images")
-        _, negative_records, _ = records_of_model(
-            read_records(args.negatives), args.model or model, settings.method
+        if not args.model:
+            raise UsageError("measuring images for calibration needs --model")
+        if args.assume_settings:
+            raise UsageError("--assume-settings is for --scores records without provenance")
+        scorer = _scorer([args.model], args, _settings(args))
+        out = (
+            _writer(args.scores_out, MEASUREMENT_FIELDS, args.overwrite)
+            if args.scores_out
+            else None
         )
-        # beta (method fitted) comes from the belonging images only, as for the threshold
-        probe = calibrate_records(records, model, 0.05, settings.method)
-        negatives = [probe.statistic(r) for r in negative_records]
-        alpha, accuracy = choose_alpha(probe.signals, negatives)
-        tuning.update(alpha="auto", chosen_alpha=alpha, tuning_accuracy=accuracy,
-                      tuning_negatives=len(negatives))  # fmt: skip
-        _say(args, f"alpha auto: {alpha} (tuning accuracy {accuracy:.4f})")
-    else:
-        alpha = float(alpha)
-    calibration = calibrate_records(
-        records, model, alpha, settings.method, settings.as_dict(), identity, tuning
-    )
+        bar = _progress_bar(args.quiet)
+
+        def report(measurement) -> None:
+            bar.update()
+            if out is not None:
+                out.write(measurement.as_dict())
+            if not measurement.ok:
+                _say(args, f"skipped {measurement.path}: {measurement.error}")
+
+        with out or nullcontext(), bar:
+            if args.reference_photos:
+                run = workflows.calibrate_generator_free(
+                    scorer, args.reference_photos, args.synthetic, statistic, args.alpha,
+                    seed=0 if args.seed is None else args.seed, save_to=args.save_synthetic,
+                    negatives=negatives, on_measurement=report,
+                )  # fmt: skip
+            else:
+                run = workflows.calibrate_images(
+                    scorer, args.paths, statistic, args.alpha,
+                    negatives=negatives, on_measurement=report,
+                )  # fmt: skip
+        failed = len(run.failed)
+    calibration = run.calibration
     calibration.save(args.out, overwrite=args.overwrite)
+    tuned = calibration.tuning
+    if "chosen_alpha" in tuned:
+        _say(args, f"alpha auto: {tuned['chosen_alpha']} (tuning accuracy "
+                   f"{tuned['tuning_accuracy']:.4f})")  # fmt: skip
     _say(
         args,
-        f"{model}: threshold {calibration.threshold:.6g} at alpha {alpha} from "
-        f"{calibration.n} images ({failed} skipped) -> {args.out}",
+        f"{calibration.model}: {calibration.statistic} threshold {calibration.threshold:.6g} at "
+        f"alpha {calibration.alpha} from {calibration.n} images ({failed} skipped) -> {args.out}",
     )
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
+
+
+def _assumed_provenance(text: str | None):
+    """The Provenance that ``--assume-settings KEY=VALUE,...`` states (None when not given)."""
+    if not text:
+        return None
+    from dataclasses import fields
+
+    from aedr import __version__
+    from aedr.decide.calibration import UNVERIFIED_IDENTITY
+    from aedr.measure.provenance import Provenance
+
+    kinds = {f.name: f.type for f in fields(Provenance)}
+    values: dict[str, Any] = {"identity": UNVERIFIED_IDENTITY, "aedr_version": __version__}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or key not in kinds or key == "aedr_version":
+            known = ", ".join(k for k in kinds if k != "aedr_version")
+            raise UsageError(
+                f"--assume-settings: {item!r} is not KEY=VALUE with KEY one of {known}"
+            )
+        if "int" in str(kinds[key]):
+            try:
+                values[key] = None if value in ("", "none") else int(value)
+            except ValueError:
+                raise UsageError(f"--assume-settings: {key} must be a whole number") from None
+        else:
+            values[key] = value or None
+    if values.get("alignment") == "resize":
+        values.setdefault("resize_filter", "bilinear")
+    return Provenance.from_dict(values, "--assume-settings")
+
+
+# ---------------------------------------------------------------------------------------------
+# aedr attribute
+
+
+def add_attribute(commands: Commands) -> None:
+    attribute = _command(commands, "attribute", "attribute images to calibrated models")
+    attribute.add_argument("paths", nargs="+", metavar="PATH")
+    _add_calibrations(attribute)
+    _add_output(attribute, "attribution records")
+    _add_loading(attribute)
+    _add_pipeline(attribute)
+    attribute.set_defaults(run=cmd_attribute)
+
+
+def _attributor(args: argparse.Namespace):
+    """The attributor of ``--calibration`` files, with their models and the pipeline options."""
+    from aedr.decide.attribution import Attributor
+    from aedr.decide.calibration import Calibration
+
+    calibrations = [Calibration.load(path) for path in args.calibration]
+    models = _models([c.model for c in calibrations], args)
+    return Attributor(calibrations, models, **_pipeline(args))
 
 
 def cmd_attribute(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from aedr.attribution import ATTRIBUTION_FIELDS
+    from aedr.decide.attribution import ATTRIBUTION_FIELDS
 
     attributor = _attributor(args)
     verdicts: Counter[str] = Counter()
-    failed = 0
+    failed, errors = 0, []
     with _writer(args.out, ATTRIBUTION_FIELDS, args.overwrite) as writer:
         for attribution in _progress(attributor.attribute_paths(args.paths), args.quiet):
             for row in attribution.rows():
                 writer.write(row)
+            errors += [d.error for d in attribution.decisions if d.error]
             failed += any(d.error for d in attribution.decisions)
             verdicts[attribution.verdict or "error"] += 1
     _say(args, "verdicts: " + ", ".join(f"{k}={v}" for k, v in sorted(verdicts.items())))
+    _hint(args, errors)
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# aedr serve
+
+
+def add_serve(commands: Commands) -> None:
+    serve = _command(
+        commands, "serve", "web page and JSON API for attribution (needs the web extra)"
+    )
+    _add_calibrations(serve)
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default loopback only; any other needs $AEDR_TOKEN)",
+    )
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--max-upload-mb", type=float, default=50, help="largest accepted image file (default 50)"
+    )
+    serve.add_argument(
+        "--max-files", type=int, default=32, help="most images in one request (default 32)"
+    )
+    serve.add_argument(
+        "--max-request-mb",
+        type=float,
+        default=100,
+        help="largest request, all its images together (default 100; held in memory)",
+    )
+    _add_loading(serve)
+    _add_pipeline(serve)
+    serve.set_defaults(run=cmd_serve)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -456,21 +665,46 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------------------------
+# aedr evaluate
+
+
+def add_evaluate(commands: Commands) -> None:
+    evaluate = _command(
+        commands, "evaluate", "accuracy tables, ROC metrics, plots and an HTML report"
+    )
+    evaluate.add_argument(
+        "--scores", nargs="+", required=True, metavar="FILE",
+        help="measurement records (.jsonl/.csv/Parquet)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--labels", required=True, help="CSV/JSONL with path and label (a model name or 'real')"
+    )
+    evaluate.add_argument(
+        "--calibration",
+        nargs="+",
+        default=[],
+        metavar="CALIB",
+        help="thresholds to evaluate; a model without one is fitted on half of its own images",
+    )
+    _add_method(evaluate)
+    evaluate.add_argument("--alpha", type=float, default=0.05, help="for fitted thresholds")
+    evaluate.add_argument("--out", required=True, help="folder for report.html, CSV, JSON, PNG")
+    evaluate.add_argument("--overwrite", action="store_true")
+    evaluate.set_defaults(run=cmd_evaluate)
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import itertools
+    from pathlib import Path
 
-    from aedr.calibration import Calibration
-    from aedr.evaluation import evaluate, mean_table, read_labels
-    from aedr.records import read_records
-    from aedr.report import write_report
+    from aedr.decide.evaluation import mean_table
+    from aedr.workflows import evaluate_files
 
-    out = Path(args.out)
-    if (out / "report.html").exists() and not args.overwrite:
-        raise UsageError(f"{out}/report.html exists; pass --overwrite to replace it")
-    calibrations = {c.model: c for c in map(Calibration.load, args.calibration or [])}
-    records = itertools.chain.from_iterable(read_records(path) for path in args.scores)
-    result = evaluate(records, read_labels(args.labels), calibrations, args.method, args.alpha)
-    report = write_report(result, out)
+    if (Path(args.out) / "report.html").exists() and not args.overwrite:
+        raise UsageError(f"{args.out}/report.html exists; pass --overwrite to replace it")
+    result, report = evaluate_files(
+        args.scores, args.labels, args.out, args.calibration, _statistic(args), args.alpha
+    )
     for name, row in mean_table(result).items():
         print(
             f"{name}: accuracy vs models {row['vs_models']:.4f}, vs real {row['vs_real']:.4f}, "
@@ -478,6 +712,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         )
     _say(args, f"report: {report}")
     return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# aedr models
+
+
+def add_models(commands: Commands) -> None:
+    models = _command(commands, "models", "list the model registry, or check that models run")
+    models.add_argument("--json", action="store_true", help="machine-readable output")
+    models.add_argument("--weights-dir", help="also report local weights found here")
+    models.add_argument(
+        "--check",
+        nargs="+",
+        metavar="MODEL",
+        help="load these models (cache or weights dir) and time encode/decode at --size",
+    )
+    models.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="with --check: build the published architecture with random weights (no download)",
+    )
+    models.add_argument("--size", type=int, default=256, help="image side for --check")
+    models.add_argument("--device", default="cpu")
+    _add_dtype(models)
+    models.set_defaults(run=cmd_models)
 
 
 def _print_table(rows: Sequence[dict[str, Any]], columns: dict[str, str]) -> None:
@@ -555,22 +814,53 @@ def _check_models(args: argparse.Namespace) -> int:
     return EXIT_OK if all(row["finite"] for row in results) else EXIT_INPUT_ERRORS
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from aedr.demo import format_table, run_demo
+# ---------------------------------------------------------------------------------------------
+# aedr demo
 
-    result = run_demo(
-        Path(args.workdir),
-        model=args.model,
-        weights_dir=args.weights_dir,
-        device=args.device,
-        log=None if args.quiet else lambda message: print(message, file=sys.stderr),
+
+def add_demo(commands: Commands) -> None:
+    demo = _command(
+        commands, "demo", "score built-in example photos and decoder-made images, with verdicts"
     )
+    demo.add_argument("--workdir", default="aedr-demo", help="where the example images are written")
+    demo.add_argument("--model", default="taesd", help="autoencoder to demonstrate (default taesd)")
+    demo.add_argument("--weights-dir")
+    demo.add_argument("--device", default="cpu")
+    demo.set_defaults(run=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from aedr.demo import format_table, run_demo
+    from aedr.measure.store import ScoreStore, default_store_path
+
+    with ScoreStore(default_store_path()) as store:
+        result = run_demo(
+            Path(args.workdir),
+            model=args.model,
+            weights_dir=args.weights_dir,
+            device=args.device,
+            log=None if args.quiet else lambda message: print(message, file=sys.stderr),
+            store=store,
+        )
     print(format_table(result))
     return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------------
-# parser
+# parser and entry point
+
+COMMANDS: tuple[Callable[[Commands], None], ...] = (
+    add_score, add_homogeneity, add_calibrate, add_attribute, add_serve, add_evaluate,
+    add_models, add_demo,
+)  # fmt: skip
+
+
+def _command(commands: Commands, name: str, help_text: str) -> argparse.ArgumentParser:
+    sub = commands.add_parser(name, help=help_text, description=help_text)
+    sub.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+    return sub
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -583,181 +873,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"aedr {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
-        return sub
-
-    score = command("score", "score images against one or more models' autoencoders")
-    score.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
-    score.add_argument(
-        "--model",
-        action="append",
-        required=True,
-        metavar="MODEL",
-        help="registry name, hub id[:subfolder] or local path; repeatable",
-    )
-    _add_output(score, "score records")
-    score.add_argument(
-        "--engine",
-        choices=("local", "ray"),
-        default="local",
-        help="local: this process (default); ray: a Ray cluster, writing a Parquet dataset to "
-        "--out DIR (needs the ray extra); PATH may then be a CSV/Parquet manifest with a 'path' "
-        "column, and a re-run skips the records --out holds",
-    )
-    score.add_argument(
-        "--ray-address", help="with --engine ray: cluster to join (default $RAY_ADDRESS or local)"
-    )
-    score.add_argument(
-        "--ray-workers", type=int, default=2, help="with --engine ray: scoring actors (default 2)"
-    )
-    score.add_argument(
-        "--gpus-per-worker",
-        type=float,
-        default=0,
-        help="with --engine ray: GPUs each actor takes (default 0: CPU)",
-    )
-    score.add_argument(
-        "--resume",
-        action="store_true",
-        help="complete an interrupted --out file: images already in it are skipped",
-    )
-    _add_loading(score)
-    _add_settings(score)
-    _add_pipeline(score)
-    score.set_defaults(run=cmd_score)
-
-    homogeneity = command("homogeneity", "GLCM homogeneity of images (the paper's H)")
-    homogeneity.add_argument("paths", nargs="+", metavar="PATH")
-    _add_output(homogeneity, "homogeneity records")
-    homogeneity.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
-    homogeneity.set_defaults(run=cmd_homogeneity)
-
-    calibrate = command("calibrate", "fit a model's threshold from images it made")
-    calibrate.add_argument(
-        "paths", nargs="*", metavar="PATH", help="images the model made (scored with --model)"
-    )
-    calibrate.add_argument(
-        "--scores",
-        help="score records (.jsonl/.csv) of images the model made; "
-        "a CSV with loss1, loss2, homogeneity columns also works",
-    )
-    calibrate.add_argument("--model", help="the model: filters --scores, or scores PATHS")
-    calibrate.add_argument("--out", required=True, help="calibration JSON to write")
-    calibrate.add_argument("--overwrite", action="store_true")
-    calibrate.add_argument(
-        "--reference-photos",
-        metavar="DIR",
-        help="generator-free: make belonging images with the model's decoder from these photos",
-    )
-    calibrate.add_argument(
-        "--synthetic", type=int, default=100, help="with --reference-photos: images to make"
-    )
-    calibrate.add_argument("--save-synthetic", metavar="DIR", help="keep the images made")
-    calibrate.add_argument(
-        "--alpha",
-        default="0.05",
-        help="share of the model's own images allowed above the threshold, or 'auto' "
-        "(most accurate on --negatives)",
-    )
-    calibrate.add_argument(
-        "--negatives", help="with --alpha auto: score records of images the model did not make"
-    )
-    calibrate.add_argument("--scores-out", help="also save the score records of PATHS")
-    _add_loading(calibrate)
-    _add_settings(calibrate)
-    _add_pipeline(calibrate)
-    calibrate.set_defaults(run=cmd_calibrate)
-
-    attribute = command("attribute", "attribute images to calibrated models")
-    attribute.add_argument("paths", nargs="+", metavar="PATH")
-    _add_calibrations(attribute)
-    _add_output(attribute, "attribution records")
-    _add_loading(attribute)
-    _add_pipeline(attribute)
-    attribute.set_defaults(run=cmd_attribute)
-
-    serve = command("serve", "web page and JSON API for attribution (needs the web extra)")
-    _add_calibrations(serve)
-    serve.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to bind (default loopback only; any other needs $AEDR_TOKEN)",
-    )
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument(
-        "--max-upload-mb", type=float, default=50, help="largest accepted image file (default 50)"
-    )
-    serve.add_argument(
-        "--max-files", type=int, default=32, help="most images in one request (default 32)"
-    )
-    serve.add_argument(
-        "--max-request-mb",
-        type=float,
-        default=100,
-        help="largest request, all its images together (default 100; held in memory)",
-    )
-    _add_loading(serve)
-    _add_pipeline(serve)
-    serve.set_defaults(run=cmd_serve)
-
-    evaluate = command("evaluate", "accuracy tables, ROC metrics, plots and an HTML report")
-    evaluate.add_argument(
-        "--scores", nargs="+", required=True, metavar="FILE", help="score records (.jsonl/.csv)"
-    )
-    evaluate.add_argument(
-        "--labels", required=True, help="CSV/JSONL with path and label (a model name or 'real')"
-    )
-    evaluate.add_argument(
-        "--calibration",
-        nargs="+",
-        metavar="CALIB",
-        help="thresholds to evaluate; a model without one is fitted on half of its own images",
-    )
-    evaluate.add_argument(
-        "--method",
-        choices=METHODS,
-        default=DEFAULT_METHOD,
-        help="decision statistic taken from the records (default fitted; aedr = the paper's)",
-    )
-    evaluate.add_argument("--alpha", type=float, default=0.05, help="for fitted thresholds")
-    evaluate.add_argument("--out", required=True, help="folder for report.html, CSV, JSON, PNG")
-    evaluate.add_argument("--overwrite", action="store_true")
-    evaluate.set_defaults(run=cmd_evaluate)
-
-    models = command("models", "list the model registry, or check that models load and run")
-    models.add_argument("--json", action="store_true", help="machine-readable output")
-    models.add_argument("--weights-dir", help="also report local weights found here")
-    models.add_argument(
-        "--check",
-        nargs="+",
-        metavar="MODEL",
-        help="load these models (cache or weights dir) and time encode/decode at --size",
-    )
-    models.add_argument(
-        "--random-weights",
-        action="store_true",
-        help="with --check: build the published architecture with random weights (no download)",
-    )
-    models.add_argument("--size", type=int, default=256, help="image side for --check")
-    models.add_argument("--device", default="cpu")
-    _add_dtype(models)
-    models.set_defaults(run=cmd_models)
-
-    demo = command("demo", "score built-in example photos and decoder-made images, with verdicts")
-    demo.add_argument("--workdir", default="aedr-demo", help="where the example images are written")
-    demo.add_argument("--model", default="taesd", help="autoencoder to demonstrate (default taesd)")
-    demo.add_argument("--weights-dir")
-    demo.add_argument("--device", default="cpu")
-    demo.set_defaults(run=cmd_demo)
+    for add in COMMANDS:
+        add(commands)
     return parser
 
 
 def _terminate(signum, frame) -> None:
     """SIGTERM ends the run like Ctrl-C: output files are closed with every finished record."""
     raise KeyboardInterrupt
+
+
+def _message(exc: Exception) -> str:
+    """A library error's message, with the flag that addresses it where there is one."""
+    from aedr.autoencoders.base import ModelUnavailableError
+    from aedr.records import OutputExistsError
+
+    if isinstance(exc, OutputExistsError):
+        return f"{exc}; pass --overwrite to replace it (score: or --resume to complete it)"
+    if isinstance(exc, ModelUnavailableError) and "weights folder" in str(exc):
+        return f"{exc} (name the folder with --weights-dir DIR)"
+    return str(exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -767,18 +902,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     from aedr.autoencoders.base import ModelUnavailableError
-    from aedr.calibration import CalibrationError
-    from aedr.evaluation import EvaluationError
+    from aedr.decide.calibration import CalibrationError
+    from aedr.decide.evaluation import EvaluationError
+    from aedr.decide.statistics import StatisticError
+    from aedr.measure.provenance import ProvenanceError
+    from aedr.measure.scorer import SettingsError
+    from aedr.measure.store import StoreError
     from aedr.records import RecordFileError
-    from aedr.store import StoreError
 
     try:
         return args.run(args)
     except (
         UsageError, ModelUnavailableError, CalibrationError, RecordFileError, StoreError,
-        EvaluationError,
+        EvaluationError, StatisticError, ProvenanceError, SettingsError,
     ) as exc:  # fmt: skip
-        print(f"aedr {args.command}: error: {exc}", file=sys.stderr)
+        print(f"aedr {args.command}: error: {_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"aedr {args.command}: interrupted; records written so far are kept", file=sys.stderr)

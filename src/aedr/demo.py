@@ -16,10 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from aedr.attribution import attribute
-from aedr.calibration import Calibration, calibrate_records
-from aedr.scoring import Scorer, ScoreSettings
+from aedr.decide.attribution import Attributor
+from aedr.decide.calibration import Calibration
+from aedr.measure.scorer import Scorer
+from aedr.measure.store import ScoreStore
 from aedr.synthesis import decoder_images, save_images
+from aedr.workflows import calibrate_images
 
 CROP = 256
 PHOTO_LOADERS = ("astronaut", "chelsea", "coffee", "rocket")
@@ -65,6 +67,7 @@ def run_demo(
     n_calibration: int = 20,
     n_test: int = 8,
     log: Callable[[str], None] | None = None,
+    store: ScoreStore | None = None,
 ) -> DemoResult:
     from aedr.autoencoders import create_autoencoder
 
@@ -80,22 +83,16 @@ def run_demo(
 
     # The paper's statistic: with only 20 calibration images a fitted beta is too noisy (README,
     # Complexity calibration), so the walkthrough keeps the paper's fixed beta = 1.
-    scorer = Scorer([autoencoder], ScoreSettings(method="aedr"))
-    own = [r.as_dict() for r in scorer.score_paths(calibration_paths)]
-    calibration = calibrate_records(
-        own, autoencoder.name, 0.05, scorer.settings.method, scorer.settings.as_dict(),
-        autoencoder.identity,
-    )  # fmt: skip
-    say(f"calibrated on {len(own)} decoder-made images: threshold {calibration.threshold:.4f}")
+    run = calibrate_images(Scorer([autoencoder], store=store), calibration_paths, "aedr", 0.05)
+    calibration = run.calibration
+    say(f"calibrated on {calibration.n} decoder-made images: threshold {calibration.threshold:.4f}")
 
-    calibrations = {calibration.model: calibration}
+    attributor = Attributor([calibration], [autoencoder], store=store)
     rows = []
     for truth, paths in ((autoencoder.name, test_generated), ("real", test_real)):
-        for path in paths:
-            records = scorer.score_file(path)
-            result = attribute(records, calibrations)
-            statistic = result.decisions[0].signal
-            rows.append(DemoRow(path.name, truth, records[0].ratio, statistic, result.verdict))
+        for path, result in zip(paths, attributor.attribute_paths(paths), strict=True):
+            ratio, signal = result.measurements[0].ratio, result.decisions[0].signal
+            rows.append(DemoRow(path.name, truth, ratio, signal, result.verdict))
     return DemoResult(autoencoder.name, calibration, rows)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 import tempfile
 import time
@@ -33,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from aedr.images import DEFAULT_MAX_PIXELS, iter_image_files
-from aedr.records import PARQUET_SUFFIXES, filesystem_of, read_parquet_records
-from aedr.scoring import (
-    SCORE_FIELDS,
+from aedr.measure.images import DEFAULT_MAX_PIXELS, iter_image_files
+from aedr.measure.scorer import (
+    DEFAULT_MAX_MODEL_PIXELS,
+    MEASUREMENT_FIELDS,
     PreparedImage,
     Scorer,
     ScoreSettings,
@@ -44,8 +45,9 @@ from aedr.scoring import (
     decode,
     display_path,
 )
+from aedr.records import PARQUET_SUFFIXES, filesystem_of, read_parquet_records
 
-RECORD_FIELDS = (*SCORE_FIELDS, "content_sha256")
+RECORD_FIELDS = MEASUREMENT_FIELDS
 MANIFEST_SUFFIXES = (".csv", *PARQUET_SUFFIXES)
 READ_CPUS = 0  # reading is light next to scoring; a CPU reserved for it would idle the actors
 
@@ -63,13 +65,14 @@ class RayOptions:
     gpus_per_worker: float = 0.0
     batch_size: int = 8
     part_size: int = 1000
+    max_model_pixels: int = DEFAULT_MAX_MODEL_PIXELS
 
 
 def record_schema():
     import pyarrow as pa
 
     types = {"width": pa.int64(), "height": pa.int64()}
-    floats = ("loss1", "loss2", "ratio", "homogeneity", "signal")
+    floats = ("loss1", "loss2", "ratio", "inversion_loss", "homogeneity")
     return pa.schema(
         [(name, pa.float64() if name in floats else types.get(name, pa.string()))
          for name in RECORD_FIELDS]
@@ -148,34 +151,48 @@ def model_loader(
     device: str = "cpu",
     dtype: str = "auto",
     quantize: bool | None = None,
+    compile: bool = False,
 ) -> Callable[[], list]:
     """What each actor runs to get its autoencoders (picklable); on a GPU when Ray gave it one."""
-    return functools.partial(_load_models, tuple(models), weights_dir, device, dtype, quantize)
+    return functools.partial(
+        _load_models, tuple(models), weights_dir, device, dtype, quantize, compile
+    )
 
 
-def _load_models(models, weights_dir, device, dtype, quantize) -> list:
+def _load_models(models, weights_dir, device, dtype, quantize, compile) -> list:
     import ray
 
     from aedr.autoencoders import resolve_model
 
     if ray.get_gpu_ids():
         device = "cuda"
-    return [resolve_model(m, weights_dir, device, dtype, quantize=quantize).load() for m in models]
+    return [
+        resolve_model(m, weights_dir, device, dtype, quantize=quantize, compile=compile).load()
+        for m in models
+    ]
 
 
 class ScoreActor:
     """One worker of the pool: its autoencoders load once, then it scores batch after batch."""
 
-    def __init__(self, load_models: Callable[[], list], settings: ScoreSettings, batch_size: int):
-        self.scorer = Scorer(load_models(), settings, batch_size=batch_size)
+    def __init__(
+        self,
+        load_models: Callable[[], list],
+        settings: ScoreSettings,
+        batch_size: int,
+        max_model_pixels: int,
+    ):
+        self.scorer = Scorer(
+            load_models(), settings, batch_size=batch_size, max_model_pixels=max_model_pixels
+        )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         rows: dict[str, list] = {name: [] for name in RECORD_FIELDS}
-        for prepared, records in zip(
-            batch["prepared"], self.scorer.score_prepared(batch["prepared"]), strict=True
-        ):
+        for records in self.scorer.score_prepared(batch["prepared"]):
             for record in records:
-                values = {**record.as_dict(), "content_sha256": prepared.content or ""}
+                values = record.as_dict()
+                provenance = values["provenance"]
+                values["provenance"] = json.dumps(provenance, sort_keys=True) if provenance else ""
                 for name in RECORD_FIELDS:
                     rows[name].append(values[name])
         return rows
@@ -264,7 +281,7 @@ def score_with_ray(
     gpus = {"num_gpus": options.gpus_per_worker} if options.gpus_per_worker else {}
     scored = read.map_batches(
         ScoreActor,
-        fn_constructor_args=(load_models, settings, options.batch_size),
+        fn_constructor_args=(load_models, settings, options.batch_size, options.max_model_pixels),
         batch_size=options.batch_size,
         compute=ray.data.ActorPoolStrategy(size=options.workers),
         **gpus,

@@ -23,6 +23,10 @@ class RecordFileError(ValueError):
     """A records file that cannot be read or written as asked."""
 
 
+class OutputExistsError(RecordFileError):
+    """An output file that exists, which is never replaced unless the caller says so."""
+
+
 def record_format(path: str | os.PathLike) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
@@ -35,6 +39,8 @@ def _csv_value(value: Any) -> Any:
         return ""
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, Mapping):  # a measurement's provenance: one JSON cell
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
     return value
 
 
@@ -60,9 +66,7 @@ class RecordWriter:
                     target, mode, newline="", encoding="utf-8"
                 )
             except FileExistsError:
-                raise RecordFileError(
-                    f"{target} exists; pass --overwrite to replace it or --resume to complete it"
-                ) from None
+                raise OutputExistsError(f"{target} exists") from None
             self._owns_stream = True
         else:
             self.format = fmt or "jsonl"
@@ -97,6 +101,11 @@ class RecordWriter:
 def _parse_csv_value(value: str) -> Any:
     if value == "":
         return None
+    if value.startswith("{"):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
     try:
         number = float(value)
     except ValueError:
@@ -157,7 +166,10 @@ def read_parquet_records(location: str) -> Iterator[dict[str, Any]]:
     try:
         dataset = pyarrow.dataset.dataset(path, format="parquet", filesystem=filesystem)
         for batch in dataset.to_batches():
-            yield from batch.to_pylist()
+            for record in batch.to_pylist():
+                if isinstance(record.get("provenance"), str):  # one JSON string column
+                    record["provenance"] = json.loads(record["provenance"] or "null")
+                yield record
     except (OSError, pyarrow.ArrowInvalid) as exc:
         raise RecordFileError(f"cannot read Parquet records {location}: {exc}") from None
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import re
 import secrets
 import shutil
@@ -28,7 +27,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,12 +38,12 @@ from PIL import Image, UnidentifiedImageError
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from aedr import __version__
-from aedr.attribution import Attributor
-from aedr.calibration import Calibration
-from aedr.images import DEFAULT_MAX_PIXELS
+from aedr.decide.attribution import Attributor
+from aedr.decide.calibration import Calibration
+from aedr.measure.images import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
-    from aedr.store import ScoreStore
+    from aedr.measure.store import ScoreStore
 
 TOKEN_ENV = "AEDR_TOKEN"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -85,8 +84,8 @@ def needs_token(host: str) -> bool:
 
 
 def calibrations_digest(calibrations: Sequence[Calibration]) -> str:
-    canonical = json.dumps([asdict(c) for c in calibrations], sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    joined = ":".join(c.content_digest() for c in calibrations)
+    return hashlib.sha256(joined.encode()).hexdigest()
 
 
 def display_name(filename: str | None) -> str:
@@ -180,8 +179,8 @@ class AttributionService:
         return [
             {
                 "model": c.model, "group": self.attributor.scorer.models[i].group,
-                "method": c.method, "threshold": c.threshold, "alpha": c.alpha, "n": c.n,
-                "beta": c.beta, "signals": c.signals, "autoencoder_identity": c.autoencoder_identity,
+                "statistic": c.statistic, "threshold": c.threshold, "alpha": c.alpha, "n": c.n,
+                "parameters": c.parameters, "signals": c.signals, "provenance": c.provenance,
             }
             for i, c in enumerate(self.calibrations)
         ]  # fmt: skip

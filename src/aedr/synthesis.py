@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from aedr.images import ImageError, iter_image_files, read_image, to_model_input
+from aedr.measure.images import ImageError, iter_image_files, read_image, to_model_input
 
 SIZE = 256
 

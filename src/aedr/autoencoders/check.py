@@ -41,7 +41,7 @@ def check_autoencoder(
     autoencoder's size multiple."""
     import torch
 
-    from aedr.signal import reconstruction_losses
+    from aedr.measure.reconstruction import reconstruction_losses
 
     multiple = autoencoder.size_multiple
     side = -(-size // multiple) * multiple

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aedr.autoencoders.base import ModelUnavailableError
-from aedr.autoencoders.weights import files_sha256, load_state_dict
+from aedr.autoencoders.weights import load_state_dict
 
 if TYPE_CHECKING:
     import torch
@@ -88,8 +88,10 @@ def config_beside(path: Path) -> Path | None:
     return None
 
 
-def load_checkpoint(path: Path, name: str, **adapter_options) -> DiffusersAutoencoder:
-    """A ``DiffusersAutoencoder`` from a single checkpoint file; identity = the file's sha256."""
+def load_checkpoint(
+    path: Path, name: str, identity: str, **adapter_options
+) -> DiffusersAutoencoder:
+    """A ``DiffusersAutoencoder`` from a single checkpoint file."""
     import diffusers
 
     from aedr.autoencoders.diffusers_adapter import DiffusersAutoencoder
@@ -114,6 +116,4 @@ def load_checkpoint(path: Path, name: str, **adapter_options) -> DiffusersAutoen
         raise ModelUnavailableError(
             f"{path} does not fit {class_name} ({source}): {details[-1] if details else exc}"
         ) from exc
-    return DiffusersAutoencoder(
-        name, model.float(), "sha256:" + files_sha256([path]), **adapter_options
-    )
+    return DiffusersAutoencoder(name, model.float(), identity, **adapter_options)

@@ -77,8 +77,7 @@ class DiffusersAutoencoder(Autoencoder):
         self.quantize = None
         if hasattr(config, "num_vq_embeddings"):
             self.quantize = True if quantize is None else quantize
-            identity += f";quantize={'on' if self.quantize else 'off'}"
-        self.identity = identity
+        self.identity = identity  # built by aedr.autoencoders.loading.weights_identity
 
     def encode(
         self,

@@ -21,6 +21,7 @@ from aedr.autoencoders.registry import (
     WEIGHTS_DIR_ENV,
     ModelSpec,
     architecture_config,
+    dtype_name,
     find_local_weights,
     get_spec,
     list_models,
@@ -67,7 +68,10 @@ class ModelHandle:
         self.name = location.name
         self.group = options.get("group") or self.name
         self._autoencoder: Autoencoder | None = None
-        self.identity = _identity(location, spec, options, seed)
+        self.identity = weights_identity(location, spec, options, seed)
+        # What the passes will run in, known before loading (the score store is consulted first).
+        self.dtype_name = dtype_name(dtype, spec, device)
+        self.device_kind = str(device).split(":")[0]
 
     @property
     def loaded(self) -> bool:
@@ -77,7 +81,8 @@ class ModelHandle:
         if self._autoencoder is None:
             import torch
 
-            autoencoder = _build(self.location, self.spec, self.options, self.seed)
+            autoencoder = _build(self.location, self.spec, self.options, self.seed, self.identity)
+            self.identity = autoencoder.identity  # a hub model's revision is known once loaded
             torch_dtype = resolve_dtype(self.dtype, self.spec, self.device)
             try:
                 autoencoder.to(torch.device(self.device), torch_dtype)
@@ -85,7 +90,6 @@ class ModelHandle:
                 raise ModelUnavailableError(
                     f"cannot run {self.name!r} on device {self.device!r}: {exc}"
                 ) from exc
-            self.identity = autoencoder.identity
             self._autoencoder = autoencoder.compile() if self.compile else autoencoder
         return self._autoencoder
 
@@ -119,9 +123,26 @@ def resolve_model(
     return ModelHandle(location, spec, _options(spec, quantize), device, dtype, seed, compile)
 
 
-def create_autoencoder(model: str, *args: Any, **kwargs: Any) -> Autoencoder:
-    """Load the autoencoder that ``model`` names: ``resolve_model(...).load()``, same arguments."""
-    return resolve_model(model, *args, **kwargs).load()
+def create_autoencoder(
+    model: str,
+    weights_dir: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = "auto",
+    *,
+    quantize: bool | None = None,
+    random_weights: bool = False,
+    seed: int = 0,
+    compile: bool = False,
+) -> Autoencoder:
+    """Load the autoencoder that ``model`` names now: ``resolve_model(...).load()``.
+
+    ``model`` is a registry name or alias (``aedr models``), a hub id ``owner/repo[:subfolder]``
+    or a local path (diffusers folder, checkpoint file, tiny-autoencoder weight file).
+    """
+    return resolve_model(
+        model, weights_dir, device, dtype, quantize=quantize, random_weights=random_weights,
+        seed=seed, compile=compile,
+    ).load()  # fmt: skip
 
 
 def _options(spec: ModelSpec | None, quantize: bool | None) -> dict[str, Any]:
@@ -147,7 +168,7 @@ def _locate(model: str, spec: ModelSpec | None, weights_dir: str | os.PathLike |
             searched = ", ".join(str(d) for d in weights_dirs(weights_dir)) or "none given"
             raise ModelUnavailableError(
                 f"model {spec.name!r} is only available as weight files ({spec.source}); put them "
-                f"in a folder and pass --weights-dir or set ${WEIGHTS_DIR_ENV} (searched: {searched})"
+                f"in a weights folder (or set ${WEIGHTS_DIR_ENV}; searched: {searched})"
             )
         return _locate_hub(spec.hub_id, spec.subfolder, spec.name)
     path = Path(model)
@@ -233,26 +254,35 @@ def _class_name_in(config_path: Path) -> str:
     return json.loads(config_path.read_text()).get("_class_name", "AutoencoderKL")
 
 
-def _hub_identity(hub_id: str, subfolder: str | None, revision: str) -> str:
-    return f"hub:{hub_id}" + (f"/{subfolder}" if subfolder else "") + f"@{revision}"
-
-
-def _identity(
-    location: Location, spec: ModelSpec | None, options: dict[str, Any], seed: int
+def weights_identity(
+    location: Location,
+    spec: ModelSpec | None,
+    options: dict[str, Any],
+    seed: int = 0,
+    revision: str | None = None,
 ) -> str | None:
-    """The identity the loaded autoencoder will report; None when unknown until loaded."""
+    """The identity of the weights at ``location``: the one place it is built.
+
+    Local files and folders: a SHA-256 of their bytes (so weights swapped in place are another
+    identity); hub models: the snapshot's revision (``revision`` once loaded, else the cached one;
+    None when it is still to be downloaded); random weights: architecture and seed. A VQ model's
+    codebook choice is part of it, since it changes every decoded pixel.
+    """
     if location.kind == "pair":
-        return "sha256:" + files_sha256(list(location.pair))
-    if location.kind == "random":
+        base = "sha256:" + files_sha256(list(location.pair))
+    elif location.kind == "random":
         base = f"random:{location.name}:seed{seed}"
     elif location.kind == "checkpoint":
         base = "sha256:" + files_sha256([location.path])
     elif location.kind == "folder":
-        base = f"path:{location.path.resolve()}"
-    elif location.revision is None:
+        weight_files = sorted(p for p in location.path.iterdir() if p.is_file() and not
+                              p.name.startswith("."))  # fmt: skip
+        base = "sha256:" + files_sha256(weight_files)
+    elif (revision or location.revision) is None:
         return None
     else:
-        base = _hub_identity(location.hub_id, location.subfolder, location.revision)
+        subfolder = f"/{location.subfolder}" if location.subfolder else ""
+        base = f"hub:{location.hub_id}{subfolder}@{revision or location.revision}"
     if _config_class(location, spec) == "VQModel":
         base += f";quantize={'off' if options.get('quantize') is False else 'on'}"
     return base
@@ -263,26 +293,29 @@ def _identity(
 
 
 def _build(
-    location: Location, spec: ModelSpec | None, options: dict[str, Any], seed: int
+    location: Location,
+    spec: ModelSpec | None,
+    options: dict[str, Any],
+    seed: int,
+    identity: str | None,
 ) -> Autoencoder:
     from aedr.autoencoders.tiny import TinyAutoencoder
 
     tiny_options = {k: v for k, v in options.items() if k != "quantize"}
     if location.kind == "random":
-        return _random(spec, seed, options)
+        return _random(spec, seed, identity, options)
     if location.kind == "pair":
-        return TinyAutoencoder.from_files(location.name, *location.pair, **tiny_options)
+        return TinyAutoencoder.from_files(location.name, *location.pair, identity, **tiny_options)
     if location.kind == "checkpoint":
         from aedr.autoencoders.checkpoint import load_checkpoint
 
-        return load_checkpoint(location.path, location.name, **options)
+        return load_checkpoint(location.path, location.name, identity, **options)
     if location.kind == "folder":
-        identity = f"path:{location.path.resolve()}"
-        return _load_diffusers(str(location.path), None, location.name, identity, None, options)
-    return _load_hub(location, spec, options)
+        return _load_diffusers(str(location.path), None, location, identity, None, options)
+    return _load_hub(location, spec, options, identity)
 
 
-def _random(spec: ModelSpec, seed: int, options: dict[str, Any]) -> Autoencoder:
+def _random(spec: ModelSpec, seed: int, identity: str, options: dict[str, Any]) -> Autoencoder:
     import torch
 
     from aedr.autoencoders.tiny import TinyAutoencoder
@@ -290,7 +323,7 @@ def _random(spec: ModelSpec, seed: int, options: dict[str, Any]) -> Autoencoder:
     if spec.weight_prefix is not None:
         tiny_options = {k: v for k, v in options.items() if k != "quantize"}
         return TinyAutoencoder.random(
-            spec.name, spec.latent_channels, spec.name == "taef2", seed, **tiny_options
+            spec.name, spec.latent_channels, spec.name == "taef2", seed, identity, **tiny_options
         )
     import diffusers
 
@@ -300,15 +333,17 @@ def _random(spec: ModelSpec, seed: int, options: dict[str, Any]) -> Autoencoder:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = getattr(diffusers, config["_class_name"]).from_config(config)
-    return DiffusersAutoencoder(spec.name, module, f"random:{spec.name}:seed{seed}", **options)
+    return DiffusersAutoencoder(spec.name, module, identity, **options)
 
 
-def _load_hub(location: Location, spec: ModelSpec | None, options: dict[str, Any]) -> Autoencoder:
+def _load_hub(
+    location: Location, spec: ModelSpec | None, options: dict[str, Any], identity: str | None
+) -> Autoencoder:
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     hub_id, subfolder, name = location.hub_id, location.subfolder, location.name
     try:
-        return _load_diffusers(hub_id, subfolder, name, None, spec, options, location.revision)
+        return _load_diffusers(hub_id, subfolder, location, identity, spec, options)
     except GatedRepoError as exc:
         raise ModelUnavailableError(
             f"model {name!r} ({hub_id}) is gated: accept its license on the Hugging Face hub "
@@ -322,7 +357,7 @@ def _load_hub(location: Location, spec: ModelSpec | None, options: dict[str, Any
         raise ModelUnavailableError(
             f"cannot load model {name!r} from {where}: it is not in the local Hugging Face cache "
             "and the hub could not be reached or does not hold it. Connect once to download it, "
-            f"or put its weights in a folder and pass --weights-dir / set ${WEIGHTS_DIR_ENV}."
+            f"or put its weights in a weights folder (or set ${WEIGHTS_DIR_ENV})."
             f"{gated if spec and spec.gated else ''} "
             f"Cause: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         ) from exc
@@ -331,11 +366,10 @@ def _load_hub(location: Location, spec: ModelSpec | None, options: dict[str, Any
 def _load_diffusers(
     source: str,
     subfolder: str | None,
-    name: str,
+    location: Location,
     identity: str | None,
     spec: ModelSpec | None,
     options: dict[str, Any],
-    revision: str | None = None,
 ) -> Autoencoder:
     """Load with diffusers; a cached hub snapshot is loaded by its revision (no network)."""
     import diffusers
@@ -352,14 +386,14 @@ def _load_diffusers(
         model = model_class.from_pretrained(
             source,
             subfolder=subfolder,
-            revision=revision,
+            revision=location.revision,
             torch_dtype=torch.float32,
             low_cpu_mem_usage=False,
         )
-    if identity is None:
-        revision = revision or getattr(model.config, "_commit_hash", None) or "unknown-revision"
-        identity = _hub_identity(source, subfolder, revision)
-    return DiffusersAutoencoder(name, model, identity, **options)
+    if identity is None:  # a hub model just downloaded: its revision is known now
+        revision = getattr(model.config, "_commit_hash", None) or "unknown-revision"
+        identity = weights_identity(location, spec, options, revision=revision)
+    return DiffusersAutoencoder(location.name, model, identity, **options)
 
 
 def _config_class_name(source: str, subfolder: str | None) -> str:

@@ -144,16 +144,30 @@ def find_local_weights(
     return None
 
 
+def dtype_name(
+    dtype: str | torch.dtype | None, spec: ModelSpec | None, device: str | torch.device
+) -> str:
+    """The precision a model will run in, as fp32/bf16/fp16, without importing torch.
+
+    ``auto`` (or None): fp32 on CPU, the family's ``gpu_dtype`` elsewhere (fp32 if unknown).
+    """
+    if dtype in (None, "auto"):
+        return spec.default_dtype(device) if spec else "fp32"
+    if isinstance(dtype, str):
+        if dtype not in DTYPE_NAMES:
+            raise ValueError(f"unknown dtype {dtype!r}: use auto, {', '.join(DTYPE_NAMES)}")
+        return dtype
+    by_torch_name = {torch_name: name for name, torch_name in DTYPE_NAMES.items()}
+    name = by_torch_name.get(str(dtype).removeprefix("torch."))
+    if name is None:
+        raise ValueError(f"unsupported dtype {dtype}: use {', '.join(DTYPE_NAMES)}")
+    return name
+
+
 def resolve_dtype(
     dtype: str | torch.dtype | None, spec: ModelSpec | None, device: str | torch.device
 ) -> torch.dtype:
-    """``auto`` (or None): fp32 on CPU, the family's ``gpu_dtype`` elsewhere (fp32 if unknown)."""
+    """The torch dtype of :func:`dtype_name`."""
     import torch
 
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "auto"):
-        dtype = spec.default_dtype(device) if spec else "fp32"
-    if dtype not in DTYPE_NAMES:
-        raise ValueError(f"unknown dtype {dtype!r}: use auto, {', '.join(DTYPE_NAMES)}")
-    return getattr(torch, DTYPE_NAMES[dtype])
+    return getattr(torch, DTYPE_NAMES[dtype_name(dtype, spec, device)])

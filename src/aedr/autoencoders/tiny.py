@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from aedr.autoencoders.base import Autoencoder, LatentMode, ModelUnavailableError
-from aedr.autoencoders.weights import files_sha256, load_state_dict
+from aedr.autoencoders.weights import load_state_dict
 
 
 def _conv(n_in: int, n_out: int, **kwargs) -> nn.Conv2d:
@@ -115,18 +115,24 @@ class TinyAutoencoder(Autoencoder):
 
     @classmethod
     def random(
-        cls, name: str, latent_channels: int, bottleneck: bool = False, seed: int = 0, **kwargs
+        cls,
+        name: str,
+        latent_channels: int,
+        bottleneck: bool = False,
+        seed: int = 0,
+        identity: str | None = None,
+        **kwargs,
     ) -> TinyAutoencoder:
         """The real architecture with seeded random weights (tests and speed measurements)."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             encoder = tiny_encoder(latent_channels, bottleneck)
             decoder = tiny_decoder(latent_channels, bottleneck)
-        return cls(name, encoder, decoder, f"random:{name}:seed{seed}", **kwargs)
+        return cls(name, encoder, decoder, identity or f"random:{name}:seed{seed}", **kwargs)
 
     @classmethod
     def from_files(
-        cls, name: str, encoder_path: Path, decoder_path: Path, **kwargs
+        cls, name: str, encoder_path: Path, decoder_path: Path, identity: str, **kwargs
     ) -> TinyAutoencoder:
         encoder_state = load_state_dict(encoder_path)
         decoder_state = load_state_dict(decoder_path)
@@ -140,7 +146,6 @@ class TinyAutoencoder(Autoencoder):
             raise ModelUnavailableError(
                 f"{encoder_path.name} / {decoder_path.name} are not tiny-autoencoder weights: {exc}"
             ) from exc
-        identity = "sha256:" + files_sha256([encoder_path, decoder_path])
         return cls(name, encoder.float(), decoder.float(), identity, **kwargs)
 
     def encode(

@@ -102,7 +102,7 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
         image.close()
         raise ImageError(
             f"image declares {width}x{height} = {width * height} pixels, over the limit of "
-            f"{max_pixels} (raise it with --max-pixels if the file is trusted)"
+            f"{max_pixels} (raise the pixel limit if the file is trusted)"
         )
     return image
 
@@ -179,8 +179,12 @@ def aligned_crop(rgb: np.ndarray, multiple: int) -> np.ndarray:
     return rgb[:new_height, :new_width]
 
 
+RESIZE_FILTER = "bilinear"
+"""The resampling filter of ``resize_to_multiple``, recorded in measurements' provenance."""
+
+
 def resize_to_multiple(rgb: np.ndarray, multiple: int) -> np.ndarray:
-    """Resize (bilinear) so each side is rounded to the nearest multiple, as the authors' script."""
+    """Resize (:data:`RESIZE_FILTER`) so each side is rounded to the nearest multiple."""
     height, width = rgb.shape[:2]
     new_height = max(multiple, round(height / multiple) * multiple)
     new_width = max(multiple, round(width / multiple) * multiple)

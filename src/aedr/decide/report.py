@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aedr.evaluation import EvaluationResult, mean_table, roc_points, write_tables
+from aedr.decide.evaluation import EvaluationResult, mean_table, roc_points, write_tables
 
 COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666")
 
@@ -45,7 +45,7 @@ def plot_histograms(result: EvaluationResult, path: Path) -> Path:
                       label="KDE of calibration signals")  # fmt: skip
         axis.axvline(calibration.threshold, color="red", ls="--",
                      label=f"threshold {calibration.threshold:.4g}")  # fmt: skip
-        axis.set_title(f"{report.model}: {result.method} signal (lower = belongs)", fontsize=10)
+        axis.set_title(f"{report.model}: {result.statistic} signal (lower = belongs)", fontsize=10)
         axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -65,7 +65,7 @@ def plot_roc(result: EvaluationResult, path: Path) -> Path:
     axis.plot([0, 1], [0, 1], color="grey", ls=":")
     axis.set_xlabel("false positive rate")
     axis.set_ylabel("true positive rate")
-    axis.set_title(f"ROC, {result.method}: own images vs all others", fontsize=10)
+    axis.set_title(f"ROC, {result.statistic}: own images vs all others", fontsize=10)
     axis.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -83,11 +83,11 @@ def plot_complexity(result: EvaluationResult, path: Path) -> Path | None:
     for axis, report in zip(axes[0], fitted, strict=True):
         log_h, log_ratio = np.log(np.asarray(report.complexity)).T
         axis.scatter(log_h, log_ratio, s=10, alpha=0.6, color=COLOURS[0])
-        fit = report.calibration.tuning.get("beta_fit", {})
-        if fit:
+        fit = report.calibration.parameters
+        if "slope" in fit:
             line = np.linspace(log_h.min(), log_h.max(), 50)
             axis.plot(line, fit["slope"] * line + fit["intercept"], color="red",
-                      label=f"beta {report.calibration.beta:.3f} (R^2 {fit['r2']:.2f})")  # fmt: skip
+                      label=f"beta {fit['beta']:.3f} (R^2 {fit['r2']:.2f})")  # fmt: skip
             axis.legend(fontsize=8)
         axis.set_xlabel("log H")
         axis.set_ylabel("log ratio")
@@ -138,7 +138,7 @@ def write_report(result: EvaluationResult, folder: Path) -> Path:
         [source, *(row.get(v, 0) for v in verdicts)] for source, row in result.confusion.items()
     ]
     sections = [
-        f"<h1>AEDR evaluation: {html.escape(result.method)}</h1>",
+        f"<h1>AEDR evaluation: {html.escape(result.statistic)}</h1>",
         f"<p>{len(result.models)} models, sources: {html.escape(', '.join(result.sources))}. "
         f"{result.skipped} records skipped (errors or no label). Lower signals mean "
         "<em>made by this model</em>.</p>",

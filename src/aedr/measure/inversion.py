@@ -1,10 +1,8 @@
-"""Baselines that AEDR is compared with, on the same autoencoders and the same KDE decision.
+"""The inversion measurement, LatentTracer's, which AEDR is compared with on the same decision.
 
-- ``single-loss``: the first reconstruction loss alone (what RONAN, LatentTracer and AEROBLADE
-  build on); its score is loss1 from an ordinary AEDR record.
-- ``latenttracer``: inversion by optimisation. The latent starts at the encoder's output and Adam
-  minimises ||D(z) - x||^2 for ``steps`` steps (lr 0.05, halved every 50 steps); the smallest loss
-  seen is the score. It needs gradients through the decoder, which is what makes it ~100x slower.
+Inversion by optimisation: the latent starts at the encoder's output and Adam minimises
+||D(z) - x||^2 for ``steps`` steps (lr 0.05, halved every 50 steps); the smallest loss seen is the
+measurement. It needs gradients through the decoder, which is what makes it ~100x slower.
 """
 
 from __future__ import annotations

@@ -1,21 +1,31 @@
-import math
-
 import pytest
 from conftest import smooth_image
+from PIL import Image
 
-from aedr.scoring import SCORE_FIELDS, Scorer, ScoreSettings, score_array
+from aedr.measure.provenance import Provenance
+from aedr.measure.scorer import (
+    MEASUREMENT_FIELDS,
+    Measurement,
+    Scorer,
+    ScoreSettings,
+    SettingsError,
+    score_array,
+)
 
 
-def test_scores_every_image_for_every_model(random_tiny, image_folder):
+def test_measures_every_image_for_every_model(random_tiny, image_folder):
     scorer = Scorer([random_tiny])
     records = list(scorer.score_paths([image_folder]))
     assert [r.path.rsplit("/", 1)[-1] for r in records] == ["a.png", "b.jpg", "c.png"]
     for record in records:
         assert record.ok, record.error
-        assert set(record.as_dict()) == set(SCORE_FIELDS)
+        assert set(record.as_dict()) == set(MEASUREMENT_FIELDS)
         assert record.ratio == pytest.approx(record.loss1 / record.loss2)
-        assert record.signal == pytest.approx(record.ratio * record.homogeneity)
-        assert (record.width, record.height) == (48, 64)
+        assert (record.width, record.height) == (48, 64) and len(record.content_sha256) == 64
+        assert record.provenance == Provenance(
+            "random:0", aedr_version=record.provenance.aedr_version
+        )
+    assert Measurement.from_dict(records[0].as_dict()) == records[0]
 
 
 def test_bad_file_gets_an_error_record_and_others_are_scored(random_tiny, image_folder):
@@ -29,12 +39,12 @@ def test_bad_file_gets_an_error_record_and_others_are_scored(random_tiny, image_
 
 
 def test_homogeneity_is_computed_once_per_image(random_tiny, image_folder, monkeypatch):
-    import aedr.scoring
+    import aedr.measure.scorer
 
     calls = []
-    original = aedr.scoring.glcm_homogeneity
+    original = aedr.measure.scorer.glcm_homogeneity
     monkeypatch.setattr(
-        aedr.scoring, "glcm_homogeneity", lambda *a: calls.append(1) or original(*a)
+        aedr.measure.scorer, "glcm_homogeneity", lambda *a: calls.append(1) or original(*a)
     )
     records = Scorer([random_tiny, random_tiny]).score_file(image_folder / "a.png")
     assert len(records) == 2 and len(calls) == 1
@@ -43,20 +53,53 @@ def test_homogeneity_is_computed_once_per_image(random_tiny, image_folder, monke
 def test_too_small_image_is_an_error_not_a_nan(random_tiny):
     tiny = score_array(random_tiny, smooth_image(0, (4, 30)))
     assert "smaller than the autoencoder's size multiple" in tiny.error
-    assert tiny.signal is None
+    assert tiny.loss1 is None and tiny.ratio is None
 
 
-def test_resize_and_sample_settings(random_tiny, tmp_path):
-    from PIL import Image
-
+def test_alignment_changes_the_pixels_measured(random_tiny, tmp_path):
     path = tmp_path / "odd.png"
     Image.fromarray(smooth_image(7, (60, 44))).save(path)
-    cropped = Scorer([random_tiny]).score_file(path)[0]
-    resized = Scorer([random_tiny], ScoreSettings(alignment="resize")).score_file(path)[0]
-    assert cropped.ok and resized.ok and cropped.loss1 != resized.loss1
-    sampled = Scorer([random_tiny], ScoreSettings(latent="sample", seed=1)).score_file(path)[0]
-    assert math.isfinite(sampled.signal)
-    assert ScoreSettings.from_dict(ScoreSettings(seed=4).as_dict()) == ScoreSettings(seed=4)
+    (cropped,) = Scorer([random_tiny]).score_file(path)
+    (resized,) = Scorer([random_tiny], ScoreSettings(alignment="resize")).score_file(path)
+    assert cropped.loss1 != resized.loss1
+    assert (cropped.provenance.alignment, resized.provenance.alignment) == ("crop", "resize")
+    assert (
+        resized.provenance.resize_filter == "bilinear" and cropped.provenance.resize_filter is None
+    )
+
+
+def test_sampled_latents_are_seeded_and_recorded(small_kl, image_folder):
+    path = image_folder / "a.png"
+
+    def measure(settings):
+        return Scorer([small_kl], settings).score_file(path)[0]
+
+    mode, again = measure(ScoreSettings()), measure(ScoreSettings(seed=5))
+    assert mode.loss1 == again.loss1 and mode.provenance == again.provenance  # mode ignores seed
+    first, same = (
+        measure(ScoreSettings(latent="sample", seed=1)),
+        measure(ScoreSettings(latent="sample", seed=1)),
+    )
+    other = measure(ScoreSettings(latent="sample", seed=2))
+    assert first.loss1 == same.loss1 and first.loss1 != other.loss1 != mode.loss1
+    assert (first.provenance.latent, first.provenance.seed, mode.provenance.seed) == (
+        "sample", 1, None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"crop": -5}, "crop must be a positive"),
+        ({"crops": 0}, "crops must be a positive"),
+        ({"latent": "median"}, "latent must be one of"),
+        ({"measurement": "magic"}, "measurement must be one of"),
+        ({"alignment": "stretch"}, "alignment must be one of"),
+    ],
+)
+def test_settings_that_cannot_run_are_refused(settings, message):
+    with pytest.raises(SettingsError, match=message):
+        ScoreSettings(**settings)
 
 
 def counting(random_tiny):
@@ -76,7 +119,7 @@ def counting(random_tiny):
 def test_store_answers_repeated_and_renamed_images_without_running_the_model(
     random_tiny, image_folder, tmp_path
 ):
-    from aedr.store import ScoreStore
+    from aedr.measure.store import ScoreStore
 
     model = counting(random_tiny)
     with ScoreStore(tmp_path / "s.sqlite") as store:
@@ -88,16 +131,41 @@ def test_store_answers_repeated_and_renamed_images_without_running_the_model(
         (image_folder / "a.png").rename(tmp_path / "renamed.png")
         (renamed,) = Scorer([model], store=store).score_file(tmp_path / "renamed.png")
         assert type(model).encoded == 6 and renamed.path.endswith("renamed.png")
-        assert renamed.signal == first[0].signal
+        assert renamed.loss1 == first[0].loss1
         other = Scorer([model], ScoreSettings(crop=32), store=store).score_file(
             tmp_path / "renamed.png"
         )
         assert type(model).encoded == 8  # other settings: a miss
-        assert other[0].signal != first[0].signal
+        assert other[0].loss1 != first[0].loss1
+
+
+def test_store_never_serves_a_measurement_made_another_way(random_tiny, tmp_path):
+    """bf16 then fp32, mode then sample, crop then resize on one store: each equals a run
+    without the store."""
+    import torch
+
+    from aedr.autoencoders.tiny import TinyAutoencoder
+    from aedr.measure.store import ScoreStore
+
+    path = tmp_path / "off-grid.png"  # 60 x 44: cropping and resizing see different pixels
+    Image.fromarray(smooth_image(7, (60, 44))).save(path)
+    bf16 = TinyAutoencoder.random("random-tiny", 4, identity="random:0")
+    bf16.module.load_state_dict(random_tiny.module.state_dict())
+    bf16.to(dtype=torch.bfloat16)
+    runs = [
+        (bf16, ScoreSettings()), (random_tiny, ScoreSettings()),
+        (random_tiny, ScoreSettings(alignment="resize")),
+    ]  # fmt: skip
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        stored = [Scorer([m], s, store=store).score_file(path)[0] for m, s in runs]
+    fresh = [Scorer([m], s).score_file(path)[0] for m, s in runs]
+    assert [r.as_dict() for r in stored] == [r.as_dict() for r in fresh]
+    assert stored[0].provenance.dtype == "bf16" and stored[1].provenance.dtype == "fp32"
+    assert len({r.loss1 for r in stored}) == 3
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(random_tiny, image_folder, tmp_path):
-    from aedr.store import ScoreStore
+    from aedr.measure.store import ScoreStore
 
     model = counting(random_tiny)
     with ScoreStore(tmp_path / "s.sqlite") as store:
@@ -109,9 +177,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(random_tiny, image_folder, 
         assert type(model).encoded - done == 4  # only the two unscored images ran
 
 
-def test_batches_give_the_scores_of_single_images(random_tiny, tmp_path):
-    from PIL import Image
-
+def test_batches_give_the_measurements_of_single_images(random_tiny, tmp_path):
     for index in range(5):
         Image.fromarray(smooth_image(index, (48, 64))).save(tmp_path / f"{index}.png")
     Image.fromarray(smooth_image(9, (32, 32))).save(tmp_path / "odd-size.png")
@@ -119,7 +185,7 @@ def test_batches_give_the_scores_of_single_images(random_tiny, tmp_path):
     batched = list(Scorer([random_tiny], batch_size=4).score_paths([tmp_path]))
     assert sorted(r.path for r in batched) == sorted(single)
     for record in batched:
-        assert record.signal == pytest.approx(single[record.path].signal, rel=1e-4)
+        assert record.ratio == pytest.approx(single[record.path].ratio, rel=1e-4)
 
 
 def test_records_of_one_image_come_together_in_model_order(random_tiny, image_folder):
@@ -133,9 +199,7 @@ def test_records_of_one_image_come_together_in_model_order(random_tiny, image_fo
 
 
 def test_crops_and_the_model_pixel_limit(random_tiny, tmp_path):
-    from PIL import Image
-
-    from aedr.images import grid_crops
+    from aedr.measure.images import grid_crops
 
     rgb = smooth_image(3, (100, 150))
     crops = grid_crops(rgb, 8, 40, 4)
@@ -144,27 +208,24 @@ def test_crops_and_the_model_pixel_limit(random_tiny, tmp_path):
     path = tmp_path / "big.png"
     Image.fromarray(rgb).save(path)
     (refused,) = Scorer([random_tiny], max_model_pixels=2000).score_file(path)
-    assert "--max-model-pixels 2000" in refused.error and "--crop" in refused.error
+    assert "model-pixel limit 2000" in refused.error and "crops" in refused.error
     (cropped,) = Scorer(
         [random_tiny], ScoreSettings(crop=40, crops=4), max_model_pixels=2000
     ).score_file(path)
-    assert cropped.ok and math.isfinite(cropped.signal)
+    assert cropped.ok and (cropped.provenance.crop, cropped.provenance.crops) == (40, 4)
 
 
-def test_methods_set_the_signal(random_tiny, image_folder):
+def test_inversion_is_its_own_measurement_kind(random_tiny, image_folder):
     path = image_folder / "a.png"
-    (aedr,) = Scorer([random_tiny]).score_file(path)
-    (ratio,) = Scorer([random_tiny], ScoreSettings(method="ratio")).score_file(path)
-    (single,) = Scorer([random_tiny], ScoreSettings(method="single-loss")).score_file(path)
-    assert ratio.signal == pytest.approx(aedr.ratio) and single.signal == pytest.approx(aedr.loss1)
-    (tracer,) = Scorer([random_tiny], ScoreSettings(method="latenttracer")).score_file(path)
-    assert tracer.ok and tracer.loss2 is None and tracer.ratio is None
-    assert tracer.signal == tracer.loss1 <= aedr.loss1 * (1 + 1e-5)
-    with pytest.raises(ValueError, match="unknown method"):
-        ScoreSettings(method="magic")
+    (reconstruction,) = Scorer([random_tiny]).score_file(path)
+    (inversion,) = Scorer([random_tiny], ScoreSettings(measurement="inversion")).score_file(path)
+    assert inversion.ok and inversion.measurement == "inversion"
+    assert inversion.loss1 is inversion.loss2 is inversion.ratio is None
+    assert inversion.inversion_loss < reconstruction.loss1  # the optimiser improved on E(x)
+    assert inversion.provenance.measurement == "inversion"
 
 
-def test_scores_are_bitwise_identical_across_runs_on_cpu(random_tiny, image_folder):
+def test_measurements_are_bitwise_identical_across_runs_on_cpu(random_tiny, image_folder):
     first = [r.as_dict() for r in Scorer([random_tiny]).score_paths([image_folder])]
     second = [r.as_dict() for r in Scorer([random_tiny], workers=1).score_paths([image_folder])]
     assert first == second  # exact equality of every float, not approximate

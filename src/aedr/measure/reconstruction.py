@@ -1,8 +1,9 @@
-"""The AEDR signal: how much more the first reconstruction loses than the second.
+"""The double reconstruction: how much more the first reconstruction loses than the second.
 
-For an image x and autoencoder (E, D): x1 = D(E(x)), x2 = D(E(x1)), loss1 = MSE(x, x1),
-loss2 = MSE(x1, x2), ratio = loss1 / loss2 and signal = ratio * H(x). Images the decoder made lie on
-its output manifold already, so their ratio is near 1; other images lose much more the first time.
+For an image x and autoencoder (E, D): x1 = D(E(x)), x2 = D(E(x1)), loss1 = MSE(x, x1) and
+loss2 = MSE(x1, x2). Images the decoder made lie on its output manifold already, so their loss
+ratio is near 1; other images lose much more the first time. What is decided from these losses
+(the paper's ratio x homogeneity, or another statistic) lives in ``aedr.decide.statistics``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
 
 
 class SignalError(ValueError):
-    """A score that is not a finite number; the message says why."""
+    """A measurement or statistic that is not a finite number; the message says why."""
 
 
 def reconstruction_losses(
@@ -70,8 +71,3 @@ def loss_ratio(loss1: float, loss2: float) -> float:
             "(typically a flat, single-colour image)"
         )
     return loss1 / loss2
-
-
-def calibrated_signal(ratio: float, homogeneity: float) -> float:
-    """The paper's complexity-calibrated signal t' = t * H."""
-    return ratio * homogeneity

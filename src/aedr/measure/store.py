@@ -1,9 +1,11 @@
-"""A persistent score store: each (image content, autoencoder weights, settings) is scored once.
+"""A persistent score store: each (image content, provenance) is measured once.
 
-SQLite, embedded, no server. The key is the SHA-256 of the image file's bytes, the autoencoder's
-identity (weight-file hash or hub revision) and a digest of the scoring settings, so a renamed copy
-of an image is a hit and a changed file, other weights or other settings are a miss. Only
-successful scores are kept (an error may be fixed by the next run). The database runs in WAL mode
+SQLite, embedded, no server. The key is the SHA-256 of the image file's bytes and the digest of
+the measurement's provenance (the autoencoder's identity, measurement kind, precision and device
+kind as run, every setting that changes numbers, the package version), and nothing else: a
+renamed copy of an image is a hit, while a changed file, other weights, another dtype or device or
+setting is a miss. Measurements hold no decision statistic, so one entry serves them all. Only
+successful measurements are kept (an error may be fixed by the next run). The database runs in WAL mode
 with a busy timeout, so concurrent runs on one store read and write safely; each record is
 committed when it is written, so an interrupted run keeps what it finished and a re-run resumes.
 The store also keeps the attributions ``aedr serve`` answered, by result id, to be read back.
@@ -21,13 +23,12 @@ from typing import Any
 
 STORE_ENV = "AEDR_STORE"
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS scores (
+CREATE TABLE IF NOT EXISTS measurements (
     content_sha256 TEXT NOT NULL,
-    identity TEXT NOT NULL,
-    settings TEXT NOT NULL,
+    provenance TEXT NOT NULL,
     record TEXT NOT NULL,
     created TEXT NOT NULL DEFAULT (datetime('now')),
-    PRIMARY KEY (content_sha256, identity, settings)
+    PRIMARY KEY (content_sha256, provenance)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS results (
     id TEXT PRIMARY KEY,
@@ -45,12 +46,6 @@ def default_store_path() -> Path:
     return Path(cache) / "aedr" / "scores.sqlite"
 
 
-def settings_digest(settings: Mapping[str, Any]) -> str:
-    """A short, order-independent digest of scoring settings."""
-    canonical = json.dumps(dict(settings), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
-
-
 def file_sha256(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -60,7 +55,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 class ScoreStore:
-    """Score records keyed by image content, autoencoder identity and settings."""
+    """Measurements keyed by image content and provenance digest."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -76,18 +71,18 @@ class ScoreStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot use score store {self.path}: {exc}") from exc
 
-    def get(self, content: str, identity: str, settings: str) -> dict[str, Any] | None:
+    def get(self, content: str, provenance: str) -> dict[str, Any] | None:
         row = self._db.execute(
-            "SELECT record FROM scores WHERE content_sha256=? AND identity=? AND settings=?",
-            (content, identity, settings),
+            "SELECT record FROM measurements WHERE content_sha256=? AND provenance=?",
+            (content, provenance),
         ).fetchone()
         return json.loads(row[0]) if row else None
 
-    def put(self, content: str, identity: str, settings: str, record: Mapping[str, Any]) -> None:
+    def put(self, content: str, provenance: str, record: Mapping[str, Any]) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO scores (content_sha256, identity, settings, record) "
-            "VALUES (?, ?, ?, ?)",
-            (content, identity, settings, json.dumps(dict(record))),
+            "INSERT OR REPLACE INTO measurements (content_sha256, provenance, record) "
+            "VALUES (?, ?, ?)",
+            (content, provenance, json.dumps(dict(record))),
         )
 
     def put_result(self, result_id: str, result: Mapping[str, Any]) -> None:
@@ -102,7 +97,7 @@ class ScoreStore:
         return json.loads(row[0]) if row else None
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+        return self._db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
 
     def close(self) -> None:
         self._db.close()

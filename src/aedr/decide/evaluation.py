@@ -25,19 +25,14 @@ from typing import Any
 
 import numpy as np
 
-from aedr.attribution import decision, verdict_of
-from aedr.calibration import (
-    DEFAULT_METHOD,
-    Calibration,
-    CalibrationError,
-    calibrate_records,
-    defining_method,
-    signal_of_record,
-)
+from aedr.decide.attribution import decision, verdict_of
+from aedr.decide.calibration import UNVERIFIED_IDENTITY, Calibration, calibrate
+from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
+from aedr.measure.provenance import Provenance
 from aedr.records import read_records
-from aedr.signal import SignalError
 
 REAL = "real"
+_UNKNOWN_PROVENANCE = Provenance(UNVERIFIED_IDENTITY)  # thresholds fitted here, on loss files
 
 
 class EvaluationError(ValueError):
@@ -108,7 +103,7 @@ class ModelReport:
 
 @dataclass
 class EvaluationResult:
-    method: str
+    statistic: str
     models: dict[str, ModelReport]
     sources: list[str]
     confusion: dict[str, dict[str, int]]
@@ -117,14 +112,14 @@ class EvaluationResult:
     def summary(self) -> dict[str, Any]:
         """Every number, as plain values (metrics.json)."""
         return {
-            "method": self.method,
+            "statistic": self.statistic,
             "sources": self.sources,
             "skipped_records": self.skipped,
             "models": {
                 name: {
                     "threshold": report.calibration.threshold,
                     "alpha": report.calibration.alpha,
-                    "beta": report.calibration.beta,
+                    "parameters": report.calibration.parameters,
                     "calibration": report.calibration_source,
                     "metrics": report.metrics,
                     "pairwise": report.pairwise,
@@ -161,7 +156,7 @@ def evaluate(
     records: Iterable[Mapping[str, Any]],
     labels: Mapping[str, str],
     calibrations: Mapping[str, Calibration] | None = None,
-    method: str = DEFAULT_METHOD,
+    statistic: str = DEFAULT_STATISTIC,
     alpha: float = 0.05,
 ) -> EvaluationResult:
     """Evaluate every model that has records; see the module docstring."""
@@ -170,15 +165,10 @@ def evaluate(
     rows: dict[str, dict[str, Mapping[str, Any]]] = defaultdict(dict)  # model -> path -> record
     truth: dict[str, str] = {}
     skipped = 0
-    check = defining_method(method)  # fitted: beta comes with the threshold
+    reader = get_statistic(statistic)
     for record in records:
         label = match_label(str(record.get("path")), labels, by_name)
-        if label is None or record.get("error"):
-            skipped += 1
-            continue
-        try:
-            signal_of_record(record, check)
-        except (SignalError, CalibrationError, ValueError):
+        if label is None or not reader.usable(record):
             skipped += 1
             continue
         rows[record["model"]][record["path"]] = record
@@ -187,12 +177,12 @@ def evaluate(
         raise EvaluationError("no score record matches a label (compare their path columns)")
     sources = sorted(set(truth.values()))
     reports = {
-        model: _model_report(model, model_rows, truth, calibrations.get(model), method, alpha)
+        model: _model_report(model, model_rows, truth, calibrations.get(model), statistic, alpha)
         for model, model_rows in sorted(rows.items())
     }
-    statistic = {model: report.values for model, report in reports.items()}
-    confusion = _confusion(statistic, truth, reports) if len(reports) > 1 else {}
-    return EvaluationResult(method, reports, sources, confusion, skipped)
+    values = {model: report.values for model, report in reports.items()}
+    confusion = _confusion(values, truth, reports) if len(reports) > 1 else {}
+    return EvaluationResult(statistic, reports, sources, confusion, skipped)
 
 
 def _unique_names(labels: Mapping[str, str]) -> dict[str, str]:
@@ -205,14 +195,14 @@ def _model_report(
     rows: dict[str, Mapping[str, Any]],
     truth: dict[str, str],
     calibration: Calibration | None,
-    method: str,
+    statistic: str,
     alpha: float,
 ) -> ModelReport:
     own = sorted(p for p in rows if truth[p] == model)
     if calibration is not None:
-        if calibration.method != method:
+        if calibration.statistic != statistic:
             raise EvaluationError(
-                f"calibration for {model} uses method {calibration.method}, not {method}"
+                f"calibration for {model} uses statistic {calibration.statistic}, not {statistic}"
             )
         test_own, source = own, "given calibration"
     else:
@@ -222,11 +212,13 @@ def _model_report(
                 f"{model}: {len(own)} labelled images of its own; give a calibration or at least "
                 "4 of them (half fit the threshold, half are tested)"
             )
-        calibration = calibrate_records([rows[p] for p in fit_paths], model, alpha, method)
+        fit_rows = [rows[p] for p in fit_paths]
+        assumed = None if fit_rows[0].get("provenance") else _UNKNOWN_PROVENANCE
+        calibration = calibrate(fit_rows, model, alpha, statistic, assumed_provenance=assumed)
         source = f"fitted here on {len(fit_paths)} of its {len(own)} images (alpha {alpha})"
-        if calibration.beta is not None:
-            source += f", beta {calibration.beta:.3f}"
-    values = {path: calibration.statistic(row) for path, row in rows.items()}
+        if "beta" in calibration.parameters:
+            source += f", beta {calibration.parameters['beta']:.3f}"
+    values = {path: calibration.value(row) for path, row in rows.items()}
     by_source: dict[str, list[float]] = defaultdict(list)
     for path, value in values.items():
         if truth[path] != model:
@@ -235,10 +227,9 @@ def _model_report(
         model, calibration, source, [values[p] for p in test_own], dict(by_source),
         fitted_on=set(own) - set(test_own), values=values,
     )  # fmt: skip
-    if calibration.beta is not None:
-        report.complexity = [
-            (float(rows[p]["homogeneity"]), signal_of_record(rows[p], "ratio")) for p in own
-        ]
+    if "beta" in calibration.parameters:
+        ratio = get_statistic("ratio")
+        report.complexity = [(float(rows[p]["homogeneity"]), ratio.value(rows[p])) for p in own]
     positives = np.asarray(report.own_test)
     negatives = np.asarray([v for vs in by_source.values() for v in vs])
     tau = calibration.threshold

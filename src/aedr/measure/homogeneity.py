@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from aedr.images import read_image
+from aedr.measure.images import read_image
 
 LEVELS = 32
 
@@ -28,9 +28,21 @@ def quantize(gray: np.ndarray, levels: int = LEVELS) -> np.ndarray:
 def glcm_homogeneity(gray: np.ndarray, levels: int = LEVELS) -> float:
     """Homogeneity of the grey-level co-occurrence matrix at distance 1, angle 0.
 
-    ``gray`` is a 2-D uint8 array. Values lie in (0, 1]; 1 means every pixel equals its right-hand
+    ``gray`` is a 2-D uint8 array (the paper's 8-bit grey image; other dtypes are refused rather
+    than quantised wrongly). Values lie in (0, 1]; 1 means every pixel equals its right-hand
     neighbour after quantisation. An image one pixel wide has no pixel pairs and is an error.
+
+    >>> glcm_homogeneity(np.full((4, 4), 200, dtype=np.uint8))
+    1.0
+    >>> glcm_homogeneity(np.array([[0, 8, 0]], dtype=np.uint8))
+    0.5
     """
+    gray = np.asarray(gray)
+    if gray.dtype != np.uint8:
+        raise ValueError(
+            f"expected an 8-bit (uint8) grey image, got {gray.dtype}: convert it first, e.g. "
+            "scale floats in [0, 1] by 255 and round, or shift 16-bit values right by 8"
+        )
     if gray.ndim != 2:
         raise ValueError(f"expected a 2-D grey image, got shape {gray.shape}")
     if gray.shape[1] < 2:

@@ -22,19 +22,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aedr.autoencoders.base import Autoencoder
-from aedr.calibration import Calibration, CalibrationError
-from aedr.images import DEFAULT_MAX_PIXELS, iter_image_files
-from aedr.scoring import Scorer, ScoreRecord, ScoreSettings
+from aedr.decide.calibration import Calibration, CalibrationError
+from aedr.measure.images import DEFAULT_MAX_PIXELS, iter_image_files
+from aedr.measure.scorer import DEFAULT_MAX_MODEL_PIXELS, Measurement, Scorer, ScoreSettings
 
 if TYPE_CHECKING:
     from aedr.autoencoders.loading import ModelHandle
+    from aedr.measure.store import ScoreStore
 
 NO_MODEL = "none"
 AMBIGUOUS = "ambiguous"
 AMBIGUITY_RATIO = 2.0
 DECODER_GRID = 8  # every supported autoencoder writes its output in blocks of 8 pixels or more
 ATTRIBUTION_FIELDS = (
-    "path", "model", "group", "signal", "threshold", "belongs", "p_value", "margin", "verdict",
+    "path", "model", "group", "statistic", "signal", "threshold", "belongs", "p_value", "margin", "verdict",
     "verdict_group", "candidates", "caution", "error",
 )  # fmt: skip
 
@@ -43,6 +44,7 @@ ATTRIBUTION_FIELDS = (
 class ModelDecision:
     model: str
     group: str
+    statistic: str
     signal: float | None
     threshold: float
     belongs: bool
@@ -61,6 +63,7 @@ class Attribution:
     candidates: tuple[str, ...] = ()
     error: str = ""
     caution: str = ""
+    measurements: tuple[Measurement, ...] = ()  # what the decisions were made on, model order
 
     @property
     def verdict_group(self) -> str:
@@ -70,7 +73,8 @@ class Attribution:
         """One flat row per model, each carrying the image's verdict (the output file layout)."""
         return [
             {
-                "path": self.path, "model": d.model, "group": d.group, "signal": d.signal,
+                "path": self.path, "model": d.model, "group": d.group, "statistic": d.statistic,
+                "signal": d.signal,
                 "threshold": d.threshold, "belongs": d.belongs, "p_value": d.p_value,
                 "margin": d.margin, "verdict": self.verdict, "verdict_group": self.verdict_group,
                 "candidates": " ".join(self.candidates), "caution": self.caution, "error": d.error,
@@ -79,28 +83,28 @@ class Attribution:
         ]  # fmt: skip
 
 
-def decide(record: ScoreRecord, calibration: Calibration) -> ModelDecision:
-    """The calibrated model's decision on one score record."""
+def decide(record: Measurement, calibration: Calibration) -> ModelDecision:
+    """The calibrated model's decision on one measurement."""
     group = record.group or record.model
-    if not record.ok or record.signal is None:
-        return ModelDecision(
-            record.model, group, None, calibration.threshold, False, None, None, record.error
-        )
-    return decision(record.model, group, calibration.statistic(record.as_dict()), calibration)
+    error = record.error
+    if not error:
+        try:
+            return decision(record.model, group, calibration.value(record.as_dict()), calibration)
+        except ValueError as exc:  # a statistic undefined for this image (e.g. loss1 == 0)
+            error = str(exc)
+    return ModelDecision(
+        record.model, group, calibration.statistic, None, calibration.threshold, False, None,
+        None, error,
+    )  # fmt: skip
 
 
-def decision(model: str, group: str, statistic: float, calibration: Calibration) -> ModelDecision:
-    """The decision on a statistic already computed under ``calibration``'s method."""
+def decision(model: str, group: str, signal: float, calibration: Calibration) -> ModelDecision:
+    """The decision on a signal already computed with ``calibration``'s statistic."""
     threshold = calibration.threshold
     return ModelDecision(
-        model,
-        group,
-        statistic,
-        threshold,
-        calibration.belongs(statistic),
-        calibration.p_value(statistic),
-        (threshold - statistic) / abs(threshold) if threshold else None,
-    )
+        model, group, calibration.statistic, signal, threshold, calibration.belongs(signal),
+        calibration.p_value(signal), (threshold - signal) / abs(threshold) if threshold else None,
+    )  # fmt: skip
 
 
 def verdict_of(
@@ -135,68 +139,83 @@ def caution_of(width: int | None, height: int | None) -> str:
 
 
 def attribute(
-    records: Sequence[ScoreRecord],
+    records: Sequence[Measurement],
     calibrations: Mapping[str, Calibration],
     ambiguity_ratio: float = AMBIGUITY_RATIO,
 ) -> Attribution:
-    """Combine one image's score records (one per calibrated model) into an attribution."""
+    """Combine one image's measurements (one per calibrated model) into an attribution."""
     if not records:
-        raise ValueError("no score records to attribute")
+        raise ValueError("no measurements to attribute")
     decisions = tuple(decide(r, calibrations[r.model]) for r in records)
     errors = [d.error for d in decisions if d.error]
+    path, measurements = records[0].path, tuple(records)
     if len(errors) == len(decisions):
-        return Attribution(records[0].path, decisions, "", (), errors[0])
+        return Attribution(path, decisions, "", (), errors[0], measurements=measurements)
     verdict, candidates = verdict_of(decisions, ambiguity_ratio)
-    sized = next(r for r in records if r.ok)
+    sized = next(r for r, d in zip(records, decisions, strict=True) if not d.error)
     caution = caution_of(sized.width, sized.height)
-    return Attribution(records[0].path, decisions, verdict, candidates, caution=caution)
+    return Attribution(path, decisions, verdict, candidates, "", caution, measurements)
 
 
-def check_compatible(calibrations: Sequence[Calibration]) -> dict[str, Any]:
-    """The scoring settings shared by ``calibrations``; one model or setting twice is an error."""
+def check_compatible(calibrations: Sequence[Calibration]) -> ScoreSettings:
+    """The scoring settings ``calibrations`` share; one model twice, or calibrations measured
+    differently (weights aside), is an error naming the difference."""
+    if not calibrations:
+        raise CalibrationError("no calibrations: attribution needs at least one calibrated model")
     models = [c.model for c in calibrations]
     duplicates = sorted({m for m in models if models.count(m) > 1})
     if duplicates:
         raise CalibrationError(f"more than one calibration for {', '.join(duplicates)}")
-    settings = [c.settings for c in calibrations]
-    if any(s != settings[0] for s in settings[1:]):
-        raise CalibrationError(
-            "calibrations were made with different scoring settings; attribute with each separately"
-        )
-    return settings[0]
-
-
-def check_identity(calibration: Calibration, autoencoder: Autoencoder | ModelHandle) -> None:
-    """Refuse to apply a calibration to different weights than it was fitted with."""
-    expected = calibration.autoencoder_identity
-    if expected and expected != autoencoder.identity:
-        raise CalibrationError(
-            f"calibration for {calibration.model!r} was fitted with autoencoder {expected}, but "
-            f"the loaded one is {autoencoder.identity}: recalibrate for these weights"
-        )
+    first = calibrations[0].measurement_provenance.without_identity()
+    for other in calibrations[1:]:
+        differences = first.differences(other.measurement_provenance.without_identity())
+        if differences:
+            raise CalibrationError(
+                f"calibrations for {calibrations[0].model} and {other.model} were measured "
+                f"differently ({'; '.join(differences)}); attribute with each separately"
+            )
+    return ScoreSettings.of_provenance(calibrations[0].measurement_provenance)
 
 
 class Attributor:
-    """Scores images against every calibrated model and attributes each one.
+    """Measures images against every calibrated model and attributes each one.
 
-    ``models`` are loaded autoencoders or handles (loaded on demand), in calibration order;
-    ``scorer_options`` go to the ``Scorer`` (store, batch size, workers, limits).
+    ``models`` are loaded autoencoders or handles (loaded on demand), in calibration order; each
+    is checked against its calibration's provenance (weights, precision, device, settings) before
+    any image is read. The other arguments go to the :class:`~aedr.measure.scorer.Scorer`.
     """
 
     def __init__(
         self,
         calibrations: Sequence[Calibration],
         models: Sequence[Autoencoder | ModelHandle],
+        *,
+        store: ScoreStore | None = None,
+        batch_size: int = 1,
+        workers: int = 2,
         max_pixels: int = DEFAULT_MAX_PIXELS,
-        **scorer_options: Any,
+        max_model_pixels: int = DEFAULT_MAX_MODEL_PIXELS,
     ):
         settings = check_compatible(calibrations)
-        for calibration, model in zip(calibrations, models, strict=True):
-            check_identity(calibration, model)
+        if len(models) != len(calibrations):
+            raise CalibrationError(
+                f"{len(calibrations)} calibrations but {len(models)} models: give one each"
+            )
         self.calibrations = {c.model: c for c in calibrations}
         self.scorer = Scorer(
-            models, ScoreSettings.from_dict(settings), max_pixels, **scorer_options
-        )
+            models, settings, store=store, batch_size=batch_size, workers=workers,
+            max_pixels=max_pixels, max_model_pixels=max_model_pixels,
+        )  # fmt: skip
+        for calibration, model in zip(calibrations, self.scorer.models, strict=True):
+            if model.name != calibration.model:
+                raise CalibrationError(
+                    f"model {model.name!r} given for the calibration of {calibration.model!r}"
+                )
+            provenance = model.provenance
+            if provenance is None:  # a hub model still to be downloaded: its revision decides
+                model.autoencoder  # noqa: B018 -- loads it
+                provenance = model.provenance
+            calibration.check_provenance(provenance)
 
     def attribute_file(self, path: str | os.PathLike) -> Attribution:
         return attribute(self.scorer.score_file(path), self.calibrations)

@@ -1,17 +1,22 @@
-"""Scoring images against one or more autoencoders: files in, one record per (image, model) out.
+"""Measuring images against one or more autoencoders: files in, one measurement per (image, model).
+
+A measurement holds what the autoencoder passes produced (loss1 and loss2 of the double
+reconstruction, or LatentTracer's inversion loss), the image's homogeneity and size, and its
+:class:`~aedr.measure.provenance.Provenance`. It decides nothing: every decision statistic
+(``aedr.decide.statistics``) is computed from it later, so one scoring run serves them all.
 
 One pipeline serves score, calibrate and attribute:
 
 - files are read, hashed, decoded and their homogeneity computed in background threads, ahead of
   the autoencoder (decoding overlaps compute); homogeneity once per image, however many models;
-- with a score store, an (image content, weights, settings) already scored is answered from it,
+- with a score store, an (image content, provenance) already measured is answered from it,
   without decoding the image or loading the model; models load only on the first miss;
 - inputs of equal shape for one model are batched together (``batch_size``); a batch that comes
-  out non-finite in half precision is recomputed in float32 (see ``aedr.signal``);
-- ``crop``/``crops`` score grid-aligned square crops instead of the whole image, and
-  ``max_model_pixels`` refuses (with an error record naming ``--crop``) inputs too large to run.
+  out non-finite in half precision is recomputed in float32 (see ``aedr.measure.reconstruction``);
+- ``crop``/``crops`` measure grid-aligned square crops instead of the whole image, and
+  ``max_model_pixels`` refuses (with an error record) inputs too large to run in one pass.
 
-A file that cannot be scored gets an error record for every model and the run goes on.
+A file that cannot be measured gets an error record for every model and the run goes on.
 """
 
 from __future__ import annotations
@@ -20,19 +25,20 @@ import math
 import os
 import threading
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from aedr import __version__
 from aedr.autoencoders.base import Autoencoder, LatentMode
-from aedr.calibration import DEFAULT_METHOD, METHODS, signal_of_record
-from aedr.homogeneity import LEVELS, glcm_homogeneity
-from aedr.images import (
+from aedr.measure.homogeneity import LEVELS, glcm_homogeneity
+from aedr.measure.images import (
     DEFAULT_MAX_PIXELS,
+    RESIZE_FILTER,
     ImageError,
     LoadedImage,
     aligned_crop,
@@ -44,60 +50,96 @@ from aedr.images import (
     resize_to_multiple,
     to_model_input,
 )
-from aedr.signal import SignalError, loss_ratio, reconstruction_losses
+from aedr.measure.provenance import MEASUREMENT_KINDS, MeasurementKind, Provenance
+from aedr.measure.reconstruction import SignalError, loss_ratio, reconstruction_losses
 
 if TYPE_CHECKING:
     import torch
 
     from aedr.autoencoders.loading import ModelHandle
-    from aedr.store import ScoreStore
+    from aedr.measure.store import ScoreStore
 
 Alignment = Literal["crop", "resize"]
-SCORE_FIELDS = (
-    "path", "model", "group", "loss1", "loss2", "ratio", "homogeneity", "signal", "width",
-    "height", "error",
+MEASUREMENT_FIELDS = (
+    "path", "model", "group", "measurement", "loss1", "loss2", "ratio", "inversion_loss",
+    "homogeneity", "width", "height", "content_sha256", "provenance", "error",
 )  # fmt: skip
 DEFAULT_MAX_MODEL_PIXELS = 4096 * 4096
-"""Largest input one autoencoder pass may take (see README, Performance); larger need --crop."""
+"""Largest input one autoencoder pass may take (see README, Performance); larger need crops."""
+
+
+class SettingsError(ValueError):
+    """Scoring settings that cannot be run (a negative crop, an unknown latent mode, ...)."""
 
 
 @dataclass(frozen=True)
 class ScoreSettings:
-    """Everything besides the autoencoder that changes a score; calibrations record it."""
+    """Everything besides the autoencoder and its precision that changes a measurement."""
 
+    measurement: MeasurementKind = "reconstruction"
     latent: LatentMode = "mode"
-    seed: int = 0
+    seed: int = 0  # used only with latent "sample"
     alignment: Alignment = "crop"
     homogeneity_levels: int = LEVELS
     crop: int | None = None
     crops: int = 1
-    method: str = DEFAULT_METHOD  # what ``signal`` holds; see aedr.calibration.METHODS
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; use one of {', '.join(METHODS)}")
+        choices = {"measurement": MEASUREMENT_KINDS, "latent": ("mode", "sample"),
+                   "alignment": ("crop", "resize")}  # fmt: skip
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise SettingsError(
+                    f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}"
+                )
+        if self.crop is not None and (not isinstance(self.crop, int) or self.crop < 1):
+            raise SettingsError(f"crop must be a positive number of pixels, not {self.crop!r}")
+        if not isinstance(self.crops, int) or self.crops < 1:
+            raise SettingsError(f"crops must be a positive count, not {self.crops!r}")
+        if not isinstance(self.seed, int):
+            raise SettingsError(f"seed must be an integer, not {self.seed!r}")
+        if self.homogeneity_levels not in (2, 4, 8, 16, 32, 64, 128, 256):
+            raise SettingsError("homogeneity_levels must be a power of 2 up to 256")
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def provenance(self, identity: str, dtype: str = "fp32", device: str = "cpu") -> Provenance:
+        """The provenance of measurements made with these settings on those weights."""
+        return Provenance(
+            identity=identity, measurement=self.measurement, dtype=dtype, device=device,
+            latent=self.latent, seed=self.seed if self.latent == "sample" else None,
+            alignment=self.alignment,
+            resize_filter=RESIZE_FILTER if self.alignment == "resize" else None,
+            crop=self.crop, crops=self.crops if self.crop else 1,
+            homogeneity_levels=self.homogeneity_levels, aedr_version=__version__,
+        )  # fmt: skip
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ScoreSettings:
-        known = {name: values[name] for name in cls.__dataclass_fields__ if name in values}
-        return cls(**known)
+    def of_provenance(cls, provenance: Provenance) -> ScoreSettings:
+        """The settings that reproduce ``provenance`` (its weights and precision aside)."""
+        return cls(
+            measurement=provenance.measurement, latent=provenance.latent,
+            seed=provenance.seed if provenance.seed is not None else 0,
+            alignment=provenance.alignment, homogeneity_levels=provenance.homogeneity_levels,
+            crop=provenance.crop, crops=provenance.crops,
+        )  # fmt: skip
 
 
 @dataclass
-class ScoreRecord:
+class Measurement:
+    """One image measured by one model: numbers and provenance, no decision."""
+
     path: str
     model: str
     group: str = ""
+    measurement: str = "reconstruction"
     loss1: float | None = None
     loss2: float | None = None
-    ratio: float | None = None
+    ratio: float | None = None  # loss1 / loss2, checked finite when measured
+    inversion_loss: float | None = None
     homogeneity: float | None = None
-    signal: float | None = None
     width: int | None = None
     height: int | None = None
+    content_sha256: str = ""
+    provenance: Provenance | None = None
     error: str = ""
 
     @property
@@ -105,7 +147,16 @@ class ScoreRecord:
         return not self.error
 
     def as_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in SCORE_FIELDS}
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values["provenance"] = self.provenance.as_dict() if self.provenance else None
+        return values
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Measurement:
+        known = {f.name: values[f.name] for f in fields(cls) if f.name in values}
+        if isinstance(known.get("provenance"), Mapping):
+            known["provenance"] = Provenance.from_dict(known["provenance"])
+        return cls(**known)
 
 
 def display_path(path: str | os.PathLike) -> str:
@@ -120,15 +171,27 @@ class _Model:
     scores depend on the order of images but never on which other models run.
     """
 
-    def __init__(self, source: Autoencoder | ModelHandle, seed: int):
-        self._source, self._seed = source, seed
+    def __init__(self, source: Autoencoder | ModelHandle, settings: ScoreSettings):
+        self._source, self._settings = source, settings
         self._autoencoder = source if isinstance(source, Autoencoder) else None
         self.generator: torch.Generator | None = None
         self.name, self.group = source.name, source.group
 
     @property
-    def identity(self) -> str | None:
-        return self._source.identity
+    def provenance(self) -> Provenance | None:
+        """The provenance of this model's measurements; None while its identity is unknown (a
+        hub model still to be downloaded)."""
+        identity = self._source.identity
+        if identity is None:
+            return None
+        if self._autoencoder is not None:
+            from aedr.autoencoders.registry import dtype_name
+
+            autoencoder = self._autoencoder
+            dtype, device = dtype_name(autoencoder.dtype, None, "cpu"), autoencoder.device.type
+        else:
+            dtype, device = self._source.dtype_name, self._source.device_kind
+        return self._settings.provenance(identity, dtype, device)
 
     @property
     def autoencoder(self) -> Autoencoder:
@@ -138,7 +201,7 @@ class _Model:
             import torch
 
             device = self._autoencoder.device
-            self.generator = torch.Generator(device).manual_seed(self._seed)
+            self.generator = torch.Generator(device).manual_seed(self._settings.seed)
         return self._autoencoder
 
 
@@ -162,53 +225,56 @@ class _Job:
     """An image in flight: its records fill in as its batches complete."""
 
     prepared: PreparedImage
-    records: dict[int, ScoreRecord]  # by model index
-    crop_losses: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
-    waiting: int = 0  # inputs queued but not yet scored
+    records: dict[int, Measurement]  # by model index
+    crop_losses: dict[int, list[tuple[float, ...]]] = field(default_factory=dict)
+    waiting: int = 0  # inputs queued but not yet measured
     sealed: bool = False  # all of its inputs are queued: done once ``waiting`` reaches 0
 
 
 class Scorer:
-    """Scores files against a fixed set of autoencoders (loaded, or handles loaded on demand)."""
+    """Measures files against a fixed set of autoencoders (loaded, or handles loaded on demand).
+
+    ``models`` are autoencoders or :class:`~aedr.autoencoders.ModelHandle` s; ``store`` a score
+    store consulted before and filled after each measurement; ``batch_size`` inputs of equal shape
+    per pass; ``workers`` reader threads; ``max_pixels`` the largest image (by its header) that is
+    decoded, ``max_model_pixels`` the largest input of one autoencoder pass.
+    """
 
     def __init__(
         self,
         models: Sequence[Autoencoder | ModelHandle],
         settings: ScoreSettings | None = None,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
         *,
         store: ScoreStore | None = None,
         batch_size: int = 1,
         workers: int = 2,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
         max_model_pixels: int = DEFAULT_MAX_MODEL_PIXELS,
     ):
         if not models:
             raise ValueError("at least one autoencoder is needed")
         self.settings = settings or ScoreSettings()
-        self.models = [_Model(m, self.settings.seed) for m in models]
+        self.models = [_Model(m, self.settings) for m in models]
         self.max_pixels = max_pixels
         self.store = store
         self.batch_size = max(1, batch_size)
         self.workers = max(1, workers)
         self.max_model_pixels = max_model_pixels
-        from aedr.store import settings_digest
-
-        self._settings_key = settings_digest(self.settings.as_dict())
         self._store_lock = threading.Lock()
 
     # -- public API -------------------------------------------------------------------------
 
-    def score_file(self, path: str | os.PathLike) -> list[ScoreRecord]:
-        """One record per model for ``path``; failures become error records."""
+    def score_file(self, path: str | os.PathLike) -> list[Measurement]:
+        """One measurement per model for ``path``; failures become error records."""
         return next(self.score_images([path]))
 
-    def score_paths(self, paths: Iterable[str | os.PathLike]) -> Iterator[ScoreRecord]:
-        """Records for every image file under ``paths`` (directories are walked), as they finish."""
+    def score_paths(self, paths: Iterable[str | os.PathLike]) -> Iterator[Measurement]:
+        """Measurements of every image file under ``paths`` (folders are walked), as they finish."""
         for records in self.score_images(iter_image_files(paths)):
             yield from records
 
-    def score_images(self, paths: Iterable[str | os.PathLike]) -> Iterator[list[ScoreRecord]]:
-        """Each file's records (one per model, in model order) as soon as all of them are done.
+    def score_images(self, paths: Iterable[str | os.PathLike]) -> Iterator[list[Measurement]]:
+        """Each file's measurements (one per model, in model order) as soon as all are done.
 
         With ``batch_size`` 1 files complete in order; with larger batches, in batch order.
         """
@@ -216,7 +282,7 @@ class Scorer:
 
     def score_prepared(
         self, prepared_files: Iterable[PreparedImage]
-    ) -> Iterator[list[ScoreRecord]]:
+    ) -> Iterator[list[Measurement]]:
         """The compute stage: batch, run and finish images read elsewhere, as they complete."""
         buckets: dict[tuple[int, tuple[int, ...]], list[tuple[_Job, np.ndarray]]] = {}
         done: deque[_Job] = deque()
@@ -241,8 +307,8 @@ class Scorer:
             if height * width > self.max_model_pixels:
                 raise ImageError(
                     f"image is {image.width}x{image.height}: {height}x{width} pixels in one "
-                    f"autoencoder pass exceeds --max-model-pixels {self.max_model_pixels}; score "
-                    "it in crops with --crop N (and --crops K), or raise the limit"
+                    f"autoencoder pass exceed the model-pixel limit {self.max_model_pixels}; "
+                    "measure it in crops, or raise the limit"
                 )
         return [to_model_input(piece) for piece in pieces]
 
@@ -262,12 +328,12 @@ class Scorer:
 
     def _prepare(self, path: Path) -> PreparedImage:
         prepared = PreparedImage(path)
+        try:
+            prepared.content = content_hash(path)
+        except ImageError as exc:
+            prepared.error = str(exc)
+            return prepared
         if self.store is not None:
-            try:
-                prepared.content = content_hash(path)
-            except ImageError as exc:
-                prepared.error = str(exc)
-                return prepared
             prepared.cached = self._lookup(prepared.content)
             if len(prepared.cached) == len(self.models):
                 return prepared  # fully answered from the store: nothing to decode
@@ -277,8 +343,9 @@ class Scorer:
         hits = {}
         with self._store_lock:
             for index, model in enumerate(self.models):
-                if model.identity is not None:
-                    hit = self.store.get(content, model.identity, self._settings_key)
+                provenance = model.provenance
+                if provenance is not None:
+                    hit = self.store.get(content, provenance.digest())
                     if hit is not None:
                         hits[index] = hit
         return hits
@@ -288,23 +355,27 @@ class Scorer:
     def _start(self, prepared: PreparedImage, buckets, done: deque[_Job]) -> None:
         """Queue an image's inputs in the batch buckets (running the ones that fill up)."""
         path = display_path(prepared.path)
+        content = prepared.content or ""
         job = _Job(prepared, {})
         if prepared.error:
             job.records = {
-                i: ScoreRecord(path, m.name, m.group, error=prepared.error)
+                i: Measurement(path, m.name, m.group, self.settings.measurement,
+                               content_sha256=content, error=prepared.error)
                 for i, m in enumerate(self.models)
-            }
+            }  # fmt: skip
             job.sealed = True
             done.append(job)
             return
         for index, model in enumerate(self.models):
             if index in prepared.cached:
-                job.records[index] = ScoreRecord(**{**prepared.cached[index], "path": path})
+                stored = {**prepared.cached[index], "path": path, "content_sha256": content}
+                job.records[index] = Measurement.from_dict(stored)
                 continue
             image = prepared.image
-            record = ScoreRecord(
-                path, model.name, model.group, homogeneity=prepared.homogeneity,
-                width=image.width, height=image.height,
+            record = Measurement(
+                path, model.name, model.group, self.settings.measurement,
+                homogeneity=prepared.homogeneity, width=image.width, height=image.height,
+                content_sha256=content,
             )  # fmt: skip
             job.records[index] = record
             try:
@@ -324,24 +395,23 @@ class Scorer:
             done.append(job)
 
     def _run(self, key, items: list[tuple[_Job, np.ndarray]], done: deque[_Job]) -> None:
-        """Score one batch of equal-shape inputs for one model; finish the jobs it completes."""
+        """Measure one batch of equal-shape inputs for one model; finish the jobs it completes."""
         import torch
 
         index = key[0]
         model = self.models[index]
         batch = torch.from_numpy(np.stack([array for _, array in items]))
         try:
-            if self.settings.method == "latenttracer":
-                from aedr.baselines import latenttracer_losses
+            if self.settings.measurement == "inversion":
+                from aedr.measure.inversion import latenttracer_losses
 
-                loss1 = latenttracer_losses(model.autoencoder, batch)
-                loss2 = torch.full_like(loss1, float("nan"))
+                columns = (latenttracer_losses(model.autoencoder, batch),)
             else:
-                loss1, loss2 = reconstruction_losses(
+                columns = reconstruction_losses(
                     model.autoencoder, batch, self.settings.latent, model.generator
                 )
-            losses: list[tuple[float, float] | str] = list(
-                zip(loss1.tolist(), loss2.tolist(), strict=True)
+            losses: list[tuple[float, ...] | str] = list(
+                zip(*(column.tolist() for column in columns), strict=True)
             )
         except Exception as exc:  # one model failing on one batch must not end the run
             losses = [f"autoencoder failed: {type(exc).__name__}: {exc}"] * len(items)
@@ -359,42 +429,41 @@ class Scorer:
         while done:
             yield done.popleft()
 
-    def _finish(self, job: _Job) -> list[ScoreRecord]:
+    def _finish(self, job: _Job) -> list[Measurement]:
         """Combine crop losses into each record, store the successes, return model order."""
         for index, crop_losses in job.crop_losses.items():
             record = job.records[index]
             if record.error or not crop_losses:
                 continue
             # Equal-sized crops: the mean of their MSEs is the MSE over all their pixels.
-            record.loss1 = float(np.mean([loss1 for loss1, _ in crop_losses]))
+            means = [float(np.mean(column)) for column in zip(*crop_losses, strict=True)]
             try:
-                self._set_signal(record, float(np.mean([loss2 for _, loss2 in crop_losses])))
+                _fill_losses(record, means)
             except SignalError as exc:
                 record.error = str(exc)
                 continue
-            self._save(job.prepared, self.models[index], record)
+            record.provenance = self.models[index].provenance
+            self._save(record)
         return [job.records[index] for index in range(len(self.models))]
 
-    def _set_signal(self, record: ScoreRecord, loss2: float) -> None:
-        """Fill loss2, ratio and the signal of the run's method (all lower = belongs)."""
-        method = self.settings.method
-        if method == "latenttracer":
-            if not math.isfinite(record.loss1):
-                raise SignalError(f"non-finite inversion loss {record.loss1}")
-            record.signal = record.loss1
+    def _save(self, record: Measurement) -> None:
+        if self.store is None or not record.content_sha256 or record.provenance is None:
             return
-        record.loss2 = loss2
-        record.ratio = loss_ratio(record.loss1, loss2)
-        # "fitted" needs a calibration's beta: its records carry the paper's signal, and the
-        # calibration computes its own statistic from loss1, loss2 and homogeneity.
-        statistic = "aedr" if method == "fitted" else method
-        record.signal = signal_of_record(record.as_dict(), statistic)
-
-    def _save(self, prepared: PreparedImage, model: _Model, record: ScoreRecord) -> None:
-        if self.store is None or prepared.content is None or model.identity is None:
-            return
+        stored = {k: v for k, v in record.as_dict().items() if k not in ("path", "content_sha256")}
         with self._store_lock:
-            self.store.put(prepared.content, model.identity, self._settings_key, record.as_dict())
+            self.store.put(record.content_sha256, record.provenance.digest(), stored)
+
+
+def _fill_losses(record: Measurement, losses: list[float]) -> None:
+    """Put a measurement's mean losses in place, refusing what no statistic could use."""
+    if record.measurement == "inversion":
+        (loss,) = losses
+        if not math.isfinite(loss):
+            raise SignalError(f"non-finite inversion loss {loss}")
+        record.inversion_loss = loss
+        return
+    record.loss1, record.loss2 = losses
+    record.ratio = loss_ratio(record.loss1, record.loss2)
 
 
 def decode(
@@ -412,7 +481,7 @@ def decode(
 
 
 def content_hash(path: Path) -> str:
-    from aedr.store import file_sha256
+    from aedr.measure.store import file_sha256
 
     try:
         return file_sha256(path)
@@ -422,8 +491,9 @@ def content_hash(path: Path) -> str:
 
 def score_array(
     autoencoder: Autoencoder, rgb: np.ndarray, settings: ScoreSettings | None = None
-) -> ScoreRecord:
-    """Score an in-memory (H, W, 3) uint8 RGB image; homogeneity uses OpenCV's ``cvtColor`` luma."""
+) -> Measurement:
+    """Measure an in-memory (H, W, 3) uint8 RGB image; homogeneity uses OpenCV's ``cvtColor``
+    luma."""
     image = LoadedImage(Path("<array>"), rgb, luma_opencv(rgb), "array")
     prepared = PreparedImage(image.path, image=image, homogeneity=glcm_homogeneity(image.gray))
     return next(Scorer([autoencoder], settings).score_prepared([prepared]))[0]

@@ -1,0 +1,1 @@
+"""Deciding: statistics of measurements, thresholds, verdicts and their evaluation."""

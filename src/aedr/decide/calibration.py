@@ -1,0 +1,343 @@
+"""Per-model decision thresholds: a Gaussian KDE over a statistic of images the model made.
+
+The threshold is the (1 - alpha) quantile of that KDE, computed exactly as the paper's authors do:
+Scott bandwidth, density on 10,000 evenly spaced points over [min - s, max + s] (s: sample standard
+deviation), cumulative sum normalised to 1, linear interpolation at 1 - alpha.
+
+A calibration is fitted on measurements and keeps their provenance (weights, precision, device,
+settings), so it is applied only to measurements made the same way; records that carry no
+provenance (the authors' loss files, a user's CSV) need the provenance stated, and the calibration
+records that it was assumed. A digest over every field makes an edited file an error at load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from aedr.decide.statistics import DEFAULT_STATISTIC, StatisticError, get_statistic
+from aedr.measure.provenance import Provenance, ProvenanceError, common_provenance
+from aedr.records import OutputExistsError
+
+GRID_SIZE = 10_000
+CALIBRATION_FORMAT = 2
+MAX_SIGNALS = 1_000_000
+"""Largest calibration kept (signals): a file beyond it is refused rather than loaded for minutes."""
+ALPHA_GRID = (0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3)
+UNVERIFIED_IDENTITY = "unverified"
+"""The identity of an assumed provenance whose weights nobody named: not checked when applied."""
+
+
+class CalibrationError(ValueError):
+    """A calibration that cannot be fitted, read or applied."""
+
+
+def kde_threshold(
+    signals: Sequence[float], alpha: float = 0.05, grid_size: int = GRID_SIZE
+) -> float:
+    """The (1 - alpha) quantile of a Gaussian KDE (Scott's rule) fitted on ``signals``.
+
+    >>> round(kde_threshold([1.0, 1.1, 1.2, 1.3, 1.4], alpha=0.5), 6)
+    1.2
+    """
+    from scipy.stats import gaussian_kde
+
+    values = np.asarray(signals, dtype=np.float64)
+    if not 0.0 < alpha < 1.0:
+        raise CalibrationError(f"alpha must lie in (0, 1), got {alpha}")
+    if values.ndim != 1 or values.size < 2:
+        raise CalibrationError(f"need at least 2 signals to fit a KDE, got {values.size}")
+    if not np.all(np.isfinite(values)):
+        raise CalibrationError("signals contain NaN or infinite values")
+    spread = values.std(ddof=1)
+    if spread == 0.0:
+        raise CalibrationError("all signals are identical: a KDE has no width to fit")
+    grid = np.linspace(values.min() - spread, values.max() + spread, grid_size)
+    cumulative = np.cumsum(gaussian_kde(values)(grid))
+    cumulative /= cumulative[-1]
+    return float(np.interp(1.0 - alpha, cumulative, grid))
+
+
+def signal_summary(signals: Sequence[float]) -> dict[str, float]:
+    values = np.asarray(signals, dtype=np.float64)
+    return {
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "mean": float(values.mean()),
+        "median": float(np.median(values)),
+        "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+    }
+
+
+@dataclass
+class Calibration:
+    """A fitted threshold for one model's statistic, with what is needed to apply it safely."""
+
+    model: str
+    statistic: str
+    threshold: float
+    alpha: float
+    n: int
+    signals: list[float]
+    summary: dict[str, float]
+    provenance: dict[str, Any]
+    parameters: dict[str, Any] = field(default_factory=dict)  # e.g. fitted's beta and its fit
+    provenance_assumed: bool = False  # stated by the user, not read from the records
+    tuning: dict[str, Any] = field(default_factory=dict)
+    aedr_version: str = ""
+    created: str = ""
+    format: int = CALIBRATION_FORMAT
+    digest: str = ""
+
+    @property
+    def measurement_provenance(self) -> Provenance:
+        return Provenance.from_dict(self.provenance, f"calibration for {self.model!r}")
+
+    def belongs(self, signal: float) -> bool:
+        return signal < self.threshold
+
+    def value(self, record: Mapping[str, Any]) -> float:
+        """This calibration's statistic of one measurement record."""
+        return get_statistic(self.statistic).value(record, self.parameters)
+
+    def p_value(self, signal: float) -> float:
+        """Upper tail at ``signal`` of the fitted KDE, restricted like the threshold to the
+        paper's grid range [min - s, max + s]: the share of this model's own images expected to
+        score at least this high. Comparable across models. It exceeds alpha below the threshold
+        and falls short of it above, except within half a grid step of the threshold (the
+        threshold is interpolated on the 10,000-point grid, the tail is integrated exactly)."""
+        if len(self.signals) < 2:
+            raise CalibrationError(f"calibration for {self.model!r} keeps no signals")
+        if not hasattr(self, "_kde"):
+            from scipy.stats import gaussian_kde
+
+            values = np.asarray(self.signals, dtype=np.float64)
+            spread = values.std(ddof=1)
+            self._kde = gaussian_kde(values)
+            self._range = (values.min() - spread, values.max() + spread)
+        low, high = self._range
+        upper = self._kde.integrate_box_1d(min(max(signal, low), high), high)
+        return float(min(1.0, max(0.0, upper / self._kde.integrate_box_1d(low, high))))
+
+    def check_provenance(self, run: Provenance) -> None:
+        """Refuse to apply this calibration to measurements made another way, naming how."""
+        mine = self.measurement_provenance
+        if self.provenance_assumed and mine.identity == UNVERIFIED_IDENTITY:
+            mine = replace(mine, identity=run.identity)
+        differences = mine.differences(run)
+        if differences:
+            raise CalibrationError(
+                f"calibration for {self.model!r} was fitted on measurements made differently "
+                f"from this run ({'; '.join(differences)}; calibration vs run): measure with "
+                "the calibration's settings, or recalibrate"
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field, sealed with the digest of the others (what is saved)."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "digest"}
+        return {**values, "digest": self.content_digest()}
+
+    def content_digest(self) -> str:
+        """SHA-256 over every field but the digest itself."""
+        content = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "digest"}
+        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
+        """Write the calibration as JSON, sealed with its digest."""
+        self.digest = self.content_digest()
+        try:
+            with open(path, "w" if overwrite else "x", encoding="utf-8") as stream:
+                json.dump(self.as_dict(), stream, indent=2)
+                stream.write("\n")
+        except FileExistsError:
+            raise OutputExistsError(f"{path} exists") from None
+        except OSError as exc:
+            raise CalibrationError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Calibration:
+        try:
+            with open(path, encoding="utf-8") as stream:
+                data = json.load(stream)
+        except OSError as exc:
+            raise CalibrationError(
+                f"cannot read calibration {path}: {exc.strerror or exc}"
+            ) from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CalibrationError(f"{path} is not a JSON calibration file: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "calibration") -> Calibration:
+        """A calibration read back, refused when malformed, edited or from an older format."""
+        if not isinstance(data, Mapping):
+            raise CalibrationError(f"{source} is not a calibration (a JSON object)")
+        if data.get("format") != CALIBRATION_FORMAT:
+            raise CalibrationError(
+                f"{source} is calibration format {data.get('format')!r}; this aedr reads format "
+                f"{CALIBRATION_FORMAT} (with provenance): recalibrate from the measurements"
+            )
+        names = {f.name for f in fields(cls)}
+        missing = sorted(n for n in names - set(data) if n not in _DEFAULTED)
+        if missing:
+            raise CalibrationError(f"{source} lacks {', '.join(missing)}")
+        calibration = cls(**{k: v for k, v in data.items() if k in names})
+        if not calibration.digest or calibration.digest != calibration.content_digest():
+            raise CalibrationError(
+                f"{source}: its contents do not match its digest (edited or corrupt); "
+                "recalibrate rather than edit a calibration"
+            )
+        _validate(calibration, source)
+        return calibration
+
+
+_DEFAULTED = {"parameters", "provenance_assumed", "tuning", "aedr_version", "created"}
+
+
+def _validate(calibration: Calibration, source: str) -> None:
+    """Types and ranges of a calibration read from a file."""
+    try:
+        get_statistic(calibration.statistic)
+        calibration.measurement_provenance  # noqa: B018 -- validates the provenance
+    except (StatisticError, ProvenanceError, TypeError) as exc:
+        raise CalibrationError(f"{source}: {exc}") from None
+    numbers = {"threshold": calibration.threshold, "alpha": calibration.alpha}
+    for name, value in numbers.items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
+            raise CalibrationError(f"{source}: {name} is not a finite number")
+    if not 0.0 < calibration.alpha < 1.0:
+        raise CalibrationError(f"{source}: alpha must lie in (0, 1)")
+    signals = calibration.signals
+    if not isinstance(signals, list) or not all(
+        isinstance(s, (int, float)) and not isinstance(s, bool) for s in signals
+    ):
+        raise CalibrationError(f"{source}: signals must be a list of numbers")
+    if len(signals) > MAX_SIGNALS:
+        raise CalibrationError(f"{source}: {len(signals)} signals exceed the limit {MAX_SIGNALS}")
+    if not isinstance(calibration.model, str) or not calibration.model:
+        raise CalibrationError(f"{source}: model must be a name")
+
+
+def records_of_model(
+    records: Iterable[Mapping[str, Any]],
+    model: str | None = None,
+    statistic: str = DEFAULT_STATISTIC,
+) -> tuple[str | None, list[Mapping[str, Any]], int]:
+    """(model, usable records, skipped) from measurement records of belonging images.
+
+    Records of other models are ignored when ``model`` is given; without it the records must all be
+    of one model (or carry no model column, like the authors' loss files). Error records, and
+    records the statistic cannot read, are skipped.
+    """
+    reader = get_statistic(statistic)
+    kept, skipped, models = [], 0, set()
+    for record in records:
+        record_model = record.get("model")
+        if model is not None and record_model not in (None, model):
+            continue
+        if not reader.usable(record):
+            skipped += 1
+            continue
+        kept.append(record)
+        if record_model is not None:
+            models.add(record_model)
+    if model is None and len(models) > 1:
+        raise CalibrationError(
+            f"records hold several models ({', '.join(sorted(models))}); choose one"
+        )
+    return model or (models.pop() if models else None), kept, skipped
+
+
+def provenance_of_records(
+    records: Sequence[Mapping[str, Any]], assumed: Provenance | None = None
+) -> tuple[Provenance, bool]:
+    """(the records' one provenance, whether it was assumed).
+
+    Records carrying a provenance must all carry the same; records without need ``assumed``.
+    """
+    carried = [r.get("provenance") for r in records]
+    if all(p in (None, "") for p in carried):
+        if assumed is None:
+            raise CalibrationError(
+                "the records carry no provenance (how they were measured): state the settings "
+                "they were measured with"
+            )
+        return assumed, True
+    if any(p in (None, "") for p in carried):
+        raise CalibrationError("some records carry a provenance and some do not")
+    if assumed is not None:
+        raise CalibrationError("the records carry their own provenance: do not state one")
+    try:
+        provenances = [p if isinstance(p, Provenance) else Provenance.from_dict(p) for p in carried]
+        return common_provenance(provenances), False
+    except ProvenanceError as exc:
+        raise CalibrationError(str(exc)) from None
+
+
+def calibrate(
+    records: Sequence[Mapping[str, Any]],
+    model: str,
+    alpha: float = 0.05,
+    statistic: str = DEFAULT_STATISTIC,
+    *,
+    assumed_provenance: Provenance | None = None,
+    tuning: Mapping[str, Any] | None = None,
+) -> Calibration:
+    """Fit ``model``'s calibration on measurement records of images it made.
+
+    ``statistic``'s parameters are fitted first (``fitted``: beta), then the threshold on its
+    values; the records' provenance is kept (or ``assumed_provenance`` for records without one).
+    """
+    from aedr import __version__
+
+    provenance, assumed = provenance_of_records(records, assumed_provenance)
+    reader = get_statistic(statistic)
+    if provenance.measurement != reader.measurement:
+        raise CalibrationError(
+            f"statistic {statistic} reads {reader.measurement} measurements, but these are "
+            f"{provenance.measurement} measurements"
+        )
+    try:
+        parameters = reader.fit_parameters(records)
+        signals = [reader.value(r, parameters) for r in records]
+    except (StatisticError, ValueError) as exc:
+        raise CalibrationError(str(exc)) from None
+    return Calibration(
+        model=model, statistic=statistic, threshold=kde_threshold(signals, alpha), alpha=alpha,
+        n=len(signals), signals=signals, summary=signal_summary(signals),
+        provenance=provenance.as_dict(), parameters=parameters, provenance_assumed=assumed,
+        tuning=dict(tuning or {}), aedr_version=__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )  # fmt: skip
+
+
+def choose_alpha(
+    positives: Sequence[float], negatives: Sequence[float], grid: Sequence[float] = ALPHA_GRID
+) -> tuple[float, float]:
+    """The alpha whose threshold (fitted on ``positives``) classifies ``positives`` (below) and
+    ``negatives`` (not below) most accurately, as the paper tunes it per model; ties go to the
+    smaller alpha. Returns (alpha, accuracy)."""
+    positive, negative = np.asarray(positives, float), np.asarray(negatives, float)
+    if positive.size < 2 or negative.size < 1:
+        raise CalibrationError("alpha auto needs belonging and non-belonging tuning scores")
+    best = (0.0, -1.0)
+    for alpha in grid:
+        threshold = kde_threshold(positive, alpha)
+        correct = (positive < threshold).sum() + (negative >= threshold).sum()
+        accuracy = float(correct / (positive.size + negative.size))
+        if accuracy > best[1]:
+            best = (alpha, accuracy)
+    return best

@@ -1,0 +1,1 @@
+"""Measuring: images in, method-free measurements with provenance out (nothing here decides)."""

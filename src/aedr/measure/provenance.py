@@ -1,0 +1,97 @@
+"""Where a measurement's numbers come from: the exact weights, and everything that moves them.
+
+A :class:`Provenance` names the autoencoder (its identity: a content hash of local weight files,
+the revision of a hub snapshot), the measurement kind, the precision and device kind the passes
+really ran in, every scoring setting that changes numbers, and the package version. Two
+measurements with equal provenance are interchangeable; the score store keys on it, and a
+calibration is applied only to measurements of the same provenance (the version aside, see
+:meth:`Provenance.differences`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, Literal
+
+MeasurementKind = Literal["reconstruction", "inversion"]
+MEASUREMENT_KINDS: tuple[str, ...] = ("reconstruction", "inversion")
+"""``reconstruction``: AEDR's double reconstruction (loss1, loss2); ``inversion``: LatentTracer's
+optimisation of a latent against the decoder (the smallest loss)."""
+
+VERSION_FIELD = "aedr_version"
+
+
+class ProvenanceError(ValueError):
+    """A provenance that is malformed, or measurements whose provenances do not agree."""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How one model's measurements were made; see the module docstring."""
+
+    identity: str
+    measurement: str = "reconstruction"
+    dtype: str = "fp32"
+    device: str = "cpu"  # the device kind: cpu, cuda, mps, ...
+    latent: str = "mode"
+    seed: int | None = None  # only with latent "sample": the mode draws no noise
+    alignment: str = "crop"
+    resize_filter: str | None = None  # only with alignment "resize"
+    crop: int | None = None
+    crops: int = 1
+    homogeneity_levels: int = 32
+    aedr_version: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], source: str = "provenance") -> Provenance:
+        """Validate a provenance read from a file (records, calibrations)."""
+        if not isinstance(values, Mapping):
+            raise ProvenanceError(f"{source}: provenance is not an object")
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ProvenanceError(f"{source}: unknown provenance fields {', '.join(unknown)}")
+        if not isinstance(values.get("identity"), str) or not values["identity"]:
+            raise ProvenanceError(f"{source}: provenance lacks the autoencoder identity")
+        if values.get("measurement", "reconstruction") not in MEASUREMENT_KINDS:
+            raise ProvenanceError(f"{source}: unknown measurement {values.get('measurement')!r}")
+        return cls(**values)
+
+    def digest(self) -> str:
+        """A short digest of every field (the score store's key)."""
+        canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+
+    def differences(self, other: Provenance, *, version: bool = False) -> list[str]:
+        """``field: mine vs theirs`` for each field that differs (the version only if asked):
+        a calibration made by an older release still applies when nothing else changed."""
+        return [
+            f"{f.name}: {getattr(self, f.name)!r} vs {getattr(other, f.name)!r}"
+            for f in fields(self)
+            if (version or f.name != VERSION_FIELD)
+            and getattr(self, f.name) != getattr(other, f.name)
+        ]
+
+    def without_identity(self) -> Provenance:
+        return replace(self, identity="")
+
+
+def common_provenance(provenances: list[Provenance], what: str = "records") -> Provenance:
+    """The one provenance of ``provenances``; mixed ones are an error naming the difference."""
+    if not provenances:
+        raise ProvenanceError(f"no {what} with a provenance")
+    first = provenances[0]
+    for other in provenances[1:]:
+        differences = first.differences(other, version=True)
+        if differences:
+            raise ProvenanceError(
+                f"{what} of mixed provenance ({'; '.join(differences)}): fit each on records "
+                "made one way"
+            )
+    return first

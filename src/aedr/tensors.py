@@ -1,0 +1,97 @@
+"""Tensors in, tensors out: AEDR for images already in memory, in the style of ``lpips``.
+
+>>> import aedr, torch                                           # doctest: +SKIP
+>>> signal = aedr.AEDR(aedr.create_autoencoder("taesd"))         # doctest: +SKIP
+>>> out = signal(torch.rand(4, 3, 256, 256) * 2 - 1)             # doctest: +SKIP
+>>> out.signal, out.loss1, out.loss2, out.homogeneity            # doctest: +SKIP
+
+The batch is measured exactly as files are (the same double reconstruction, float64 losses,
+homogeneity on the OpenCV grey of the 8-bit image) and the statistic comes from
+``aedr.decide.statistics``; give a calibration to apply its statistic and threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from aedr.decide.statistics import PAPER_STATISTIC, get_statistic
+from aedr.measure.homogeneity import glcm_homogeneity
+from aedr.measure.images import luma_opencv
+from aedr.measure.reconstruction import reconstruction_losses
+
+if TYPE_CHECKING:
+    import torch
+
+    from aedr.autoencoders.base import Autoencoder, LatentMode
+    from aedr.decide.calibration import Calibration
+
+
+@dataclass(frozen=True)
+class BatchSignals:
+    """Per-image results for a batch: float64 tensors of shape (B,), ``belongs`` a bool tensor
+    when a calibration was given."""
+
+    loss1: torch.Tensor
+    loss2: torch.Tensor
+    homogeneity: torch.Tensor
+    signal: torch.Tensor
+    belongs: torch.Tensor | None = None
+
+
+class AEDR:
+    """The AEDR signal of a batch against one autoencoder: ``AEDR(autoencoder)(images)``.
+
+    ``images`` is a (B, 3, H, W) tensor in [-1, 1] with sides on the autoencoder's size multiple.
+    The statistic is the paper's (ratio x homogeneity) unless ``statistic`` names another, or a
+    ``calibration`` supplies its own statistic, fitted parameters and threshold.
+    """
+
+    def __init__(
+        self,
+        autoencoder: Autoencoder,
+        statistic: str = PAPER_STATISTIC,
+        *,
+        calibration: Calibration | None = None,
+        latent: LatentMode = "mode",
+        generator: torch.Generator | None = None,
+    ):
+        self.autoencoder, self.calibration = autoencoder, calibration
+        self.statistic = get_statistic(calibration.statistic if calibration else statistic)
+        if self.statistic.measurement != "reconstruction":
+            raise ValueError(
+                f"statistic {self.statistic.name} does not read the double reconstruction"
+            )
+        self.parameters: dict[str, Any] = dict(calibration.parameters) if calibration else {}
+        self.latent, self.generator = latent, generator
+
+    def __call__(self, images: torch.Tensor) -> BatchSignals:
+        import torch
+
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"expected a (B, 3, H, W) batch, got shape {tuple(images.shape)}")
+        multiple = self.autoencoder.size_multiple
+        if images.shape[2] % multiple or images.shape[3] % multiple:
+            raise ValueError(
+                f"sides {images.shape[2]}x{images.shape[3]} are not multiples of "
+                f"{multiple}, the autoencoder's grid: crop them first"
+            )
+        loss1, loss2 = reconstruction_losses(self.autoencoder, images, self.latent, self.generator)
+        pixels = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        homogeneity = [
+            glcm_homogeneity(luma_opencv(np.ascontiguousarray(p.permute(1, 2, 0).numpy())))
+            for p in pixels
+        ]
+        records = [
+            {"measurement": "reconstruction", "loss1": a, "loss2": b, "homogeneity": h}
+            for a, b, h in zip(loss1.tolist(), loss2.tolist(), homogeneity, strict=True)
+        ]
+        signal = torch.tensor(
+            [self.statistic.value(r, self.parameters) for r in records], dtype=torch.float64
+        )
+        belongs = signal < self.calibration.threshold if self.calibration else None
+        return BatchSignals(
+            loss1, loss2, torch.tensor(homogeneity, dtype=torch.float64), signal, belongs
+        )

@@ -1,0 +1,193 @@
+"""The jobs users run, as library functions: the CLI, the server and the demo are shells over them.
+
+Measuring (``aedr.measure``) and deciding (``aedr.decide``) meet here: each workflow measures
+with a :class:`~aedr.measure.scorer.Scorer` the caller built (its models, store and limits) and
+fits or applies decisions on the measurements.
+
+- :func:`calibrate_images`: a threshold from images the model made;
+- :func:`calibrate_generator_free`: the same from decoder-made images of the user's photos;
+- :func:`calibrate_measurements`: from measurement records already made (or the authors' files);
+- :func:`evaluate_files`: accuracy tables and a report from records and labels.
+
+Attribution is :class:`~aedr.decide.attribution.Attributor` itself.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aedr.decide.calibration import Calibration, CalibrationError, calibrate, choose_alpha
+from aedr.decide.evaluation import EvaluationResult, evaluate, read_labels
+from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
+from aedr.measure.images import iter_image_files
+from aedr.measure.provenance import Provenance
+from aedr.measure.scorer import Measurement, Scorer
+from aedr.records import read_records
+
+Alpha = float | str  # a share in (0, 1), or "auto" (tuned on negatives)
+
+
+@dataclass
+class CalibrationRun:
+    """A fitted calibration with the measurements it was fitted on and those left out."""
+
+    calibration: Calibration
+    records: list[dict[str, Any]]
+    failed: list[Measurement] = field(default_factory=list)  # images that could not be measured
+    skipped: int = 0  # records a statistic could not read (calibrate_measurements)
+    images: list[Path] = field(default_factory=list)  # decoder-made images, generator-free only
+
+
+def calibrate_images(
+    scorer: Scorer,
+    paths: Iterable[str | os.PathLike],
+    statistic: str = DEFAULT_STATISTIC,
+    alpha: Alpha = 0.05,
+    *,
+    negatives: Sequence[Mapping[str, Any]] = (),
+    on_measurement: Callable[[Measurement], None] | None = None,
+) -> CalibrationRun:
+    """Measure images the scorer's one model made and fit its calibration on them.
+
+    ``on_measurement`` sees every measurement as it completes (to save or report it); failed
+    images are returned, not fitted. ``alpha="auto"`` tunes alpha on ``negatives``: measurement
+    records of images the model did not make.
+    """
+    if len(scorer.models) != 1:
+        raise CalibrationError("a calibration is fitted for one model: give the scorer one")
+    good, failed = [], []
+    for (measurement,) in scorer.score_images(iter_image_files(paths)):
+        if on_measurement is not None:
+            on_measurement(measurement)
+        (good if measurement.ok else failed).append(measurement)
+    records = [m.as_dict() for m in good]
+    calibration = _fit(records, scorer.models[0].name, statistic, alpha, negatives)
+    return CalibrationRun(calibration, records, failed)
+
+
+def calibrate_generator_free(
+    scorer: Scorer,
+    photos: str | os.PathLike,
+    count: int = 100,
+    statistic: str = DEFAULT_STATISTIC,
+    alpha: Alpha = 0.05,
+    *,
+    seed: int = 0,
+    save_to: str | os.PathLike | None = None,
+    negatives: Sequence[Mapping[str, Any]] = (),
+    on_measurement: Callable[[Measurement], None] | None = None,
+) -> CalibrationRun:
+    """Calibrate without the generator: the scorer's model decodes ``count`` images from the
+    photos under ``photos`` (kept in ``save_to`` when given), which are then measured as its own.
+    The model loads once, for both steps."""
+    from aedr.synthesis import decoder_images, photo_crops, save_images
+
+    if len(scorer.models) != 1:
+        raise CalibrationError("a calibration is fitted for one model: give the scorer one")
+    crops = photo_crops([photos])
+    if len(crops) < 2:
+        raise CalibrationError(
+            f"{photos}: need at least 2 readable photos of 256 x 256 pixels or more"
+        )
+    model = scorer.models[0]
+    made = decoder_images(model.autoencoder, crops, count, seed, reconstructions=count // 4)
+    with tempfile.TemporaryDirectory() as scratch:
+        images = save_images(made, Path(save_to or scratch), "synthetic-")
+        run = calibrate_images(
+            scorer, images, statistic, alpha, negatives=negatives, on_measurement=on_measurement
+        )
+    run.calibration.tuning["belonging_images"] = (
+        f"generator-free: {len(images)} decoder-made images from {len(crops)} photos"
+    )
+    run.images = images if save_to else []
+    return run
+
+
+def calibrate_measurements(
+    records: Iterable[Mapping[str, Any]],
+    model: str | None = None,
+    statistic: str = DEFAULT_STATISTIC,
+    alpha: Alpha = 0.05,
+    *,
+    assumed_provenance: Provenance | None = None,
+    negatives: Sequence[Mapping[str, Any]] = (),
+) -> CalibrationRun:
+    """Fit a calibration on measurement records of images the model made.
+
+    The records' own provenance is kept; records without one (the authors' loss files, a CSV with
+    loss1, loss2 and homogeneity) need ``assumed_provenance``, which the calibration records as
+    assumed. ``model`` picks one model's records where several are present.
+    """
+    from aedr.decide.calibration import records_of_model
+
+    name, kept, skipped = records_of_model(records, model, statistic)
+    calibration = _fit(kept, name or "unnamed", statistic, alpha, negatives, assumed_provenance)
+    return CalibrationRun(calibration, [dict(r) for r in kept], skipped=skipped)
+
+
+def read_negatives(
+    paths: Iterable[str | os.PathLike], model: str | None, statistic: str
+) -> list[Mapping[str, Any]]:
+    """Usable measurement records of ``model`` (all, when None) in the files ``paths``."""
+    from aedr.decide.calibration import records_of_model
+
+    records = itertools.chain.from_iterable(read_records(p) for p in paths)
+    return records_of_model(records, model, statistic)[1]
+
+
+def _fit(
+    records: Sequence[Mapping[str, Any]],
+    model: str,
+    statistic: str,
+    alpha: Alpha,
+    negatives: Sequence[Mapping[str, Any]],
+    assumed_provenance: Provenance | None = None,
+) -> Calibration:
+    """The calibration of ``records``, with alpha tuned on ``negatives`` when it is "auto"."""
+    if not records:
+        raise CalibrationError(f"no usable measurements of {model}'s own images to calibrate on")
+    tuning: dict[str, Any] = {}
+    if alpha == "auto":
+        if not negatives:
+            raise CalibrationError("alpha auto needs negatives: records of images of other sources")
+        # parameters (fitted's beta) come from the belonging images only, as the threshold does
+        probe = calibrate(records, model, 0.05, statistic, assumed_provenance=assumed_provenance)
+        reader = get_statistic(statistic)
+        negative_values = [reader.value(r, probe.parameters) for r in negatives]
+        alpha, accuracy = choose_alpha(probe.signals, negative_values)
+        tuning = {"alpha": "auto", "chosen_alpha": alpha, "tuning_accuracy": accuracy,
+                  "tuning_negatives": len(negative_values)}  # fmt: skip
+    elif isinstance(alpha, str):
+        try:
+            alpha = float(alpha)
+        except ValueError:
+            raise CalibrationError(
+                f"alpha must be a number in (0, 1) or 'auto', not {alpha!r}"
+            ) from None
+    return calibrate(
+        records, model, float(alpha), statistic, assumed_provenance=assumed_provenance,
+        tuning=tuning,
+    )  # fmt: skip
+
+
+def evaluate_files(
+    scores: Sequence[str | os.PathLike],
+    labels: str | os.PathLike,
+    out: str | os.PathLike,
+    calibrations: Sequence[str | os.PathLike] = (),
+    statistic: str = DEFAULT_STATISTIC,
+    alpha: float = 0.05,
+) -> tuple[EvaluationResult, Path]:
+    """Evaluate measurement files against labels; writes report.html and tables into ``out``."""
+    from aedr.decide.report import write_report
+
+    loaded = {c.model: c for c in map(Calibration.load, calibrations)}
+    records = itertools.chain.from_iterable(read_records(path) for path in scores)
+    result = evaluate(records, read_labels(labels), loaded, statistic, alpha)
+    return result, write_report(result, Path(out))

@@ -1,0 +1,121 @@
+"""The library workflows the CLI, the server and the demo call."""
+
+import pytest
+import torch
+from conftest import smooth_image
+from PIL import Image
+
+from aedr.autoencoders.tiny import TinyAutoencoder
+from aedr.decide.attribution import Attributor
+from aedr.decide.calibration import CalibrationError
+from aedr.measure.scorer import Scorer
+from aedr.measure.store import ScoreStore
+from aedr.workflows import (
+    calibrate_generator_free,
+    calibrate_images,
+    calibrate_measurements,
+)
+
+
+class Counting(TinyAutoencoder):
+    """A tiny autoencoder that counts the images it encodes."""
+
+    encoded = 0
+
+    def encode(self, images, latent="mode", generator=None):
+        type(self).encoded += images.shape[0]
+        return super().encode(images, latent, generator)
+
+
+def copy_of(random_tiny):
+    """A counting autoencoder sharing ``random_tiny``'s modules (never change their dtype)."""
+    return Counting("random-tiny", random_tiny.module["encoder"], random_tiny.module["decoder"],
+               random_tiny.identity)  # fmt: skip
+
+
+@pytest.fixture
+def own_images(tmp_path):
+    folder = tmp_path / "own"
+    folder.mkdir()
+    for index in range(6):
+        Image.fromarray(smooth_image(index, (48, 64))).save(folder / f"{index}.png")
+    return folder
+
+
+def test_every_statistic_reads_one_measurement_per_image(random_tiny, own_images, tmp_path):
+    model = copy_of(random_tiny)
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        fits = {
+            statistic: calibrate_images(Scorer([model], store=store), [own_images], statistic)
+            for statistic in ("aedr", "ratio", "fitted")
+        }
+    assert Counting.encoded == 6 * 2  # six images, two encoder passes each: once for all three
+    assert {s: f.calibration.statistic for s, f in fits.items()} == {
+        "aedr": "aedr", "ratio": "ratio", "fitted": "fitted",
+    }  # fmt: skip
+    assert fits["aedr"].records == fits["ratio"].records == fits["fitted"].records
+    assert len({f.calibration.threshold for f in fits.values()}) == 3
+
+
+def test_a_bf16_calibration_is_refused_by_an_fp32_run_naming_dtype(random_tiny, own_images):
+    bf16 = TinyAutoencoder.random("random-tiny", 4, identity="random:0")  # its own weights copy
+    bf16.module.load_state_dict(random_tiny.module.state_dict())
+    bf16.to(dtype=torch.bfloat16)
+    calibration = calibrate_images(Scorer([bf16]), [own_images], "aedr").calibration
+    assert calibration.provenance["dtype"] == "bf16"
+    with pytest.raises(CalibrationError, match="dtype: 'bf16' vs 'fp32'"):
+        Attributor([calibration], [random_tiny])
+    Attributor([calibration], [bf16])  # the same precision applies
+
+
+def test_calibrating_from_records_keeps_their_provenance(random_tiny, own_images):
+    run = calibrate_images(Scorer([random_tiny]), [own_images], "aedr")
+    again = calibrate_measurements(run.records, statistic="aedr")
+    assert again.calibration.provenance == run.calibration.provenance
+    assert again.calibration.threshold == run.calibration.threshold
+    assert again.calibration.model == "random-tiny" and again.skipped == 0
+
+
+def test_alpha_auto_and_failed_images(random_tiny, own_images, tmp_path):
+    (own_images / "broken.png").write_bytes(b"not an image")
+    negatives_folder = tmp_path / "negatives"
+    negatives_folder.mkdir()
+    rng = __import__("numpy").random.default_rng(0)
+    for index in range(4):
+        noise = rng.integers(0, 255, (48, 64, 3), dtype="uint8")
+        Image.fromarray(noise).save(negatives_folder / f"{index}.png")
+    negatives = [m.as_dict() for m in Scorer([random_tiny]).score_paths([negatives_folder])]
+    run = calibrate_images(Scorer([random_tiny]), [own_images], "aedr", "auto",
+                           negatives=negatives)  # fmt: skip
+    assert run.calibration.tuning["alpha"] == "auto" and run.calibration.n == 6
+    assert [m.path.rsplit("/", 1)[-1] for m in run.failed] == ["broken.png"]
+    with pytest.raises(CalibrationError, match="alpha auto needs negatives"):
+        calibrate_images(Scorer([random_tiny]), [own_images], "aedr", "auto")
+    with pytest.raises(CalibrationError, match="for one model"):
+        calibrate_images(Scorer([random_tiny, random_tiny]), [own_images])
+
+
+def test_generator_free_calibration_loads_the_model_once(random_tiny, tmp_path):
+    from aedr.autoencoders.loading import ModelHandle
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for index in range(3):
+        Image.fromarray(smooth_image(index, (256, 256))).save(photos / f"{index}.png")
+    loads = []
+
+    class Handle(ModelHandle):
+        def __init__(self):  # a handle whose load is counted (the weights: random_tiny's)
+            self.name, self.group, self.identity = "random-tiny", "random-tiny", "random:0"
+            self.dtype_name, self.device_kind = "fp32", "cpu"
+
+        def load(self):
+            loads.append(1)
+            return random_tiny
+
+    run = calibrate_generator_free(Scorer([Handle()]), photos, 8, "aedr", save_to=tmp_path / "made")
+    assert loads == [1] and run.calibration.n == 8 and len(run.images) == 8
+    assert (
+        "generator-free: 8 decoder-made images from 3 photos"
+        in (run.calibration.tuning["belonging_images"])
+    )
