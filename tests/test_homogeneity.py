@@ -56,3 +56,24 @@ def test_homogeneity_of_file_reads_png(tmp_path: Path):
 
     Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(tmp_path / "flat.png")
     assert homogeneity_of_file(tmp_path / "flat.png") == 1.0
+
+
+@pytest.mark.parametrize(
+    "image",
+    [np.zeros((8, 8), dtype=np.float32), np.zeros((8, 8), dtype=np.uint16), np.zeros((8, 8))],
+)
+def test_only_8_bit_grey_is_accepted(image):
+    with pytest.raises(ValueError, match="expected an 8-bit"):
+        glcm_homogeneity(image)
+
+
+def test_docstring_examples():
+    import doctest
+
+    import aedr.decide.calibration
+    import aedr.decide.statistics
+    import aedr.measure.homogeneity
+
+    for module in (aedr.measure.homogeneity, aedr.decide.statistics, aedr.decide.calibration):
+        failed, tried = doctest.testmod(module)
+        assert tried > 0 and failed == 0, module.__name__

@@ -1,0 +1,290 @@
+"""Fault injection: each finding of the hostile probe, reproduced and bounded by a timeout.
+
+Every case must end in a specific error record or a one-line exit-2 message (no traceback, no
+hang), with the valid files of the same run measured.
+"""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import smooth_image
+from PIL import Image
+from safetensors.torch import save_file
+
+from aedr.cli import main
+
+TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory, random_tiny) -> Path:
+    folder = tmp_path_factory.mktemp("weights")
+    for part in ("encoder", "decoder"):
+        save_file(random_tiny.module[part].state_dict(), folder / f"rand_{part}.safetensors")
+    return folder / "rand_encoder.safetensors"
+
+
+@pytest.fixture
+def cli(capsys):
+    def run(*args):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit:
+            code = exit.code
+        output = capsys.readouterr()
+        assert "Traceback" not in output.err
+        return code, output.out, output.err
+
+    return run
+
+
+def good_image(folder: Path, name: str = "good.png") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(smooth_image(0, (48, 64))).save(folder / name)
+    return folder / name
+
+
+def aedr_process(*args, **popen) -> subprocess.Popen:
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "aedr", *map(str, args)], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=environment, **popen,
+    )  # fmt: skip
+
+
+# -- inputs that are not regular files ---------------------------------------------------------
+
+
+def test_fifo_and_device_in_a_folder_are_error_records_not_hangs(cli, model_file, tmp_path):
+    folder = tmp_path / "f"
+    good_image(folder)
+    os.mkfifo(folder / "x.png")
+    (folder / "z.png").symlink_to("/dev/zero")
+    out = tmp_path / "s.jsonl"
+    started = time.monotonic()
+    code, _, _ = cli("score", folder, "--model", model_file, "--out", out, "-q")
+    assert time.monotonic() - started < TIMEOUT
+    records = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
+    assert code == 1 and records["good.png"]["error"] == ""
+    assert "not a regular file (a FIFO)" in records["x.png"]["error"]
+    assert "not a regular file (a character device)" in records["z.png"]["error"]
+
+
+def test_sigterm_ends_a_run_promptly_and_resume_completes_it(model_file, tmp_path):
+    folder = tmp_path / "many"
+    for index in range(30):
+        good_image(folder, f"{index:02d}.png")
+    os.mkfifo(folder / "15-fifo.png")
+    out = tmp_path / "s.jsonl"
+    process = aedr_process("score", folder, "--model", model_file, "--out", out, "-q")
+    deadline = time.monotonic() + TIMEOUT
+    while not (out.exists() and out.read_text().count("\n") >= 3):
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=30)  # prompt: a hung reader would keep it alive
+    finished = aedr_process("score", folder, "--model", model_file, "--out", out, "--resume", "-q")
+    assert finished.wait(timeout=TIMEOUT) == 1  # the FIFO's error record
+    names = [Path(json.loads(line)["path"]).name for line in out.read_text().splitlines()]
+    assert sorted(names) == sorted(p.name for p in folder.iterdir())  # each exactly once
+
+
+# -- the exit-code contract --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [
+        ("nodir/s.jsonl", "folder nodir does not exist"),
+        ("adir", "is a folder"),
+        ("full.jsonl", "No space left on device"),
+    ],
+)
+def test_output_problems_are_exit_2_with_one_line(cli, model_file, tmp_path, out, message):
+    image = good_image(tmp_path / "in")
+    (tmp_path / "adir").mkdir()
+    (tmp_path / "full.jsonl").symlink_to("/dev/full")
+    os.chdir(tmp_path)
+    for extra in ((), ("--overwrite",)):
+        code, _, err = cli("score", image, "--model", model_file, "--out", out, *extra)
+        assert code == 2 and message in err, err
+        assert len(err.strip().splitlines()) == 1
+
+
+def test_stdout_to_a_full_disk_is_exit_2(model_file, tmp_path):
+    image = good_image(tmp_path)
+    with open("/dev/full", "w") as full:
+        process = aedr_process("score", image, "--model", model_file, "-q", stdout=full)
+        _, err = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 2 and "No space left on device" in err
+    assert "Traceback" not in err
+
+
+def test_calibrate_checks_its_output_before_measuring(cli, model_file, tmp_path):
+    image = good_image(tmp_path / "in")
+    started = time.monotonic()
+    code, _, err = cli("calibrate", "--model", model_file, image, "--out", tmp_path / "no" / "c.json")
+    assert code == 2 and "folder" in err and "does not exist" in err
+    assert time.monotonic() - started < 5  # refused before any image was measured
+
+
+def test_a_corrupt_store_is_exit_2_naming_the_fix(cli, model_file, tmp_path):
+    folder = tmp_path / "in"
+    for index in range(40):
+        good_image(folder, f"{index}.png")
+    store = tmp_path / "s.sqlite"
+    assert cli("score", folder, "--model", model_file, "--store", store, "-q")[0] == 0
+    with sqlite3.connect(store) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+    data = bytearray(store.read_bytes())
+    data[page_size * 2 : page_size * 3] = os.urandom(page_size)  # an inner page
+    store.write_bytes(bytes(data))
+    out = tmp_path / "s.jsonl"
+    code, _, err = cli("score", folder, "--model", model_file, "--store", store, "--out", out)
+    assert code == 2 and "score store" in err and "--no-cache" in err, err
+    code, _, _ = cli("score", folder, "--model", model_file, "--no-cache", "--out", out,
+                     "--overwrite", "-q")  # fmt: skip
+    assert code == 0
+
+
+def test_non_finite_losses_are_error_records_in_every_format(cli, random_tiny, tmp_path):
+    import torch
+
+    folder = tmp_path / "nan"
+    broken = {k: torch.full_like(v, float("nan")) for k, v in random_tiny.module["decoder"]
+              .state_dict().items()}  # fmt: skip
+    save_file(random_tiny.module["encoder"].state_dict(), folder / "n_encoder.safetensors")
+    save_file(broken, folder / "n_decoder.safetensors")
+    image = good_image(tmp_path / "in")
+    for suffix in (".jsonl", ".csv"):
+        out = tmp_path / f"s{suffix}"
+        code, _, _ = cli("score", image, "--model", folder / "n_encoder.safetensors", "--out", out)
+        assert code == 1 and "non-finite" in out.read_text() and "nan" not in out.read_text()
+
+
+def test_a_folder_named_like_an_image_is_a_usage_error(cli, model_file, tmp_path):
+    (tmp_path / "y.png").mkdir()
+    code, _, err = cli("score", tmp_path / "y.png", "--model", model_file)
+    assert code == 2 and "no image files" in err
+
+
+def test_a_pickle_in_a_diffusers_folder_is_a_clear_error(cli, tmp_path, image_folder):
+    from aedr.autoencoders import create_autoencoder
+
+    folder = tmp_path / "vae"
+    create_autoencoder("sd15", random_weights=True).module.save_pretrained(folder)
+    (folder / "diffusion_pytorch_model.safetensors").unlink()
+    (folder / "diffusion_pytorch_model.bin").write_bytes(b"\x80\x04not a real pickle")
+    code, _, err = cli("score", image_folder / "a.png", "--model", folder)
+    assert code == 2 and "cannot load" in err
+
+
+# -- calibration integrity ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"provenance": None, "model": "taesdxl"}, "digest"),
+        ({"signals": "abc"}, "digest"),
+        ({"alpha": "x"}, "digest"),
+        ({"format": 1, "settings": []}, "format 1"),
+        ({"statistic": "bogus"}, "digest"),
+    ],
+)
+def test_edited_calibrations_are_exit_2(cli, model_file, tmp_path, edit, message):
+    folder = tmp_path / "own"
+    for index in range(4):
+        good_image(folder, f"{index}.png")
+    out = tmp_path / "c.json"
+    assert cli("calibrate", "--model", model_file, folder, "--method", "aedr", "--out", out,
+               "-q")[0] == 0  # fmt: skip
+    out.write_text(json.dumps({**json.loads(out.read_text()), **edit}))
+    code, _, err = cli("attribute", folder, "--calibration", out)
+    assert code == 2 and message in err
+
+
+def test_negative_crop_is_refused(cli, model_file, tmp_path):
+    code, _, err = cli("score", good_image(tmp_path), "--model", model_file, "--crop", "-5")
+    assert code == 2 and "crop must be a positive" in err
+
+
+# -- memory ------------------------------------------------------------------------------------
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A small PNG that declares width x height (its pixel data is one compressed row)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * (3 * width + 1))) + chunk(b"IEND", b""))  # fmt: skip
+
+
+def test_an_image_over_the_model_limit_is_refused_from_its_header(model_file, tmp_path):
+    """7999 x 8000 (under --max-pixels, over --max-model-pixels): refused without decoding."""
+    (tmp_path / "huge.png").write_bytes(png_header_only(7999, 8000))
+    good_image(tmp_path)
+    code = (
+        "import resource, sys; from aedr.cli import main\n"
+        f"main(['score', {str(tmp_path / 'good.png')!r}, '--model', {str(model_file)!r}, '-q',"
+        " '--no-cache'])\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        f"rc = main(['score', {str(tmp_path / 'huge.png')!r}, '--model', {str(model_file)!r},"
+        " '-q', '--no-cache'])\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print('RSS', (after - before) // 1024, rc, file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=TIMEOUT)  # fmt: skip
+    line = next(x for x in result.stderr.splitlines() if x.startswith("RSS"))
+    _, megabytes, returncode = line.split()
+    assert returncode == "1" and int(megabytes) < 100, result.stderr
+    assert "model-pixel limit" in result.stdout
+
+
+# -- spreadsheets and evaluation -----------------------------------------------------------------
+
+
+def test_csv_cells_cannot_start_a_formula(cli, model_file, tmp_path):
+    from aedr.records import read_records
+
+    image = good_image(tmp_path / "in", "=2+5+cmd|calc!A0.png")
+    out = tmp_path / "s.csv"
+    assert cli("score", image, "--model", model_file, "--out", out, "-q")[0] == 0
+    text = out.read_text()
+    assert ",=2+5" not in text and "'=2+5+cmd|calc!A0.png" in text
+    (record,) = read_records(out)
+    assert record["path"].endswith("=2+5+cmd|calc!A0.png")  # read back as written
+
+
+def test_metrics_json_is_valid_json_and_unlabelled_records_are_reported(cli, model_file, tmp_path):
+    folder = tmp_path / "in"
+    for index in range(4):
+        good_image(folder, f"{index}.png")
+    scores = tmp_path / "s.jsonl"
+    cli("score", folder, good_image(tmp_path / "other", "x.png"), "--model", model_file,
+        "--out", scores, "-q")  # fmt: skip
+    labels = tmp_path / "labels.csv"
+    labels.write_text("path,label\n" + "".join(f"{folder}/{i}.png,{model_file}\n" for i in range(4)))
+    code, _, err = cli("evaluate", "--scores", scores, "--labels", labels, "--method", "aedr",
+                       "--out", tmp_path / "report")  # fmt: skip
+    assert code == 1 and "1 record has no label" in err
+    metrics = (tmp_path / "report" / "metrics.json").read_text()
+    assert "NaN" not in metrics and json.loads(metrics)["mean"]
+    code, _, _ = cli("evaluate", "--scores", scores, "--labels", labels, "--method", "aedr",
+                     "--out", tmp_path / "report", "--overwrite", "--allow-unlabelled")  # fmt: skip
+    assert code == 0
