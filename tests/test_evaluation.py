@@ -85,7 +85,8 @@ def test_errors_and_unlabelled_records_are_skipped_and_nothing_matching_is_an_er
     records, labels = synthetic(n=4)
     records.append(signal_record("/elsewhere/x.png", "a", 1.0))
     records.append({**signal_record("/data/a/0.png", "a", 1.0), "loss1": None, "error": "bad"})
-    assert evaluate(records, labels, statistic="aedr").skipped == 2
+    result = evaluate(records, labels, statistic="aedr")
+    assert (result.skipped, result.unlabelled) == (1, 1)
     with pytest.raises(EvaluationError, match="no score record matches a label"):
         evaluate(records, {"/nope.png": "a"}, statistic="aedr")
 

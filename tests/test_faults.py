@@ -47,34 +47,36 @@ def cli(capsys):
     return run
 
 
-def good_image(folder: Path, name: str = "good.png") -> Path:
+def good_image(folder: Path, name: str = "good.png", seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(smooth_image(0, (48, 64))).save(folder / name)
+    Image.fromarray(smooth_image(seed, (48, 64))).save(folder / name)
     return folder / name
 
 
 def aedr_process(*args, **popen) -> subprocess.Popen:
     environment = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    streams = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
     return subprocess.Popen(
-        [sys.executable, "-m", "aedr", *map(str, args)], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=environment, **popen,
-    )  # fmt: skip
+        [sys.executable, "-m", "aedr", *map(str, args)], text=True, env=environment, **streams
+    )
 
 
 # -- inputs that are not regular files ---------------------------------------------------------
 
 
-def test_fifo_and_device_in_a_folder_are_error_records_not_hangs(cli, model_file, tmp_path):
+def test_fifo_and_device_in_a_folder_are_error_records_not_hangs(model_file, tmp_path):
     folder = tmp_path / "f"
     good_image(folder)
     os.mkfifo(folder / "x.png")
     (folder / "z.png").symlink_to("/dev/zero")
     out = tmp_path / "s.jsonl"
-    started = time.monotonic()
-    code, _, _ = cli("score", folder, "--model", model_file, "--out", out, "-q")
-    assert time.monotonic() - started < TIMEOUT
+    process = aedr_process("score", folder, "--model", model_file, "--out", out, "-q")
+    try:
+        _, err = process.communicate(timeout=TIMEOUT)  # a blocked reader would hang here
+    finally:
+        process.kill()
     records = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
-    assert code == 1 and records["good.png"]["error"] == ""
+    assert process.returncode == 1 and records["good.png"]["error"] == "", err
     assert "not a regular file (a FIFO)" in records["x.png"]["error"]
     assert "not a regular file (a character device)" in records["z.png"]["error"]
 
@@ -92,32 +94,39 @@ def test_sigterm_ends_a_run_promptly_and_resume_completes_it(model_file, tmp_pat
         time.sleep(0.1)
     process.send_signal(signal.SIGTERM)
     process.wait(timeout=30)  # prompt: a hung reader would keep it alive
+    assert process.returncode == 130  # ended as an interrupt, its records flushed
     finished = aedr_process("score", folder, "--model", model_file, "--out", out, "--resume", "-q")
-    assert finished.wait(timeout=TIMEOUT) == 1  # the FIFO's error record
-    names = [Path(json.loads(line)["path"]).name for line in out.read_text().splitlines()]
+    assert finished.wait(timeout=TIMEOUT) in (0, 1)  # 1 if the FIFO's record is written now
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    names = [Path(r["path"]).name for r in records]
     assert sorted(names) == sorted(p.name for p in folder.iterdir())  # each exactly once
+    assert [n for n, r in zip(names, records, strict=True) if r["error"]] == ["15-fifo.png"]
 
 
 # -- the exit-code contract --------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
-    ("out", "message"),
+    ("out", "extra", "message"),
     [
-        ("nodir/s.jsonl", "folder nodir does not exist"),
-        ("adir", "is a folder"),
-        ("full.jsonl", "No space left on device"),
+        ("nodir/s.jsonl", (), "folder nodir does not exist"),
+        ("nodir/s.jsonl", ("--overwrite",), "folder nodir does not exist"),
+        ("adir.jsonl", (), "is a folder"),
+        ("adir.jsonl", ("--overwrite",), "is a folder"),
+        ("full.jsonl", ("--overwrite",), "No space left on device"),
+        ("full.jsonl", (), "exists; pass --overwrite"),
     ],
 )
-def test_output_problems_are_exit_2_with_one_line(cli, model_file, tmp_path, out, message):
+def test_output_problems_are_exit_2_with_one_line(
+    cli, model_file, tmp_path, monkeypatch, out, extra, message
+):
     image = good_image(tmp_path / "in")
-    (tmp_path / "adir").mkdir()
+    (tmp_path / "adir.jsonl").mkdir()
     (tmp_path / "full.jsonl").symlink_to("/dev/full")
-    os.chdir(tmp_path)
-    for extra in ((), ("--overwrite",)):
-        code, _, err = cli("score", image, "--model", model_file, "--out", out, *extra)
-        assert code == 2 and message in err, err
-        assert len(err.strip().splitlines()) == 1
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("score", image, "--model", model_file, "--out", out, *extra)
+    assert code == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_stdout_to_a_full_disk_is_exit_2(model_file, tmp_path):
@@ -132,22 +141,25 @@ def test_stdout_to_a_full_disk_is_exit_2(model_file, tmp_path):
 def test_calibrate_checks_its_output_before_measuring(cli, model_file, tmp_path):
     image = good_image(tmp_path / "in")
     started = time.monotonic()
-    code, _, err = cli("calibrate", "--model", model_file, image, "--out", tmp_path / "no" / "c.json")
+    code, _, err = cli(
+        "calibrate", "--model", model_file, image, "--out", tmp_path / "no" / "c.json"
+    )
     assert code == 2 and "folder" in err and "does not exist" in err
     assert time.monotonic() - started < 5  # refused before any image was measured
 
 
 def test_a_corrupt_store_is_exit_2_naming_the_fix(cli, model_file, tmp_path):
     folder = tmp_path / "in"
-    for index in range(40):
-        good_image(folder, f"{index}.png")
+    for index in range(40):  # distinct images: 40 records span several pages
+        good_image(folder, f"{index}.png", seed=index)
     store = tmp_path / "s.sqlite"
     assert cli("score", folder, "--model", model_file, "--store", store, "-q")[0] == 0
     with sqlite3.connect(store) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
     data = bytearray(store.read_bytes())
-    data[page_size * 2 : page_size * 3] = os.urandom(page_size)  # an inner page
+    inner = len(data) - page_size * 2  # every page but the header's: the tables' b-trees
+    data[page_size * 2 :] = np.random.default_rng(0).integers(0, 256, inner, np.uint8).tobytes()
     store.write_bytes(bytes(data))
     out = tmp_path / "s.jsonl"
     code, _, err = cli("score", folder, "--model", model_file, "--store", store, "--out", out)
@@ -160,16 +172,21 @@ def test_a_corrupt_store_is_exit_2_naming_the_fix(cli, model_file, tmp_path):
 def test_non_finite_losses_are_error_records_in_every_format(cli, random_tiny, tmp_path):
     import torch
 
-    folder = tmp_path / "nan"
-    broken = {k: torch.full_like(v, float("nan")) for k, v in random_tiny.module["decoder"]
-              .state_dict().items()}  # fmt: skip
+    from aedr.records import read_records
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    decoder = random_tiny.module["decoder"].state_dict()
     save_file(random_tiny.module["encoder"].state_dict(), folder / "n_encoder.safetensors")
-    save_file(broken, folder / "n_decoder.safetensors")
+    save_file({k: torch.full_like(v, float("nan")) for k, v in decoder.items()},
+              folder / "n_decoder.safetensors")  # fmt: skip
     image = good_image(tmp_path / "in")
     for suffix in (".jsonl", ".csv"):
         out = tmp_path / f"s{suffix}"
         code, _, _ = cli("score", image, "--model", folder / "n_encoder.safetensors", "--out", out)
-        assert code == 1 and "non-finite" in out.read_text() and "nan" not in out.read_text()
+        (record,) = read_records(out)
+        assert code == 1 and record["error"].startswith("non-finite reconstruction loss")
+        assert record["loss1"] is record["loss2"] is record["ratio"] is None, suffix
 
 
 def test_a_folder_named_like_an_image_is_a_usage_error(cli, model_file, tmp_path):
@@ -205,7 +222,7 @@ def test_a_pickle_in_a_diffusers_folder_is_a_clear_error(cli, tmp_path, image_fo
 def test_edited_calibrations_are_exit_2(cli, model_file, tmp_path, edit, message):
     folder = tmp_path / "own"
     for index in range(4):
-        good_image(folder, f"{index}.png")
+        good_image(folder, f"{index}.png", seed=index)
     out = tmp_path / "c.json"
     assert cli("calibrate", "--model", model_file, folder, "--method", "aedr", "--out", out,
                "-q")[0] == 0  # fmt: skip
@@ -259,27 +276,30 @@ def test_an_image_over_the_model_limit_is_refused_from_its_header(model_file, tm
 # -- spreadsheets and evaluation -----------------------------------------------------------------
 
 
-def test_csv_cells_cannot_start_a_formula(cli, model_file, tmp_path):
+def test_csv_cells_cannot_start_a_formula(cli, model_file, tmp_path, monkeypatch):
     from aedr.records import read_records
 
-    image = good_image(tmp_path / "in", "=2+5+cmd|calc!A0.png")
+    good_image(tmp_path, "=2+5+cmd|calc!A0.png")
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "s.csv"
-    assert cli("score", image, "--model", model_file, "--out", out, "-q")[0] == 0
+    assert cli("score", "=2+5+cmd|calc!A0.png", "--model", model_file, "--out", out, "-q")[0] == 0
     text = out.read_text()
-    assert ",=2+5" not in text and "'=2+5+cmd|calc!A0.png" in text
+    assert "\n=2+5" not in text and "\n'=2+5+cmd|calc!A0.png," in text
     (record,) = read_records(out)
-    assert record["path"].endswith("=2+5+cmd|calc!A0.png")  # read back as written
+    assert record["path"] == "=2+5+cmd|calc!A0.png"  # read back as written
 
 
 def test_metrics_json_is_valid_json_and_unlabelled_records_are_reported(cli, model_file, tmp_path):
     folder = tmp_path / "in"
     for index in range(4):
-        good_image(folder, f"{index}.png")
+        good_image(folder, f"{index}.png", seed=index)
     scores = tmp_path / "s.jsonl"
     cli("score", folder, good_image(tmp_path / "other", "x.png"), "--model", model_file,
         "--out", scores, "-q")  # fmt: skip
     labels = tmp_path / "labels.csv"
-    labels.write_text("path,label\n" + "".join(f"{folder}/{i}.png,{model_file}\n" for i in range(4)))
+    labels.write_text(
+        "path,label\n" + "".join(f"{folder}/{i}.png,{model_file}\n" for i in range(4))
+    )
     code, _, err = cli("evaluate", "--scores", scores, "--labels", labels, "--method", "aedr",
                        "--out", tmp_path / "report")  # fmt: skip
     assert code == 1 and "1 record has no label" in err

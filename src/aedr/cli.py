@@ -202,8 +202,11 @@ def _pipeline(args: argparse.Namespace) -> dict[str, Any]:
     """The command's store, batching and limits: the Scorer's (and Attributor's) keywords."""
     from aedr.measure.store import ScoreStore, default_store_path
 
+    store = None
+    if not args.no_cache:  # closed when the command ends (see main)
+        store = args.resources.enter_context(ScoreStore(args.store or default_store_path()))
     return {
-        "store": None if args.no_cache else ScoreStore(args.store or default_store_path()),
+        "store": store,
         "batch_size": args.batch_size or (1 if str(args.device).startswith("cpu") else 8),
         "workers": 2 if args.workers is None else args.workers,
         "max_pixels": args.max_pixels,
@@ -252,6 +255,15 @@ ERROR_HINTS = {
     "over the limit of": "raise --max-pixels for trusted files",
 }
 """Library error phrases, and the flags that address them (record errors name no flags)."""
+
+
+def _no_images(paths: Sequence[str]) -> str:
+    from aedr.measure.images import IMAGE_EXTENSIONS
+
+    return (
+        f"no image files in {', '.join(paths)} (folders are searched for "
+        f"{', '.join(sorted(IMAGE_EXTENSIONS))})"
+    )
 
 
 def _hint(args: argparse.Namespace, errors: Iterable[str]) -> None:
@@ -333,6 +345,8 @@ def cmd_score(args: argparse.Namespace) -> int:
                 total += 1
                 if not record.ok:
                     errors.append(record.error)
+    if total == 0 and not args.resume:
+        raise UsageError(_no_images(args.paths))
     failed = len(errors)
     _say(args, f"measured {total - failed} of {total} (image, model) pairs; {failed} failed")
     _hint(args, errors)
@@ -457,10 +471,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     from aedr import workflows
     from aedr.measure.scorer import MEASUREMENT_FIELDS
+    from aedr.records import check_output
 
     sources = sum(map(bool, (args.scores, args.paths, args.reference_photos)))
     if sources != 1:
         raise UsageError("give one of: image PATHS, --scores FILE, or --reference-photos DIR")
+    for output in filter(None, (args.out, args.scores_out)):
+        check_output(output, args.overwrite)  # before any image is measured
     statistic = _statistic(args)
     negatives = []
     if args.negatives:
@@ -598,6 +615,8 @@ def cmd_attribute(args: argparse.Namespace) -> int:
             errors += [d.error for d in attribution.decisions if d.error]
             failed += any(d.error for d in attribution.decisions)
             verdicts[attribution.verdict or "error"] += 1
+    if not verdicts:
+        raise UsageError(_no_images(args.paths))
     _say(args, "verdicts: " + ", ".join(f"{k}={v}" for k, v in sorted(verdicts.items())))
     _hint(args, errors)
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
@@ -691,6 +710,11 @@ def add_evaluate(commands: Commands) -> None:
     evaluate.add_argument("--alpha", type=float, default=0.05, help="for fitted thresholds")
     evaluate.add_argument("--out", required=True, help="folder for report.html, CSV, JSON, PNG")
     evaluate.add_argument("--overwrite", action="store_true")
+    evaluate.add_argument(
+        "--allow-unlabelled",
+        action="store_true",
+        help="exit 0 although some records have no label (they are left out either way)",
+    )
     evaluate.set_defaults(run=cmd_evaluate)
 
 
@@ -711,6 +735,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"ROC AUC {row['auc']:.4f}"
         )
     _say(args, f"report: {report}")
+    if result.unlabelled:
+        count = "1 record has" if result.unlabelled == 1 else f"{result.unlabelled} records have"
+        advice = "" if args.allow_unlabelled else " (label them, or pass --allow-unlabelled)"
+        print(f"aedr evaluate: {count} no label, left out{advice}", file=sys.stderr)
+        return EXIT_OK if args.allow_unlabelled else EXIT_INPUT_ERRORS
     return EXIT_OK
 
 
@@ -883,11 +912,25 @@ def _terminate(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def _release_stdout() -> None:
+    """After a failed write to stdout (a full disk, a closed pipe), point it at /dev/null so that
+    the interpreter's last flush cannot print a second error."""
+    import os
+
+    try:
+        sys.stdout.flush()
+    except OSError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def _message(exc: Exception) -> str:
     """A library error's message, with the flag that addresses it where there is one."""
     from aedr.autoencoders.base import ModelUnavailableError
+    from aedr.measure.store import StoreError
     from aedr.records import OutputExistsError
 
+    if isinstance(exc, StoreError):
+        return f"{exc} (--no-cache measures without the store)"
     if isinstance(exc, OutputExistsError):
         return f"{exc}; pass --overwrite to replace it (score: or --resume to complete it)"
     if isinstance(exc, ModelUnavailableError) and "weights folder" in str(exc):
@@ -896,6 +939,7 @@ def _message(exc: Exception) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import contextlib
     import signal
 
     parser = build_parser()
@@ -911,11 +955,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from aedr.records import RecordFileError
 
     try:
-        return args.run(args)
+        with contextlib.ExitStack() as args.resources:
+            return args.run(args)
     except (
         UsageError, ModelUnavailableError, CalibrationError, RecordFileError, StoreError,
         EvaluationError, StatisticError, ProvenanceError, SettingsError,
     ) as exc:  # fmt: skip
+        _release_stdout()
         print(f"aedr {args.command}: error: {_message(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

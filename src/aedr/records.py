@@ -7,6 +7,7 @@ the Ray engine wrote (a Parquet file or dataset folder, local or a URI) are read
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
@@ -34,6 +35,10 @@ def record_format(path: str | os.PathLike) -> str:
     return FORMATS[suffix]
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""What a spreadsheet reads as the start of a formula in a text cell."""
+
+
 def _csv_value(value: Any) -> Any:
     if value is None:
         return ""
@@ -41,7 +46,30 @@ def _csv_value(value: Any) -> Any:
         return repr(value)
     if isinstance(value, Mapping):  # a measurement's provenance: one JSON cell
         return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value  # shown as text by spreadsheets (OWASP's CSV-injection advice)
     return value
+
+
+def check_output(path: str | os.PathLike, overwrite: bool = False, append: bool = False) -> None:
+    """Refuse, before any work, an output path that cannot be written as asked."""
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise RecordFileError(
+            f"cannot write {path}: the folder {folder} does not exist"
+            if not folder.exists() else f"cannot write {path}: {folder} is not a folder"
+        )  # fmt: skip
+    if path.is_dir():
+        raise RecordFileError(f"cannot write {path}: it is a folder, not a file")
+    if path.exists() and not (overwrite or append):
+        raise OutputExistsError(f"{path} exists")
+
+
+def _write_error(target: str, exc: OSError) -> RecordFileError:
+    return RecordFileError(
+        f"cannot write {target}: {exc.strerror or exc}; the records written before are kept"
+    )
 
 
 class RecordWriter:
@@ -59,37 +87,50 @@ class RecordWriter:
         resuming = False
         if isinstance(target, (str, os.PathLike)):
             self.format = fmt or record_format(target)
+            check_output(target, overwrite, append)
             resuming = append and Path(target).is_file() and Path(target).stat().st_size > 0
             mode = "a" if append else "w" if overwrite else "x"
+            self.name = os.fsdecode(target)
             try:
                 self._stream = open(  # noqa: SIM115 -- closed by close() / __exit__
                     target, mode, newline="", encoding="utf-8"
                 )
             except FileExistsError:
                 raise OutputExistsError(f"{target} exists") from None
+            except OSError as exc:
+                raise _write_error(self.name, exc) from None
             self._owns_stream = True
         else:
             self.format = fmt or "jsonl"
             self._stream = target
+            self.name = "standard output"
             self._owns_stream = False
         self._csv = None
         if self.format == "csv":
             self._csv = csv.DictWriter(self._stream, fieldnames=self.fields, extrasaction="ignore")
             if not resuming:
-                self._csv.writeheader()
-                self._stream.flush()
+                self._guarded(self._csv.writeheader)
 
     def write(self, record: Mapping[str, Any]) -> None:
+        """Write and flush one record; a failing disk is a RecordFileError naming the file."""
         row = {field: record.get(field) for field in self.fields}
         if self._csv is not None:
-            self._csv.writerow({k: _csv_value(v) for k, v in row.items()})
+            self._guarded(self._csv.writerow, {k: _csv_value(v) for k, v in row.items()})
         else:
-            self._stream.write(json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n")
-        self._stream.flush()
+            line = json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n"
+            self._guarded(self._stream.write, line)
+
+    def _guarded(self, write, *args) -> None:
+        try:
+            write(*args)
+            self._stream.flush()
+        except OSError as exc:
+            raise _write_error(self.name, exc) from None
 
     def close(self) -> None:
         if self._owns_stream:
-            self._stream.close()
+            with contextlib.suppress(OSError):  # a full disk, already reported by write
+                self._stream.close()
 
     def __enter__(self) -> RecordWriter:
         return self
@@ -101,6 +142,8 @@ class RecordWriter:
 def _parse_csv_value(value: str) -> Any:
     if value == "":
         return None
+    if value.startswith("'") and value[1:].startswith(FORMULA_STARTS):
+        return value[1:]  # as written by _csv_value
     if value.startswith("{"):
         try:
             return json.loads(value)

@@ -11,6 +11,8 @@ if TYPE_CHECKING:  # torch loads only when an autoencoder is actually built
     import torch
 
 LatentMode = Literal["mode", "sample"]
+TINY_SIZE_MULTIPLE = 8
+"""The grid of the TAESD family's output, unless a registry entry says otherwise."""
 
 
 class ModelUnavailableError(RuntimeError):

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aedr.autoencoders.base import Autoencoder, ModelUnavailableError
+from aedr.autoencoders.base import TINY_SIZE_MULTIPLE, Autoencoder, ModelUnavailableError
 from aedr.autoencoders.registry import (
     WEIGHTS_DIR_ENV,
     ModelSpec,
@@ -76,6 +77,15 @@ class ModelHandle:
     @property
     def loaded(self) -> bool:
         return self._autoencoder is not None
+
+    @property
+    def size_multiple(self) -> int | None:
+        """The grid inputs are aligned to, where it is known before loading (None otherwise)."""
+        if self._autoencoder is not None:
+            return self._autoencoder.size_multiple
+        if "size_multiple" in self.options:
+            return self.options["size_multiple"]
+        return TINY_SIZE_MULTIPLE if self.location.kind == "pair" else None
 
     def load(self) -> Autoencoder:
         if self._autoencoder is None:
@@ -311,7 +321,13 @@ def _build(
 
         return load_checkpoint(location.path, location.name, identity, **options)
     if location.kind == "folder":
-        return _load_diffusers(str(location.path), None, location, identity, None, options)
+        try:
+            return _load_diffusers(str(location.path), None, location, identity, None, options)
+        except (OSError, ValueError, RuntimeError, pickle.UnpicklingError) as exc:
+            cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise ModelUnavailableError(
+                f"cannot load the diffusers folder {location.path}: {cause}"
+            ) from exc
     return _load_hub(location, spec, options, identity)
 
 

@@ -13,7 +13,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from aedr.autoencoders.base import Autoencoder, LatentMode, ModelUnavailableError
+from aedr.autoencoders.base import (
+    TINY_SIZE_MULTIPLE,
+    Autoencoder,
+    LatentMode,
+    ModelUnavailableError,
+)
 from aedr.autoencoders.weights import load_state_dict
 
 
@@ -103,7 +108,7 @@ class TinyAutoencoder(Autoencoder):
         decoder: nn.Sequential,
         identity: str,
         group: str | None = None,
-        size_multiple: int = 8,
+        size_multiple: int = TINY_SIZE_MULTIPLE,
     ):
         self.name = name
         self.identity = identity

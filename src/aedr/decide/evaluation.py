@@ -107,7 +107,8 @@ class EvaluationResult:
     models: dict[str, ModelReport]
     sources: list[str]
     confusion: dict[str, dict[str, int]]
-    skipped: int
+    skipped: int  # error records, and records the statistic cannot read
+    unlabelled: int = 0  # records no label matched
 
     def summary(self) -> dict[str, Any]:
         """Every number, as plain values (metrics.json)."""
@@ -115,6 +116,7 @@ class EvaluationResult:
             "statistic": self.statistic,
             "sources": self.sources,
             "skipped_records": self.skipped,
+            "unlabelled_records": self.unlabelled,
             "models": {
                 name: {
                     "threshold": report.calibration.threshold,
@@ -147,7 +149,7 @@ def mean_table(result: EvaluationResult) -> dict[str, dict[str, float]]:
         table[name] = {
             "vs_models": float(np.mean(others)) if others else float("nan"),
             "vs_real": float(np.mean(real)) if real else float("nan"),
-            "auc": report.metrics["roc_auc"],
+            "auc": report.metrics.get("roc_auc", float("nan")),  # none without negatives
         }
     return table
 
@@ -164,11 +166,14 @@ def evaluate(
     by_name = _unique_names(labels)
     rows: dict[str, dict[str, Mapping[str, Any]]] = defaultdict(dict)  # model -> path -> record
     truth: dict[str, str] = {}
-    skipped = 0
+    skipped = unlabelled = 0
     reader = get_statistic(statistic)
     for record in records:
         label = match_label(str(record.get("path")), labels, by_name)
-        if label is None or not reader.usable(record):
+        if label is None:
+            unlabelled += 1
+            continue
+        if not reader.usable(record):
             skipped += 1
             continue
         rows[record["model"]][record["path"]] = record
@@ -182,7 +187,7 @@ def evaluate(
     }
     values = {model: report.values for model, report in reports.items()}
     confusion = _confusion(values, truth, reports) if len(reports) > 1 else {}
-    return EvaluationResult(statistic, reports, sources, confusion, skipped)
+    return EvaluationResult(statistic, reports, sources, confusion, skipped, unlabelled)
 
 
 def _unique_names(labels: Mapping[str, str]) -> dict[str, str]:
@@ -267,10 +272,22 @@ def _confusion(
     return {source: dict(counts) for source, counts in sorted(confusion.items())}
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as None: metrics.json stays valid JSON (null)."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def write_tables(result: EvaluationResult, folder: Path) -> None:
     """metrics.json, pairwise.csv, per_model.csv and confusion.csv in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps(result.summary(), indent=2) + "\n")
+    summary = json.dumps(_finite(result.summary()), indent=2, allow_nan=False)
+    (folder / "metrics.json").write_text(summary + "\n")
     with open(folder / "pairwise.csv", "w", newline="") as stream:
         writer = csv.writer(stream)
         writer.writerow(["model", "source", "TP", "FN", "FP", "TN", "accuracy"])

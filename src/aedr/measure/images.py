@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,10 +83,33 @@ def file_error(path: Path, exc: OSError) -> ImageError:
     return ImageError(f"cannot read file: {exc.strerror or exc}")
 
 
-def _open(path: Path, max_pixels: int) -> Image.Image:
+FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"),
+)  # fmt: skip
+
+
+def regular_file_size(path: str | os.PathLike) -> int:
+    """The size of ``path`` if it is a regular file (behind any symlinks), else an ImageError.
+
+    Only regular files are ever opened: a FIFO would block a reader for ever and a device such as
+    /dev/zero never ends, so both are refused from their metadata, which costs no read.
+    """
+    path = Path(path)
     try:
-        if path.stat().st_size == 0:
-            raise ImageError("empty file (0 bytes)")
+        status = path.stat()
+    except OSError as exc:
+        raise file_error(path, exc) from None
+    if not stat.S_ISREG(status.st_mode):
+        kind = next((name for test, name in FILE_KINDS if test(status.st_mode)), "not a file")
+        raise ImageError(f"not a regular file ({kind}): only image files are read")
+    return status.st_size
+
+
+def _open(path: Path, max_pixels: int) -> Image.Image:
+    if regular_file_size(path) == 0:
+        raise ImageError("empty file (0 bytes)")
+    try:
         image = Image.open(path)
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         raise file_error(path, exc) from None
@@ -105,6 +129,12 @@ def _open(path: Path, max_pixels: int) -> Image.Image:
             f"{max_pixels} (raise the pixel limit if the file is trusted)"
         )
     return image
+
+
+def image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) as the file's header declares them, without decoding any pixel."""
+    with _open(Path(path), max_pixels) as image:
+        return image.size
 
 
 def _decode(image: Image.Image) -> Image.Image:

@@ -64,7 +64,10 @@ def _double_reconstruction_losses(
 def loss_ratio(loss1: float, loss2: float) -> float:
     """loss1 / loss2, refusing values that would put NaN or infinity into results."""
     if not (math.isfinite(loss1) and math.isfinite(loss2)):
-        raise SignalError(f"non-finite reconstruction loss (loss1={loss1}, loss2={loss2})")
+        raise SignalError(
+            "non-finite reconstruction loss: the autoencoder's output holds NaN or infinite "
+            "values (broken weights, or an overflow in half precision)"
+        )
     if loss2 <= 0.0:
         raise SignalError(
             "loss2 is zero: the two reconstructions coincide exactly, so the ratio is undefined "

@@ -44,9 +44,11 @@ from aedr.measure.images import (
     aligned_crop,
     file_error,
     grid_crops,
+    image_size,
     iter_image_files,
     luma_opencv,
     read_image,
+    regular_file_size,
     resize_to_multiple,
     to_model_input,
 )
@@ -194,6 +196,11 @@ class _Model:
         return self._settings.provenance(identity, dtype, device)
 
     @property
+    def size_multiple(self) -> int | None:
+        """The model's input grid, where it is known without loading the model."""
+        return getattr(self._source, "size_multiple", None)
+
+    @property
     def autoencoder(self) -> Autoencoder:
         if self._autoencoder is None:
             self._autoencoder = self._source.load()
@@ -296,35 +303,56 @@ class Scorer:
     def model_input(self, image: LoadedImage, autoencoder: Autoencoder) -> list[np.ndarray]:
         """The (3, H, W) float32 arrays the autoencoder sees: aligned to its size multiple."""
         multiple = autoencoder.size_multiple
+        self.check_input_size(image.width, image.height, multiple)
         if self.settings.crop:
             pieces = grid_crops(image.rgb, multiple, self.settings.crop, self.settings.crops)
         elif self.settings.alignment == "resize":
             pieces = [resize_to_multiple(image.rgb, multiple)]
         else:
             pieces = [aligned_crop(image.rgb, multiple)]
-        for piece in pieces:
-            height, width = piece.shape[:2]
-            if height * width > self.max_model_pixels:
-                raise ImageError(
-                    f"image is {image.width}x{image.height}: {height}x{width} pixels in one "
-                    f"autoencoder pass exceed the model-pixel limit {self.max_model_pixels}; "
-                    "measure it in crops, or raise the limit"
-                )
         return [to_model_input(piece) for piece in pieces]
+
+    def check_input_size(self, width: int, height: int, multiple: int) -> None:
+        """Refuse an image whose autoencoder pass would exceed ``max_model_pixels``.
+
+        It needs the image's size alone, so a file's header suffices: an image that will be
+        refused is never decoded.
+        """
+        if self.settings.crop:
+            side = self.settings.crop - self.settings.crop % multiple or multiple
+            rows, cols = min(side, height - height % multiple), min(side, width - width % multiple)
+        elif self.settings.alignment == "resize":
+            rows = max(multiple, round(height / multiple) * multiple)
+            cols = max(multiple, round(width / multiple) * multiple)
+        else:
+            rows, cols = height - height % multiple, width - width % multiple
+        if rows * cols > self.max_model_pixels:
+            raise ImageError(
+                f"image is {width}x{height}: {rows}x{cols} pixels in one autoencoder pass "
+                f"exceed the model-pixel limit {self.max_model_pixels}; measure it in crops, or "
+                "raise the limit"
+            )
 
     # -- background stage ---------------------------------------------------------------------
 
     def _prepare_all(self, paths: Iterable[str | os.PathLike]) -> Iterator[PreparedImage]:
-        """``_prepare`` run ahead in worker threads, results in input order."""
+        """``_prepare`` run ahead in worker threads, results in input order.
+
+        At most ``2 * workers`` images are decoded ahead. When the run ends early (an interrupt,
+        an error) the reads not yet started are cancelled instead of awaited.
+        """
         window = 2 * self.workers
-        with ThreadPoolExecutor(self.workers, thread_name_prefix="aedr-read") as pool:
-            pending: deque = deque()
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix="aedr-read")
+        pending: deque = deque()
+        try:
             for path in paths:
                 pending.append(pool.submit(self._prepare, Path(path)))
                 if len(pending) >= window:
                     yield pending.popleft().result()
             while pending:
                 yield pending.popleft().result()
+        finally:
+            pool.shutdown(wait=not pending, cancel_futures=True)
 
     def _prepare(self, path: Path) -> PreparedImage:
         prepared = PreparedImage(path)
@@ -337,7 +365,28 @@ class Scorer:
             prepared.cached = self._lookup(prepared.content)
             if len(prepared.cached) == len(self.models):
                 return prepared  # fully answered from the store: nothing to decode
+        prepared.error = self._refusal_from_header(path, prepared.cached)
+        if prepared.error:
+            return prepared
         return decode(prepared, path, self.max_pixels, self.settings.homogeneity_levels)
+
+    def _refusal_from_header(self, path: Path, cached: Mapping[int, Any]) -> str:
+        """Why no model still to run could take this image, judged from its header ("" when one
+        can, or when a model's grid is unknown before loading)."""
+        multiples = [m.size_multiple for i, m in enumerate(self.models) if i not in cached]
+        if not multiples or None in multiples:
+            return ""
+        try:
+            width, height = image_size(path, self.max_pixels)
+        except ImageError:
+            return ""  # decoding will name the problem
+        errors = []
+        for multiple in multiples:
+            try:
+                self.check_input_size(width, height, multiple)
+            except ImageError as exc:
+                errors.append(str(exc))
+        return errors[0] if len(errors) == len(multiples) else ""
 
     def _lookup(self, content: str) -> dict[int, dict[str, Any]]:
         hits = {}
@@ -459,11 +508,11 @@ def _fill_losses(record: Measurement, losses: list[float]) -> None:
     if record.measurement == "inversion":
         (loss,) = losses
         if not math.isfinite(loss):
-            raise SignalError(f"non-finite inversion loss {loss}")
+            raise SignalError("non-finite inversion loss: the decoder's output is not finite")
         record.inversion_loss = loss
         return
-    record.loss1, record.loss2 = losses
-    record.ratio = loss_ratio(record.loss1, record.loss2)
+    ratio = loss_ratio(*losses)  # first: an error record keeps no non-finite loss
+    (record.loss1, record.loss2), record.ratio = losses, ratio
 
 
 def decode(
@@ -481,10 +530,12 @@ def decode(
 
 
 def content_hash(path: Path) -> str:
+    """SHA-256 of a regular file's bytes (anything else is refused before any read)."""
     from aedr.measure.store import file_sha256
 
+    size = regular_file_size(path)
     try:
-        return file_sha256(path)
+        return file_sha256(path, size)
     except OSError as exc:
         raise file_error(path, exc) from None
 

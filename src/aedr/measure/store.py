@@ -46,11 +46,18 @@ def default_store_path() -> Path:
     return Path(cache) / "aedr" / "scores.sqlite"
 
 
-def file_sha256(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike, limit: int | None = None) -> str:
+    """SHA-256 of the file's bytes, reading at most ``limit`` bytes when given (a file that grows
+    while it is read cannot make the read endless)."""
     digest = hashlib.sha256()
+    remaining = float("inf") if limit is None else limit
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
+        while remaining > 0:
+            chunk = handle.read(int(min(1 << 20, remaining)))
+            if not chunk:
+                break
             digest.update(chunk)
+            remaining -= len(chunk)
     return digest.hexdigest()
 
 
@@ -69,17 +76,30 @@ class ScoreStore:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot use score store {self.path}: {exc}") from exc
+            raise StoreError(
+                f"cannot use score store {self.path}: {exc}; measure without it, or move the "
+                "file aside to start a new store"
+            ) from exc
+
+    def _execute(self, sql: str, parameters: tuple = ()) -> sqlite3.Cursor:
+        """One statement; a damaged database file is a StoreError that says so."""
+        try:
+            return self._db.execute(sql, parameters)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(
+                f"score store {self.path} is damaged or unreadable ({exc}): measure without it, "
+                "or move the file aside to start a new store"
+            ) from None
 
     def get(self, content: str, provenance: str) -> dict[str, Any] | None:
-        row = self._db.execute(
+        row = self._execute(
             "SELECT record FROM measurements WHERE content_sha256=? AND provenance=?",
             (content, provenance),
         ).fetchone()
         return json.loads(row[0]) if row else None
 
     def put(self, content: str, provenance: str, record: Mapping[str, Any]) -> None:
-        self._db.execute(
+        self._execute(
             "INSERT OR REPLACE INTO measurements (content_sha256, provenance, record) "
             "VALUES (?, ?, ?)",
             (content, provenance, json.dumps(dict(record))),
@@ -87,17 +107,17 @@ class ScoreStore:
 
     def put_result(self, result_id: str, result: Mapping[str, Any]) -> None:
         """Keep a finished attribution (what ``aedr serve`` answered) under its id."""
-        self._db.execute(
+        self._execute(
             "INSERT OR REPLACE INTO results (id, result) VALUES (?, ?)",
             (result_id, json.dumps(dict(result))),
         )
 
     def get_result(self, result_id: str) -> dict[str, Any] | None:
-        row = self._db.execute("SELECT result FROM results WHERE id=?", (result_id,)).fetchone()
+        row = self._execute("SELECT result FROM results WHERE id=?", (result_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
+        return self._execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
 
     def close(self) -> None:
         self._db.close()
