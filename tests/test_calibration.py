@@ -6,7 +6,6 @@ from conftest import TEST_PROVENANCE, loss_record
 from scipy.stats import gaussian_kde
 
 from aedr.decide.calibration import (
-    MAX_SIGNALS,
     Calibration,
     CalibrationError,
     calibrate,
@@ -17,6 +16,7 @@ from aedr.decide.calibration import (
 )
 from aedr.measure.provenance import Provenance
 from aedr.records import OutputExistsError
+from aedr.schemas import MAX_SIGNALS
 
 AUTHORS_SD15_THRESHOLD = 1.0364583773111364
 
@@ -100,10 +100,13 @@ def test_edited_calibrations_are_refused(tmp_path, edit, message):
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("signals", "abc", "signals must be a list"),
-        ("alpha", "x", "alpha is not a finite number"),
-        ("statistic", "bogus", "unknown statistic"),
-        ("provenance", [], "not an object"),
+        ("signals", "abc", "signals: Input should be a valid list"),
+        ("alpha", "x", "alpha: Input should be a valid number"),
+        ("alpha", 1.5, "alpha: Input should be less than 1"),
+        ("statistic", "bogus", "statistic: Input should be 'fitted'"),
+        ("provenance", [], "provenance: Input should be a valid dictionary"),
+        ("threshold", float("nan"), "threshold: Input should be a finite number"),
+        ("n", 3, "n is 3 but there are 40 signals"),
     ],
 )
 def test_malformed_fields_are_refused_even_with_a_matching_digest(field, value, message):
@@ -124,7 +127,7 @@ def test_unreadable_and_oversized_calibrations(tmp_path):
     calibration = calibrate(own_records(), "taesd", 0.05, "aedr")
     calibration.signals = [1.0] * (MAX_SIGNALS + 1)
     data = calibration.as_dict()
-    with pytest.raises(CalibrationError, match="exceed the limit"):
+    with pytest.raises(CalibrationError, match="List should have at most 1000000 items"):
         Calibration.from_dict(data)
 
 

@@ -212,11 +212,13 @@ def test_a_pickle_in_a_diffusers_folder_is_a_clear_error(cli, tmp_path, image_fo
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        ({"provenance": None, "model": "taesdxl"}, "digest"),
-        ({"signals": "abc"}, "digest"),
-        ({"alpha": "x"}, "digest"),
+        ({"provenance": None, "model": "taesdxl"}, "provenance: Input should be a valid dict"),
+        ({"model": "taesdxl"}, "do not match its digest"),
+        ({"signals": "abc"}, "signals: Input should be a valid list"),
+        ({"alpha": "x"}, "alpha: Input should be a valid number"),
         ({"format": 1, "settings": []}, "format 1"),
-        ({"statistic": "bogus"}, "digest"),
+        ({"statistic": "bogus"}, "statistic: Input should be"),
+        ({"provenance": {"identity": "x", "crop": -5}}, "provenance.crop: Input should be greater"),
     ],
 )
 def test_edited_calibrations_are_exit_2(cli, model_file, tmp_path, edit, message):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -22,15 +21,15 @@ from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from aedr.decide.statistics import DEFAULT_STATISTIC, StatisticError, get_statistic
 from aedr.measure.provenance import Provenance, ProvenanceError, common_provenance
 from aedr.records import OutputExistsError
+from aedr.schemas import MAX_CALIBRATION_BYTES, CalibrationFile, validation_message
 
 GRID_SIZE = 10_000
 CALIBRATION_FORMAT = 2
-MAX_SIGNALS = 1_000_000
-"""Largest calibration kept (signals): a file beyond it is refused rather than loaded for minutes."""
 ALPHA_GRID = (0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3)
 UNVERIFIED_IDENTITY = "unverified"
 """The identity of an assumed provenance whose weights nobody named: not checked when applied."""
@@ -166,6 +165,12 @@ class Calibration:
     @classmethod
     def load(cls, path: str | os.PathLike) -> Calibration:
         try:
+            size = os.stat(path).st_size
+            if size > MAX_CALIBRATION_BYTES:
+                raise CalibrationError(
+                    f"{path} is {size} bytes, over the {MAX_CALIBRATION_BYTES}-byte limit of a "
+                    "calibration file"
+                )
             with open(path, encoding="utf-8") as stream:
                 data = json.load(stream)
         except OSError as exc:
@@ -178,7 +183,8 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "calibration") -> Calibration:
-        """A calibration read back, refused when malformed, edited or from an older format."""
+        """A calibration read back: validated by its schema (``aedr.schemas``), then checked
+        against its digest, so a malformed, edited or older-format file is refused."""
         if not isinstance(data, Mapping):
             raise CalibrationError(f"{source} is not a calibration (a JSON object)")
         if data.get("format") != CALIBRATION_FORMAT:
@@ -186,49 +192,17 @@ class Calibration:
                 f"{source} is calibration format {data.get('format')!r}; this aedr reads format "
                 f"{CALIBRATION_FORMAT} (with provenance): recalibrate from the measurements"
             )
-        names = {f.name for f in fields(cls)}
-        missing = sorted(n for n in names - set(data) if n not in _DEFAULTED)
-        if missing:
-            raise CalibrationError(f"{source} lacks {', '.join(missing)}")
-        calibration = cls(**{k: v for k, v in data.items() if k in names})
-        if not calibration.digest or calibration.digest != calibration.content_digest():
+        try:
+            CalibrationFile.model_validate(data)
+        except ValidationError as exc:
+            raise CalibrationError(f"{source}: {validation_message(exc)}") from None
+        calibration = cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        if calibration.digest != calibration.content_digest():
             raise CalibrationError(
                 f"{source}: its contents do not match its digest (edited or corrupt); "
                 "recalibrate rather than edit a calibration"
             )
-        _validate(calibration, source)
         return calibration
-
-
-_DEFAULTED = {"parameters", "provenance_assumed", "tuning", "aedr_version", "created"}
-
-
-def _validate(calibration: Calibration, source: str) -> None:
-    """Types and ranges of a calibration read from a file."""
-    try:
-        get_statistic(calibration.statistic)
-        calibration.measurement_provenance  # noqa: B018 -- validates the provenance
-    except (StatisticError, ProvenanceError, TypeError) as exc:
-        raise CalibrationError(f"{source}: {exc}") from None
-    numbers = {"threshold": calibration.threshold, "alpha": calibration.alpha}
-    for name, value in numbers.items():
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, float))
-            or not math.isfinite(value)
-        ):
-            raise CalibrationError(f"{source}: {name} is not a finite number")
-    if not 0.0 < calibration.alpha < 1.0:
-        raise CalibrationError(f"{source}: alpha must lie in (0, 1)")
-    signals = calibration.signals
-    if not isinstance(signals, list) or not all(
-        isinstance(s, (int, float)) and not isinstance(s, bool) for s in signals
-    ):
-        raise CalibrationError(f"{source}: signals must be a list of numbers")
-    if len(signals) > MAX_SIGNALS:
-        raise CalibrationError(f"{source}: {len(signals)} signals exceed the limit {MAX_SIGNALS}")
-    if not isinstance(calibration.model, str) or not calibration.model:
-        raise CalibrationError(f"{source}: model must be a name")
 
 
 def records_of_model(

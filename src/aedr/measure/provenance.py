@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal
 
@@ -49,19 +48,16 @@ class Provenance:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Mapping[str, Any], source: str = "provenance") -> Provenance:
+    def from_dict(cls, values: Any, source: str = "provenance") -> Provenance:
         """Validate a provenance read from a file (records, calibrations)."""
-        if not isinstance(values, Mapping):
-            raise ProvenanceError(f"{source}: provenance is not an object")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ProvenanceError(f"{source}: unknown provenance fields {', '.join(unknown)}")
-        if not isinstance(values.get("identity"), str) or not values["identity"]:
-            raise ProvenanceError(f"{source}: provenance lacks the autoencoder identity")
-        if values.get("measurement", "reconstruction") not in MEASUREMENT_KINDS:
-            raise ProvenanceError(f"{source}: unknown measurement {values.get('measurement')!r}")
-        return cls(**values)
+        from pydantic import ValidationError
+
+        from aedr.schemas import ProvenanceFile, validation_message
+
+        try:
+            return cls(**ProvenanceFile.model_validate(values).model_dump())
+        except ValidationError as exc:
+            raise ProvenanceError(f"{source}: provenance {validation_message(exc)}") from None
 
     def digest(self) -> str:
         """A short digest of every field (the score store's key)."""

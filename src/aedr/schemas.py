@@ -1,0 +1,79 @@
+"""The file formats aedr reads back, as validation schemas (pydantic): types, ranges, sizes.
+
+A calibration or a measurement's provenance read from a file is validated here before anything
+uses it, so a malformed field is an error that names the field rather than a crash later. Only
+the modules that read files import this one (pydantic costs a little start-up time).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
+
+from aedr.decide.statistics import STATISTIC_NAMES
+from aedr.measure.provenance import MEASUREMENT_KINDS
+
+MAX_SIGNALS = 1_000_000
+"""Largest calibration kept (signals): a file beyond it is refused rather than loaded for minutes."""
+MAX_CALIBRATION_BYTES = 64 * 2**20
+"""Largest calibration file read (about three times what MAX_SIGNALS signals take)."""
+
+Name = Annotated[str, Field(min_length=1, max_length=1000)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ProvenanceFile(_Strict):
+    """A measurement's provenance (see ``aedr.measure.provenance.Provenance``)."""
+
+    identity: Name
+    measurement: Literal[MEASUREMENT_KINDS] = "reconstruction"  # type: ignore[valid-type]
+    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
+    device: Annotated[str, Field(min_length=1, max_length=32)] = "cpu"
+    latent: Literal["mode", "sample"] = "mode"
+    seed: int | None = None
+    alignment: Literal["crop", "resize"] = "crop"
+    resize_filter: Annotated[str, Field(max_length=32)] | None = None
+    crop: Annotated[int, Field(ge=1)] | None = None
+    crops: Annotated[int, Field(ge=1)] = 1
+    homogeneity_levels: Annotated[int, Field(ge=2, le=256)] = 32
+    aedr_version: Annotated[str, Field(max_length=100)] = ""
+
+
+class CalibrationFile(_Strict):
+    """A calibration file (``aedr calibrate --out``), format 2."""
+
+    format: Literal[2]
+    model: Name
+    statistic: Literal[STATISTIC_NAMES]  # type: ignore[valid-type]
+    threshold: FiniteFloat
+    alpha: Annotated[float, Field(gt=0.0, lt=1.0)]
+    n: Annotated[int, Field(ge=2)]
+    signals: Annotated[list[FiniteFloat], Field(min_length=2, max_length=MAX_SIGNALS)]
+    summary: dict[str, float]
+    provenance: ProvenanceFile
+    parameters: dict[str, Any] = {}
+    provenance_assumed: bool = False
+    tuning: dict[str, Any] = {}
+    aedr_version: Annotated[str, Field(max_length=100)] = ""
+    created: Annotated[str, Field(max_length=100)] = ""
+    digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+    @model_validator(mode="after")
+    def _counts_agree(self) -> CalibrationFile:
+        if self.n != len(self.signals):
+            raise ValueError(f"n is {self.n} but there are {len(self.signals)} signals")
+        return self
+
+
+def validation_message(error: ValidationError, limit: int = 4) -> str:
+    """The first few problems of ``error``, each as ``field: what is wrong``."""
+    problems = [
+        f"{'.'.join(map(str, item['loc'])) or 'file'}: {item['msg']}"
+        for item in error.errors()[:limit]
+    ]
+    more = error.error_count() - len(problems)
+    return "; ".join(problems) + (f"; and {more} more" if more > 0 else "")
