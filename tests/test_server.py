@@ -16,7 +16,15 @@ from fastapi.testclient import TestClient  # noqa: E402
 from aedr.decide.attribution import Attributor  # noqa: E402
 from aedr.measure.scorer import Scorer  # noqa: E402
 from aedr.measure.store import ScoreStore  # noqa: E402
-from aedr.server import AttributionService, Limits, create_app, display_name  # noqa: E402
+from aedr.server import (  # noqa: E402
+    Access,
+    AttributionService,
+    Limits,
+    create_app,
+    display_name,
+)
+
+LOCAL = "http://127.0.0.1:8000"
 from aedr.synthesis import decoder_images  # noqa: E402
 from aedr.workflows import calibrate_images  # noqa: E402
 
@@ -56,7 +64,7 @@ def service(random_tiny, tiny_calibration, tmp_path):
 
 @pytest.fixture
 def client(service):
-    with TestClient(create_app(service)) as client:
+    with TestClient(create_app(service), base_url=LOCAL) as client:
         yield client
 
 
@@ -75,8 +83,8 @@ def test_page_health_models_and_openapi(client, tiny_calibration):
     assert "/api/attribute" in client.get("/openapi.json").json()["paths"]
 
 
-def test_attribution_matches_the_library_and_repeats_come_from_the_store(
-    client, random_tiny, tiny_calibration, made_images, tmp_path
+def test_attribution_matches_the_library_and_results_are_private_to_each_upload(
+    client, service, random_tiny, tiny_calibration, made_images, tmp_path
 ):
     image = made_images[11]
     response = post(client, ("made.png", png_bytes(image), "image/png"))
@@ -85,14 +93,18 @@ def test_attribution_matches_the_library_and_repeats_come_from_the_store(
     path = tmp_path / "same.png"
     Image.fromarray(image).save(path)
     expected = Attributor([tiny_calibration], [random_tiny]).attribute_file(path)
-    assert result["verdict"] == expected.verdict and not result["cached"]
+    assert result["verdict"] == expected.verdict
     (row,) = result["rows"]
     assert row["path"] == "made.png" and row["signal"] == pytest.approx(
         expected.decisions[0].signal
     )
     assert row["p_value"] == pytest.approx(expected.decisions[0].p_value)
+    measured = len(service.store)
     again = post(client, ("renamed.png", png_bytes(image), "image/png")).json()["results"][0]
-    assert again["cached"] and again["id"] == result["id"] and again["filename"] == "renamed.png"
+    assert len(service.store) == measured  # the measurement came from the store ...
+    assert again["id"] != result["id"]  # ... but the result is this upload's own
+    assert again["rows"][0]["path"] == "renamed.png" and again["filename"] == "renamed.png"
+    assert client.get(f"/api/results/{result['id']}").json()["filename"] == "made.png"
     assert result["caution"] == ""  # 64 x 64: on the decoder's grid
     cropped = post(client, ("cropped.png", png_bytes(image[3:, 3:]), "image/png")).json()
     assert cropped["results"][0]["caution"].startswith("unreliable: 61x61")
@@ -146,7 +158,7 @@ def test_limits_on_bytes_pixels_and_files(random_tiny, tiny_calibration, tmp_pat
         max_files=2,
         max_request_bytes=50_000,
     )
-    with TestClient(create_app(service)) as client:
+    with TestClient(create_app(service), base_url=LOCAL) as client:
         noisy = np.random.default_rng(0).integers(0, 256, (100, 100, 3), dtype=np.uint8)
         big = post(client, ("big.png", png_bytes(noisy), "image/png"))
         assert big.status_code == 413 and "upload limit" in big.json()["results"][0]["error"]
@@ -163,7 +175,7 @@ def test_limits_on_bytes_pixels_and_files(random_tiny, tiny_calibration, tmp_pat
 
 
 def test_token_is_required_on_every_api_call(service):
-    with TestClient(create_app(service, token="s3cret")) as client:
+    with TestClient(create_app(service, Access(token="s3cret")), base_url=LOCAL) as client:
         assert client.get("/").status_code == 200  # the page holds no data
         assert client.get("/api/health").status_code == 401
         wrong = {"Authorization": "Bearer nope"}
@@ -199,7 +211,7 @@ def test_concurrent_requests_queue_for_one_model_load(random_tiny, tiny_calibrat
             return random_tiny
 
     service = make_service(random_tiny, tiny_calibration, tmp_path, models=[SlowHandle()])
-    with TestClient(create_app(service)) as client:
+    with TestClient(create_app(service), base_url=LOCAL) as client:
         images = [("x.png", png_bytes(smooth_image(seed)), "image/png") for seed in range(4)]
         with ThreadPoolExecutor(4) as pool:
             responses = list(pool.map(lambda image: post(client, image), images))
@@ -214,3 +226,37 @@ def test_serve_refuses_a_public_bind_without_a_token(monkeypatch, tiny_calibrati
     path = tmp_path / "c.json"
     tiny_calibration.save(path)
     assert main(["serve", "--calibration", str(path), "--host", "0.0.0.0", "-q"]) == 2
+
+
+def test_foreign_host_headers_and_cross_origin_posts_are_refused(
+    service, made_images, random_tiny, tiny_calibration, tmp_path
+):
+    upload = {"files": ("x.png", png_bytes(made_images[0]), "image/png")}
+    with TestClient(create_app(service), base_url=LOCAL) as client:
+        assert client.get("/api/models").status_code == 200
+        foreign = client.get("/api/models", headers={"Host": "attacker.example:8000"})
+        assert foreign.status_code == 421 and "attacker.example" in foreign.json()["detail"]
+        assert client.get("/", headers={"Host": "localhost:8000"}).status_code == 200
+        cross = client.post("/api/attribute", files=upload,
+                            headers={"Origin": "http://127.0.0.1:9999"})  # fmt: skip
+        assert cross.status_code == 403 and len(service.store) == 0  # nothing measured
+        same = client.post("/api/attribute", files=upload, headers={"Origin": LOCAL})
+        assert same.status_code == 200 and len(service.store) == 1
+    allowed = Access(("127.0.0.1", "proxy.internal"), ("https://tools.example",))
+    (tmp_path / "other").mkdir()
+    other = make_service(random_tiny, tiny_calibration, tmp_path / "other")
+    with TestClient(create_app(other, allowed), base_url=LOCAL) as client:
+        assert client.get("/api/health", headers={"Host": "proxy.internal"}).status_code == 200
+        ok = client.post("/api/attribute", files=upload,
+                         headers={"Origin": "https://tools.example"})  # fmt: skip
+        assert ok.status_code == 200
+
+
+def test_access_for_a_bind():
+    loopback = Access.for_bind("127.0.0.1", None)
+    assert loopback.host_allowed("localhost:8000") and loopback.host_allowed("[::1]:8000")
+    assert not loopback.host_allowed("attacker.example") and not loopback.host_allowed("")
+    public = Access.for_bind("0.0.0.0", "t")
+    assert public.host_allowed("anything.example") and public.token == "t"
+    proxied = Access.for_bind("0.0.0.0", "t", ["aedr.example.org"])
+    assert proxied.host_allowed("aedr.example.org") and not proxied.host_allowed("other.org")

@@ -5,11 +5,16 @@ Playwright for Python, which drives that binary (no browser download). The scree
 to ``$AEDR_TEST_ARTIFACTS`` (default ``test-artifacts/`` in the repository).
 """
 
+import functools
+import http.server
 import os
 import shutil
 import socket
+import socketserver
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -84,7 +89,7 @@ def test_upload_through_the_page_shows_the_verdict(tae_dir, shared_dir, tmp_path
     url = f"http://127.0.0.1:{port}/"
     server = subprocess.Popen(
         [sys.executable, "-m", "aedr", "serve", "--calibration", str(tmp_path / "taesd.json"),
-         "--weights-dir", str(tae_dir), "--port", str(port), "-q"],
+         "--weights-dir", str(tae_dir), "--port", str(port)],  # access log: the 403 below
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     artifacts = Path(os.environ.get("AEDR_TEST_ARTIFACTS", REPO / "test-artifacts"))
@@ -105,9 +110,57 @@ def test_upload_through_the_page_shows_the_verdict(tae_dir, shared_dir, tmp_path
             markers = page.locator("svg.distribution .marker").count()
             status = page.locator("#status").text_content()
             page.screenshot(path=str(artifacts / "web-attribution.png"), full_page=True)
+            results_before = stored_results()
+            attack = cross_origin_post(page, url, suspect)
+            results_after = stored_results()
             browser.close()
     finally:
         server.terminate()
         log = server.communicate(timeout=30)[0].decode(errors="replace")
     assert shown == expected.verdict, log
     assert rows == 1 and markers == 1 and status == "Done: 1 image."
+    assert results_before == 1 and attack == "sent" and results_after == 1, log  # refused
+    assert '"POST /api/attribute HTTP/1.1" 403' in log
+
+
+def stored_results() -> int:
+    """How many attributions the server (whose store is this test's $AEDR_STORE) has kept."""
+    with sqlite3.connect(os.environ["AEDR_STORE"]) as db:
+        return db.execute("SELECT COUNT(*) FROM results").fetchone()[0]
+
+
+def cross_origin_post(page, target: str, image: Path) -> str:
+    """A page on another local origin makes the browser POST an image to ``target``'s API (a
+    no-cors request: the page cannot read the answer, only the side effect could tell)."""
+    data = list(image.read_bytes())
+    html = f"""<script>
+    const body = new FormData();
+    body.append("files", new Blob([new Uint8Array({data})], {{type: "image/png"}}), "x.png");
+    fetch("{target}api/attribute", {{method: "POST", mode: "no-cors", body}})
+      .then(() => document.title = "sent", () => document.title = "failed");
+    </script>"""
+    port = free_port()
+    handler = functools.partial(OnePage, html.encode())
+    with socketserver.TCPServer(("127.0.0.1", port), handler) as other:
+        threading.Thread(target=other.handle_request, daemon=True).start()
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_function("document.title !== ''", timeout=60_000)
+        time.sleep(1)  # the server's answer, refused or not, has arrived
+        return page.title()
+
+
+class OnePage(http.server.BaseHTTPRequestHandler):
+    """Serves one HTML page (the foreign origin of the cross-origin test)."""
+
+    def __init__(self, body: bytes, *args, **kwargs):
+        self.body = body
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass

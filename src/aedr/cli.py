@@ -638,6 +638,22 @@ def add_serve(commands: Commands) -> None:
     )
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name the server answers to besides loopback names (a reverse proxy's); "
+        "repeatable. Requests naming any other host get 421 (DNS-rebinding guard)",
+    )
+    serve.add_argument(
+        "--allowed-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="a foreign origin (https://host:port) whose pages may POST here; repeatable. Other "
+        "cross-origin POSTs get 403",
+    )
+    serve.add_argument(
         "--max-upload-mb", type=float, default=50, help="largest accepted image file (default 50)"
     )
     serve.add_argument(
@@ -660,7 +676,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from aedr.server import TOKEN_ENV, AttributionService, Limits, create_app, needs_token
+        from aedr.server import (
+            TOKEN_ENV,
+            Access,
+            AttributionService,
+            Limits,
+            create_app,
+            needs_token,
+        )
     except ImportError as exc:
         raise UsageError(
             f"aedr serve needs the web extra: pip install 'aedr[web]' ({exc})"
@@ -679,7 +702,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )  # fmt: skip
     service = AttributionService(_attributor(args), limits)
     _say(args, f"aedr serve: http://{args.host}:{args.port}/ (API docs at /docs)")
-    uvicorn.run(create_app(service, token), host=args.host, port=args.port,
+    access = Access.for_bind(args.host, token, args.allowed_host, args.allowed_origin)
+    uvicorn.run(create_app(service, access), host=args.host, port=args.port,
                 log_level="warning" if args.quiet else "info")  # fmt: skip
     return EXIT_OK
 

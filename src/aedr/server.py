@@ -8,16 +8,17 @@
 - Types are checked by content (what Pillow recognises), never by extension. A bad upload gets a
   4xx with the reason: 413 too large or too many pixels, 415 not an allowed image type, 422 an
   image that cannot be decoded or scored. The service goes on serving.
-- Results are kept in the score store under an id derived from the image's bytes and the
-  calibrations, so a repeated image is answered from the store and ``/api/results/{id}`` reads a
-  past result.
-- Binding beyond loopback requires a token (``$AEDR_TOKEN``), then checked on every API call as
-  ``Authorization: Bearer TOKEN``.
+- Results are private to the request that made them: each gets a random id (``/api/results/{id}``
+  reads it back); a repeated image reuses its measurements from the score store, never another
+  upload's result or file name.
+- Guarded like other local tools' APIs: the Host header must name this server (loopback names, or
+  ``allowed_hosts``), which defeats DNS rebinding; a state-changing request that a browser sends
+  from another origin is refused (``allowed_origins`` lists exceptions); binding beyond loopback
+  requires a token (``$AEDR_TOKEN``), checked on every API call as ``Authorization: Bearer TOKEN``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 import secrets
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -39,7 +41,6 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from aedr import __version__
 from aedr.decide.attribution import Attributor
-from aedr.decide.calibration import Calibration
 from aedr.measure.images import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
@@ -58,6 +59,41 @@ UPLOAD_BODY = {  # the OpenAPI description of what /api/attribute parses itself
         "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}},
     }}},
 }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may reach the service: the Host names it answers to and the foreign origins allowed
+    to change state; ``token`` is required on every API call when set."""
+
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")
+    allowed_origins: tuple[str, ...] = ()
+    token: str | None = None
+
+    @classmethod
+    def for_bind(
+        cls, host: str, token: str | None, hosts: Sequence[str] = (), origins: Sequence[str] = ()
+    ) -> Access:
+        """Loopback binds answer to loopback names (plus ``hosts``); other binds, which need a
+        token, to ``hosts`` when given, else to any name."""
+        names = (*LOOPBACK_HOSTS, *hosts) if not needs_token(host) else (tuple(hosts) or ("*",))
+        return cls(tuple(dict.fromkeys(names)), tuple(o.rstrip("/") for o in origins), token)
+
+    def host_allowed(self, host_header: str) -> bool:
+        if "*" in self.allowed_hosts:
+            return True
+        try:
+            name = urlsplit(f"//{host_header}").hostname
+        except ValueError:
+            return False
+        return name is not None and name in self.allowed_hosts
+
+    def origin_allowed(self, origin: str | None, host_header: str, scheme: str) -> bool:
+        """Same origin (the request's own Host), an allowed origin, or no Origin at all (a
+        non-browser client; browsers send one with every cross-origin POST)."""
+        if origin is None:
+            return True
+        return origin in (f"{scheme}://{host_header}", *self.allowed_origins)
 
 
 @dataclass(frozen=True)
@@ -81,11 +117,6 @@ class UploadError(Exception):
 def needs_token(host: str) -> bool:
     """Whether binding ``host`` exposes the service beyond this machine."""
     return host not in LOOPBACK_HOSTS
-
-
-def calibrations_digest(calibrations: Sequence[Calibration]) -> str:
-    joined = ":".join(c.content_digest() for c in calibrations)
-    return hashlib.sha256(joined.encode()).hexdigest()
 
 
 def display_name(filename: str | None) -> str:
@@ -126,7 +157,6 @@ class AttributionService:
         self.attributor, self.limits = attributor, limits
         self.store: ScoreStore | None = attributor.scorer.store  # scores and results, one file
         self.calibrations = list(attributor.calibrations.values())
-        self._calibrations_key = calibrations_digest(self.calibrations)
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="aedr-serve")
         self.upload_folder = Path(tempfile.mkdtemp(prefix="aedr-serve-"))
 
@@ -142,16 +172,13 @@ class AttributionService:
         if self.store is not None:
             self.store.close()
 
-    def result_id(self, data: bytes) -> str:
-        content = hashlib.sha256(data).hexdigest()
-        return hashlib.sha256(f"{content}:{self._calibrations_key}".encode()).hexdigest()[:32]
-
     def attribute(self, filename: str, data: bytes) -> dict[str, Any]:
-        """The attribution of one uploaded image; raises ``UploadError`` for a bad upload."""
-        result_id = self.result_id(data)
-        past = self.get_result(result_id)
-        if past is not None:
-            return {**past, "filename": filename, "cached": True}
+        """The attribution of one uploaded image; raises ``UploadError`` for a bad upload.
+
+        The result gets a random id: it is this upload's alone (another upload of the same bytes
+        reuses the measurements from the store, not this result or its file name).
+        """
+        result_id = secrets.token_hex(16)
         extension = ALLOWED_FORMATS[image_format(data, self.limits.max_pixels)]
         path = self.upload_folder / f"{uuid.uuid4().hex}.{extension}"
         path.write_bytes(data)
@@ -169,7 +196,7 @@ class AttributionService:
         }  # fmt: skip
         if self.store is not None:
             self.store.put_result(result_id, result)
-        return {**result, "cached": False}
+        return result
 
     def get_result(self, result_id: str) -> dict[str, Any] | None:
         return None if self.store is None else self.store.get_result(result_id)
@@ -199,9 +226,9 @@ async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[byt
         yield chunk
 
 
-def create_app(service: AttributionService, token: str | None = None) -> FastAPI:
+def create_app(service: AttributionService, access: Access = Access()) -> FastAPI:
     """The FastAPI application: the page at ``/``, the API under ``/api``, docs at ``/docs``."""
-    limits = service.limits
+    limits, token = service.limits, access.token
     request_limit = limits.max_request_bytes
 
     class InMemoryParser(MultiPartParser):
@@ -226,6 +253,21 @@ def create_app(service: AttributionService, token: str | None = None) -> FastAPI
         lifespan=lifespan,
     )
     api = APIRouter(prefix="/api", dependencies=[Depends(check_token)])
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        host = request.headers.get("host", "")
+        if not access.host_allowed(host):
+            return JSONResponse(
+                {"detail": f"this server does not answer to the host {host!r}"}, status_code=421
+            )
+        unsafe = request.method not in ("GET", "HEAD", "OPTIONS")
+        origin = request.headers.get("origin")
+        if unsafe and not access.origin_allowed(origin, host, request.url.scheme):
+            return JSONResponse(
+                {"detail": f"cross-origin request from {origin!r} refused"}, status_code=403
+            )
+        return await call_next(request)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
