@@ -310,3 +310,20 @@ def test_metrics_json_is_valid_json_and_unlabelled_records_are_reported(cli, mod
     code, _, _ = cli("evaluate", "--scores", scores, "--labels", labels, "--method", "aedr",
                      "--out", tmp_path / "report", "--overwrite", "--allow-unlabelled")  # fmt: skip
     assert code == 0
+
+
+def test_an_oversized_calibration_is_refused_in_seconds(cli, model_file, tmp_path):
+    folder = tmp_path / "own"
+    for index in range(4):
+        good_image(folder, f"{index}.png", seed=index)
+    out = tmp_path / "c.json"
+    assert cli("calibrate", "--model", model_file, folder, "--method", "aedr", "--out", out,
+               "-q")[0] == 0  # fmt: skip
+    data = json.loads(out.read_text())
+    data["signals"] = np.random.default_rng(0).normal(1, 0.1, 1_000_001).tolist()
+    data["n"] = len(data["signals"])
+    out.write_text(json.dumps(data))
+    started = time.monotonic()
+    code, _, err = cli("attribute", folder, "--calibration", out)
+    assert code == 2 and "signals: List should have at most 1000000 items" in err
+    assert time.monotonic() - started < 30

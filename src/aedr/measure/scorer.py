@@ -339,7 +339,9 @@ class Scorer:
         """``_prepare`` run ahead in worker threads, results in input order.
 
         At most ``2 * workers`` images are decoded ahead. When the run ends early (an interrupt,
-        an error) the reads not yet started are cancelled instead of awaited.
+        an error) the reads not yet started are cancelled and the ones under way awaited: each
+        reads one regular file, so that is prompt, and nothing is left touching the store after
+        the run returns.
         """
         window = 2 * self.workers
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix="aedr-read")
@@ -352,7 +354,7 @@ class Scorer:
             while pending:
                 yield pending.popleft().result()
         finally:
-            pool.shutdown(wait=not pending, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _prepare(self, path: Path) -> PreparedImage:
         prepared = PreparedImage(path)
