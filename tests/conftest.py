@@ -125,6 +125,17 @@ def loss_record(loss1: float, loss2: float, homogeneity: float, **extra) -> dict
 
 
 @pytest.fixture(scope="session")
+def model_file(tmp_path_factory, random_tiny) -> Path:
+    """The random tiny autoencoder saved as a pair of weight files, loadable by path."""
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("weights")
+    for part in ("encoder", "decoder"):
+        save_file(random_tiny.module[part].state_dict(), folder / f"rand_{part}.safetensors")
+    return folder / "rand_encoder.safetensors"
+
+
+@pytest.fixture(scope="session")
 def small_kl():
     """A small diffusers AutoencoderKL with random weights: a real posterior to sample from."""
     from diffusers import AutoencoderKL

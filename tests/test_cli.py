@@ -11,7 +11,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from safetensors.torch import save_file
 
 from aedr.cli import main
 from aedr.decide.calibration import Calibration
@@ -37,15 +36,6 @@ def cli(capsys, monkeypatch):
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory, random_tiny) -> Path:
-    """The random tiny autoencoder saved as a pair of weight files, loadable by path."""
-    folder = tmp_path_factory.mktemp("weights")
-    for part in ("encoder", "decoder"):
-        save_file(random_tiny.module[part].state_dict(), folder / f"rand_{part}.safetensors")
-    return folder / "rand_encoder.safetensors"
 
 
 def test_help_and_version(cli):

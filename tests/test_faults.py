@@ -25,14 +25,6 @@ from aedr.cli import main
 TIMEOUT = 120
 
 
-@pytest.fixture(scope="module")
-def model_file(tmp_path_factory, random_tiny) -> Path:
-    folder = tmp_path_factory.mktemp("weights")
-    for part in ("encoder", "decoder"):
-        save_file(random_tiny.module[part].state_dict(), folder / f"rand_{part}.safetensors")
-    return folder / "rand_encoder.safetensors"
-
-
 @pytest.fixture
 def cli(capsys):
     def run(*args):
@@ -209,6 +201,16 @@ def test_a_pickle_in_a_diffusers_folder_is_a_clear_error(cli, tmp_path, image_fo
 # -- calibration integrity ---------------------------------------------------------------------
 
 
+def calibrated(cli, model_file, tmp_path) -> tuple[Path, Path]:
+    """(a folder of 4 images, the calibration of the random model fitted on them)."""
+    folder, out = tmp_path / "own", tmp_path / "c.json"
+    for index in range(4):
+        good_image(folder, f"{index}.png", seed=index)
+    code = cli("calibrate", "--model", model_file, folder, "--method", "aedr", "--out", out, "-q")
+    assert code[0] == 0
+    return folder, out
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -222,12 +224,7 @@ def test_a_pickle_in_a_diffusers_folder_is_a_clear_error(cli, tmp_path, image_fo
     ],
 )
 def test_edited_calibrations_are_exit_2(cli, model_file, tmp_path, edit, message):
-    folder = tmp_path / "own"
-    for index in range(4):
-        good_image(folder, f"{index}.png", seed=index)
-    out = tmp_path / "c.json"
-    assert cli("calibrate", "--model", model_file, folder, "--method", "aedr", "--out", out,
-               "-q")[0] == 0  # fmt: skip
+    folder, out = calibrated(cli, model_file, tmp_path)
     out.write_text(json.dumps({**json.loads(out.read_text()), **edit}))
     code, _, err = cli("attribute", folder, "--calibration", out)
     assert code == 2 and message in err
@@ -313,12 +310,7 @@ def test_metrics_json_is_valid_json_and_unlabelled_records_are_reported(cli, mod
 
 
 def test_an_oversized_calibration_is_refused_in_seconds(cli, model_file, tmp_path):
-    folder = tmp_path / "own"
-    for index in range(4):
-        good_image(folder, f"{index}.png", seed=index)
-    out = tmp_path / "c.json"
-    assert cli("calibrate", "--model", model_file, folder, "--method", "aedr", "--out", out,
-               "-q")[0] == 0  # fmt: skip
+    folder, out = calibrated(cli, model_file, tmp_path)
     data = json.loads(out.read_text())
     data["signals"] = np.random.default_rng(0).normal(1, 0.1, 1_000_001).tolist()
     data["n"] = len(data["signals"])
