@@ -131,6 +131,9 @@ def test_store_answers_repeated_and_renamed_images_without_running_the_model(
         (image_folder / "a.png").rename(tmp_path / "renamed.png")
         (renamed,) = Scorer([model], store=store).score_file(tmp_path / "renamed.png")
         assert type(model).encoded == 6 and renamed.path.endswith("renamed.png")
+        model.name, model.group = "same-weights", "another-name"  # e.g. named by path this time
+        (named,) = Scorer([model], store=store).score_file(tmp_path / "renamed.png")
+        assert type(model).encoded == 6 and (named.model, named.group) == (model.name, model.group)
         assert renamed.loss1 == first[0].loss1
         other = Scorer([model], ScoreSettings(crop=32), store=store).score_file(
             tmp_path / "renamed.png"

@@ -367,16 +367,17 @@ class Scorer:
             prepared.cached = self._lookup(prepared.content)
             if len(prepared.cached) == len(self.models):
                 return prepared  # fully answered from the store: nothing to decode
-        prepared.error = self._refusal_from_header(path, prepared.cached)
-        if prepared.error:
-            return prepared
+        if not prepared.cached:  # an error now would be every model's, cached ones too
+            prepared.error = self._refusal_from_header(path)
+            if prepared.error:
+                return prepared
         return decode(prepared, path, self.max_pixels, self.settings.homogeneity_levels)
 
-    def _refusal_from_header(self, path: Path, cached: Mapping[int, Any]) -> str:
-        """Why no model still to run could take this image, judged from its header ("" when one
-        can, or when a model's grid is unknown before loading)."""
-        multiples = [m.size_multiple for i, m in enumerate(self.models) if i not in cached]
-        if not multiples or None in multiples:
+    def _refusal_from_header(self, path: Path) -> str:
+        """Why no model could take this image, judged from its header ("" when one can, or when
+        a model's grid is unknown before loading)."""
+        multiples = [m.size_multiple for m in self.models]
+        if None in multiples:
             return ""
         try:
             width, height = image_size(path, self.max_pixels)
@@ -418,8 +419,9 @@ class Scorer:
             done.append(job)
             return
         for index, model in enumerate(self.models):
-            if index in prepared.cached:
-                stored = {**prepared.cached[index], "path": path, "content_sha256": content}
+            if index in prepared.cached:  # named as in this run, whatever the stored run said
+                stored = {**prepared.cached[index], "path": path, "content_sha256": content,
+                          "model": model.name, "group": model.group}  # fmt: skip
                 job.records[index] = Measurement.from_dict(stored)
                 continue
             image = prepared.image
