@@ -10,10 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from diffusers.utils import logging as diffusers_logging
 from hypothesis import settings
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
+
+# diffusers binds its log handler to sys.stderr when first used: bind it now, to the session's
+# stream, not to one test's captured stderr (closed after that test, later logs would fail).
+diffusers_logging.get_logger("diffusers")
 
 # Property tests: reproducible (derandomized) and free of timing flakiness on a busy CI machine.
 settings.register_profile("aedr", deadline=None, derandomize=True, max_examples=100)

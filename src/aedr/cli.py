@@ -553,27 +553,21 @@ def _assumed_provenance(text: str | None):
 
     from aedr import __version__
     from aedr.decide.calibration import UNVERIFIED_IDENTITY
-    from aedr.measure.provenance import Provenance
+    from aedr.measure.images import RESIZE_FILTER
+    from aedr.measure.provenance import VERSION_FIELD, Provenance
 
-    kinds = {f.name: f.type for f in fields(Provenance)}
-    values: dict[str, Any] = {"identity": UNVERIFIED_IDENTITY, "aedr_version": __version__}
+    keys = [f.name for f in fields(Provenance) if f.name != VERSION_FIELD]
+    values: dict[str, Any] = {"identity": UNVERIFIED_IDENTITY, VERSION_FIELD: __version__}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
-        if not sep or key not in kinds or key == "aedr_version":
-            known = ", ".join(k for k in kinds if k != "aedr_version")
+        if not sep or key not in keys:
             raise UsageError(
-                f"--assume-settings: {item!r} is not KEY=VALUE with KEY one of {known}"
+                f"--assume-settings: {item!r} is not KEY=VALUE with KEY one of {', '.join(keys)}"
             )
-        if "int" in str(kinds[key]):
-            try:
-                values[key] = None if value in ("", "none") else int(value)
-            except ValueError:
-                raise UsageError(f"--assume-settings: {key} must be a whole number") from None
-        else:
-            values[key] = value or None
+        values[key] = value or None
     if values.get("alignment") == "resize":
-        values.setdefault("resize_filter", "bilinear")
-    return Provenance.from_dict(values, "--assume-settings")
+        values.setdefault("resize_filter", RESIZE_FILTER)
+    return Provenance.from_dict(values, "--assume-settings", from_text=True)
 
 
 # ---------------------------------------------------------------------------------------------

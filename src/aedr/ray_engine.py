@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import os
 import tempfile
 import time
@@ -45,7 +44,7 @@ from aedr.measure.scorer import (
     decode,
     display_path,
 )
-from aedr.records import PARQUET_SUFFIXES, filesystem_of, read_parquet_records
+from aedr.records import PARQUET_SUFFIXES, filesystem_of, json_cell, read_parquet_records
 
 RECORD_FIELDS = MEASUREMENT_FIELDS
 MANIFEST_SUFFIXES = (".csv", *PARQUET_SUFFIXES)
@@ -191,8 +190,7 @@ class ScoreActor:
         for records in self.scorer.score_prepared(batch["prepared"]):
             for record in records:
                 values = record.as_dict()
-                provenance = values["provenance"]
-                values["provenance"] = json.dumps(provenance, sort_keys=True) if provenance else ""
+                values["provenance"] = json_cell(values["provenance"])
                 for name in RECORD_FIELDS:
                     rows[name].append(values[name])
         return rows

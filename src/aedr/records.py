@@ -39,13 +39,18 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """What a spreadsheet reads as the start of a formula in a text cell."""
 
 
+def json_cell(value: Mapping[str, Any] | None) -> str:
+    """A nested record field (a measurement's provenance) as one text cell: CSV, Parquet."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":")) if value else ""
+
+
 def _csv_value(value: Any) -> Any:
     if value is None:
         return ""
     if isinstance(value, float):
         return repr(value)
-    if isinstance(value, Mapping):  # a measurement's provenance: one JSON cell
-        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    if isinstance(value, Mapping):
+        return json_cell(value)
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value  # shown as text by spreadsheets (OWASP's CSV-injection advice)
     return value

@@ -22,7 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aedr.decide.calibration import Calibration, CalibrationError, calibrate, choose_alpha
+from aedr.decide.calibration import (
+    Calibration,
+    CalibrationError,
+    calibrate,
+    choose_alpha,
+    records_of_model,
+)
 from aedr.decide.evaluation import EvaluationResult, evaluate, read_labels
 from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
 from aedr.measure.images import iter_image_files
@@ -124,8 +130,6 @@ def calibrate_measurements(
     loss1, loss2 and homogeneity) need ``assumed_provenance``, which the calibration records as
     assumed. ``model`` picks one model's records where several are present.
     """
-    from aedr.decide.calibration import records_of_model
-
     name, kept, skipped = records_of_model(records, model, statistic)
     calibration = _fit(kept, name or "unnamed", statistic, alpha, negatives, assumed_provenance)
     return CalibrationRun(calibration, [dict(r) for r in kept], skipped=skipped)
@@ -135,8 +139,6 @@ def read_negatives(
     paths: Iterable[str | os.PathLike], model: str | None, statistic: str
 ) -> list[Mapping[str, Any]]:
     """Usable measurement records of ``model`` (all, when None) in the files ``paths``."""
-    from aedr.decide.calibration import records_of_model
-
     records = itertools.chain.from_iterable(read_records(p) for p in paths)
     return records_of_model(records, model, statistic)[1]
 

@@ -139,23 +139,25 @@ class Calibration:
                 "the calibration's settings, or recalibrate"
             )
 
+    def _content(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "digest"}
+
     def as_dict(self) -> dict[str, Any]:
         """Every field, sealed with the digest of the others (what is saved)."""
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "digest"}
-        return {**values, "digest": self.content_digest()}
+        return {**self._content(), "digest": self.content_digest()}
 
     def content_digest(self) -> str:
         """SHA-256 over every field but the digest itself."""
-        content = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "digest"}
-        canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+        canonical = json.dumps(self._content(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
         """Write the calibration as JSON, sealed with its digest."""
-        self.digest = self.content_digest()
+        sealed = self.as_dict()
+        self.digest = sealed["digest"]
         try:
             with open(path, "w" if overwrite else "x", encoding="utf-8") as stream:
-                json.dump(self.as_dict(), stream, indent=2)
+                json.dump(sealed, stream, indent=2)
                 stream.write("\n")
         except FileExistsError:
             raise OutputExistsError(f"{path} exists") from None
@@ -254,8 +256,12 @@ def provenance_of_records(
         raise CalibrationError("some records carry a provenance and some do not")
     if assumed is not None:
         raise CalibrationError("the records carry their own provenance: do not state one")
+    # each distinct provenance is validated once, however many records carry it
+    distinct = {json.dumps(p, sort_keys=True, default=str): p for p in carried}.values()
     try:
-        provenances = [p if isinstance(p, Provenance) else Provenance.from_dict(p) for p in carried]
+        provenances = [
+            p if isinstance(p, Provenance) else Provenance.from_dict(p) for p in distinct
+        ]
         return common_provenance(provenances), False
     except ProvenanceError as exc:
         raise CalibrationError(str(exc)) from None

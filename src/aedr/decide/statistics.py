@@ -52,7 +52,7 @@ class Statistic:
 
     def value(self, record: Record, parameters: Parameters | None = None) -> float:
         """The statistic of one measurement record; a record it cannot use is an error."""
-        kind = record.get("measurement") or "reconstruction"
+        kind = _kind(record)
         if kind != self.measurement:
             raise StatisticError(
                 f"statistic {self.name} reads {self.measurement} measurements, not {kind} "
@@ -71,16 +71,18 @@ class Statistic:
     def usable(self, record: Record) -> bool:
         """Whether ``record`` is an error-free measurement this statistic can read (checked
         before any parameters are fitted)."""
-        if (
-            record.get("error")
-            or (record.get("measurement") or "reconstruction") != self.measurement
-        ):
+        if record.get("error") or _kind(record) != self.measurement:
             return False
         try:
             self.compute(record, _PROBE_PARAMETERS)
         except (SignalError, KeyError, TypeError, ValueError):
             return False
         return True
+
+
+def _kind(record: Record) -> str:
+    """A record's measurement kind (files of losses alone, like the authors', are reconstructions)."""
+    return record.get("measurement") or "reconstruction"
 
 
 def _ratio(record: Record) -> float:

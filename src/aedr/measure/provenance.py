@@ -13,10 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 MeasurementKind = Literal["reconstruction", "inversion"]
-MEASUREMENT_KINDS: tuple[str, ...] = ("reconstruction", "inversion")
+MEASUREMENT_KINDS: tuple[str, ...] = get_args(MeasurementKind)
 """``reconstruction``: AEDR's double reconstruction (loss1, loss2); ``inversion``: LatentTracer's
 optimisation of a latent against the decoder (the smallest loss)."""
 
@@ -48,14 +48,18 @@ class Provenance:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, values: Any, source: str = "provenance") -> Provenance:
-        """Validate a provenance read from a file (records, calibrations)."""
+    def from_dict(
+        cls, values: Any, source: str = "provenance", *, from_text: bool = False
+    ) -> Provenance:
+        """Validate a provenance read from a file (records, calibrations), or typed by a user
+        (``from_text``: numbers may come as strings)."""
         from pydantic import ValidationError
 
         from aedr.schemas import ProvenanceFile, validation_message
 
         try:
-            return cls(**ProvenanceFile.model_validate(values).model_dump())
+            valid = ProvenanceFile.model_validate(values, strict=not from_text)
+            return cls(**valid.model_dump())
         except ValidationError as exc:
             raise ProvenanceError(f"{source}: provenance {validation_message(exc)}") from None
 
@@ -78,16 +82,17 @@ class Provenance:
         return replace(self, identity="")
 
 
-def common_provenance(provenances: list[Provenance], what: str = "records") -> Provenance:
-    """The one provenance of ``provenances``; mixed ones are an error naming the difference."""
+def common_provenance(provenances: list[Provenance]) -> Provenance:
+    """The one provenance of records' ``provenances``; mixed ones are an error naming the
+    difference."""
     if not provenances:
-        raise ProvenanceError(f"no {what} with a provenance")
+        raise ProvenanceError("no records with a provenance")
     first = provenances[0]
     for other in provenances[1:]:
         differences = first.differences(other, version=True)
         if differences:
             raise ProvenanceError(
-                f"{what} of mixed provenance ({'; '.join(differences)}): fit each on records "
+                f"records of mixed provenance ({'; '.join(differences)}): fit each on records "
                 "made one way"
             )
     return first
