@@ -130,6 +130,7 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--tracer-models", default="taesd", help="comma-separated; '' to skip")
     parser.add_argument("--tracer-images", type=int, default=3, help="per test source")
+    parser.add_argument("--tracer-only", action="store_true", help="the latenttracer row alone")
     parser.add_argument("--out", default="attribution-benchmark")
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # tables appear as they are computed
@@ -139,12 +140,17 @@ def main() -> None:
           f"{args.calibration} calibration + {args.test} test images per model, {args.real} real")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         labels, calibration_paths = build(args, Path(tmp), autoencoders)
+        summary = {}
+        if args.tracer_only:
+            summary["latenttracer"] = run_tracer(
+                args, args.tracer_models.split(","), autoencoders, labels, calibration_paths, out
+            )
+            return
         test_records, seconds = score(autoencoders, sorted(labels), ScoreSettings())
         calibration_records = {
             key: score({key.split(":")[0]: autoencoders[key.split(":")[0]]}, paths, ScoreSettings())[0]
             for key, paths in calibration_paths.items()
         }  # fmt: skip
-        summary = {}
         for method in ("aedr", "ratio", "fitted", "single-loss"):
             calibrations = {
                 name: calibrate(usable(calibration_records[name]), name, args.alpha, method)

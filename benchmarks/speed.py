@@ -39,6 +39,7 @@ PLANS = {
     # (model, size, images, latenttracer images); None images = --images
     "full": [("taesd", 256, None, 2), ("sd15", 256, 8, 0), ("sd15", 512, 2, 0)],
     "quick": [("taesd", 128, 8, 1)],
+    "tracer": [("taesd", 256, 8, 2)],
     "sd": [("sd15", 256, 8, 0), ("sd15", 512, 2, 0)],
 }
 

@@ -119,7 +119,8 @@ def private_score_store(tmp_path_factory, monkeypatch):
 TEST_PROVENANCE = {
     "identity": "sha256:test", "measurement": "reconstruction", "dtype": "fp32", "device": "cpu",
     "latent": "mode", "seed": None, "alignment": "crop", "resize_filter": None, "crop": None,
-    "crops": 1, "homogeneity_levels": 32, "aedr_version": "test",
+    "crops": 1, "homogeneity_levels": 32, "aedr_version": "test", "grid": None, "noise": None,
+    "exif": "transpose", "loss_dtype": "fp64", "inversion_resize": False, "preset": None,
 }  # fmt: skip
 
 

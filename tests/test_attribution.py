@@ -48,6 +48,8 @@ def test_close_p_values_of_different_groups_are_ambiguous_same_group_is_not():
     calibrations = {"a": calibration("a", 1.0), "b": calibration("b", 1.0)}
     tied = attribute([record("a", 1.0), record("b", 1.01)], calibrations)
     assert tied.verdict == AMBIGUOUS and set(tied.candidates) == {"a", "b"}
+    exact = attribute([record("a", 1.0), record("b", 1.0)], calibrations)  # equal p-values
+    assert exact.verdict == AMBIGUOUS and set(exact.candidates) == {"a", "b"}
     grouped = attribute([record("a", 1.0, group="g"), record("b", 1.01, group="g")], calibrations)
     assert grouped.verdict == "a" and grouped.verdict_group == "g"
 

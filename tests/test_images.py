@@ -10,9 +10,11 @@ from PIL import Image
 from aedr.measure.images import (
     ImageError,
     aligned_crop,
+    area_resize,
     iter_image_files,
     read_image,
-    resize_to_multiple,
+    resize_to,
+    rounded_size,
     to_model_input,
 )
 
@@ -100,10 +102,22 @@ def test_aligned_crop_keeps_top_left_grid():
 
 
 def test_resize_rounds_to_nearest_multiple():
-    rgb = np.zeros((21, 13, 3), np.uint8)
-    assert resize_to_multiple(rgb, 8).shape == (24, 16, 3)
-    assert resize_to_multiple(np.zeros((3, 3, 3), np.uint8), 8).shape == (8, 8, 3)
-    assert resize_to_multiple(np.zeros((16, 8, 3), np.uint8), 8).shape == (16, 8, 3)
+    assert rounded_size(13, 21, 8) == (16, 24) and rounded_size(3, 3, 8) == (8, 8)
+    assert rounded_size(500, 324, 8) == (496, 320)  # Python's round: 62.5 -> 62, 40.5 -> 40
+    rgb = np.arange(21 * 13 * 3, dtype=np.uint8).reshape(21, 13, 3)
+    assert resize_to(rgb, (16, 24)).shape == (24, 16, 3)
+    assert resize_to(rgb, (13, 21)) is rgb  # already that size: untouched
+    bicubic, bilinear = resize_to(rgb, (16, 24), "bicubic"), resize_to(rgb, (16, 24))
+    assert not np.array_equal(bicubic, bilinear)
+    with pytest.raises(ValueError, match="resize filter"):
+        resize_to(rgb, (16, 24), "lanczos")
+
+
+def test_area_resize_averages_pixels():
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[:2, :2] = 200
+    np.testing.assert_array_equal(area_resize(rgb, 2)[..., 0], [[200, 0], [0, 0]])
+    assert area_resize(rgb, 8).shape == (8, 8, 3)
 
 
 def test_model_input_range_and_layout():

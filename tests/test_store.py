@@ -18,13 +18,17 @@ def test_records_are_keyed_by_content_and_provenance(tmp_path):
 
 
 def test_provenance_digest_covers_every_field():
-    base = Provenance("sha256:a")
-    assert base.digest() == Provenance("sha256:a").digest()
-    for field, value in (("identity", "sha256:b"), ("dtype", "bf16"), ("device", "cuda"),
-                         ("latent", "sample"), ("seed", 1), ("alignment", "resize"),
-                         ("resize_filter", "bicubic"), ("crop", 64), ("crops", 2),
-                         ("measurement", "inversion"), ("homogeneity_levels", 16),
-                         ("aedr_version", "9"), ):  # fmt: skip
+    base = Provenance("sha256:a", latent="sample", alignment="resize")
+    assert base.digest() == Provenance("sha256:a", latent="sample", alignment="resize").digest()
+    assert (base.noise, base.grid, base.resize_filter) == ("batch", "model", "bilinear")  # implied
+    changes = (("identity", "sha256:b"), ("dtype", "bf16"), ("device", "cuda"),
+               ("latent", "mode"), ("seed", 1), ("alignment", "crop"),
+               ("resize_filter", "bicubic"), ("crop", 64), ("crops", 2),
+               ("measurement", "inversion"), ("homogeneity_levels", 16), ("aedr_version", "9"),
+               ("grid", "paper"), ("noise", "image"), ("exif", "ignore"), ("loss_dtype", "model"),
+               ("inversion_resize", True), ("preset", "paper"))  # fmt: skip
+    assert {field for field, _ in changes} == set(base.as_dict())
+    for field, value in changes:
         changed = Provenance(**{**base.as_dict(), field: value})
         assert changed.digest() != base.digest(), field
         assert base.differences(changed, version=True) == [

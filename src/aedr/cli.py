@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from aedr import __version__
-from aedr.decide.statistics import DEFAULT_STATISTIC, STATISTIC_NAMES
+from aedr.decide.statistics import DEFAULT_STATISTIC, PAPER_STATISTIC, STATISTIC_NAMES
 from aedr.measure.images import DEFAULT_MAX_PIXELS
 
 EXIT_OK, EXIT_INPUT_ERRORS, EXIT_USAGE = 0, 1, 2
@@ -70,9 +70,20 @@ def _add_loading(parser: argparse.ArgumentParser) -> None:
 def _add_dtype(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dtype",
-        choices=("auto", "fp32", "bf16", "fp16"),
+        choices=("auto", "paper", "fp32", "bf16", "fp16"),
         default="auto",
-        help="weights and activations; auto = fp32 on CPU, the family's stable choice on GPU",
+        help="weights and activations; auto = fp32 on CPU, the family's stable choice on GPU; "
+        "paper = the authors' (fp32, bf16 for FLUX.1 and SD 3.5) on every device",
+    )
+
+
+def _add_paper(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--paper",
+        action="store_true",
+        help="reproduce the authors' scripts: statistic aedr, bicubic resize to multiples of 8, "
+        "latents sampled per image from one CPU generator seeded 1, --dtype paper, codebook "
+        "decoding for VQ models, no EXIF transpose (and the first 500 images in calibration)",
     )
 
 
@@ -85,6 +96,23 @@ def _add_method(parser: argparse.ArgumentParser) -> None:
         "fitted per model); aedr (the paper's ratio x H), ratio, single-loss (first loss "
         "alone), or latenttracer (inversion loss, 100 Adam steps: ~100x slower to measure)",
     )
+
+
+CHOICE_SETTINGS = (
+    ("--resize-filter", ("bilinear", "bicubic"),
+     "with --resize: the filter (default bilinear; the authors' Pillow default is bicubic)"),
+    ("--grid", ("model", "paper"),
+     "with --resize: round to the model's grid (default) or, like the authors, to multiples of 8 "
+     "with Kandinsky 2.1 forced to 512x512"),
+    ("--noise", ("batch", "image"),
+     "with --latent sample: noise drawn per batch on the model's device (default), or per image "
+     "in input order from one CPU generator (independent of batch size and device)"),
+    ("--exif", ("transpose", "ignore"),
+     "apply the EXIF orientation to the pixels (default) or not (the authors' PIL path)"),
+    ("--loss-dtype", ("fp64", "model"),
+     "reduce the MSEs in float64 (default) or in the model's precision (nn.MSELoss)"),
+)  # fmt: skip
+"""The paper's scoring settings, each its own flag (``--paper`` sets them all)."""
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
@@ -111,10 +139,22 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--crops", type=int, metavar="K", help="with --crop: K crops spread evenly (default 1)"
     )
+    for flag, choices, text in CHOICE_SETTINGS:
+        parser.add_argument(flag, choices=choices, help=text)
+    parser.add_argument(
+        "--inversion-resize",
+        action="store_true",
+        default=None,
+        help="with --method latenttracer: LatentTracer's input resizing (512x512 by area, then "
+        "the family's native size)",
+    )
+    _add_paper(parser)
 
 
 SETTING_FLAGS = {"latent": "--latent", "seed": "--seed", "resize": "--resize", "crop": "--crop",
-                 "crops": "--crops"}  # fmt: skip
+                 "crops": "--crops", "resize_filter": "--resize-filter", "grid": "--grid",
+                 "noise": "--noise", "exif": "--exif", "loss_dtype": "--loss-dtype",
+                 "inversion_resize": "--inversion-resize"}  # fmt: skip
 
 
 def _add_pipeline(parser: argparse.ArgumentParser) -> None:
@@ -155,22 +195,31 @@ def _add_calibrations(parser: argparse.ArgumentParser) -> None:
 
 
 def _statistic(args: argparse.Namespace) -> str:
+    if getattr(args, "paper", False) and args.method is None:
+        return PAPER_STATISTIC
     return args.method or DEFAULT_STATISTIC
 
 
 def _settings(args: argparse.Namespace):
-    """The ScoreSettings of the command's flags (defaults for those not given)."""
+    """The ScoreSettings of the command's flags (defaults for those not given; with --paper, the
+    authors' for those not given)."""
+    from dataclasses import replace
+
     from aedr.decide.statistics import measurement_of
     from aedr.measure.scorer import ScoreSettings
 
-    return ScoreSettings(
-        measurement=measurement_of(_statistic(args)),
-        latent=args.latent or "mode",
-        seed=0 if args.seed is None else args.seed,
-        alignment="resize" if args.resize else "crop",
-        crop=args.crop,
-        crops=1 if args.crops is None else args.crops,
-    )
+    measurement = measurement_of(_statistic(args))
+    if args.paper:
+        base = ScoreSettings.paper(measurement)
+    else:
+        base = ScoreSettings(measurement=measurement)
+    given = {
+        "latent": args.latent, "seed": args.seed, "crop": args.crop, "crops": args.crops,
+        "alignment": "resize" if args.resize else None, "resize_filter": args.resize_filter,
+        "grid": args.grid, "noise": args.noise, "exif": args.exif, "loss_dtype": args.loss_dtype,
+        "inversion_resize": args.inversion_resize,
+    }  # fmt: skip
+    return replace(base, **{key: value for key, value in given.items() if value is not None})
 
 
 def _models(models: Sequence[str], args: argparse.Namespace) -> list:
@@ -184,7 +233,7 @@ def _models(models: Sequence[str], args: argparse.Namespace) -> list:
     quantize = _quantize(args)
     handles = [
         resolve_model(
-            m, args.weights_dir, args.device, args.dtype, quantize=quantize, compile=args.compile
+            m, args.weights_dir, args.device, _dtype(args), quantize=quantize, compile=args.compile
         )
         for m in models
     ]
@@ -195,7 +244,15 @@ def _models(models: Sequence[str], args: argparse.Namespace) -> list:
 
 
 def _quantize(args: argparse.Namespace) -> bool | None:
+    if getattr(args, "paper", False) and args.quantize == "auto":
+        return True  # the authors let diffusers decode through the codebook
     return {"auto": None, "on": True, "off": False}[args.quantize]
+
+
+def _dtype(args: argparse.Namespace) -> str:
+    if getattr(args, "paper", False) and args.dtype == "auto":
+        return "paper"
+    return args.dtype
 
 
 def _pipeline(args: argparse.Namespace) -> dict[str, Any]:
@@ -365,7 +422,7 @@ def _score_with_ray(args: argparse.Namespace) -> int:
     settings = _settings(args)
     handles = _models(args.model, args)  # located here: set-up errors before the cluster starts
     loader = model_loader(
-        args.model, args.weights_dir, args.device, args.dtype, _quantize(args), args.compile
+        args.model, args.weights_dir, args.device, _dtype(args), _quantize(args), args.compile
     )
     batch_size = args.batch_size or (8 if args.gpus_per_worker else 1)
     options = RayOptions(
@@ -459,6 +516,13 @@ def add_calibrate(commands: Commands) -> None:
         "device=cuda' (identity=... names the weights); recorded in the calibration as assumed",
     )
     calibrate.add_argument("--scores-out", help="also save the measurement records of PATHS")
+    calibrate.add_argument(
+        "--first",
+        type=int,
+        metavar="N",
+        help="fit on the first N images (in input order) only; --paper: 500, as the authors' "
+        "cal_threshold.py",
+    )
     _add_method(calibrate)
     _add_loading(calibrate)
     _add_settings(calibrate)
@@ -496,6 +560,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         run = workflows.calibrate_measurements(
             read_records(args.scores), args.model, statistic, args.alpha,
             assumed_provenance=_assumed_provenance(args.assume_settings), negatives=negatives,
+            first=_first(args),
         )  # fmt: skip
         failed = run.skipped
     else:
@@ -528,7 +593,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             else:
                 run = workflows.calibrate_images(
                     scorer, args.paths, statistic, args.alpha,
-                    negatives=negatives, on_measurement=report,
+                    negatives=negatives, on_measurement=report, first=_first(args),
                 )  # fmt: skip
         failed = len(run.failed)
     calibration = run.calibration
@@ -545,6 +610,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
 
 
+def _first(args: argparse.Namespace) -> int | None:
+    from aedr.workflows import PAPER_CALIBRATION_IMAGES
+
+    if args.first is None and args.paper:
+        return PAPER_CALIBRATION_IMAGES
+    return args.first
+
+
 def _assumed_provenance(text: str | None):
     """The Provenance that ``--assume-settings KEY=VALUE,...`` states (None when not given)."""
     if not text:
@@ -553,7 +626,6 @@ def _assumed_provenance(text: str | None):
 
     from aedr import __version__
     from aedr.decide.calibration import UNVERIFIED_IDENTITY
-    from aedr.measure.images import RESIZE_FILTER
     from aedr.measure.provenance import VERSION_FIELD, Provenance
 
     keys = [f.name for f in fields(Provenance) if f.name != VERSION_FIELD]
@@ -565,8 +637,6 @@ def _assumed_provenance(text: str | None):
                 f"--assume-settings: {item!r} is not KEY=VALUE with KEY one of {', '.join(keys)}"
             )
         values[key] = value or None
-    if values.get("alignment") == "resize":
-        values.setdefault("resize_filter", RESIZE_FILTER)
     return Provenance.from_dict(values, "--assume-settings", from_text=True)
 
 
@@ -579,6 +649,12 @@ def add_attribute(commands: Commands) -> None:
     attribute.add_argument("paths", nargs="+", metavar="PATH")
     _add_calibrations(attribute)
     _add_output(attribute, "attribution records")
+    attribute.add_argument(
+        "--paper",
+        action="store_true",
+        help="load the models as the authors did (--dtype paper, codebook decoding for VQ); "
+        "the scoring settings always come from the calibrations",
+    )
     _add_loading(attribute)
     _add_pipeline(attribute)
     attribute.set_defaults(run=cmd_attribute)
@@ -725,6 +801,9 @@ def add_evaluate(commands: Commands) -> None:
         help="thresholds to evaluate; a model without one is fitted on half of its own images",
     )
     _add_method(evaluate)
+    evaluate.add_argument(
+        "--paper", action="store_true", help="the paper's statistic (aedr) unless --method"
+    )
     evaluate.add_argument("--alpha", type=float, default=0.05, help="for fitted thresholds")
     evaluate.add_argument("--out", required=True, help="folder for report.html, CSV, JSON, PNG")
     evaluate.add_argument("--overwrite", action="store_true")

@@ -119,7 +119,9 @@ def completed(out: str, models: Sequence[str]) -> tuple[set[tuple[str, str]], se
     return keys, {p for p in paths if all((p, m) in keys for m in models)}
 
 
-def read_image_row(row: dict[str, Any], max_pixels: int, levels: int) -> dict[str, Any]:
+def read_image_row(
+    row: dict[str, Any], max_pixels: int, levels: int, exif_transpose: bool = True
+) -> dict[str, Any]:
     """The read stage for one path: a ``PreparedImage`` (pixels or error) with its content hash.
 
     Paths travel as bytes, so that file names which are not UTF-8 still open.
@@ -135,10 +137,11 @@ def read_image_row(row: dict[str, Any], max_pixels: int, levels: int) -> dict[st
             with tempfile.TemporaryDirectory() as folder:
                 local = Path(folder) / ("image" + Path(path).suffix)
                 local.write_bytes(data)
-                decode(prepared, local, max_pixels, levels)  # records name ``location``
+                # records name ``location``
+                decode(prepared, local, max_pixels, levels, exif_transpose=exif_transpose)
         else:
             prepared.content = content_hash(Path(location))
-            decode(prepared, Path(location), max_pixels, levels)
+            decode(prepared, Path(location), max_pixels, levels, exif_transpose=exif_transpose)
     except Exception as exc:  # a bad file is an error record, never a failed task
         prepared.error = prepared.error or f"cannot read {location}: {type(exc).__name__}: {exc}"
     return {"prepared": prepared}
@@ -260,6 +263,11 @@ def score_with_ray(
             "the Ray engine needs the ray extra: pip install 'aedr[ray]'"
         ) from None
     settings = settings or ScoreSettings()
+    if settings.latent == "sample" and settings.noise == "image":
+        raise RayEngineError(
+            "per-image noise (--paper, --noise image) follows the input order of one process; "
+            "the Ray engine scores shards in parallel: use --engine local"
+        )
     done_keys, done_paths = completed(out, model_names)
     todo = [p for p in dict.fromkeys(input_paths(inputs)) if display_path(p) not in done_paths]
     writer = PartWriter(out, options.part_size, done_keys)
@@ -274,7 +282,9 @@ def score_with_ray(
     blocks = min(len(todo), max(4 * options.workers, len(todo) // 1000))
     items = [{"source": os.fsencode(p)} for p in todo]
     read = ray.data.from_items(items, override_num_blocks=blocks).map(
-        read_image_row, fn_args=(max_pixels, levels), num_cpus=READ_CPUS
+        read_image_row,
+        fn_args=(max_pixels, levels, settings.exif == "transpose"),
+        num_cpus=READ_CPUS,
     )
     gpus = {"num_gpus": options.gpus_per_worker} if options.gpus_per_worker else {}
     scored = read.map_batches(

@@ -41,6 +41,12 @@ class ProvenanceFile(_Strict):
     crops: Annotated[int, Field(ge=1)] = 1
     homogeneity_levels: Annotated[int, Field(ge=2, le=256)] = 32
     aedr_version: Annotated[str, Field(max_length=100)] = ""
+    grid: Literal["model", "paper"] | None = None
+    noise: Literal["batch", "image"] | None = None
+    exif: Literal["transpose", "ignore"] = "transpose"
+    loss_dtype: Literal["fp64", "model"] = "fp64"
+    inversion_resize: bool = False
+    preset: Literal["paper"] | None = None
 
 
 class CalibrationFile(_Strict):

@@ -58,23 +58,43 @@ def calibrate_images(
     *,
     negatives: Sequence[Mapping[str, Any]] = (),
     on_measurement: Callable[[Measurement], None] | None = None,
+    first: int | None = None,
 ) -> CalibrationRun:
     """Measure images the scorer's one model made and fit its calibration on them.
 
     ``on_measurement`` sees every measurement as it completes (to save or report it); failed
     images are returned, not fitted. ``alpha="auto"`` tunes alpha on ``negatives``: measurement
-    records of images the model did not make.
+    records of images the model did not make. ``first`` fits on the first N measured images in
+    input order and measures no more (the authors' ``cal_threshold.py`` reads 500).
     """
     if len(scorer.models) != 1:
         raise CalibrationError("a calibration is fitted for one model: give the scorer one")
+    _check_first(first)
     good, failed = [], []
     for (measurement,) in scorer.score_images(iter_image_files(paths)):
         if on_measurement is not None:
             on_measurement(measurement)
         (good if measurement.ok else failed).append(measurement)
+        if first is not None and len(good) >= first:
+            break
     records = [m.as_dict() for m in good]
     calibration = _fit(records, scorer.models[0].name, statistic, alpha, negatives)
+    _note_first(calibration, first, len(records))
     return CalibrationRun(calibration, records, failed)
+
+
+PAPER_CALIBRATION_IMAGES = 500
+"""The authors' threshold script fits on the first 500 images (``for i in range(500)``)."""
+
+
+def _check_first(first: int | None) -> None:
+    if first is not None and (not isinstance(first, int) or first < 2):
+        raise CalibrationError(f"first must be at least 2 images, not {first!r}")
+
+
+def _note_first(calibration: Calibration, first: int | None, used: int) -> None:
+    if first is not None:
+        calibration.tuning["belonging_images"] = f"the first {used} in input order (first={first})"
 
 
 def calibrate_generator_free(
@@ -123,15 +143,20 @@ def calibrate_measurements(
     *,
     assumed_provenance: Provenance | None = None,
     negatives: Sequence[Mapping[str, Any]] = (),
+    first: int | None = None,
 ) -> CalibrationRun:
     """Fit a calibration on measurement records of images the model made.
 
     The records' own provenance is kept; records without one (the authors' loss files, a CSV with
     loss1, loss2 and homogeneity) need ``assumed_provenance``, which the calibration records as
-    assumed. ``model`` picks one model's records where several are present.
+    assumed. ``model`` picks one model's records where several are present; ``first`` keeps the
+    first N usable records in file order.
     """
+    _check_first(first)
     name, kept, skipped = records_of_model(records, model, statistic)
+    kept = kept[:first] if first is not None else kept
     calibration = _fit(kept, name or "unnamed", statistic, alpha, negatives, assumed_provenance)
+    _note_first(calibration, first, len(kept))
     return CalibrationRun(calibration, [dict(r) for r in kept], skipped=skipped)
 
 

@@ -42,18 +42,38 @@ class Autoencoder(ABC):
         """The torch module holding every weight (used for device and dtype moves)."""
         return self._module
 
+    latent_scale: float = 1.0
+    """The pipeline's ``scaling_factor``: the latents a diffusion model sees are
+    (z - latent_shift) * latent_scale. AEDR never needs it (it cancels in D(E(x))); LatentTracer's
+    optimiser steps live in that space."""
+    latent_shift: float = 0.0
+
     @abstractmethod
     def encode(
         self,
         images: torch.Tensor,
         latent: LatentMode = "mode",
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Latents of ``images``; ``latent`` picks the posterior mode or a sample where there is one."""
+        """Latents of ``images``; ``latent`` picks the posterior mode or a sample where there is one.
+
+        A sample is mean + std * noise, the noise drawn from ``generator`` unless given (shaped
+        like the latents, or one per image with the same number of elements).
+        """
 
     @abstractmethod
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Images in (roughly) [-1, 1], unclamped."""
+
+    def inversion_start(self, images: torch.Tensor) -> torch.Tensor:
+        """Where LatentTracer's optimisation starts: the encoder's latent in the pipeline's
+        scaled space (a VQ model's snapped to its codebook)."""
+        return (self.encode(images) - self.latent_shift) * self.latent_scale
+
+    def inversion_decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """The decoder as LatentTracer calls it on a scaled latent."""
+        return self.decode(latents / self.latent_scale + self.latent_shift)
 
     @property
     def device(self) -> torch.device:

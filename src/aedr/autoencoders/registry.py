@@ -38,6 +38,10 @@ class ModelSpec:
     every VQ family: snapping both passes to the codebook often makes x2 == x1 exactly (loss2 = 0,
     no ratio), and generated images lie on the continuous decoder's manifold anyway. ``on``
     reproduces the authors' script, which lets diffusers quantise.
+    ``paper_dtype`` is the precision of the authors' script for the family (``--dtype paper``):
+    fp32 but for FLUX.1 and SD 3.5, which they ran in bf16. ``paper_size`` is the square side their
+    script forces inputs to (Kandinsky 2.1: 512); ``native_size`` the side LatentTracer resizes
+    its inputs to (the family's generation size).
     """
 
     name: str
@@ -56,6 +60,9 @@ class ModelSpec:
     weight_prefix: str | None = None  # tiny autoencoders: <prefix>_encoder/_decoder files
     aliases: tuple[str, ...] = ()
     gated: bool = False
+    paper_dtype: str = "fp32"
+    paper_size: int | None = None
+    native_size: int = 512
 
     @property
     def equivalence_group(self) -> str:
@@ -86,20 +93,20 @@ _REGISTRY: tuple[ModelSpec, ...] = (
     ModelSpec("taef1", f"{_TINY}, FLUX.1 latent space", _TINY_CLASS, "madebyollin/taef1", None, 16, size_multiple=16, license="MIT", weight_prefix="taef1"),
     ModelSpec("taef2", f"{_TINY}, FLUX.2 latent space (weight files only)", "TinyAutoencoder", None, None, 32, size_multiple=16, license="MIT", weight_prefix="taef2"),
     ModelSpec("sd15", "Stable Diffusion 1.5 (all SD 1.x ship this VAE)", _KL, "stable-diffusion-v1-5/stable-diffusion-v1-5", "vae", 4, group="sd1", license="CreativeML OpenRAIL-M", architecture="kl-f8-c4", aliases=("sd1.5", "sd-1.5", "sd1")),
-    ModelSpec("sd21", "Stable Diffusion 2.1", _KL, "stabilityai/stable-diffusion-2-1", "vae", 4, group="sd2", license="CreativeML OpenRAIL++-M", architecture="kl-f8-c4", aliases=("sd2.1", "sd-2.1")),
+    ModelSpec("sd21", "Stable Diffusion 2.1", _KL, "stabilityai/stable-diffusion-2-1", "vae", 4, group="sd2", native_size=768, license="CreativeML OpenRAIL++-M", architecture="kl-f8-c4", aliases=("sd2.1", "sd-2.1")),
     ModelSpec("sd2base", "Stable Diffusion 2 base (same VAE as 2.1)", _KL, "stabilityai/stable-diffusion-2-base", "vae", 4, group="sd2", license="CreativeML OpenRAIL++-M", architecture="kl-f8-c4", aliases=("sd2", "sd2-base")),
-    ModelSpec("sdxl", "Stable Diffusion XL base 1.0 (fp32 on GPU: overflows in fp16)", _KL, "stabilityai/stable-diffusion-xl-base-1.0", "vae", 4, gpu_dtype="fp32", group="sdxl", license="CreativeML OpenRAIL++-M", architecture="kl-f8-c4", aliases=("sdxl-base",)),
+    ModelSpec("sdxl", "Stable Diffusion XL base 1.0 (fp32 on GPU: overflows in fp16)", _KL, "stabilityai/stable-diffusion-xl-base-1.0", "vae", 4, gpu_dtype="fp32", group="sdxl", license="CreativeML OpenRAIL++-M", architecture="kl-f8-c4", aliases=("sdxl-base",), native_size=1024),
     ModelSpec("sdxl-fp16fix", "SDXL VAE fine-tuned to run in fp16 (different weights)", _KL, "madebyollin/sdxl-vae-fp16-fix", None, 4, license="MIT", architecture="kl-f8-c4", aliases=("sdxl-fp16-fix",)),
     ModelSpec("sd3", "Stable Diffusion 3 Medium (gated repo)", _KL, "stabilityai/stable-diffusion-3-medium-diffusers", "vae", 16, gpu_dtype="bf16", group="sd3", license="Stability AI Community License", architecture="kl-f8-c16", gated=True),
-    ModelSpec("sd35", "Stable Diffusion 3.5 Large (gated repo; the SD 3 VAE)", _KL, "stabilityai/stable-diffusion-3.5-large", "vae", 16, gpu_dtype="bf16", group="sd3", license="Stability AI Community License", architecture="kl-f8-c16", aliases=("sd3.5",), gated=True),
-    ModelSpec("flux1", "FLUX.1 (schnell repo; dev ships the same VAE)", _KL, "black-forest-labs/FLUX.1-schnell", "vae", 16, size_multiple=16, gpu_dtype="bf16", group="flux1", license="Apache-2.0 (schnell)", architecture="kl-f8-c16", aliases=("flux", "flux.1", "flux1-dev", "flux1-schnell")),
+    ModelSpec("sd35", "Stable Diffusion 3.5 Large (gated repo; the SD 3 VAE)", _KL, "stabilityai/stable-diffusion-3.5-large", "vae", 16, gpu_dtype="bf16", group="sd3", license="Stability AI Community License", architecture="kl-f8-c16", aliases=("sd3.5",), gated=True, paper_dtype="bf16", native_size=1024),
+    ModelSpec("flux1", "FLUX.1 (schnell repo; dev ships the same VAE)", _KL, "black-forest-labs/FLUX.1-schnell", "vae", 16, size_multiple=16, gpu_dtype="bf16", group="flux1", license="Apache-2.0 (schnell)", architecture="kl-f8-c16", aliases=("flux", "flux.1", "flux1-dev", "flux1-schnell"), paper_dtype="bf16", native_size=1024),
     ModelSpec("flux2", "FLUX.2 dev (gated repo)", "AutoencoderKLFlux2", "black-forest-labs/FLUX.2-dev", "vae", 32, size_multiple=16, gpu_dtype="bf16", license="FLUX.2 [dev] Non-Commercial License", architecture="kl-f8-c32-flux2", aliases=("flux.2",), gated=True),
     ModelSpec("pixart-alpha", "PixArt-alpha XL 1024", _KL, "PixArt-alpha/PixArt-XL-2-1024-MS", "vae", 4, license="CreativeML OpenRAIL++-M", architecture="kl-f8-c4", aliases=("pixart-a",)),
     ModelSpec("pixart-sigma", "PixArt-sigma XL 1024 (ships the SDXL VAE)", _KL, "PixArt-alpha/PixArt-Sigma-XL-2-1024-MS", "vae", 4, gpu_dtype="fp32", group="sdxl", license="CreativeML OpenRAIL++-M", architecture="kl-f8-c4", aliases=("pixart-s",)),
     ModelSpec("playground25", "Playground v2.5 1024 aesthetic (SDXL architecture)", _KL, "playgroundai/playground-v2.5-1024px-aesthetic", "vae", 4, gpu_dtype="fp32", license="Playground v2.5 Community License", architecture="kl-f8-c4", aliases=("playground-v2.5",)),
-    ModelSpec("kandinsky21", "Kandinsky 2.1 MoVQ", _VQ, "kandinsky-community/kandinsky-2-1", "movq", 4, size_multiple=64, license="Apache-2.0", architecture="movq-f8", quantize=False, aliases=("kandinsky-2.1",)),
+    ModelSpec("kandinsky21", "Kandinsky 2.1 MoVQ", _VQ, "kandinsky-community/kandinsky-2-1", "movq", 4, size_multiple=64, license="Apache-2.0", architecture="movq-f8", quantize=False, aliases=("kandinsky-2.1",), paper_size=512),
     ModelSpec("kandinsky22", "Kandinsky 2.2 MoVQ", _VQ, "kandinsky-community/kandinsky-2-2-decoder", "movq", 4, size_multiple=64, license="Apache-2.0", architecture="movq-f8", quantize=False, aliases=("kandinsky-2.2", "kandinsky")),
-    ModelSpec("vq-diffusion", "VQ-Diffusion ITHQ VQ-VAE", _VQ, "microsoft/vq-diffusion-ithq", "vqvae", 128, gpu_dtype="fp32", license="MIT", architecture="vqgan-f8-ithq", quantize=False, aliases=("vqdiffusion",)),
+    ModelSpec("vq-diffusion", "VQ-Diffusion ITHQ VQ-VAE", _VQ, "microsoft/vq-diffusion-ithq", "vqvae", 128, gpu_dtype="fp32", license="MIT", architecture="vqgan-f8-ithq", quantize=False, aliases=("vqdiffusion",), native_size=256),
     ModelSpec("sana", "Sana 1600M 1024 (DC-AE f32c32)", "AutoencoderDC", "Efficient-Large-Model/Sana_1600M_1024px_diffusers", "vae", 32, spatial_factor=32, size_multiple=32, gpu_dtype="bf16", group="dc-ae-f32c32-sana", license="NVIDIA license (see model card)", architecture="dc-ae-f32c32-sana", aliases=("dc-ae",)),
     ModelSpec("qwen-image", "Qwen-Image (video-shaped 3-D causal VAE, one frame)", "AutoencoderKLQwenImage", "Qwen/Qwen-Image", "vae", 16, size_multiple=16, gpu_dtype="bf16", license="Apache-2.0", architecture="qwen-image", aliases=("qwenimage", "qwen")),
 )  # fmt: skip
@@ -150,12 +157,15 @@ def dtype_name(
     """The precision a model will run in, as fp32/bf16/fp16, without importing torch.
 
     ``auto`` (or None): fp32 on CPU, the family's ``gpu_dtype`` elsewhere (fp32 if unknown).
+    ``paper``: the authors' precision for the family on every device (fp32 if unknown).
     """
     if dtype in (None, "auto"):
         return spec.default_dtype(device) if spec else "fp32"
+    if dtype == "paper":
+        return spec.paper_dtype if spec else "fp32"
     if isinstance(dtype, str):
         if dtype not in DTYPE_NAMES:
-            raise ValueError(f"unknown dtype {dtype!r}: use auto, {', '.join(DTYPE_NAMES)}")
+            raise ValueError(f"unknown dtype {dtype!r}: use auto, paper, {', '.join(DTYPE_NAMES)}")
         return dtype
     by_torch_name = {torch_name: name for name, torch_name in DTYPE_NAMES.items()}
     name = by_torch_name.get(str(dtype).removeprefix("torch."))

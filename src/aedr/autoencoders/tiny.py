@@ -158,6 +158,7 @@ class TinyAutoencoder(Autoencoder):
         images: torch.Tensor,
         latent: LatentMode = "mode",
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         # The tiny encoder is deterministic: there is no posterior to sample, so both modes agree.
         return self._module["encoder"](images * 0.5 + 0.5)

@@ -33,7 +33,11 @@ class ImageError(ValueError):
 
 @dataclass(frozen=True)
 class LoadedImage:
-    """A decoded image: ``rgb`` (H, W, 3) and ``gray`` (H, W), both uint8, EXIF orientation applied."""
+    """A decoded image: ``rgb`` (H, W, 3) and ``gray`` (H, W), both uint8.
+
+    ``gray`` always has the EXIF orientation applied (``cv2.imread`` applies it); ``rgb`` has it
+    unless the image was read with ``exif_transpose=False`` (the authors' PIL path).
+    """
 
     path: Path
     rgb: np.ndarray
@@ -137,10 +141,10 @@ def image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         return image.size
 
 
-def _decode(image: Image.Image) -> Image.Image:
+def _decode(image: Image.Image, transpose: bool = True) -> Image.Image:
     try:
         image.load()
-        return ImageOps.exif_transpose(image)
+        return ImageOps.exif_transpose(image) if transpose else image
     except Image.DecompressionBombError as exc:
         raise ImageError(f"refused as a decompression bomb: {exc}") from None
     except (OSError, ValueError, SyntaxError) as exc:
@@ -154,6 +158,10 @@ def _jpeg_luma(path: Path, max_pixels: int) -> np.ndarray:
         return np.asarray(_decode(image).convert("L"))
 
 
+def _high_byte(image: Image.Image) -> np.ndarray:
+    return (np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
+
+
 def _colour_luma(rgb: np.ndarray, file_format: str, source_mode: str) -> np.ndarray | None:
     """OpenCV's grey for a colour file, or None for an RGB JPEG (whose Y plane is read apart)."""
     if file_format == "PNG":
@@ -165,28 +173,34 @@ def _colour_luma(rgb: np.ndarray, file_format: str, source_mode: str) -> np.ndar
     return luma_opencv_codec(rgb)
 
 
-def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+def read_image(
+    path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS, exif_transpose: bool = True
+) -> LoadedImage:
     """Decode ``path`` to RGB and OpenCV-compatible grey.
 
     Alpha is dropped (not composited), as OpenCV's ``IMREAD_COLOR`` does; palette and grey images are
-    expanded to RGB; multi-frame files (GIF, WebP, TIFF) give their first frame.
+    expanded to RGB; multi-frame files (GIF, WebP, TIFF) give their first frame. With
+    ``exif_transpose=False`` the RGB pixels keep their stored orientation, as the authors'
+    ``Image.open(path).convert("RGB")`` gives them, while the grey stays oriented like OpenCV's.
     """
     path = Path(path)
     with _open(path, max_pixels) as image:
         file_format = image.format or "unknown"
         decoded = _decode(image)
         source_mode = decoded.mode
+        stored = decoded if exif_transpose else _decode(image, transpose=False)
         if source_mode in ("I;16", "I;16B", "I;16L", "I"):
             # 16-bit grey: OpenCV reduces it to 8 bits by dropping the low byte (>> 8), for both
             # colour and grey reads; Pillow's own conversion would clip at 255 instead.
-            gray = (np.asarray(decoded, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
-            rgb = np.repeat(gray[..., None], 3, axis=2)
+            gray = _high_byte(decoded)
+            rgb = np.repeat(_high_byte(stored)[..., None], 3, axis=2)
         elif source_mode in ("L", "LA", "1"):
-            rgb = np.asarray(decoded.convert("RGB"))
+            rgb = np.asarray(stored.convert("RGB"))
             gray = np.asarray(decoded.convert("L"))
         else:
-            rgb = np.asarray(decoded.convert("RGB"))
-            gray = _colour_luma(rgb, file_format, source_mode)
+            oriented = np.asarray(decoded.convert("RGB"))
+            gray = _colour_luma(oriented, file_format, source_mode)
+            rgb = oriented if exif_transpose else np.asarray(stored.convert("RGB"))
     if gray is None:
         # A second decode, on purpose: libjpeg's RGB output and its Y plane are two different
         # decodes, and neither can be derived from the other without changing the pixels.
@@ -209,19 +223,39 @@ def aligned_crop(rgb: np.ndarray, multiple: int) -> np.ndarray:
     return rgb[:new_height, :new_width]
 
 
+RESIZE_FILTERS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 RESIZE_FILTER = "bilinear"
-"""The resampling filter of ``resize_to_multiple``, recorded in measurements' provenance."""
+"""The default filter of ``resize_to``, recorded in measurements' provenance. The
+authors' ``image.resize(size)`` uses Pillow's default, bicubic (``--paper``)."""
 
 
-def resize_to_multiple(rgb: np.ndarray, multiple: int) -> np.ndarray:
-    """Resize (:data:`RESIZE_FILTER`) so each side is rounded to the nearest multiple."""
-    height, width = rgb.shape[:2]
-    new_height = max(multiple, round(height / multiple) * multiple)
-    new_width = max(multiple, round(width / multiple) * multiple)
-    if (new_height, new_width) == (height, width):
+def rounded_size(width: int, height: int, multiple: int) -> tuple[int, int]:
+    """(width, height) with each side rounded to the nearest multiple (Python's round, as the
+    authors' ``int(round(side / 8)) * 8``), at least one multiple."""
+    return (
+        max(multiple, round(width / multiple) * multiple),
+        max(multiple, round(height / multiple) * multiple),
+    )
+
+
+def resize_to(rgb: np.ndarray, size: tuple[int, int], resize_filter: str = RESIZE_FILTER):
+    """``rgb`` resized to (width, height) with Pillow; returned as it is when already that size."""
+    if (rgb.shape[1], rgb.shape[0]) == tuple(size):
         return rgb
-    resized = Image.fromarray(rgb).resize((new_width, new_height), Image.Resampling.BILINEAR)
-    return np.asarray(resized)
+    if resize_filter not in RESIZE_FILTERS:
+        raise ValueError(f"resize filter must be one of {', '.join(RESIZE_FILTERS)}")
+    return np.asarray(Image.fromarray(rgb).resize(size, RESIZE_FILTERS[resize_filter]))
+
+
+def area_resize(rgb: np.ndarray, side: int) -> np.ndarray:
+    """``rgb`` resized to a ``side`` square by pixel-area averaging (Pillow's box filter), what
+    OpenCV's ``INTER_AREA`` computes when shrinking; enlarging falls back to bilinear, as
+    ``INTER_AREA`` does."""
+    shrinking = rgb.shape[0] >= side and rgb.shape[1] >= side
+    if (rgb.shape[1], rgb.shape[0]) == (side, side):
+        return rgb
+    method = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(rgb).resize((side, side), method))
 
 
 def to_model_input(rgb: np.ndarray) -> np.ndarray:

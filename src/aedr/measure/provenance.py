@@ -43,6 +43,22 @@ class Provenance:
     crops: int = 1
     homogeneity_levels: int = 32
     aedr_version: str = ""
+    grid: str | None = None  # only with alignment "resize": "model" or "paper" (multiples of 8)
+    noise: str | None = None  # only with latent "sample": "batch" or "image" (see ScoreSettings)
+    exif: str = "transpose"  # or "ignore": pixels as stored, the authors' PIL path
+    loss_dtype: str = "fp64"  # or "model": MSE reduced in the model's precision (nn.MSELoss)
+    inversion_resize: bool = False  # inversion only: LatentTracer's 512 then native-size resize
+    preset: str | None = None  # "paper" when the settings came from ``--paper``
+
+    def __post_init__(self):
+        # Settings that only exist with another one take their defaults there, so provenances
+        # written before they existed (or stated by a user) compare equal to what they meant.
+        implied = {"resize_filter": ("alignment", "resize", "bilinear"),
+                   "grid": ("alignment", "resize", "model"),
+                   "noise": ("latent", "sample", "batch")}  # fmt: skip
+        for name, (owner, value, default) in implied.items():
+            if getattr(self, owner) == value and getattr(self, name) is None:
+                object.__setattr__(self, name, default)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -26,22 +26,33 @@ def reconstruction_losses(
     images: torch.Tensor,
     latent: LatentMode = "mode",
     generator: torch.Generator | None = None,
+    *,
+    noise: tuple[torch.Tensor, torch.Tensor] | None = None,
+    loss_dtype: str = "fp64",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image (loss1, loss2) as float64 tensors for a (B, 3, H, W) batch in [-1, 1].
 
     x1 enters the second pass as the decoder returned it: unclamped and unquantised, as in the
-    paper. Losses are reduced in float64 so that they do not depend on the batch size. A batch that
-    comes out non-finite in half precision is recomputed with float32 arithmetic on the same weights
-    (with ``latent="sample"`` the recomputation draws fresh noise); what is still non-finite is left for ``loss_ratio`` to flag.
+    paper. Losses are reduced in float64 so that they do not depend on the batch size, or with
+    ``loss_dtype="model"`` in the model's precision, as the authors' ``nn.MSELoss`` reduces them.
+    With ``latent="sample"``, ``noise`` gives each pass's noise (drawn per image beforehand);
+    without it the noise comes from ``generator``. A batch that comes out non-finite in half
+    precision is recomputed with float32 arithmetic on the same weights (with generator noise the
+    recomputation draws fresh noise); what is still non-finite is left for ``loss_ratio`` to flag.
     """
     import torch
 
+    def losses() -> tuple[torch.Tensor, torch.Tensor]:
+        return _double_reconstruction_losses(
+            autoencoder, images, latent, generator, noise, loss_dtype
+        )
+
     with torch.inference_mode():
-        losses = _double_reconstruction_losses(autoencoder, images, latent, generator)
-        if autoencoder.dtype != torch.float32 and not torch.isfinite(torch.cat(losses)).all():
+        result = losses()
+        if autoencoder.dtype != torch.float32 and not torch.isfinite(torch.cat(result)).all():
             with autoencoder.upcast():
-                losses = _double_reconstruction_losses(autoencoder, images, latent, generator)
-    return losses
+                result = losses()
+    return result
 
 
 def _double_reconstruction_losses(
@@ -49,16 +60,25 @@ def _double_reconstruction_losses(
     images: torch.Tensor,
     latent: LatentMode,
     generator: torch.Generator | None,
+    noise: tuple[torch.Tensor, torch.Tensor] | None,
+    loss_dtype: str,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     import torch
 
+    def encode(images: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
+        if given is None:  # autoencoders written before per-image noise existed still work
+            return autoencoder.encode(images, latent, generator)
+        return autoencoder.encode(images, latent, generator, given)
+
+    first, second = noise if noise is not None else (None, None)
     x = images.to(autoencoder.device, autoencoder.dtype)
-    x1 = autoencoder.decode(autoencoder.encode(x, latent, generator))
-    x2 = autoencoder.decode(autoencoder.encode(x1, latent, generator))
-    x, x1, x2 = (t.to(torch.float64) for t in (x, x1, x2))
+    x1 = autoencoder.decode(encode(x, first))
+    x2 = autoencoder.decode(encode(x1, second))
+    if loss_dtype != "model":
+        x, x1, x2 = (t.to(torch.float64) for t in (x, x1, x2))
     loss1 = (x - x1).square().mean(dim=(1, 2, 3))
     loss2 = (x1 - x2).square().mean(dim=(1, 2, 3))
-    return loss1.cpu(), loss2.cpu()
+    return loss1.double().cpu(), loss2.double().cpu()
 
 
 def loss_ratio(loss1: float, loss2: float) -> float:

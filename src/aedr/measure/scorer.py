@@ -39,9 +39,11 @@ from aedr.measure.homogeneity import LEVELS, glcm_homogeneity
 from aedr.measure.images import (
     DEFAULT_MAX_PIXELS,
     RESIZE_FILTER,
+    RESIZE_FILTERS,
     ImageError,
     LoadedImage,
     aligned_crop,
+    area_resize,
     file_error,
     grid_crops,
     image_size,
@@ -49,7 +51,8 @@ from aedr.measure.images import (
     luma_opencv,
     read_image,
     regular_file_size,
-    resize_to_multiple,
+    resize_to,
+    rounded_size,
     to_model_input,
 )
 from aedr.measure.provenance import MEASUREMENT_KINDS, MeasurementKind, Provenance
@@ -62,12 +65,21 @@ if TYPE_CHECKING:
     from aedr.measure.store import ScoreStore
 
 Alignment = Literal["crop", "resize"]
+Grid = Literal["model", "paper"]
+Noise = Literal["batch", "image"]
+ExifHandling = Literal["transpose", "ignore"]
+LossDtype = Literal["fp64", "model"]
 MEASUREMENT_FIELDS = (
     "path", "model", "group", "measurement", "loss1", "loss2", "ratio", "inversion_loss",
     "homogeneity", "width", "height", "content_sha256", "provenance", "error",
 )  # fmt: skip
 DEFAULT_MAX_MODEL_PIXELS = 4096 * 4096
 """Largest input one autoencoder pass may take (see README, Performance); larger need crops."""
+PAPER_GRID = 8
+"""The authors round every side to a multiple of 8, whatever the family's pipeline grid."""
+PAPER_SEED = 1
+LATENTTRACER_SIZE = 512
+"""LatentTracer resizes every input to 512 x 512 (cv2 INTER_AREA) before the model's own size."""
 
 
 class SettingsError(ValueError):
@@ -76,7 +88,16 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class ScoreSettings:
-    """Everything besides the autoencoder and its precision that changes a measurement."""
+    """Everything besides the autoencoder and its precision that changes a measurement.
+
+    ``alignment`` crop (default) or resize; a resize uses ``resize_filter`` and rounds to the
+    model's grid (``grid="model"``) or, like the authors, to multiples of 8 with the sizes their
+    script forces (``grid="paper"``). ``latent`` mode (default) or sample: sampled noise comes from
+    the model's device per batch (``noise="batch"``) or, like the authors, from one CPU generator
+    drawn per image in input order (``noise="image"``: independent of batch size and device).
+    ``exif="ignore"`` feeds the pixels as stored; ``loss_dtype="model"`` reduces the MSEs in the
+    model's precision as ``nn.MSELoss`` does (default float64). :meth:`paper` sets them all.
+    """
 
     measurement: MeasurementKind = "reconstruction"
     latent: LatentMode = "mode"
@@ -85,15 +106,24 @@ class ScoreSettings:
     homogeneity_levels: int = LEVELS
     crop: int | None = None
     crops: int = 1
+    resize_filter: str = RESIZE_FILTER  # used only with alignment "resize"
+    grid: Grid = "model"  # used only with alignment "resize"
+    noise: Noise = "batch"  # used only with latent "sample"
+    exif: ExifHandling = "transpose"
+    loss_dtype: LossDtype = "fp64"
+    inversion_resize: bool = False  # inversion only: LatentTracer's input resizing
+    preset: Literal["paper"] | None = None
 
     def __post_init__(self):
         choices = {"measurement": MEASUREMENT_KINDS, "latent": ("mode", "sample"),
-                   "alignment": ("crop", "resize")}  # fmt: skip
+                   "alignment": ("crop", "resize"), "resize_filter": tuple(RESIZE_FILTERS),
+                   "grid": ("model", "paper"), "noise": ("batch", "image"),
+                   "exif": ("transpose", "ignore"), "loss_dtype": ("fp64", "model"),
+                   "preset": (None, "paper")}  # fmt: skip
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise SettingsError(
-                    f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}"
-                )
+                shown = ", ".join(str(a) for a in allowed)
+                raise SettingsError(f"{name} must be one of {shown}, not {getattr(self, name)!r}")
         if self.crop is not None and (not isinstance(self.crop, int) or self.crop < 1):
             raise SettingsError(f"crop must be a positive number of pixels, not {self.crop!r}")
         if not isinstance(self.crops, int) or self.crops < 1:
@@ -103,15 +133,32 @@ class ScoreSettings:
         if self.homogeneity_levels not in (2, 4, 8, 16, 32, 64, 128, 256):
             raise SettingsError("homogeneity_levels must be a power of 2 up to 256")
 
+    @classmethod
+    def paper(cls, measurement: MeasurementKind = "reconstruction") -> ScoreSettings:
+        """The authors' ``cal_loss_ratio.py``: bicubic resize to multiples of 8, latents sampled
+        from one CPU generator seeded 1 per image in order, pixels as PIL stores them, MSE in the
+        model's precision. (Their fp32/bf16 choice and codebook decoding are load options:
+        ``dtype="paper"``, ``quantize=True``; their statistic is ``aedr``.) For the inversion
+        measurement it is LatentTracer's published input resizing."""
+        if measurement == "inversion":
+            return cls(measurement="inversion", inversion_resize=True, preset="paper")
+        return cls(
+            measurement=measurement, latent="sample", seed=PAPER_SEED, alignment="resize",
+            resize_filter="bicubic", grid="paper", noise="image", exif="ignore",
+            loss_dtype="model", preset="paper",
+        )  # fmt: skip
+
     def provenance(self, identity: str, dtype: str = "fp32", device: str = "cpu") -> Provenance:
         """The provenance of measurements made with these settings on those weights."""
+        resized, sampled = self.alignment == "resize", self.latent == "sample"
         return Provenance(
             identity=identity, measurement=self.measurement, dtype=dtype, device=device,
-            latent=self.latent, seed=self.seed if self.latent == "sample" else None,
-            alignment=self.alignment,
-            resize_filter=RESIZE_FILTER if self.alignment == "resize" else None,
-            crop=self.crop, crops=self.crops if self.crop else 1,
-            homogeneity_levels=self.homogeneity_levels, aedr_version=__version__,
+            latent=self.latent, seed=self.seed if sampled else None, alignment=self.alignment,
+            resize_filter=self.resize_filter if resized else None, crop=self.crop,
+            crops=self.crops if self.crop else 1, homogeneity_levels=self.homogeneity_levels,
+            aedr_version=__version__, grid=self.grid if resized else None,
+            noise=self.noise if sampled else None, exif=self.exif, loss_dtype=self.loss_dtype,
+            inversion_resize=self.inversion_resize, preset=self.preset,
         )  # fmt: skip
 
     @classmethod
@@ -122,6 +169,10 @@ class ScoreSettings:
             seed=provenance.seed if provenance.seed is not None else 0,
             alignment=provenance.alignment, homogeneity_levels=provenance.homogeneity_levels,
             crop=provenance.crop, crops=provenance.crops,
+            resize_filter=provenance.resize_filter or RESIZE_FILTER,
+            grid=provenance.grid or "model", noise=provenance.noise or "batch",
+            exif=provenance.exif, loss_dtype=provenance.loss_dtype,
+            inversion_resize=provenance.inversion_resize, preset=provenance.preset,
         )  # fmt: skip
 
 
@@ -201,15 +252,53 @@ class _Model:
         return getattr(self._source, "size_multiple", None)
 
     @property
+    def grid(self) -> tuple[int, int | None] | None:
+        """(multiple, fixed side) inputs are aligned to under these settings; None while unknown.
+
+        The paper's grid is 8 (the spatial factor where a family's is larger), and a square side
+        where the authors' script forces one (Kandinsky 2.1: 512). LatentTracer's published input
+        resizing ends at the family's native generation size.
+        """
+        spec = getattr(self._source, "spec", None)
+        if self._settings.inversion_resize:
+            return 8, spec.native_size if spec is not None else LATENTTRACER_SIZE
+        if self._settings.alignment != "resize" or self._settings.grid != "paper":
+            loaded = self._autoencoder
+            multiple = loaded.size_multiple if loaded is not None else self.size_multiple
+            return None if multiple is None else (multiple, None)
+        if self._autoencoder is not None:
+            factor = self._autoencoder.spatial_factor
+        elif spec is not None:
+            factor = spec.spatial_factor
+        else:
+            return None
+        return max(PAPER_GRID, factor), spec.paper_size if spec is not None else None
+
+    @property
     def autoencoder(self) -> Autoencoder:
         if self._autoencoder is None:
             self._autoencoder = self._source.load()
         if self.generator is None:
             import torch
 
-            device = self._autoencoder.device
+            # Per-image noise is drawn on the CPU, as the authors' torch.Generator() is, so the
+            # same seed gives the same latents on every device.
+            per_image = self._settings.noise == "image"
+            device = "cpu" if per_image else self._autoencoder.device
             self.generator = torch.Generator(device).manual_seed(self._settings.seed)
         return self._autoencoder
+
+    def draw_noise(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """One input's noise for its two encoder passes, drawn now (in input order) when noise
+        is per image; None otherwise. Drawn like diffusers' ``randn_tensor`` with the authors'
+        CPU generator: in the model's dtype, one pass after the other."""
+        if self._settings.latent != "sample" or self._settings.noise != "image":
+            return None
+        import torch
+
+        autoencoder = self.autoencoder
+        dtype = autoencoder.dtype
+        return tuple(torch.randn(shape, generator=self.generator, dtype=dtype) for _ in range(2))  # type: ignore[return-value]
 
 
 @dataclass
@@ -242,7 +331,7 @@ class Scorer:
     """Measures files against a fixed set of autoencoders (loaded, or handles loaded on demand).
 
     ``models`` are autoencoders or :class:`~aedr.autoencoders.ModelHandle` s; ``store`` a score
-    store consulted before and filled after each measurement; ``batch_size`` inputs of equal shape
+    store consulted before and filled after each measurement (not with sampled latents); ``batch_size`` inputs of equal shape
     per pass; ``workers`` reader threads; ``max_pixels`` the largest image (by its header) that is
     decoded, ``max_model_pixels`` the largest input of one autoencoder pass.
     """
@@ -263,7 +352,9 @@ class Scorer:
         self.settings = settings or ScoreSettings()
         self.models = [_Model(m, self.settings) for m in models]
         self.max_pixels = max_pixels
-        self.store = store
+        # A sampled score depends on the image's place in the run (the noise it draws), so it
+        # is neither answered from the store nor kept there.
+        self.store = store if self.settings.latent != "sample" else None
         self.batch_size = max(1, batch_size)
         self.workers = max(1, workers)
         self.max_model_pixels = max_model_pixels
@@ -291,7 +382,7 @@ class Scorer:
         self, prepared_files: Iterable[PreparedImage]
     ) -> Iterator[list[Measurement]]:
         """The compute stage: batch, run and finish images read elsewhere, as they complete."""
-        buckets: dict[tuple[int, tuple[int, ...]], list[tuple[_Job, np.ndarray]]] = {}
+        buckets: dict[tuple[int, tuple[int, ...]], list[tuple[_Job, np.ndarray, Any]]] = {}
         done: deque[_Job] = deque()
         for prepared in prepared_files:
             self._start(prepared, buckets, done)
@@ -300,30 +391,44 @@ class Scorer:
             self._run(key, buckets.pop(key), done)
         yield from (self._finish(j) for j in self._drain(done))
 
-    def model_input(self, image: LoadedImage, autoencoder: Autoencoder) -> list[np.ndarray]:
-        """The (3, H, W) float32 arrays the autoencoder sees: aligned to its size multiple."""
-        multiple = autoencoder.size_multiple
-        self.check_input_size(image.width, image.height, multiple)
-        if self.settings.crop:
-            pieces = grid_crops(image.rgb, multiple, self.settings.crop, self.settings.crops)
-        elif self.settings.alignment == "resize":
-            pieces = [resize_to_multiple(image.rgb, multiple)]
+    def model_input(
+        self, image: LoadedImage, multiple: int, fixed_size: int | None = None
+    ) -> list[np.ndarray]:
+        """The (3, H, W) float32 arrays the autoencoder sees: aligned to ``multiple``, or resized
+        to a ``fixed_size`` square where the settings' grid forces one."""
+        self.check_input_size(image.width, image.height, multiple, fixed_size)
+        settings = self.settings
+        if settings.inversion_resize:  # LatentTracer: cv2 INTER_AREA to 512, then native size
+            square = area_resize(image.rgb, LATENTTRACER_SIZE)
+            pieces = [resize_to(square, (fixed_size, fixed_size), "bilinear")]
+        elif settings.crop:
+            pieces = grid_crops(image.rgb, multiple, settings.crop, settings.crops)
+        elif settings.alignment == "resize":
+            size = self._resized_size(image.width, image.height, multiple, fixed_size)
+            pieces = [resize_to(image.rgb, size, settings.resize_filter)]
         else:
             pieces = [aligned_crop(image.rgb, multiple)]
         return [to_model_input(piece) for piece in pieces]
 
-    def check_input_size(self, width: int, height: int, multiple: int) -> None:
+    @staticmethod
+    def _resized_size(width: int, height: int, multiple: int, fixed: int | None):
+        return (fixed, fixed) if fixed else rounded_size(width, height, multiple)
+
+    def check_input_size(
+        self, width: int, height: int, multiple: int, fixed_size: int | None = None
+    ) -> None:
         """Refuse an image whose autoencoder pass would exceed ``max_model_pixels``.
 
         It needs the image's size alone, so a file's header suffices: an image that will be
         refused is never decoded.
         """
-        if self.settings.crop:
+        if self.settings.inversion_resize:
+            rows = cols = fixed_size or LATENTTRACER_SIZE
+        elif self.settings.crop:
             side = self.settings.crop - self.settings.crop % multiple or multiple
             rows, cols = min(side, height - height % multiple), min(side, width - width % multiple)
         elif self.settings.alignment == "resize":
-            rows = max(multiple, round(height / multiple) * multiple)
-            cols = max(multiple, round(width / multiple) * multiple)
+            cols, rows = self._resized_size(width, height, multiple, fixed_size)
         else:
             rows, cols = height - height % multiple, width - width % multiple
         if rows * cols > self.max_model_pixels:
@@ -371,25 +476,28 @@ class Scorer:
             prepared.error = self._refusal_from_header(path)
             if prepared.error:
                 return prepared
-        return decode(prepared, path, self.max_pixels, self.settings.homogeneity_levels)
+        return decode(
+            prepared, path, self.max_pixels, self.settings.homogeneity_levels,
+            exif_transpose=self.settings.exif == "transpose",
+        )  # fmt: skip
 
     def _refusal_from_header(self, path: Path) -> str:
         """Why no model could take this image, judged from its header ("" when one can, or when
         a model's grid is unknown before loading)."""
-        multiples = [m.size_multiple for m in self.models]
-        if None in multiples:
+        grids = [m.grid for m in self.models]
+        if None in grids:
             return ""
         try:
             width, height = image_size(path, self.max_pixels)
         except ImageError:
             return ""  # decoding will name the problem
         errors = []
-        for multiple in multiples:
+        for multiple, fixed_size in grids:
             try:
-                self.check_input_size(width, height, multiple)
+                self.check_input_size(width, height, multiple, fixed_size)
             except ImageError as exc:
                 errors.append(str(exc))
-        return errors[0] if len(errors) == len(multiples) else ""
+        return errors[0] if len(errors) == len(grids) else ""
 
     def _lookup(self, content: str) -> dict[int, dict[str, Any]]:
         hits = {}
@@ -432,14 +540,21 @@ class Scorer:
             )  # fmt: skip
             job.records[index] = record
             try:
-                inputs = self.model_input(image, model.autoencoder)
+                autoencoder = model.autoencoder
+                inputs = self.model_input(image, *model.grid)
             except ImageError as exc:
                 record.error = str(exc)
                 continue
             job.crop_losses[index] = []
+            factor = autoencoder.spatial_factor
             for array in inputs:
                 key = (index, array.shape)
-                buckets.setdefault(key, []).append((job, array))
+                latent_shape = (
+                    autoencoder.latent_channels,
+                    *(n // factor for n in array.shape[1:]),
+                )
+                noise = model.draw_noise(latent_shape)  # now: in input order, whatever the batch
+                buckets.setdefault(key, []).append((job, array, noise))
                 job.waiting += 1
                 if len(buckets[key]) >= self.batch_size:
                     self._run(key, buckets.pop(key), done)
@@ -447,28 +562,33 @@ class Scorer:
         if job.waiting == 0:
             done.append(job)
 
-    def _run(self, key, items: list[tuple[_Job, np.ndarray]], done: deque[_Job]) -> None:
+    def _run(self, key, items: list[tuple[_Job, np.ndarray, Any]], done: deque[_Job]) -> None:
         """Measure one batch of equal-shape inputs for one model; finish the jobs it completes."""
         import torch
 
         index = key[0]
         model = self.models[index]
-        batch = torch.from_numpy(np.stack([array for _, array in items]))
+        settings = self.settings
+        batch = torch.from_numpy(np.stack([array for _, array, _ in items]))
+        noise = None
+        if items[0][2] is not None:  # per-image noise, drawn when the inputs were queued
+            noise = tuple(torch.stack([item[2][i] for item in items]) for i in range(2))
         try:
-            if self.settings.measurement == "inversion":
+            if settings.measurement == "inversion":
                 from aedr.measure.inversion import latenttracer_losses
 
                 columns = (latenttracer_losses(model.autoencoder, batch),)
             else:
                 columns = reconstruction_losses(
-                    model.autoencoder, batch, self.settings.latent, model.generator
-                )
+                    model.autoencoder, batch, settings.latent, model.generator,
+                    noise=noise, loss_dtype=settings.loss_dtype,
+                )  # fmt: skip
             losses: list[tuple[float, ...] | str] = list(
                 zip(*(column.tolist() for column in columns), strict=True)
             )
         except Exception as exc:  # one model failing on one batch must not end the run
             losses = [f"autoencoder failed: {type(exc).__name__}: {exc}"] * len(items)
-        for (job, _), result in zip(items, losses, strict=True):
+        for (job, _, _), result in zip(items, losses, strict=True):
             record = job.records[index]
             if isinstance(result, str):
                 record.error = record.error or result
@@ -520,11 +640,16 @@ def _fill_losses(record: Measurement, losses: list[float]) -> None:
 
 
 def decode(
-    prepared: PreparedImage, source: Path, max_pixels: int, levels: int = LEVELS
+    prepared: PreparedImage,
+    source: Path,
+    max_pixels: int,
+    levels: int = LEVELS,
+    *,
+    exif_transpose: bool = True,
 ) -> PreparedImage:
     """Fill in ``prepared``'s pixels and homogeneity from the file ``source``, or its error."""
     try:
-        prepared.image = read_image(source, max_pixels)
+        prepared.image = read_image(source, max_pixels, exif_transpose)
         prepared.homogeneity = glcm_homogeneity(prepared.image.gray, levels)
     except (ImageError, ValueError) as exc:
         prepared.error = str(exc)
