@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -82,3 +83,20 @@ def test_images_of_a_batch_are_scored_separately(random_tiny):
     together = latenttracer_losses(random_tiny, x, steps=10)
     alone = torch.cat([latenttracer_losses(random_tiny, x[i : i + 1], steps=10) for i in (0, 1)])
     torch.testing.assert_close(together, alone, rtol=1e-4, atol=0)
+
+
+def test_the_published_input_resizing_ends_at_the_native_size(random_tiny):
+    from pathlib import Path
+
+    from aedr.autoencoders.loading import resolve_model
+    from aedr.measure.images import LoadedImage
+    from aedr.measure.scorer import Scorer, ScoreSettings
+
+    settings = ScoreSettings.paper("inversion")
+    assert settings.inversion_resize and settings.provenance("x").inversion_resize
+    rgb = np.random.default_rng(0).integers(0, 256, (300, 420, 3), dtype=np.uint8)
+    image = LoadedImage(Path("x.png"), rgb, rgb[..., 0], "PNG")
+    sd21 = resolve_model("sd21", random_weights=True)  # generates at 768
+    scorer = Scorer([random_tiny, sd21], settings)
+    shapes = [scorer.model_input(image, *model.grid)[0].shape for model in scorer.models]
+    assert shapes == [(3, 512, 512), (3, 768, 768)]

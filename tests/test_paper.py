@@ -208,3 +208,8 @@ def test_calibration_with_paper_fits_the_first_images(tmp_path, model_file, imag
     assert calibration.statistic == "aedr" and calibration.n == 3
     assert calibration.provenance["preset"] == "paper"
     assert "first 3" in calibration.tuning["belonging_images"]
+    rows = tmp_path / "rows.jsonl"
+    code = main(["attribute", str(image_folder), "--calibration", str(out), "--paper",
+                 "--out", str(rows), "--quiet", "--no-cache"])  # fmt: skip
+    assert code == 0
+    assert {r["statistic"] for r in read_records(rows)} == {"aedr"}

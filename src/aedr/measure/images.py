@@ -247,15 +247,36 @@ def resize_to(rgb: np.ndarray, size: tuple[int, int], resize_filter: str = RESIZ
     return np.asarray(Image.fromarray(rgb).resize(size, RESIZE_FILTERS[resize_filter]))
 
 
+def _area_weights(n_in: int, n_out: int, shrink: bool) -> np.ndarray:
+    """(n_out, n_in) interpolation weights of OpenCV's ``INTER_AREA`` along one axis."""
+    scale = n_in / n_out
+    if shrink:  # the share of each source pixel inside each destination cell
+        edges = np.arange(n_out + 1) * scale
+        source = np.arange(n_in)[None, :]
+        overlap = np.minimum(edges[1:, None], source + 1) - np.maximum(edges[:-1, None], source)
+        return np.clip(overlap, 0, None) / scale
+    # Enlarging (either axis): linear weights with OpenCV's area-style phase.
+    weights = np.zeros((n_out, n_in))
+    target = np.arange(n_out)
+    first = np.floor(target * scale).astype(int)
+    fraction = (target + 1) - (first + 1) / scale
+    fraction = np.where(fraction <= 0, 0.0, fraction - np.floor(fraction))
+    np.add.at(weights, (target, np.minimum(first, n_in - 1)), 1 - fraction)
+    np.add.at(weights, (target, np.minimum(first + 1, n_in - 1)), fraction)
+    return weights
+
+
 def area_resize(rgb: np.ndarray, side: int) -> np.ndarray:
-    """``rgb`` resized to a ``side`` square by pixel-area averaging (Pillow's box filter), what
-    OpenCV's ``INTER_AREA`` computes when shrinking; enlarging falls back to bilinear, as
-    ``INTER_AREA`` does."""
-    shrinking = rgb.shape[0] >= side and rgb.shape[1] >= side
+    """``rgb`` resized to a ``side`` square as OpenCV's ``INTER_AREA`` does (LatentTracer's
+    ``cv2.resize``), to within one level: pixel-area averaging when shrinking, area-phased linear
+    weights when either side grows. Computed in float64, rounded to uint8."""
     if (rgb.shape[1], rgb.shape[0]) == (side, side):
         return rgb
-    method = Image.Resampling.BOX if shrinking else Image.Resampling.BILINEAR
-    return np.asarray(Image.fromarray(rgb).resize((side, side), method))
+    shrink = rgb.shape[0] >= side and rgb.shape[1] >= side
+    rows = _area_weights(rgb.shape[0], side, shrink)
+    cols = _area_weights(rgb.shape[1], side, shrink)
+    out = np.einsum("yh,hwc,xw->yxc", rows, rgb.astype(np.float64), cols, optimize=True)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def to_model_input(rgb: np.ndarray) -> np.ndarray:
