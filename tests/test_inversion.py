@@ -98,5 +98,5 @@ def test_the_published_input_resizing_ends_at_the_native_size(random_tiny):
     image = LoadedImage(Path("x.png"), rgb, rgb[..., 0], "PNG")
     sd21 = resolve_model("sd21", random_weights=True)  # generates at 768
     scorer = Scorer([random_tiny, sd21], settings)
-    shapes = [scorer.model_input(image, *model.grid)[0].shape for model in scorer.models]
+    shapes = [scorer.model_input(image, *model.grid())[0].shape for model in scorer.models]
     assert shapes == [(3, 512, 512), (3, 768, 768)]

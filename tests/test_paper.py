@@ -168,9 +168,9 @@ def test_paper_grid_and_forced_size():
     kandinsky = resolve_model("kandinsky21", random_weights=True)
     flux = resolve_model("taef1", random_weights=True)
     scorer = Scorer([kandinsky, flux], ScoreSettings.paper())
-    assert [m.grid for m in scorer.models] == [(8, 512), (8, None)]
+    assert [m.grid() for m in scorer.models] == [(8, 512), (8, None)]
     default = Scorer([kandinsky, flux], ScoreSettings(alignment="resize"))
-    assert [m.grid for m in default.models] == [(64, None), (16, None)]
+    assert [m.grid() for m in default.models] == [(64, None), (16, None)]
 
 
 def test_paper_dtype_is_the_authors_on_every_device():

@@ -77,16 +77,6 @@ def _add_dtype(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_paper(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--paper",
-        action="store_true",
-        help="reproduce the authors' scripts: statistic aedr, bicubic resize to multiples of 8, "
-        "latents sampled per image from one CPU generator seeded 1, --dtype paper, codebook "
-        "decoding for VQ models, no EXIF transpose (and the first 500 images in calibration)",
-    )
-
-
 def _add_method(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--method",
@@ -148,7 +138,13 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
         help="with --method latenttracer: LatentTracer's input resizing (512x512 by area, then "
         "the family's native size)",
     )
-    _add_paper(parser)
+    parser.add_argument(
+        "--paper",
+        action="store_true",
+        help="reproduce the authors' scripts: statistic aedr, bicubic resize to multiples of 8, "
+        "latents sampled per image from one CPU generator seeded 1, --dtype paper, codebook "
+        "decoding for VQ models, no EXIF transpose (and the first 500 images in calibration)",
+    )
 
 
 SETTING_FLAGS = {"latent": "--latent", "seed": "--seed", "resize": "--resize", "crop": "--crop",

@@ -141,10 +141,10 @@ def image_size(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) ->
         return image.size
 
 
-def _decode(image: Image.Image, transpose: bool = True) -> Image.Image:
+def _decode(image: Image.Image) -> Image.Image:
     try:
         image.load()
-        return ImageOps.exif_transpose(image) if transpose else image
+        return ImageOps.exif_transpose(image)
     except Image.DecompressionBombError as exc:
         raise ImageError(f"refused as a decompression bomb: {exc}") from None
     except (OSError, ValueError, SyntaxError) as exc:
@@ -188,7 +188,7 @@ def read_image(
         file_format = image.format or "unknown"
         decoded = _decode(image)
         source_mode = decoded.mode
-        stored = decoded if exif_transpose else _decode(image, transpose=False)
+        stored = decoded if exif_transpose else image  # loaded by _decode, as stored
         if source_mode in ("I;16", "I;16B", "I;16L", "I"):
             # 16-bit grey: OpenCV reduces it to 8 bits by dropping the low byte (>> 8), for both
             # colour and grey reads; Pillow's own conversion would clip at 255 instead.

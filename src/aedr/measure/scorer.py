@@ -251,14 +251,16 @@ class _Model:
         """The model's input grid, where it is known without loading the model."""
         return getattr(self._source, "size_multiple", None)
 
-    @property
-    def grid(self) -> tuple[int, int | None] | None:
-        """(multiple, fixed side) inputs are aligned to under these settings; None while unknown.
+    def grid(self, load: bool = False) -> tuple[int, int | None] | None:
+        """(multiple, fixed side) inputs are aligned to under these settings; None while unknown
+        without loading the model (``load`` loads it, so the grid is always known).
 
         The paper's grid is 8 (the spatial factor where a family's is larger), and a square side
         where the authors' script forces one (Kandinsky 2.1: 512). LatentTracer's published input
         resizing ends at the family's native generation size.
         """
+        if load:
+            self.autoencoder  # noqa: B018 (the property loads the model)
         spec = getattr(self._source, "spec", None)
         if self._settings.inversion_resize:
             return 8, spec.native_size if spec is not None else LATENTTRACER_SIZE
@@ -288,17 +290,21 @@ class _Model:
             self.generator = torch.Generator(device).manual_seed(self._settings.seed)
         return self._autoencoder
 
-    def draw_noise(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """One input's noise for its two encoder passes, drawn now (in input order) when noise
-        is per image; None otherwise. Drawn like diffusers' ``randn_tensor`` with the authors'
-        CPU generator: in the model's dtype, one pass after the other."""
+    def draw_noise(self, input_shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The noise of one (3, H, W) input's two encoder passes, drawn now (in input order) when
+        noise is per image; None otherwise. Drawn like diffusers' ``randn_tensor`` with the
+        authors' CPU generator: latent-shaped, in the model's dtype, one pass after the other."""
         if self._settings.latent != "sample" or self._settings.noise != "image":
             return None
         import torch
 
         autoencoder = self.autoencoder
-        dtype = autoencoder.dtype
-        return tuple(torch.randn(shape, generator=self.generator, dtype=dtype) for _ in range(2))  # type: ignore[return-value]
+        factor = autoencoder.spatial_factor
+        shape = (autoencoder.latent_channels, *(n // factor for n in input_shape[1:]))
+        first, second = (
+            torch.randn(shape, generator=self.generator, dtype=autoencoder.dtype) for _ in range(2)
+        )
+        return first, second
 
 
 @dataclass
@@ -331,9 +337,10 @@ class Scorer:
     """Measures files against a fixed set of autoencoders (loaded, or handles loaded on demand).
 
     ``models`` are autoencoders or :class:`~aedr.autoencoders.ModelHandle` s; ``store`` a score
-    store consulted before and filled after each measurement (not with sampled latents); ``batch_size`` inputs of equal shape
-    per pass; ``workers`` reader threads; ``max_pixels`` the largest image (by its header) that is
-    decoded, ``max_model_pixels`` the largest input of one autoencoder pass.
+    store consulted before and filled after each measurement (not with sampled latents);
+    ``batch_size`` inputs of equal shape per pass; ``workers`` reader threads; ``max_pixels`` the
+    largest image (by its header) that is decoded, ``max_model_pixels`` the largest input of one
+    autoencoder pass.
     """
 
     def __init__(
@@ -484,7 +491,7 @@ class Scorer:
     def _refusal_from_header(self, path: Path) -> str:
         """Why no model could take this image, judged from its header ("" when one can, or when
         a model's grid is unknown before loading)."""
-        grids = [m.grid for m in self.models]
+        grids = [m.grid() for m in self.models]
         if None in grids:
             return ""
         try:
@@ -540,20 +547,14 @@ class Scorer:
             )  # fmt: skip
             job.records[index] = record
             try:
-                autoencoder = model.autoencoder
-                inputs = self.model_input(image, *model.grid)
+                inputs = self.model_input(image, *model.grid(load=True))
             except ImageError as exc:
                 record.error = str(exc)
                 continue
             job.crop_losses[index] = []
-            factor = autoencoder.spatial_factor
             for array in inputs:
                 key = (index, array.shape)
-                latent_shape = (
-                    autoencoder.latent_channels,
-                    *(n // factor for n in array.shape[1:]),
-                )
-                noise = model.draw_noise(latent_shape)  # now: in input order, whatever the batch
+                noise = model.draw_noise(array.shape)  # now: in input order, whatever the batch
                 buckets.setdefault(key, []).append((job, array, noise))
                 job.waiting += 1
                 if len(buckets[key]) >= self.batch_size:
