@@ -149,13 +149,13 @@ def child_flops(job: dict) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from aedr.measure.reconstruction import reconstruction_losses
+    from aedr.measure.reconstruction import reconstruction_measures
 
     autoencoder = load(job["model"], job["weights_dir"], job["device"], job["dtype"])
     size = job["size"]
     x = torch.rand(1, 3, size, size) * 2 - 1
     with FlopCounterMode(display=False) as counter:
-        reconstruction_losses(autoencoder, x)
+        reconstruction_measures(autoencoder, x)
     n = 4096
     a = torch.rand(n, n, device=job["device"], dtype=autoencoder.dtype)
     torch.mm(a, a)

@@ -10,7 +10,7 @@ from aedr.autoencoders import ModelUnavailableError, create_autoencoder, get_spe
 from aedr.autoencoders.diffusers_adapter import DiffusersAutoencoder
 from aedr.autoencoders.tiny import TinyAutoencoder
 from aedr.measure.images import aligned_crop, read_image, to_model_input
-from aedr.measure.reconstruction import reconstruction_losses
+from aedr.measure.reconstruction import reconstruction_measures
 from aedr.measure.scorer import Scorer
 
 TINY_MODELS = ("taesd", "taesdxl", "taesd3", "taef1", "taef2")
@@ -72,10 +72,10 @@ def test_half_precision_runs_and_losses_stay_float64(name):
     autoencoder = create_autoencoder(name, dtype="bf16", random_weights=True)
     assert autoencoder.dtype == torch.bfloat16
     x = torch.rand(1, 3, 32, 32) * 2 - 1
-    loss1, _ = reconstruction_losses(autoencoder, x)
+    loss1 = reconstruction_measures(autoencoder, x).loss1
     assert loss1.dtype == torch.float64 and torch.isfinite(loss1).all()
-    reference = reconstruction_losses(create_autoencoder(name, random_weights=True), x)
-    assert abs(float(loss1[0] / reference[0][0]) - 1) < 0.05  # bf16 moves the loss, not much
+    reference = reconstruction_measures(create_autoencoder(name, random_weights=True), x)
+    assert abs(float(loss1[0] / reference.loss1[0]) - 1) < 0.05  # bf16 moves the loss, not much
 
 
 class OverflowingInHalf(TinyAutoencoder):
@@ -91,11 +91,12 @@ def test_non_finite_half_precision_output_is_recomputed_in_float32():
     reference = TinyAutoencoder.random("t", 4).to(dtype=torch.bfloat16).to(dtype=torch.float32)
     overflowing = OverflowingInHalf.random("t", 4).to(dtype=torch.bfloat16)
     x = torch.rand(1, 3, 32, 32) * 2 - 1
-    loss1, loss2 = reconstruction_losses(overflowing, x)
+    measured = reconstruction_measures(overflowing, x)
+    loss1, loss2 = measured.loss1, measured.loss2
     assert torch.isfinite(loss1).all() and torch.isfinite(loss2).all()
     assert overflowing.dtype == torch.bfloat16  # restored after the fallback
-    expected = reconstruction_losses(reference, x)
-    torch.testing.assert_close(loss1, expected[0])
+    expected = reconstruction_measures(reference, x)
+    torch.testing.assert_close(loss1, expected.loss1)
 
 
 def test_vq_quantize_option_changes_decoding_and_identity():

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from aedr.measure.reconstruction import SignalError, loss_ratio, reconstruction_losses
+from aedr.measure.reconstruction import SignalError, loss_ratio, reconstruction_measures
 
 
 def test_loss_ratio_refuses_undefined_values():
@@ -17,13 +17,14 @@ def test_loss_ratio_refuses_undefined_values():
 def test_losses_are_per_image_and_batch_independent(random_tiny):
     torch.manual_seed(1)
     images = torch.rand(3, 3, 32, 40) * 2 - 1
-    loss1, loss2 = reconstruction_losses(random_tiny, images)
+    measured = reconstruction_measures(random_tiny, images)
+    loss1, loss2 = measured.loss1, measured.loss2
     assert loss1.shape == (3,) and loss1.dtype == torch.float64
     assert torch.all(loss1 > 0) and torch.all(loss2 > 0)
     # float32 convolutions may be blocked differently per batch size: allow 1e-4 relative
-    single = [reconstruction_losses(random_tiny, images[i : i + 1]) for i in range(3)]
-    torch.testing.assert_close(loss1, torch.cat([s[0] for s in single]), rtol=1e-4, atol=0)
-    torch.testing.assert_close(loss2, torch.cat([s[1] for s in single]), rtol=1e-4, atol=0)
+    single = [reconstruction_measures(random_tiny, images[i : i + 1]) for i in range(3)]
+    torch.testing.assert_close(loss1, torch.cat([s.loss1 for s in single]), rtol=1e-4, atol=0)
+    torch.testing.assert_close(loss2, torch.cat([s.loss2 for s in single]), rtol=1e-4, atol=0)
 
 
 def test_losses_follow_the_definition(random_tiny):
@@ -32,6 +33,7 @@ def test_losses_follow_the_definition(random_tiny):
     with torch.no_grad():
         x1 = random_tiny.decode(random_tiny.encode(x))
         x2 = random_tiny.decode(random_tiny.encode(x1))
-    loss1, loss2 = reconstruction_losses(random_tiny, x)
+    measured = reconstruction_measures(random_tiny, x)
+    loss1, loss2 = measured.loss1, measured.loss2
     assert loss1.item() == pytest.approx(torch.mean((x - x1) ** 2).item(), rel=1e-5)
     assert loss2.item() == pytest.approx(torch.mean((x1 - x2) ** 2).item(), rel=1e-5)

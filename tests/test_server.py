@@ -260,3 +260,26 @@ def test_access_for_a_bind():
     assert public.host_allowed("anything.example") and public.token == "t"
     proxied = Access.for_bind("0.0.0.0", "t", ["aedr.example.org"])
     assert proxied.host_allowed("aedr.example.org") and not proxied.host_allowed("other.org")
+
+
+def test_a_partial_verdict_carries_its_map_overlay_and_regions():
+    import base64
+
+    from aedr.decide.attribution import Attribution
+    from aedr.decide.localization import consistent_regions
+    from aedr.server import _localization
+
+    statistic = np.ones((40, 60), np.float32)
+    statistic[10:30, 20:50] = -1.0
+    regions = tuple(consistent_regions(statistic, 0.0))
+    partial = Attribution("x.png", (), "partial", ("taesd",), region_share=0.25, regions=regions,
+                          local_map=statistic, local_threshold=0.0)  # fmt: skip
+    local = _localization(partial)
+    assert (local["model"], local["width"], local["height"]) == ("taesd", 60, 40)
+    assert local["regions"] == [{"box": (20, 10, 50, 30), "share": 0.25}]
+    header, data = local["overlay"].split(",", 1)
+    overlay = Image.open(io.BytesIO(base64.b64decode(data)))
+    assert header == "data:image/png;base64" and overlay.size == (60, 40)
+    alpha = np.asarray(overlay)[..., 3]
+    assert alpha[20, 30] > alpha[0, 0] > 0  # the consistent region stands out, the rest shows
+    assert _localization(Attribution("y.png", (), "none")) is None

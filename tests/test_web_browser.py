@@ -1,4 +1,6 @@
-"""End to end in a real browser: `aedr serve` with the shared taesd, an upload through the page.
+"""End to end in a real browser: `aedr serve` with the shared taesd, uploads through the page (a
+decoder-made image, and a photo with a pasted decoder-made region shown as a partial verdict with
+its local map).
 
 Needs Debian's chromium (``.ci/run`` installs it; ``$AEDR_CHROMIUM`` names another binary) and
 Playwright for Python, which drives that binary (no browser download). The screenshot is saved
@@ -19,6 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import import_or_skip, skip_unless_ci
 from PIL import Image
@@ -74,16 +77,18 @@ def test_upload_through_the_page_shows_the_verdict(tae_dir, shared_dir, tmp_path
     playwright = import_or_skip("playwright.sync_api", "playwright is not installed")
     executable = chromium_path()
     taesd = create_autoencoder("taesd", weights_dir=tae_dir)
-    photos = photo_crops([shared_dir / "images" / "real" / "kodak"], 128)[:13]
+    photos = photo_crops([shared_dir / "images" / "real" / "kodak"], 192)[:13]
     made = decoder_images(taesd, photos, 13, seed=0)
     paths = []
     for index, rgb in enumerate(made):
         paths.append(tmp_path / f"made-{index}.png")
         Image.fromarray(rgb).save(paths[-1])
-    calibration = calibrate_images(Scorer([taesd]), paths[:12], "aedr").calibration
+    scorer = Scorer([taesd], local_maps=True)
+    calibration = calibrate_images(scorer, paths[:12], "aedr", local_window=48).calibration
     calibration.save(tmp_path / "taesd.json")
     suspect = paths[12]
     expected = Attributor([calibration], [taesd]).attribute_file(suspect)
+    composite, mask = pasted_region(taesd, shared_dir, tmp_path)
 
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
@@ -110,6 +115,15 @@ def test_upload_through_the_page_shows_the_verdict(tae_dir, shared_dir, tmp_path
             markers = page.locator("svg.distribution .marker").count()
             status = page.locator("#status").text_content()
             page.screenshot(path=str(artifacts / "web-attribution.png"), full_page=True)
+            page.set_input_files("#files", str(composite))
+            page.wait_for_selector("[data-verdict='partial']", timeout=120_000)
+            region = page.locator(".localization rect").first
+            box = [int(region.get_attribute(k)) for k in ("x", "y", "width", "height")]
+            overlay_shown = page.locator(".localization .overlay").is_visible()
+            page.screenshot(path=str(artifacts / "web-partial.png"), full_page=True)
+            page.locator(".toggle-map").first.focus()
+            page.keyboard.press("Space")  # the overlay toggles by keyboard too
+            overlay_hidden = not page.locator(".localization .overlay").is_visible()
             results_before = stored_results()
             attack = cross_origin_post(page, url, suspect)
             results_after = stored_results()
@@ -119,8 +133,23 @@ def test_upload_through_the_page_shows_the_verdict(tae_dir, shared_dir, tmp_path
         log = server.communicate(timeout=30)[0].decode(errors="replace")
     assert shown == expected.verdict, log
     assert rows == 1 and markers == 1 and status == "Done: 1 image."
-    assert results_before == 1 and attack == "sent" and results_after == 1, log  # refused
+    left, top, width, height = box
+    drawn = np.zeros_like(mask)
+    drawn[top : top + height, left : left + width] = True
+    assert (drawn & mask).sum() / (drawn | mask).sum() > 0.4, box  # the region drawn is the mask
+    assert overlay_shown and overlay_hidden
+    assert results_before == 2 and attack == "sent" and results_after == 2, log  # refused
     assert '"POST /api/attribute HTTP/1.1" 403' in log
+
+
+def pasted_region(autoencoder, shared_dir: Path, folder: Path) -> tuple[Path, np.ndarray]:
+    """A photo with a quarter of it replaced by the decoder's image of it, and that mask."""
+    photo = photo_crops([shared_dir / "images" / "real" / "kodak"], 256)[10]
+    made = decoder_images(autoencoder, [photo], 1, seed=2, reconstructions=1)[0]
+    mask = np.zeros(photo.shape[:2], bool)
+    mask[40:168, 64:192] = True
+    Image.fromarray(np.where(mask[..., None], made, photo)).save(folder / "composite.png")
+    return folder / "composite.png", mask
 
 
 def stored_results() -> int:

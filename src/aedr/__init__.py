@@ -7,7 +7,8 @@ The package is laid out the way it works:
 - ``aedr.measure``: images in, measurements out (losses, homogeneity, provenance, the store);
   nothing there decides anything;
 - ``aedr.decide``: statistics of measurements, thresholds, verdicts, evaluation;
-- ``aedr.workflows``: the jobs (calibrate, evaluate) the CLI, the server and the demo call;
+- ``aedr.workflows``: the jobs (calibrate, evaluate, localize) the CLI, the server and the demo
+  call;
 - ``aedr.tensors``: the same for tensors already in memory.
 
 Importing ``aedr`` is cheap: torch and diffusers load only when an autoencoder is used.
@@ -39,15 +40,17 @@ if TYPE_CHECKING:  # real imports for type checkers and IDEs; at run time they l
     from aedr.measure.images import ImageError, read_image
     from aedr.measure.inversion import latenttracer_losses
     from aedr.measure.provenance import Provenance
-    from aedr.measure.reconstruction import reconstruction_losses
+    from aedr.measure.reconstruction import reconstruction_measures
     from aedr.measure.scorer import Measurement, Scorer, ScoreSettings, score_array
     from aedr.measure.store import ScoreStore
     from aedr.tensors import AEDR, BatchSignals
     from aedr.workflows import (
+        Localization,
         calibrate_generator_free,
         calibrate_images,
         calibrate_measurements,
         evaluate_files,
+        localize_images,
     )
 
 _EXPORTS = {
@@ -62,7 +65,7 @@ _EXPORTS = {
     "homogeneity_of_file": "aedr.measure.homogeneity",
     "read_image": "aedr.measure.images",
     "ImageError": "aedr.measure.images",
-    "reconstruction_losses": "aedr.measure.reconstruction",
+    "reconstruction_measures": "aedr.measure.reconstruction",
     "latenttracer_losses": "aedr.measure.inversion",
     "Provenance": "aedr.measure.provenance",
     "Scorer": "aedr.measure.scorer",
@@ -86,6 +89,8 @@ _EXPORTS = {
     "calibrate_generator_free": "aedr.workflows",
     "calibrate_measurements": "aedr.workflows",
     "evaluate_files": "aedr.workflows",
+    "localize_images": "aedr.workflows",
+    "Localization": "aedr.workflows",
     "AEDR": "aedr.tensors",
     "BatchSignals": "aedr.tensors",
 }

@@ -20,6 +20,7 @@ from typing import Any
 from aedr import __version__
 from aedr.decide.statistics import DEFAULT_STATISTIC, PAPER_STATISTIC, STATISTIC_NAMES
 from aedr.measure.images import DEFAULT_MAX_PIXELS
+from aedr.measure.localization import DEFAULT_WINDOW
 
 EXIT_OK, EXIT_INPUT_ERRORS, EXIT_USAGE = 0, 1, 2
 Commands = Any  # argparse's private _SubParsersAction
@@ -267,10 +268,10 @@ def _pipeline(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _scorer(models: Sequence[str], args: argparse.Namespace, settings):
+def _scorer(models: Sequence[str], args: argparse.Namespace, settings, local_maps: bool = False):
     from aedr.measure.scorer import Scorer
 
-    return Scorer(_models(models, args), settings, **_pipeline(args))
+    return Scorer(_models(models, args), settings, **_pipeline(args), local_maps=local_maps)
 
 
 def _progress_bar(quiet: bool, unit: str = "img"):
@@ -519,6 +520,15 @@ def add_calibrate(commands: Commands) -> None:
         help="fit on the first N images (in input order) only; --paper: 500, as the authors' "
         "cal_threshold.py",
     )
+    calibrate.add_argument(
+        "--local",
+        type=float,
+        nargs="?",
+        const=DEFAULT_WINDOW,
+        metavar="PX",
+        help=f"also fit the local-map threshold (aedr localize, the partial verdict) with a "
+        f"window of PX pixels (default {DEFAULT_WINDOW}); measures with local maps",
+    )
     _add_method(calibrate)
     _add_loading(calibrate)
     _add_settings(calibrate)
@@ -544,7 +554,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         negatives = workflows.read_negatives([args.negatives], args.model, statistic)
     elif args.alpha == "auto":
         raise UsageError("--alpha auto needs --negatives: measurement records of other images")
+    if args.local is not None:
+        _check_window(args.local)
     if args.scores:
+        if args.local is not None:
+            raise UsageError("--local needs images to map: give PATHS or --reference-photos")
         given = [flag for name, flag in SETTING_FLAGS.items() if getattr(args, name) is not None]
         if given:
             raise UsageError(
@@ -564,7 +578,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             raise UsageError("measuring images for calibration needs --model")
         if args.assume_settings:
             raise UsageError("--assume-settings is for --scores records without provenance")
-        scorer = _scorer([args.model], args, _settings(args))
+        scorer = _scorer([args.model], args, _settings(args), local_maps=args.local is not None)
         out = (
             _writer(args.scores_out, MEASUREMENT_FIELDS, args.overwrite)
             if args.scores_out
@@ -584,12 +598,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 run = workflows.calibrate_generator_free(
                     scorer, args.reference_photos, args.synthetic, statistic, args.alpha,
                     seed=0 if args.seed is None else args.seed, save_to=args.save_synthetic,
-                    negatives=negatives, on_measurement=report,
+                    negatives=negatives, on_measurement=report, local_window=args.local,
                 )  # fmt: skip
             else:
                 run = workflows.calibrate_images(
                     scorer, args.paths, statistic, args.alpha,
                     negatives=negatives, on_measurement=report, first=_first(args),
+                    local_window=args.local,
                 )  # fmt: skip
         failed = len(run.failed)
     calibration = run.calibration
@@ -603,7 +618,20 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         f"{calibration.model}: {calibration.statistic} threshold {calibration.threshold:.6g} at "
         f"alpha {calibration.alpha} from {calibration.n} images ({failed} skipped) -> {args.out}",
     )
+    if calibration.local:
+        local = calibration.local
+        _say(args, f"local threshold {local['threshold']:.4g} (window {local['window']:g} px) "
+                   f"from {local['n_values']} map values of {local['n_images']} images")  # fmt: skip
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
+
+
+def _check_window(window: float) -> None:
+    from aedr.measure.localization import check_window
+
+    try:
+        check_window(window)
+    except ValueError as exc:
+        raise UsageError(f"--window/--local: {exc}") from None
 
 
 def _first(args: argparse.Namespace) -> int | None:
@@ -685,6 +713,133 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         raise UsageError(_no_images(args.paths))
     _say(args, "verdicts: " + ", ".join(f"{k}={v}" for k, v in sorted(verdicts.items())))
     _hint(args, errors)
+    return EXIT_INPUT_ERRORS if failed else EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
+# aedr localize
+
+
+def add_localize(commands: Commands) -> None:
+    localize = _command(
+        commands, "localize", "map where in each image a model's decoder wrote (partial edits)"
+    )
+    localize.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    localize.add_argument(
+        "--model", action="append", metavar="MODEL", help="model to map with; repeatable"
+    )
+    localize.add_argument(
+        "--calibration",
+        action="append",
+        metavar="CALIB",
+        help="calibration JSON (from `aedr calibrate --local` for a threshold and regions); "
+        "repeatable; its model is mapped, measured with its settings",
+    )
+    localize.add_argument(
+        "--out", required=True, metavar="DIR", help="folder for the maps and localize.jsonl"
+    )
+    localize.add_argument("--overwrite", action="store_true", help="replace DIR/localize.jsonl")
+    localize.add_argument(
+        "--window",
+        type=float,
+        metavar="PX",
+        help=f"map window in pixels (default: the calibration's, else {DEFAULT_WINDOW})",
+    )
+    _add_loading(localize)
+    _add_settings(localize)
+    _add_pipeline(localize)
+    localize.set_defaults(run=cmd_localize, method=None)
+
+
+def _localize_scorer(args: argparse.Namespace):
+    """The scorer (keeping local maps) and calibrations by model of ``localize``'s flags."""
+    from aedr.decide.attribution import Attributor
+    from aedr.decide.calibration import Calibration
+
+    if not args.calibration:
+        if not args.model:
+            raise UsageError("give --model MODEL or --calibration CALIB")
+        return _scorer(args.model, args, _settings(args), local_maps=True), {}
+    given = [flag for name, flag in SETTING_FLAGS.items() if getattr(args, name) is not None]
+    if given or args.paper:
+        raise UsageError(
+            f"{', '.join(given or ['--paper'])}: with --calibration the calibrations' settings "
+            "decide how images are measured"
+        )
+    calibrations = [Calibration.load(path) for path in args.calibration]
+    names = [c.model for c in calibrations]
+    if args.model and sorted(args.model) != sorted(names):
+        raise UsageError(
+            f"--model {' '.join(args.model)} differs from the calibrations' models "
+            f"({' '.join(names)}): give one or the other"
+        )
+    attributor = Attributor(calibrations, _models(names, args), **_pipeline(args), local_maps=True)
+    return attributor.scorer, attributor.calibrations
+
+
+def _map_name(path: str, model: str, used: set[str]) -> str:
+    """``<stem>.<model>``, made safe for a file name and unique within the run."""
+    import re
+    from pathlib import Path
+
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{Path(path).stem}.{model}").strip("._") or "map"
+    name, count = base, 1
+    while name in used:
+        count += 1
+        name = f"{base}-{count}"
+    used.add(name)
+    return name
+
+
+def cmd_localize(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from aedr import workflows
+    from aedr.decide.report import plot_local_map
+    from aedr.measure.images import ImageError, read_image
+    from aedr.records import check_output
+
+    if args.window is not None:
+        _check_window(args.window)
+    folder = Path(args.out)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {folder} exists and is not a folder")
+    records_path = folder / "localize.jsonl"
+    if folder.is_dir():
+        check_output(records_path, args.overwrite)
+    scorer, calibrations = _localize_scorer(args)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create --out {folder}: {exc.strerror or exc}") from None
+    fields = (*workflows.LOCALIZATION_FIELDS, "map", "heatmap")
+    exif = scorer.settings.exif != "ignore"
+    used: set[str] = set()
+    failed = count = 0
+    results = workflows.localize_images(scorer, args.paths, calibrations, args.window)
+    with _writer(str(records_path), fields, args.overwrite) as writer:
+        for result in _progress(results, args.quiet):
+            count += 1
+            row = {**result.row(), "map": "", "heatmap": ""}
+            if result.statistic is not None:
+                name = _map_name(row["path"], row["model"], used)
+                np.save(folder / f"{name}.npy", result.statistic)
+                row["map"] = f"{name}.npy"
+                try:
+                    rgb = read_image(result.measurement.path, args.max_pixels, exif).rgb
+                    title = f"{Path(row['path']).name}: {row['model']}, verdict {row['verdict'] or 'uncalibrated'}"
+                    plot_local_map(rgb, result.statistic, folder / f"{name}.png", title,
+                                   result.threshold, result.regions)  # fmt: skip
+                    row["heatmap"] = f"{name}.png"
+                except (ImageError, OSError) as exc:  # the file changed since it was measured
+                    row["error"] = row["error"] or f"heatmap not drawn: {exc}"
+            failed += bool(row["error"])
+            writer.write(row)
+    if not count:
+        raise UsageError(_no_images(args.paths))
+    _say(args, f"{count} maps ({failed} with errors) -> {folder}")
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
 
 
@@ -974,8 +1129,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # parser and entry point
 
 COMMANDS: tuple[Callable[[Commands], None], ...] = (
-    add_score, add_homogeneity, add_calibrate, add_attribute, add_serve, add_evaluate,
-    add_models, add_demo,
+    add_score, add_homogeneity, add_calibrate, add_attribute, add_localize, add_serve,
+    add_evaluate, add_models, add_demo,
 )  # fmt: skip
 
 

@@ -49,6 +49,16 @@ class ProvenanceFile(_Strict):
     preset: Literal["paper"] | None = None
 
 
+class LocalCalibrationFile(_Strict):
+    """A calibration's local-map threshold (``aedr calibrate --local``)."""
+
+    window: Annotated[float, Field(gt=0.0, le=10_000.0)]
+    alpha: Annotated[float, Field(gt=0.0, lt=1.0)]
+    threshold: FiniteFloat
+    n_images: Annotated[int, Field(ge=2)]
+    n_values: Annotated[int, Field(ge=2)]
+
+
 class CalibrationFile(_Strict):
     """A calibration file (``aedr calibrate --out``), format 2."""
 
@@ -64,6 +74,7 @@ class CalibrationFile(_Strict):
     parameters: dict[str, Any] = {}
     provenance_assumed: bool = False
     tuning: dict[str, Any] = {}
+    local: LocalCalibrationFile | None = None
     aedr_version: Annotated[str, Field(max_length=100)] = ""
     created: Annotated[str, Field(max_length=100)] = ""
     digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 import secrets
@@ -40,7 +41,7 @@ from PIL import Image, UnidentifiedImageError
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from aedr import __version__
-from aedr.decide.attribution import Attributor
+from aedr.decide.attribution import Attribution, Attributor
 from aedr.measure.images import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
@@ -193,6 +194,7 @@ class AttributionService:
             "id": result_id, "filename": filename, "verdict": attribution.verdict,
             "verdict_group": attribution.verdict_group, "candidates": list(attribution.candidates),
             "caution": attribution.caution, "rows": rows,
+            "region_share": attribution.region_share, "localization": _localization(attribution),
         }  # fmt: skip
         if self.store is not None:
             self.store.put_result(result_id, result)
@@ -211,6 +213,21 @@ class AttributionService:
             }
             for i, c in enumerate(self.calibrations)
         ]  # fmt: skip
+
+
+def _localization(attribution: Attribution) -> dict[str, Any] | None:
+    """For a ``partial`` verdict: the named model's map as a PNG overlay, and its regions."""
+    if attribution.local_map is None:
+        return None
+    from aedr.decide.report import map_overlay_png
+
+    height, width = attribution.local_map.shape
+    overlay = map_overlay_png(attribution.local_map, attribution.local_threshold)
+    return {
+        "model": attribution.candidates[0], "width": width, "height": height,
+        "threshold": attribution.local_threshold, "regions": [r.as_dict() for r in attribution.regions],
+        "overlay": "data:image/png;base64," + base64.b64encode(overlay).decode(),
+    }  # fmt: skip
 
 
 class _BodyTooLarge(Exception):

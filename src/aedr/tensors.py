@@ -20,7 +20,7 @@ import numpy as np
 from aedr.decide.statistics import PAPER_STATISTIC, get_statistic
 from aedr.measure.homogeneity import glcm_homogeneity
 from aedr.measure.images import luma_opencv
-from aedr.measure.reconstruction import reconstruction_losses
+from aedr.measure.reconstruction import reconstruction_measures
 
 if TYPE_CHECKING:
     import torch
@@ -78,7 +78,8 @@ class AEDR:
                 f"sides {images.shape[2]}x{images.shape[3]} are not multiples of "
                 f"{multiple}, the autoencoder's grid: crop them first"
             )
-        loss1, loss2 = reconstruction_losses(self.autoencoder, images, self.latent, self.generator)
+        measured = reconstruction_measures(self.autoencoder, images, self.latent, self.generator)
+        loss1, loss2 = measured.loss1, measured.loss2
         pixels = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         homogeneity = [
             glcm_homogeneity(luma_opencv(np.ascontiguousarray(p.permute(1, 2, 0).numpy())))

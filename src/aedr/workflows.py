@@ -7,7 +7,8 @@ fits or applies decisions on the measurements.
 - :func:`calibrate_images`: a threshold from images the model made;
 - :func:`calibrate_generator_free`: the same from decoder-made images of the user's photos;
 - :func:`calibrate_measurements`: from measurement records already made (or the authors' files);
-- :func:`evaluate_files`: accuracy tables and a report from records and labels.
+- :func:`evaluate_files`: accuracy tables and a report from records and labels;
+- :func:`localize_images`: per (image, model) the local map, its regions and verdict.
 
 Attribution is :class:`~aedr.decide.attribution.Attributor` itself.
 """
@@ -17,11 +18,14 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from aedr.decide.attribution import NO_MODEL, PARTIAL, decide
 from aedr.decide.calibration import (
     Calibration,
     CalibrationError,
@@ -30,8 +34,19 @@ from aedr.decide.calibration import (
     records_of_model,
 )
 from aedr.decide.evaluation import EvaluationResult, evaluate, read_labels
+from aedr.decide.localization import (
+    PARTIAL_MIN_SHARE,
+    LocalCalibrationError,
+    Region,
+    consistent_regions,
+    consistent_share,
+    fit_local_threshold,
+    map_samples,
+    measurement_map,
+)  # fmt: skip
 from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
 from aedr.measure.images import iter_image_files
+from aedr.measure.localization import DEFAULT_WINDOW, local_map
 from aedr.measure.provenance import Provenance
 from aedr.measure.scorer import Measurement, Scorer
 from aedr.records import read_records
@@ -59,6 +74,7 @@ def calibrate_images(
     negatives: Sequence[Mapping[str, Any]] = (),
     on_measurement: Callable[[Measurement], None] | None = None,
     first: int | None = None,
+    local_window: float | None = None,
 ) -> CalibrationRun:
     """Measure images the scorer's one model made and fit its calibration on them.
 
@@ -66,20 +82,32 @@ def calibrate_images(
     images are returned, not fitted. ``alpha="auto"`` tunes alpha on ``negatives``: measurement
     records of images the model did not make. ``first`` fits on the first N measured images in
     input order and measures no more (the authors' ``cal_threshold.py`` reads 500).
+    ``local_window`` also fits the local-map threshold at the same alpha (0.05 with "auto"); the
+    scorer must keep local maps.
     """
     if len(scorer.models) != 1:
         raise CalibrationError("a calibration is fitted for one model: give the scorer one")
+    if local_window is not None and not scorer.local_maps:
+        raise CalibrationError("a local threshold needs a scorer that keeps local maps")
     _check_first(first)
-    good, failed = [], []
+    good, failed, samples = [], [], []
     for (measurement,) in scorer.score_images(iter_image_files(paths)):
         if on_measurement is not None:
             on_measurement(measurement)
         (good if measurement.ok else failed).append(measurement)
+        if measurement.ok and local_window is not None:
+            samples.append(map_samples(local_map(measurement.evidence, local_window)))
+            measurement.evidence = None  # kept as samples only: calibration sets can be large
         if first is not None and len(good) >= first:
             break
     records = [m.as_dict() for m in good]
     calibration = _fit(records, scorer.models[0].name, statistic, alpha, negatives)
     _note_first(calibration, first, len(records))
+    if local_window is not None:
+        try:
+            calibration.local = fit_local_threshold(samples, local_window, calibration.alpha)
+        except (LocalCalibrationError, ValueError) as exc:
+            raise CalibrationError(str(exc)) from None
     return CalibrationRun(calibration, records, failed)
 
 
@@ -108,10 +136,11 @@ def calibrate_generator_free(
     save_to: str | os.PathLike | None = None,
     negatives: Sequence[Mapping[str, Any]] = (),
     on_measurement: Callable[[Measurement], None] | None = None,
+    local_window: float | None = None,
 ) -> CalibrationRun:
     """Calibrate without the generator: the scorer's model decodes ``count`` images from the
-    photos under ``photos`` (kept in ``save_to`` when given), which are then measured as its own.
-    The model loads once, for both steps."""
+    photos under ``photos`` (kept in ``save_to`` when given), which are then measured as its own
+    (``local_window`` as in :func:`calibrate_images`). The model loads once, for both steps."""
     from aedr.synthesis import decoder_images, photo_crops, save_images
 
     if len(scorer.models) != 1:
@@ -126,7 +155,13 @@ def calibrate_generator_free(
     with tempfile.TemporaryDirectory() as scratch:
         images = save_images(made, Path(save_to or scratch), "synthetic-")
         run = calibrate_images(
-            scorer, images, statistic, alpha, negatives=negatives, on_measurement=on_measurement
+            scorer,
+            images,
+            statistic,
+            alpha,
+            negatives=negatives,
+            on_measurement=on_measurement,
+            local_window=local_window,
         )
     run.calibration.tuning["belonging_images"] = (
         f"generator-free: {len(images)} decoder-made images from {len(crops)} photos"
@@ -218,3 +253,103 @@ def evaluate_files(
     records = itertools.chain.from_iterable(read_records(path) for path in scores)
     result = evaluate(records, read_labels(labels), loaded, statistic, alpha)
     return result, write_report(result, Path(out))
+
+
+LOCALIZATION_FIELDS = (
+    "path",
+    "model",
+    "window",
+    "threshold",
+    "share",
+    "regions",
+    "verdict",
+    "signal",
+    "error",
+)
+
+
+@dataclass
+class Localization:
+    """One image's local map for one model, and what the model's calibration says of it.
+
+    ``statistic`` is the map on the image's own pixels (lower = consistent with the model);
+    without a calibration ``threshold``, ``share``, ``regions`` and ``verdict`` stay empty. The
+    verdict: the model when its calibration accepts the whole image, ``partial`` when it does not
+    but a region of at least ``PARTIAL_MIN_SHARE`` is consistent with it, ``none`` otherwise.
+    """
+
+    measurement: Measurement
+    window: float
+    statistic: np.ndarray | None = None
+    threshold: float | None = None
+    share: float | None = None
+    regions: list[Region] = field(default_factory=list)
+    verdict: str = ""
+    signal: float | None = None
+    error: str = ""
+
+    def row(self) -> dict[str, Any]:
+        """The ``localize.jsonl`` record."""
+        return {
+            "path": self.measurement.path, "model": self.measurement.model,
+            "window": self.window, "threshold": self.threshold, "share": self.share,
+            "regions": [r.as_dict() for r in self.regions], "verdict": self.verdict,
+            "signal": self.signal, "error": self.error,
+        }  # fmt: skip
+
+
+def localize_images(
+    scorer: Scorer,
+    paths: Iterable[str | os.PathLike],
+    calibrations: Mapping[str, Calibration] | None = None,
+    window: float | None = None,
+) -> Iterator[Localization]:
+    """Local maps of every image under ``paths`` for each of the scorer's models, in input order.
+
+    The maps come from the same double reconstruction as the whole-image measurement (the
+    scorer must keep local maps). ``window`` defaults to the model's calibrated window, else
+    ``DEFAULT_WINDOW``; a calibration whose local threshold was fitted at another window is
+    refused (now, before any image is read), since its threshold would not apply.
+    """
+    if not scorer.local_maps:
+        raise CalibrationError("localize needs a scorer that keeps local maps")
+    calibrations = calibrations or {}
+    for model in scorer.models:
+        local = calibrations[model.name].local if model.name in calibrations else {}
+        if local and window is not None and float(window) != local["window"]:
+            raise CalibrationError(
+                f"the calibration of {model.name} fitted its local threshold with window "
+                f"{local['window']:g} px, not {window:g}: use that window or recalibrate"
+            )
+    return (
+        _localization(record, calibrations.get(record.model), window)
+        for records in scorer.score_images(iter_image_files(paths))
+        for record in records
+    )
+
+
+def _localization(
+    record: Measurement, calibration: Calibration | None, window: float | None
+) -> Localization:
+    local = calibration.local if calibration is not None else {}
+    used = float(local["window"] if local else window or DEFAULT_WINDOW)
+    result = Localization(record, used, error=record.error)
+    if record.error:
+        return result
+    result.statistic = measurement_map(record, used)
+    if calibration is None:
+        return result
+    decision = decide(record, calibration)
+    result.signal, result.error = decision.signal, decision.error
+    if local:
+        result.threshold = local["threshold"]
+        result.share = consistent_share(result.statistic, result.threshold)
+        result.regions = consistent_regions(result.statistic, result.threshold)
+    if decision.belongs:
+        result.verdict = record.model
+    elif not decision.error and local:
+        sizeable = result.regions and result.regions[0].share >= PARTIAL_MIN_SHARE
+        result.verdict = PARTIAL if sizeable else NO_MODEL
+    elif not decision.error:
+        result.verdict = NO_MODEL
+    return result

@@ -41,7 +41,7 @@ def check_autoencoder(
     autoencoder's size multiple."""
     import torch
 
-    from aedr.measure.reconstruction import reconstruction_losses
+    from aedr.measure.reconstruction import reconstruction_measures
 
     multiple = autoencoder.size_multiple
     side = -(-size // multiple) * multiple
@@ -62,7 +62,8 @@ def check_autoencoder(
             _synchronize(device)
             encode_times.append(middle - start)
             decode_times.append(time.perf_counter() - middle)
-    loss1, loss2 = reconstruction_losses(autoencoder, image)
+    measured = reconstruction_measures(autoencoder, image)
+    loss1, loss2 = measured.loss1, measured.loss2
     finite = bool(torch.isfinite(loss1).all() and torch.isfinite(loss2).all())
     ratio = float(loss1[0] / loss2[0]) if finite and float(loss2[0]) > 0 else None
     return CheckResult(

@@ -7,7 +7,11 @@ that model's own images), which is comparable across models whose thresholds dif
 - ``none`` when no model accepts;
 - the accepting model with the highest p-value when it stands out: its p-value is at least
   ``AMBIGUITY_RATIO`` times that of every accepting model outside its equivalence group;
-- ``ambiguous`` otherwise, with the accepting models listed in ``candidates``.
+- ``ambiguous`` otherwise, with the accepting models listed in ``candidates``;
+- ``partial`` when no model accepts the image as a whole but a region of at least
+  ``PARTIAL_MIN_SHARE`` of it is consistent with a model whose calibration carries a local
+  threshold (``aedr calibrate --local``): that model is the one candidate, ``region_share`` and
+  ``regions`` say where (``aedr.decide.localization``).
 
 ``verdict_group`` names the winner's equivalence group: models in it ship the same autoencoder
 weights, so any of them may be the source. ``caution`` says when the image itself makes any verdict
@@ -18,11 +22,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from aedr.autoencoders.base import Autoencoder
 from aedr.decide.calibration import Calibration, CalibrationError
+from aedr.decide.localization import (
+    PARTIAL_MIN_SHARE,
+    Region,
+    consistent_regions,
+    measurement_map,
+)  # fmt: skip
 from aedr.measure.images import DEFAULT_MAX_PIXELS, iter_image_files
 from aedr.measure.scorer import DEFAULT_MAX_MODEL_PIXELS, Measurement, Scorer, ScoreSettings
 
@@ -32,11 +44,12 @@ if TYPE_CHECKING:
 
 NO_MODEL = "none"
 AMBIGUOUS = "ambiguous"
+PARTIAL = "partial"
 AMBIGUITY_RATIO = 2.0
 DECODER_GRID = 8  # every supported autoencoder writes its output in blocks of 8 pixels or more
 ATTRIBUTION_FIELDS = (
     "path", "model", "group", "statistic", "signal", "threshold", "belongs", "p_value", "margin", "verdict",
-    "verdict_group", "candidates", "caution", "error",
+    "verdict_group", "candidates", "region_share", "caution", "error",
 )  # fmt: skip
 
 
@@ -64,10 +77,16 @@ class Attribution:
     error: str = ""
     caution: str = ""
     measurements: tuple[Measurement, ...] = ()  # what the decisions were made on, model order
+    region_share: float | None = None  # partial: share of the image in the model's regions
+    regions: tuple[Region, ...] = ()  # partial: the consistent regions, largest first
+    # partial: the named model's local map on the image's pixels, and its threshold
+    local_map: np.ndarray | None = field(default=None, repr=False, compare=False)
+    local_threshold: float | None = None
 
     @property
     def verdict_group(self) -> str:
-        return next((d.group for d in self.decisions if d.model == self.verdict), "")
+        named = self.candidates[0] if self.verdict == PARTIAL else self.verdict
+        return next((d.group for d in self.decisions if d.model == named), "")
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat row per model, each carrying the image's verdict (the output file layout)."""
@@ -77,7 +96,8 @@ class Attribution:
                 "signal": d.signal,
                 "threshold": d.threshold, "belongs": d.belongs, "p_value": d.p_value,
                 "margin": d.margin, "verdict": self.verdict, "verdict_group": self.verdict_group,
-                "candidates": " ".join(self.candidates), "caution": self.caution, "error": d.error,
+                "candidates": " ".join(self.candidates), "region_share": self.region_share,
+                "caution": self.caution, "error": d.error,
             }
             for d in self.decisions
         ]  # fmt: skip
@@ -154,7 +174,34 @@ def attribute(
     verdict, candidates = verdict_of(decisions, ambiguity_ratio)
     sized = next(r for r, d in zip(records, decisions, strict=True) if not d.error)
     caution = caution_of(sized.width, sized.height)
-    return Attribution(path, decisions, verdict, candidates, "", caution, measurements)
+    found = partial_of(records, decisions, calibrations) if verdict == NO_MODEL else None
+    if found is None:
+        return Attribution(path, decisions, verdict, candidates, "", caution, measurements)
+    model, regions, statistic = found
+    return Attribution(
+        path, decisions, PARTIAL, (model,), "", caution, measurements,
+        sum(r.share for r in regions), tuple(regions), statistic,
+        calibrations[model].local["threshold"],
+    )  # fmt: skip
+
+
+def partial_of(
+    records: Sequence[Measurement],
+    decisions: Sequence[ModelDecision],
+    calibrations: Mapping[str, Calibration],
+) -> tuple[str, list[Region], np.ndarray] | None:
+    """The model with the largest consistent region of at least ``PARTIAL_MIN_SHARE`` among
+    those with a local threshold and maps, with its regions and map; None when there is none."""
+    best = None
+    for record, decision in zip(records, decisions, strict=True):
+        local = calibrations[record.model].local
+        if decision.error or not local or record.evidence is None:
+            continue
+        statistic = measurement_map(record, local["window"])
+        regions = consistent_regions(statistic, local["threshold"], PARTIAL_MIN_SHARE)
+        if regions and (best is None or regions[0].share > best[1][0].share):
+            best = (record.model, regions, statistic)
+    return best
 
 
 def check_compatible(calibrations: Sequence[Calibration]) -> ScoreSettings:
@@ -182,7 +229,9 @@ class Attributor:
 
     ``models`` are loaded autoencoders or handles (loaded on demand), in calibration order; each
     is checked against its calibration's provenance (weights, precision, device, settings) before
-    any image is read. The other arguments go to the :class:`~aedr.measure.scorer.Scorer`.
+    any image is read. The other arguments go to the :class:`~aedr.measure.scorer.Scorer`, which
+    keeps local maps (so measures every image afresh) when ``local_maps`` is true or, by
+    default, when a calibration has a local threshold.
     """
 
     def __init__(
@@ -195,8 +244,11 @@ class Attributor:
         workers: int = 2,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_model_pixels: int = DEFAULT_MAX_MODEL_PIXELS,
+        local_maps: bool | None = None,
     ):
         settings = check_compatible(calibrations)
+        if local_maps is None:
+            local_maps = any(c.local for c in calibrations)
         if len(models) != len(calibrations):
             raise CalibrationError(
                 f"{len(calibrations)} calibrations but {len(models)} models: give one each"
@@ -205,6 +257,7 @@ class Attributor:
         self.scorer = Scorer(
             models, settings, store=store, batch_size=batch_size, workers=workers,
             max_pixels=max_pixels, max_model_pixels=max_model_pixels,
+            local_maps=local_maps,
         )  # fmt: skip
         for calibration, model in zip(calibrations, self.scorer.models, strict=True):
             if model.name != calibration.model:

@@ -91,6 +91,7 @@ class Calibration:
     parameters: dict[str, Any] = field(default_factory=dict)  # e.g. fitted's beta and its fit
     provenance_assumed: bool = False  # stated by the user, not read from the records
     tuning: dict[str, Any] = field(default_factory=dict)
+    local: dict[str, Any] = field(default_factory=dict)  # the local-map threshold, if fitted
     aedr_version: str = ""
     created: str = ""
     format: int = CALIBRATION_FORMAT
@@ -140,7 +141,9 @@ class Calibration:
             )
 
     def _content(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "digest"}
+        # no local section: the content (and digest) of a file written before local maps existed
+        skip = {"digest"} | ({"local"} if not self.local else set())
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
     def as_dict(self) -> dict[str, Any]:
         """Every field, sealed with the digest of the others (what is saved)."""

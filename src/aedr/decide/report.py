@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from aedr.decide.evaluation import EvaluationResult, mean_table, roc_points, write_tables
+from aedr.decide.localization import Region
 
 COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666")
 
@@ -188,3 +190,64 @@ def write_report(result: EvaluationResult, folder: Path) -> Path:
     path = folder / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
+
+
+def plot_local_map(
+    rgb: np.ndarray,
+    statistic: np.ndarray,
+    path: Path,
+    title: str,
+    threshold: float | None = None,
+    regions: Sequence[Region] = (),
+) -> Path:
+    """The image with its local map overlaid, a labelled colour bar and, when calibrated, the
+    threshold drawn as a contour and on the bar, and the regions found boxed."""
+    from matplotlib.patches import Rectangle
+
+    plt = _pyplot()
+    height, width = statistic.shape
+    figure, axis = plt.subplots(figsize=(7, 7 * height / width + 0.9))
+    axis.imshow(rgb, interpolation="nearest")
+    low, high = np.percentile(statistic, [1, 99])
+    if threshold is not None:
+        low, high = min(low, threshold), max(high, threshold)
+    shown = axis.imshow(statistic, cmap="viridis_r", alpha=0.55, vmin=low, vmax=high)
+    bar = figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.03)
+    bar.set_label("local statistic (lower = more consistent with the model)")
+    caption = "no calibration: no threshold"
+    if threshold is not None:
+        if statistic.min() < threshold < statistic.max():
+            axis.contour(statistic, levels=[threshold], colors="white", linewidths=1.5)
+        bar.ax.axhline(threshold, color="white", linewidth=2)
+        for region in regions:
+            left, top, right, bottom = region.box
+            axis.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top,
+                                     fill=False, edgecolor="#e7298a", linewidth=2))  # fmt: skip
+        caption = (f"white line: calibrated local threshold {threshold:.3g}; pink boxes: regions "
+                   f"consistent with the model ({len(regions)})")  # fmt: skip
+    axis.set_title(title, fontsize=10)
+    axis.set_xlabel(caption, fontsize=8)
+    axis.set_xticks([])
+    axis.set_yticks([])
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def map_overlay_png(statistic: np.ndarray, threshold: float) -> bytes:
+    """The local map as a translucent RGBA PNG of the image's size (for the web page's overlay):
+    coloured like ``plot_local_map``, more opaque where the region is consistent with the model."""
+    import io
+
+    from matplotlib import colormaps
+    from PIL import Image
+
+    low, high = np.percentile(statistic, [1, 99])
+    low, high = min(low, threshold), max(high, threshold)
+    scaled = np.clip((statistic - low) / max(high - low, 1e-12), 0, 1)
+    rgba = colormaps["viridis_r"](scaled)
+    rgba[..., 3] = np.where(statistic < threshold, 0.5, 0.2)
+    buffer = io.BytesIO()
+    Image.fromarray((rgba * 255).round().astype(np.uint8), "RGBA").save(buffer, "PNG")
+    return buffer.getvalue()

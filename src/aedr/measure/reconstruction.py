@@ -9,9 +9,11 @@ ratio is near 1; other images lose much more the first time. What is decided fro
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import numpy as np
     import torch
 
     from aedr.autoencoders.base import Autoencoder, LatentMode
@@ -21,7 +23,16 @@ class SignalError(ValueError):
     """A measurement or statistic that is not a finite number; the message says why."""
 
 
-def reconstruction_losses(
+@dataclass
+class ReconstructionMeasures:
+    """Per-image losses of one double reconstruction and, when asked, its per-pixel evidence."""
+
+    loss1: torch.Tensor  # (B,) float64
+    loss2: torch.Tensor
+    evidence: np.ndarray | None = None  # (B, H, W) float32, see aedr.measure.localization
+
+
+def reconstruction_measures(
     autoencoder: Autoencoder,
     images: torch.Tensor,
     latent: LatentMode = "mode",
@@ -29,8 +40,10 @@ def reconstruction_losses(
     *,
     noise: tuple[torch.Tensor, torch.Tensor] | None = None,
     loss_dtype: str = "fp64",
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-image (loss1, loss2) as float64 tensors for a (B, 3, H, W) batch in [-1, 1].
+    evidence: bool = False,
+) -> ReconstructionMeasures:
+    """The double reconstruction of a (B, 3, H, W) batch in [-1, 1]: its losses, and with
+    ``evidence`` the per-pixel map computed from the same x, x1 and x2 (no extra passes).
 
     x1 enters the second pass as the decoder returned it: unclamped and unquantised, as in the
     paper. Losses are reduced in float64 so that they do not depend on the batch size, or with
@@ -42,27 +55,29 @@ def reconstruction_losses(
     """
     import torch
 
-    def losses() -> tuple[torch.Tensor, torch.Tensor]:
-        return _double_reconstruction_losses(
-            autoencoder, images, latent, generator, noise, loss_dtype
+    def measure() -> ReconstructionMeasures:
+        return _double_reconstruction(
+            autoencoder, images, latent, generator, noise, loss_dtype, evidence
         )
 
     with torch.inference_mode():
-        result = losses()
-        if autoencoder.dtype != torch.float32 and not torch.isfinite(torch.cat(result)).all():
+        result = measure()
+        finite = torch.isfinite(torch.cat((result.loss1, result.loss2))).all()
+        if autoencoder.dtype != torch.float32 and not finite:
             with autoencoder.upcast():
-                result = losses()
+                result = measure()
     return result
 
 
-def _double_reconstruction_losses(
+def _double_reconstruction(
     autoencoder: Autoencoder,
     images: torch.Tensor,
     latent: LatentMode,
     generator: torch.Generator | None,
     noise: tuple[torch.Tensor, torch.Tensor] | None,
     loss_dtype: str,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    evidence: bool,
+) -> ReconstructionMeasures:
     import torch
 
     def encode(images: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
@@ -74,11 +89,16 @@ def _double_reconstruction_losses(
     x = images.to(autoencoder.device, autoencoder.dtype)
     x1 = autoencoder.decode(encode(x, first))
     x2 = autoencoder.decode(encode(x1, second))
+    pixel_map = None
+    if evidence:
+        from aedr.measure.localization import pixel_evidence
+
+        pixel_map = pixel_evidence(x, x1, x2)
     if loss_dtype != "model":
         x, x1, x2 = (t.to(torch.float64) for t in (x, x1, x2))
     loss1 = (x - x1).square().mean(dim=(1, 2, 3))
     loss2 = (x1 - x2).square().mean(dim=(1, 2, 3))
-    return loss1.double().cpu(), loss2.double().cpu()
+    return ReconstructionMeasures(loss1.double().cpu(), loss2.double().cpu(), pixel_map)
 
 
 def loss_ratio(loss1: float, loss2: float) -> float:

@@ -56,7 +56,7 @@ from aedr.measure.images import (
     to_model_input,
 )
 from aedr.measure.provenance import MEASUREMENT_KINDS, MeasurementKind, Provenance
-from aedr.measure.reconstruction import SignalError, loss_ratio, reconstruction_losses
+from aedr.measure.reconstruction import SignalError, loss_ratio, reconstruction_measures
 
 if TYPE_CHECKING:
     import torch
@@ -194,13 +194,16 @@ class Measurement:
     content_sha256: str = ""
     provenance: Provenance | None = None
     error: str = ""
+    # (H, W) per-pixel evidence on the model input's grid, kept only when the Scorer was asked
+    # for local maps (``aedr.measure.localization``); never saved with the record
+    evidence: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
         return not self.error
 
     def as_dict(self) -> dict[str, Any]:
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "evidence"}
         values["provenance"] = self.provenance.as_dict() if self.provenance else None
         return values
 
@@ -329,6 +332,7 @@ class _Job:
     prepared: PreparedImage
     records: dict[int, Measurement]  # by model index
     crop_losses: dict[int, list[tuple[float, ...]]] = field(default_factory=dict)
+    evidence: dict[int, np.ndarray] = field(default_factory=dict)  # by model index
     waiting: int = 0  # inputs queued but not yet measured
     sealed: bool = False  # all of its inputs are queued: done once ``waiting`` reaches 0
 
@@ -340,7 +344,9 @@ class Scorer:
     store consulted before and filled after each measurement (not with sampled latents);
     ``batch_size`` inputs of equal shape per pass; ``workers`` reader threads; ``max_pixels`` the
     largest image (by its header) that is decoded, ``max_model_pixels`` the largest input of one
-    autoencoder pass.
+    autoencoder pass. ``local_maps`` keeps each measurement's per-pixel evidence (its
+    ``evidence``), computed from the same reconstructions as the losses; such runs measure every
+    image afresh (the store keeps no maps) and need one input per image (no ``crop`` sampling).
     """
 
     def __init__(
@@ -353,10 +359,17 @@ class Scorer:
         workers: int = 2,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_model_pixels: int = DEFAULT_MAX_MODEL_PIXELS,
+        local_maps: bool = False,
     ):
         if not models:
             raise ValueError("at least one autoencoder is needed")
         self.settings = settings or ScoreSettings()
+        if local_maps and (self.settings.crop or self.settings.measurement != "reconstruction"):
+            raise SettingsError(
+                "local maps come from one double reconstruction of the whole image: they need "
+                "the reconstruction measurement with crop or resize alignment, not sampled crops"
+            )
+        self.local_maps = local_maps
         self.models = [_Model(m, self.settings) for m in models]
         self.max_pixels = max_pixels
         # A sampled score depends on the image's place in the run (the noise it draws), so it
@@ -475,7 +488,7 @@ class Scorer:
         except ImageError as exc:
             prepared.error = str(exc)
             return prepared
-        if self.store is not None:
+        if self.store is not None and not self.local_maps:
             prepared.cached = self._lookup(prepared.content)
             if len(prepared.cached) == len(self.models):
                 return prepared  # fully answered from the store: nothing to decode
@@ -571,7 +584,7 @@ class Scorer:
         model = self.models[index]
         settings = self.settings
         batch = torch.from_numpy(np.stack([array for _, array, _ in items]))
-        noise = None
+        noise = evidence = None
         if items[0][2] is not None:  # per-image noise, drawn when the inputs were queued
             noise = tuple(torch.stack([item[2][i] for item in items]) for i in range(2))
         try:
@@ -580,21 +593,25 @@ class Scorer:
 
                 columns = (latenttracer_losses(model.autoencoder, batch),)
             else:
-                columns = reconstruction_losses(
+                measures = reconstruction_measures(
                     model.autoencoder, batch, settings.latent, model.generator,
-                    noise=noise, loss_dtype=settings.loss_dtype,
+                    noise=noise, loss_dtype=settings.loss_dtype, evidence=self.local_maps,
                 )  # fmt: skip
+                columns = (measures.loss1, measures.loss2)
+                evidence = measures.evidence
             losses: list[tuple[float, ...] | str] = list(
                 zip(*(column.tolist() for column in columns), strict=True)
             )
         except Exception as exc:  # one model failing on one batch must not end the run
             losses = [f"autoencoder failed: {type(exc).__name__}: {exc}"] * len(items)
-        for (job, _, _), result in zip(items, losses, strict=True):
+        for position, ((job, _, _), result) in enumerate(zip(items, losses, strict=True)):
             record = job.records[index]
             if isinstance(result, str):
                 record.error = record.error or result
             else:
                 job.crop_losses[index].append(result)
+                if evidence is not None:
+                    job.evidence[index] = evidence[position]
             job.waiting -= 1
             if job.waiting == 0 and job.sealed:
                 done.append(job)
@@ -617,6 +634,7 @@ class Scorer:
                 record.error = str(exc)
                 continue
             record.provenance = self.models[index].provenance
+            record.evidence = job.evidence.get(index)
             self._save(record)
         return [job.records[index] for index in range(len(self.models))]
 
