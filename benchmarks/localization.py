@@ -140,7 +140,7 @@ def run_model(args, name: str, photos: list[np.ndarray], own: list[np.ndarray], 
     calibration = calibration.calibration
     rng = np.random.default_rng(1)
     rows = {}
-    for condition in CONDITIONS:
+    for condition in args.conditions.split(","):
         test = folder / condition
         test.mkdir(parents=True)
         cases = []  # (path, truth or None, kind, rgb)
@@ -162,6 +162,7 @@ def summarise(autoencoder, results, by_path, local, window) -> dict[str, float]:
     threshold = local["threshold"]
     pixel = {"rect": [], "all": [], "e1 rect": [], "box64 rect": [], "iou": []}
     detection, partial = {"composite": [], "photo": []}, {"composite": [], "photo": []}
+    largest = {"composite": [], "photo": []}  # the largest consistent region's share
     decoder_share = []
     for result in results:
         truth, kind = by_path[result.measurement.path]
@@ -172,6 +173,7 @@ def summarise(autoencoder, results, by_path, local, window) -> dict[str, float]:
         group = "photo" if kind == "photo" else "composite"
         detection[group].append(result.share)
         partial[group].append(result.verdict == "partial")
+        largest[group].append(result.regions[0].share if result.regions else 0.0)
         if truth is None:
             continue
         auc = roc_auc(truth, -statistic)
@@ -190,6 +192,11 @@ def summarise(autoencoder, results, by_path, local, window) -> dict[str, float]:
         "detect AUC": roc_auc(np.array(labels), detection["composite"] + detection["photo"]),
         "partial composites": float(np.mean(partial["composite"])),
         "partial photos": float(np.mean(partial["photo"])),
+        **{
+            f"{group} region >= {share:.0%}": float(np.mean(np.array(largest[group]) >= share))
+            for share in (0.1, 0.2)
+            for group in ("composite", "photo")
+        },
         "decoder share": float(np.mean(decoder_share)),
     }
 
@@ -204,6 +211,7 @@ def main() -> None:
     parser.add_argument("--calibration", type=int, default=12, help="own images per model")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--window", type=float, default=DEFAULT_WINDOW)
+    parser.add_argument("--conditions", default=",".join(CONDITIONS))
     args = parser.parse_args()
     args.weights_dir = args.weights_dir or str(Path(args.shared_dir) / "weights" / "tae")
     crops = photo_crops([Path(args.shared_dir) / "images" / "real"], args.size)
@@ -220,7 +228,7 @@ def main() -> None:
     columns = list(next(iter(next(iter(table.values())).values())))
     print("| model | condition | " + " | ".join(columns) + " |")
     print("|---|---|" + "---|" * len(columns))
-    for condition in CONDITIONS:
+    for condition in args.conditions.split(","):
         for name, rows in table.items():
             values = rows[condition]
             print(

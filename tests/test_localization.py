@@ -260,3 +260,17 @@ def test_localize_usage_errors_exit_2(composite_case, tae_dir, tmp_path, capsys)
     (tmp_path / "file").write_text("x")
     assert run("localize", test, "--model", "taesd", "--out", tmp_path / "file", *common) == 2
     assert "not a folder" in capsys.readouterr().err
+
+
+def test_localize_without_a_calibration_writes_maps_only(composite_case, tae_dir, tmp_path):
+    _, test, _, _ = composite_case
+    out = tmp_path / "plain"
+    code = run("localize", test / "small.png", "--model", "taesd", "--weights-dir", tae_dir,
+               "--window", "32", "--out", out, "--no-cache", "-q")  # fmt: skip
+    assert code == 0
+    (row,) = map(json.loads, (out / "localize.jsonl").open())
+    assert row["window"] == 32.0 and row["threshold"] is None and row["verdict"] == ""
+    assert row["share"] is None and row["regions"] == []
+    assert np.load(out / row["map"]).shape == (128, 192) and (out / row["heatmap"]).is_file()
+    assert run("localize", test / "small.png", "--model", "taesd", "--weights-dir", tae_dir,
+               "--out", out, "--no-cache", "-q") == 2  # fmt: skip  # records exist: no overwrite
