@@ -206,30 +206,34 @@ def plot_local_map(
 
     plt = _pyplot()
     height, width = statistic.shape
-    figure, axis = plt.subplots(figsize=(7, 7 * height / width + 0.9))
+    side = 7.0  # inches for the image's longer side
+    size = (max(4.5, side * min(1.0, width / height)), side * min(1.0, height / width) + 1.6)
+    figure, axis = plt.subplots(figsize=size, layout="constrained")
     axis.imshow(rgb, interpolation="nearest")
     low, high = np.percentile(statistic, [1, 99])
     if threshold is not None:
         low, high = min(low, threshold), max(high, threshold)
     shown = axis.imshow(statistic, cmap="viridis_r", alpha=0.55, vmin=low, vmax=high)
-    bar = figure.colorbar(shown, ax=axis, fraction=0.046, pad=0.03)
-    bar.set_label("local statistic (lower = more consistent with the model)")
-    caption = "no calibration: no threshold"
+    bar = figure.colorbar(shown, ax=axis, orientation="horizontal", fraction=0.05, pad=0.02)
+    label = "local statistic: lower = more consistent with the model"
     if threshold is not None:
         if statistic.min() < threshold < statistic.max():
             axis.contour(statistic, levels=[threshold], colors="white", linewidths=1.5)
-        bar.ax.axhline(threshold, color="white", linewidth=2)
+        bar.ax.axvline(threshold, color="white", linewidth=2)
         for region in regions:
             left, top, right, bottom = region.box
             axis.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top,
                                      fill=False, edgecolor="#e7298a", linewidth=2))  # fmt: skip
-        caption = (f"white line: calibrated local threshold {threshold:.3g}; pink boxes: regions "
-                   f"consistent with the model ({len(regions)})")  # fmt: skip
+        label += (
+            f"\nwhite: calibrated local threshold {threshold:.3g}; pink boxes: regions below it"
+        )
+        title += f" ({len(regions)} region{'s' if len(regions) != 1 else ''})"
+    else:
+        label += "\nno calibration: no threshold, no regions"
+    bar.set_label(label, fontsize=9)
     axis.set_title(title, fontsize=10)
-    axis.set_xlabel(caption, fontsize=8)
     axis.set_xticks([])
     axis.set_yticks([])
-    figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path
