@@ -155,3 +155,72 @@ def small_kl():
         block_out_channels=(16, 32), latent_channels=4, norm_num_groups=8, layers_per_block=1,
     )  # fmt: skip
     return DiffusersAutoencoder("small-kl", module, "random:small-kl", size_multiple=8)
+
+
+def c2pa_signed_jpeg(rgb: np.ndarray, generator: str = "Example Diffusion 3") -> bytes:
+    """A JPEG of ``rgb`` carrying a C2PA manifest whose action declares it made by ``generator``,
+    signed with a throw-away test CA (so readers report the signer as untrusted)."""
+    import datetime
+    import io
+    import json
+
+    c2pa = import_or_skip("c2pa", "c2pa-python is not installed")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def certificate(subject: str, key, issuer_name: str, issuer_key, authority: bool):
+        def name(common):
+            return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common),
+                              x509.NameAttribute(NameOID.ORGANIZATION_NAME, "aedr tests")])  # fmt: skip
+
+        usage = dict.fromkeys(("content_commitment", "key_encipherment", "data_encipherment",
+                               "key_agreement", "encipher_only", "decipher_only"), False)  # fmt: skip
+        builder = (
+            x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer_name))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=authority, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=authority,
+                                         crl_sign=authority, **usage), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+        )  # fmt: skip
+        if not authority:
+            builder = builder.add_extension(
+                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
+            ).add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), False
+            )
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    authority_key, signer_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    authority = certificate("aedr test CA", authority_key, "aedr test CA", authority_key, True)
+    signer = certificate("aedr test signer", signer_key, "aedr test CA", authority_key, False)
+    chain = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in (signer, authority))
+    private = signer_key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption())  # fmt: skip
+    manifest = {
+        "claim_generator_info": [{"name": "aedr-tests", "version": "1"}], "title": "made.jpg",
+        "assertions": [{"label": "c2pa.actions", "data": {"actions": [{
+            "action": "c2pa.created", "softwareAgent": {"name": generator},
+            "digitalSourceType":
+                "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia",
+        }]}}],
+    }  # fmt: skip
+    source, signed = io.BytesIO(), io.BytesIO()
+    Image.fromarray(rgb).save(source, "JPEG", quality=90)
+    source.seek(0)
+    info = c2pa.C2paSignerInfo(
+        alg=c2pa.C2paSigningAlg.ES256, sign_cert=chain, private_key=private, ta_url=None
+    )
+    with c2pa.Builder(json.dumps(manifest)) as builder:
+        builder.sign(c2pa.Signer.from_info(info), "image/jpeg", source, signed)
+    return signed.getvalue()

@@ -24,6 +24,8 @@ from aedr.decide.localization import (
     map_samples,
 )
 from aedr.measure.localization import (
+    PRIOR_EVIDENCE,
+    PRIOR_WEIGHT,
     QUANTISATION_ENERGY,
     image_map,
     local_map,
@@ -49,34 +51,41 @@ def test_evidence_is_zero_where_both_reconstructions_lose_alike_and_high_where_t
     detail = torch.randn((1, 3, 32, 48), generator=generator) * 0.2
     x2 = x1 + detail  # the second reconstruction loses `detail`
     x = x1 + detail  # ... and so does the first: lies on the manifold
-    assert np.allclose(pixel_evidence(x, x1, x2), 0.0, atol=1e-5)
+    weighted, weight = pixel_evidence(x, x1, x2)[0]
+    assert np.allclose(weighted, 0.0, atol=1e-5) and np.median(weight) > 0.99  # detail: informative
     real = x1 + 3 * detail  # three times the detail: log(9) more first-pass energy
     evidence = pixel_evidence(real, x1, x2)
-    assert evidence.shape == (1, 32, 48) and evidence.dtype == np.float32
-    assert np.median(evidence) == pytest.approx(np.log(9), abs=0.1)
+    assert evidence.shape == (1, 2, 32, 48) and evidence.dtype == np.float32
+    assert np.median(evidence[0, 0] / evidence[0, 1]) == pytest.approx(np.log(9), abs=0.1)
 
 
-def test_smooth_offsets_carry_no_evidence_and_flat_images_no_infinities():
-    """The high-pass removes colour drift; the quantisation floor keeps flat images finite."""
+def test_smooth_offsets_carry_no_evidence_and_flat_areas_no_weight():
+    """The high-pass removes colour drift; areas at the noise floor weigh nothing."""
     x1 = torch.zeros((1, 3, 24, 24))
     drift = torch.linspace(0, 0.3, 24).reshape(1, 1, 1, 24).expand(1, 3, 24, 24)
-    evidence = pixel_evidence(x1 + drift, x1, x1)  # a smooth ramp lost only the first time
-    assert np.abs(evidence[:, 4:-4, 4:-4]).max() < 0.05
+    weighted, weight = pixel_evidence(x1 + drift, x1, x1)[0]  # a ramp lost only the first time
+    assert np.abs(weighted[4:-4, 4:-4]).max() < 0.05 and weight[4:-4, 4:-4].max() < 0.05
     flat = pixel_evidence(x1, x1, x1)
     assert np.isfinite(flat).all() and np.abs(flat).max() == 0.0
     assert pytest.approx(3 * (2 / 255) ** 2 / 12) == QUANTISATION_ENERGY
 
 
-def test_local_map_smooths_over_the_window_and_checks_its_input():
-    evidence = np.zeros((64, 64), np.float32)
-    evidence[32, 32] = 1.0
+def test_local_map_is_the_weighted_mean_over_the_window_and_the_prior_where_nothing_is_known():
+    evidence = np.zeros((2, 64, 64), np.float32)
+    evidence[1, :, :32] = 1.0  # the left half is informative, with evidence 0: consistent
+    statistic = local_map(evidence, 8)
+    shrunk = PRIOR_WEIGHT * PRIOR_EVIDENCE / (1 + PRIOR_WEIGHT)  # full weight, the prior's share
+    assert np.allclose(statistic[:, :16], shrunk, atol=1e-4)
+    assert statistic[:, 50:].min() == pytest.approx(PRIOR_EVIDENCE)  # no information: the prior
+    evidence[0, :, :32] = -0.5  # the same weight, lower evidence: lower statistic
+    assert local_map(evidence, 8)[:, :16].max() < statistic[:, :16].min()
     narrow, wide = local_map(evidence, 8), local_map(evidence, 32)
-    assert narrow.max() > wide.max() and narrow.sum() == pytest.approx(wide.sum(), rel=1e-3)
+    assert narrow[:, 24].mean() < wide[:, 24].mean()  # a wide window mixes in the empty half
     for window in (0, -3, float("nan")):
         with pytest.raises(ValueError, match="positive number of pixels"):
             local_map(evidence, window)
-    with pytest.raises(ValueError, match=r"\(H, W\)"):
-        local_map(np.zeros((2, 3, 4)), 8)
+    with pytest.raises(ValueError, match=r"\(2, H, W\)"):
+        local_map(np.zeros((3, 4)), 8)
 
 
 def test_image_map_puts_crop_maps_top_left_and_resizes_resized_ones():
@@ -96,7 +105,7 @@ def test_scorer_keeps_evidence_only_when_asked_and_refuses_sampled_crops(random_
     plain = Scorer([random_tiny]).score_file(path)[0]
     mapped = Scorer([random_tiny], local_maps=True).score_file(path)[0]
     assert plain.evidence is None and "evidence" not in mapped.as_dict()
-    assert mapped.evidence.shape == (mapped.height - mapped.height % 8,
+    assert mapped.evidence.shape == (2, mapped.height - mapped.height % 8,
                                      mapped.width - mapped.width % 8)  # fmt: skip
     assert (mapped.loss1, mapped.loss2) == (plain.loss1, plain.loss2)  # the same reconstructions
     with pytest.raises(SettingsError, match="local maps"):

@@ -283,3 +283,57 @@ def test_a_partial_verdict_carries_its_map_overlay_and_regions():
     alpha = np.asarray(overlay)[..., 3]
     assert alpha[20, 30] > alpha[0, 0] > 0  # the consistent region stands out, the rest shows
     assert _localization(Attribution("y.png", (), "none")) is None
+
+
+def test_case_records_hold_the_file_facts_and_download_as_json_and_csv(
+    client, tiny_calibration, made_images
+):
+    import csv
+    import hashlib
+
+    import aedr
+
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = "Canon", "EOS 5D"
+    buffer = io.BytesIO()
+    Image.fromarray(made_images[11]).save(buffer, "JPEG", quality=80, exif=exif)
+    data = buffer.getvalue()
+    jpeg = post(client, ("camera.jpg", data, "image/jpeg")).json()["results"][0]
+    png = post(client, ("made.png", png_bytes(made_images[10]), "image/png")).json()["results"][0]
+    facts = jpeg["file"]
+    assert facts["sha256"] == hashlib.sha256(data).hexdigest() and facts["bytes"] == len(data)
+    assert (facts["width"], facts["height"], facts["format"]) == (64, 64, "JPEG")
+    assert facts["jpeg_quality"] == 80 and facts["exif"]["camera model"] == "EOS 5D"
+    assert facts["c2pa"]["status"] in ("absent", "not checked")
+    assert jpeg["tool"] == f"aedr {aedr.__version__}" and jpeg["uploaded"].endswith("+00:00")
+    (identity,) = jpeg["calibrations"]
+    assert identity["calibration_digest"] == tiny_calibration.content_digest()
+    assert identity["n"] == tiny_calibration.n and identity["autoencoder"]
+
+    one = client.get("/api/records", params={"id": jpeg["id"]})
+    assert one.status_code == 200 and one.json() == [jpeg]
+    assert "attachment" in one.headers["content-disposition"]
+    batch = client.get("/api/records", params={"id": [jpeg["id"], png["id"]], "format": "csv"})
+    assert batch.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(batch.text)))
+    assert [r["filename"] for r in rows] == ["camera.jpg", "made.png"]
+    assert rows[0]["sha256"] == facts["sha256"] and rows[0]["jpeg_quality"] == "80"
+    assert float(rows[1]["signal"]) == pytest.approx(png["rows"][0]["signal"])
+    assert rows[1]["verdict"] == png["verdict"] and rows[1]["calibration_n"] == str(identity["n"])
+    assert client.get("/api/records", params={"id": "0" * 32}).status_code == 404
+    assert client.get("/api/records", params={"id": jpeg["id"], "format": "xml"}).status_code == 422
+
+    person = client.get(f"/results/{jpeg['id']}")
+    assert person.status_code == 200 and person.text == client.get("/").text
+    favicon = client.get("/favicon.ico")
+    assert favicon.status_code == 200 and favicon.headers["content-type"] == "image/svg+xml"
+
+
+def test_results_outlive_a_restart(random_tiny, tiny_calibration, made_images, tmp_path):
+    first = make_service(random_tiny, tiny_calibration, tmp_path)
+    with TestClient(create_app(first), base_url=LOCAL) as client:
+        result = post(client, ("a.png", png_bytes(made_images[11]), "image/png")).json()
+    result_id = result["results"][0]["id"]
+    second = make_service(random_tiny, tiny_calibration, tmp_path)  # the same store file
+    with TestClient(create_app(second), base_url=LOCAL) as client:
+        assert client.get(f"/api/results/{result_id}").json() == result["results"][0]

@@ -9,8 +9,12 @@
   4xx with the reason: 413 too large or too many pixels, 415 not an allowed image type, 422 an
   image that cannot be decoded or scored. The service goes on serving.
 - Results are private to the request that made them: each gets a random id (``/api/results/{id}``
-  reads it back); a repeated image reuses its measurements from the score store, never another
-  upload's result or file name.
+  reads it back, ``/results/{id}`` shows it to a person, ``/api/records`` downloads case records
+  as JSON or CSV); a repeated image reuses its measurements from the score store, never another
+  upload's result or file name. Results live in the store, so they outlive a restart.
+- Each result is a case record: the file's facts (SHA-256, size, dimensions, format, JPEG quality,
+  EXIF, PNG text, ICC profile, C2PA manifest; ``aedr.measure.fileinfo``), the upload time, the tool
+  version, each candidate's autoencoder identity and calibration digest, and every number.
 - Guarded like other local tools' APIs: the Host header must name this server (loopback names, or
   ``allowed_hosts``), which defeats DNS rebinding; a state-changing request that a browser sends
   from another origin is refused (``allowed_origins`` lists exceptions); binding beyond loopback
@@ -20,6 +24,7 @@
 from __future__ import annotations
 
 import base64
+import csv
 import io
 import re
 import secrets
@@ -30,18 +35,20 @@ from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from aedr import __version__
 from aedr.decide.attribution import Attribution, Attributor
+from aedr.measure.fileinfo import file_facts
 from aedr.measure.images import DEFAULT_MAX_PIXELS
 
 if TYPE_CHECKING:
@@ -52,6 +59,18 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif", "TIFF": "tif",
                    "BMP": "bmp"}  # fmt: skip
 RESULT_ID = re.compile(r"[0-9a-f]{32}")
+RECORD_FIELDS = (
+    "result_id", "filename", "sha256", "bytes", "width", "height", "format", "jpeg_quality",
+    "uploaded", "tool", "verdict", "verdict_group", "candidates", "region_share", "caution",
+    "c2pa", "model", "autoencoder", "calibration_digest", "calibration_n", "calibration_alpha",
+    "statistic", "signal", "threshold", "belongs", "p_value", "margin", "error",
+)  # fmt: skip
+"""Columns of a CSV case record: one row per (image, candidate model)."""
+FAVICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" '
+    'rx="3" fill="#1d4f9c"/><path d="M4 12 8 3l4 9M5.6 9h4.8" stroke="#fff" stroke-width="1.8" '
+    'fill="none"/></svg>'
+)
 UPLOAD_BODY = {  # the OpenAPI description of what /api/attribute parses itself
     "required": True,
     "content": {"multipart/form-data": {"schema": {
@@ -181,6 +200,10 @@ class AttributionService:
         """
         result_id = secrets.token_hex(16)
         extension = ALLOWED_FORMATS[image_format(data, self.limits.max_pixels)]
+        try:
+            facts = file_facts(data)
+        except ValueError as exc:
+            raise UploadError(422, str(exc)) from None
         path = self.upload_folder / f"{uuid.uuid4().hex}.{extension}"
         path.write_bytes(data)
         try:
@@ -195,24 +218,75 @@ class AttributionService:
             "verdict_group": attribution.verdict_group, "candidates": list(attribution.candidates),
             "caution": attribution.caution, "rows": rows,
             "region_share": attribution.region_share, "localization": _localization(attribution),
+            "file": facts.as_dict(),
+            "uploaded": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "tool": f"aedr {__version__}", "calibrations": self.calibration_identities(),
         }  # fmt: skip
         if self.store is not None:
             self.store.put_result(result_id, result)
         return result
+
+    def calibration_identities(self) -> list[dict[str, Any]]:
+        """What each candidate's decision rests on: its autoencoder and its calibration."""
+        return [
+            {
+                "model": c.model, "autoencoder": c.measurement_provenance.identity,
+                "calibration_digest": c.digest or c.content_digest(), "n": c.n,
+                "alpha": c.alpha, "statistic": c.statistic, "threshold": c.threshold,
+                "negatives": None,  # false acceptance is measured once calibrations carry them
+            }
+            for c in self.calibrations
+        ]  # fmt: skip
 
     def get_result(self, result_id: str) -> dict[str, Any] | None:
         return None if self.store is None else self.store.get_result(result_id)
 
     def models(self) -> list[dict[str, Any]]:
         """Each calibrated model with its threshold and calibration signals (for the page's plot)."""
+        identities = self.calibration_identities()
         return [
             {
-                "model": c.model, "group": self.attributor.scorer.models[i].group,
-                "statistic": c.statistic, "threshold": c.threshold, "alpha": c.alpha, "n": c.n,
+                **identities[i], "group": self.attributor.scorer.models[i].group,
                 "parameters": c.parameters, "signals": c.signals, "provenance": c.provenance,
             }
             for i, c in enumerate(self.calibrations)
         ]  # fmt: skip
+
+
+def record_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """A result's CSV case record: one row per candidate model, ``RECORD_FIELDS`` in order."""
+    file, c2pa = result.get("file", {}), result.get("file", {}).get("c2pa", {})
+    calibrations = {c["model"]: c for c in result.get("calibrations", [])}
+    provenance = c2pa.get("status", "")
+    if c2pa.get("generated"):
+        provenance = "declares generation by " + (", ".join(c2pa["generators"]) or "a generator")
+    rows = []
+    for row in result["rows"]:
+        calibration = calibrations.get(row["model"], {})
+        values = {
+            **{k: file.get(k) for k in ("sha256", "bytes", "width", "height", "format")},
+            **{k: row.get(k) for k in RECORD_FIELDS if k in row},
+            "result_id": result["id"], "filename": result["filename"],
+            "jpeg_quality": file.get("jpeg_quality"), "uploaded": result.get("uploaded"),
+            "tool": result.get("tool"), "verdict": result["verdict"],
+            "candidates": " ".join(result["candidates"]), "c2pa": provenance,
+            "autoencoder": calibration.get("autoencoder"),
+            "calibration_digest": calibration.get("calibration_digest"),
+            "calibration_n": calibration.get("n"), "calibration_alpha": calibration.get("alpha"),
+        }  # fmt: skip
+        rows.append({k: values.get(k) for k in RECORD_FIELDS})
+    return rows
+
+
+def records_csv(results: Sequence[dict[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, RECORD_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for result in results:
+        writer.writerows(
+            {k: "" if v is None else v for k, v in row.items()} for row in record_rows(result)
+        )
+    return buffer.getvalue()
 
 
 def _localization(attribution: Attribution) -> dict[str, Any] | None:
@@ -290,6 +364,14 @@ def create_app(service: AttributionService, access: Access = Access()) -> FastAP
     def page() -> str:
         return resources.files("aedr").joinpath("web/index.html").read_text(encoding="utf-8")
 
+    @app.get("/results/{result_id}", response_class=HTMLResponse, include_in_schema=False)
+    def result_page(result_id: str) -> str:
+        return page()  # the page reads the id from its address and fetches the record
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(FAVICON, media_type="image/svg+xml")
+
     @api.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__,
@@ -307,6 +389,26 @@ def create_app(service: AttributionService, access: Access = Access()) -> FastAP
         if found is None:
             raise HTTPException(404, f"no result with id {result_id!r}")
         return found
+
+    @api.get("/records")
+    async def records(
+        id: Annotated[list[str], Query(description="result ids (repeat for a batch)")],
+        format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
+    ) -> Response:
+        """Case records of one or more results, as a JSON list or a CSV (one row per model)."""
+        found = []
+        for result_id in id:
+            stored = None
+            if RESULT_ID.fullmatch(result_id):
+                stored = await service.run(service.get_result, result_id)
+            if stored is None:
+                raise HTTPException(404, f"no result with id {result_id!r}")
+            found.append(stored)
+        name = f"aedr-{found[0]['id'][:8]}" if len(found) == 1 else f"aedr-batch-{len(found)}"
+        disposition = {"Content-Disposition": f'attachment; filename="{name}.{format}"'}
+        if format == "csv":
+            return Response(records_csv(found), media_type="text/csv", headers=disposition)
+        return JSONResponse(found, headers=disposition)
 
     @api.post("/attribute", openapi_extra={"requestBody": UPLOAD_BODY})
     async def attribute(request: Request) -> JSONResponse:

@@ -29,7 +29,7 @@ class ReconstructionMeasures:
 
     loss1: torch.Tensor  # (B,) float64
     loss2: torch.Tensor
-    evidence: np.ndarray | None = None  # (B, H, W) float32, see aedr.measure.localization
+    evidence: np.ndarray | None = None  # (B, 2, H, W) float32, see aedr.measure.localization
 
 
 def reconstruction_measures(

@@ -194,8 +194,8 @@ class Measurement:
     content_sha256: str = ""
     provenance: Provenance | None = None
     error: str = ""
-    # (H, W) per-pixel evidence on the model input's grid, kept only when the Scorer was asked
-    # for local maps (``aedr.measure.localization``); never saved with the record
+    # (2, H, W) per-pixel weighted evidence and weight on the model input's grid, kept only when
+    # the Scorer was asked for local maps (``aedr.measure.localization``); never saved with it
     evidence: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
