@@ -159,10 +159,24 @@ def test_upload_through_the_page_shows_the_verdict(browser, served, artifacts):
     region = page.locator(".localization rect").first
     box = [int(region.get_attribute(k)) for k in ("x", "y", "width", "height")]
     overlay_shown = page.locator(".localization .overlay").is_visible()
+    composite = page.locator(".card").first
+    result_id = composite.locator(".id").first.text_content()
+    signal = page.request.get(f"{served['url']}api/results/{result_id}").json()["rows"][0]["signal"]
+    model = page.request.get(f"{served['url']}api/models").json()[0]
+    values = [*model["signals"], model["threshold"]]
+    pad = 0.05 * (max(values) - min(values))
+    beyond = not min(values) - pad <= signal <= max(values) + pad
+    off_range = composite.locator("svg.distribution .off-range").count()
+    off_label = composite.locator("svg.distribution text").all_text_contents()
     page.screenshot(path=str(artifacts / "web-partial.png"), full_page=True)
     page.locator(".toggle-map").first.focus()
     page.keyboard.press("Space")  # the overlay toggles by keyboard too
     overlay_hidden = not page.locator(".localization .overlay").is_visible()
+    charts = page.evaluate("""() => [9.5, 0.2, 1.05].map((signal) => {
+        const model = { model: "m", statistic: "aedr", signals: [1, 1.1, 1.2], threshold: 1.15 };
+        const chart = plot(model, { signal, threshold: 1.15 }, [0.9, 1.3]);
+        return [chart.querySelectorAll(".off-range").length, chart.textContent];
+    })""")  # the page's own chart function, off the range on either side and inside it
     results_before = stored_results(served["store"])
     attack = cross_origin_post(page, served["url"], served["files"]["suspect"])
     results_after = stored_results(served["store"])
@@ -176,6 +190,11 @@ def test_upload_through_the_page_shows_the_verdict(browser, served, artifacts):
     drawn[top : top + height, left : left + width] = True
     assert (drawn & mask).sum() / (drawn | mask).sum() > 0.4, box  # the region drawn is the mask
     assert overlay_shown and overlay_hidden
+    assert off_range == int(beyond)  # an arrow at the edge exactly when beyond the range
+    assert beyond == any("range shown" in text for text in off_label)
+    assert charts[0][0] == 1 and "this image: 9.500, beyond the range shown" in charts[0][1]
+    assert charts[1][0] == 1 and "below the range shown" in charts[1][1]
+    assert charts[2][0] == 0 and "range shown" not in charts[2][1]
     assert results_before == results_after and attack == "sent"  # refused, nothing stored
 
 
@@ -197,10 +216,17 @@ def test_keyboard_only_upload_is_announced_and_focus_stays_visible(browser, serv
     polite = page.locator("#announce").get_attribute("aria-live")
     page.keyboard.press("Tab")  # onwards into the results: the batch buttons, then the card
     reached = page.evaluate("document.activeElement.textContent")
+    page.locator(".thumb").first.focus()
+    page.keyboard.press("Enter")  # the full-size view with its magnifier
+    opened = page.evaluate("document.getElementById('viewer').open")
+    natural = page.evaluate("document.getElementById('viewer-image').naturalWidth")
+    page.keyboard.press("Escape")
+    closed = not page.evaluate("document.getElementById('viewer').open")
     page.close()
     assert outline == "solid"  # the focused picker is outlined
     assert live == polite == "polite" and reached == "Download JSON"
     assert announced.startswith(served["files"]["suspect"].name + ": Consistent with taesd")
+    assert opened and natural == 192 and closed
 
 
 @pytest.mark.slow
