@@ -272,7 +272,7 @@ def test_a_partial_verdict_carries_its_map_overlay_and_regions():
     statistic = np.ones((40, 60), np.float32)
     statistic[10:30, 20:50] = -1.0
     regions = tuple(consistent_regions(statistic, 0.0))
-    partial = Attribution("x.png", (), "partial", ("taesd",), region_share=0.25, regions=regions,
+    partial = Attribution("x.png", (), "partial", ("taesd",), regions=regions,
                           local_map=statistic, local_threshold=0.0)  # fmt: skip
     local = _localization(partial)
     assert (local["model"], local["width"], local["height"]) == ("taesd", 60, 40)

@@ -33,6 +33,7 @@ from PIL import Image, PngImagePlugin
 from aedr.autoencoders import create_autoencoder
 from aedr.decide.attribution import Attributor
 from aedr.measure.scorer import Scorer
+from aedr.measure.store import file_sha256
 from aedr.synthesis import decoder_images, photo_crops
 from aedr.workflows import calibrate_images
 
@@ -285,8 +286,8 @@ def test_case_records_download_as_the_api_serves_them_and_have_a_stable_link(
     assert record == api and record[0]["filename"] == "camera.jpg"
     assert [r["filename"] for r in rows] == ["camera.jpg", served["files"]["suspect"].name]
     assert [r["sha256"] for r in rows] == [
-        hashlib_sha256(served["files"]["camera"]),
-        hashlib_sha256(served["files"]["suspect"]),
+        file_sha256(served["files"]["camera"]),
+        file_sha256(served["files"]["suspect"]),
     ]
     assert rows[0]["signal"] == str(api[0]["rows"][0]["signal"])
     assert stable == ("camera.jpg", stable_headline)
@@ -322,12 +323,6 @@ def provenance_files(rgb: np.ndarray, folder: Path) -> dict[str, Path]:
     (folder / "c2pa.jpg").write_bytes(c2pa_signed_jpeg(rgb, "Example Diffusion 3"))
     return {k: folder / f"{k}.{e}" for k, e in
             (("camera", "jpg"), ("parameters", "png"), ("c2pa", "jpg"))}  # fmt: skip
-
-
-def hashlib_sha256(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def pasted_region(autoencoder, shared_dir: Path, folder: Path) -> tuple[Path, np.ndarray]:

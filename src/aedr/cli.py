@@ -818,6 +818,7 @@ def cmd_localize(args: argparse.Namespace) -> int:
     exif = scorer.settings.exif != "ignore"
     used: set[str] = set()
     failed = count = 0
+    decoded: tuple[str, Any] = ("", None)  # the last image drawn: its models come in a row
     results = workflows.localize_images(scorer, args.paths, calibrations, args.window)
     with _writer(str(records_path), fields, args.overwrite) as writer:
         for result in _progress(results, args.quiet):
@@ -828,7 +829,10 @@ def cmd_localize(args: argparse.Namespace) -> int:
                 np.save(folder / f"{name}.npy", result.statistic)
                 row["map"] = f"{name}.npy"
                 try:
-                    rgb = read_image(result.measurement.path, args.max_pixels, exif).rgb
+                    if decoded[0] != result.measurement.path:
+                        image = read_image(result.measurement.path, args.max_pixels, exif)
+                        decoded = (result.measurement.path, image.rgb)
+                    rgb = decoded[1]
                     title = f"{Path(row['path']).name}: {row['model']}, verdict {row['verdict'] or 'uncalibrated'}"
                     plot_local_map(rgb, result.statistic, folder / f"{name}.png", title,
                                    result.threshold, result.regions)  # fmt: skip

@@ -177,6 +177,7 @@ class AttributionService:
         self.attributor, self.limits = attributor, limits
         self.store: ScoreStore | None = attributor.scorer.store  # scores and results, one file
         self.calibrations = list(attributor.calibrations.values())
+        self.identities = self._identities()  # fixed for the service's life: part of each record
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="aedr-serve")
         self.upload_folder = Path(tempfile.mkdtemp(prefix="aedr-serve-"))
 
@@ -200,10 +201,7 @@ class AttributionService:
         """
         result_id = secrets.token_hex(16)
         extension = ALLOWED_FORMATS[image_format(data, self.limits.max_pixels)]
-        try:
-            facts = file_facts(data)
-        except ValueError as exc:
-            raise UploadError(422, str(exc)) from None
+        facts = file_facts(data)  # opens: image_format has just read its header
         path = self.upload_folder / f"{uuid.uuid4().hex}.{extension}"
         path.write_bytes(data)
         try:
@@ -220,13 +218,13 @@ class AttributionService:
             "region_share": attribution.region_share, "localization": _localization(attribution),
             "file": facts.as_dict(),
             "uploaded": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "tool": f"aedr {__version__}", "calibrations": self.calibration_identities(),
+            "tool": f"aedr {__version__}", "calibrations": self.identities,
         }  # fmt: skip
         if self.store is not None:
             self.store.put_result(result_id, result)
         return result
 
-    def calibration_identities(self) -> list[dict[str, Any]]:
+    def _identities(self) -> list[dict[str, Any]]:
         """What each candidate's decision rests on: its autoencoder and its calibration."""
         return [
             {
@@ -243,10 +241,9 @@ class AttributionService:
 
     def models(self) -> list[dict[str, Any]]:
         """Each calibrated model with its threshold and calibration signals (for the page's plot)."""
-        identities = self.calibration_identities()
         return [
             {
-                **identities[i], "group": self.attributor.scorer.models[i].group,
+                **self.identities[i], "group": self.attributor.scorer.models[i].group,
                 "parameters": c.parameters, "signals": c.signals, "provenance": c.provenance,
             }
             for i, c in enumerate(self.calibrations)
@@ -264,12 +261,11 @@ def record_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     for row in result["rows"]:
         calibration = calibrations.get(row["model"], {})
         values = {
-            **{k: file.get(k) for k in ("sha256", "bytes", "width", "height", "format")},
-            **{k: row.get(k) for k in RECORD_FIELDS if k in row},
+            **{k: file.get(k) for k in ("sha256", "bytes", "width", "height", "format",
+                                        "jpeg_quality")},
+            **row,  # the attribution row: verdict, candidates, model and every number
             "result_id": result["id"], "filename": result["filename"],
-            "jpeg_quality": file.get("jpeg_quality"), "uploaded": result.get("uploaded"),
-            "tool": result.get("tool"), "verdict": result["verdict"],
-            "candidates": " ".join(result["candidates"]), "c2pa": provenance,
+            "uploaded": result.get("uploaded"), "tool": result.get("tool"), "c2pa": provenance,
             "autoencoder": calibration.get("autoencoder"),
             "calibration_digest": calibration.get("calibration_digest"),
             "calibration_n": calibration.get("n"), "calibration_alpha": calibration.get("alpha"),
@@ -381,8 +377,7 @@ def create_app(service: AttributionService, access: Access = Access()) -> FastAP
     def models() -> list[dict[str, Any]]:
         return service.models()
 
-    @api.get("/results/{result_id}")
-    async def result(result_id: str) -> dict[str, Any]:
+    async def stored(result_id: str) -> dict[str, Any]:
         found = None
         if RESULT_ID.fullmatch(result_id):
             found = await service.run(service.get_result, result_id)
@@ -390,20 +385,17 @@ def create_app(service: AttributionService, access: Access = Access()) -> FastAP
             raise HTTPException(404, f"no result with id {result_id!r}")
         return found
 
+    @api.get("/results/{result_id}")
+    async def result(result_id: str) -> dict[str, Any]:
+        return await stored(result_id)
+
     @api.get("/records")
     async def records(
         id: Annotated[list[str], Query(description="result ids (repeat for a batch)")],
         format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
     ) -> Response:
         """Case records of one or more results, as a JSON list or a CSV (one row per model)."""
-        found = []
-        for result_id in id:
-            stored = None
-            if RESULT_ID.fullmatch(result_id):
-                stored = await service.run(service.get_result, result_id)
-            if stored is None:
-                raise HTTPException(404, f"no result with id {result_id!r}")
-            found.append(stored)
+        found = [await stored(result_id) for result_id in id]
         name = f"aedr-{found[0]['id'][:8]}" if len(found) == 1 else f"aedr-batch-{len(found)}"
         disposition = {"Content-Disposition": f'attachment; filename="{name}.{format}"'}
         if format == "csv":

@@ -77,11 +77,15 @@ class Attribution:
     error: str = ""
     caution: str = ""
     measurements: tuple[Measurement, ...] = ()  # what the decisions were made on, model order
-    region_share: float | None = None  # partial: share of the image in the model's regions
     regions: tuple[Region, ...] = ()  # partial: the consistent regions, largest first
     # partial: the named model's local map on the image's pixels, and its threshold
     local_map: np.ndarray | None = field(default=None, repr=False, compare=False)
     local_threshold: float | None = None
+
+    @property
+    def region_share(self) -> float | None:
+        """partial: the share of the image in the model's consistent regions."""
+        return sum(r.share for r in self.regions) if self.regions else None
 
     @property
     def verdict_group(self) -> str:
@@ -179,9 +183,8 @@ def attribute(
         return Attribution(path, decisions, verdict, candidates, "", caution, measurements)
     model, regions, statistic = found
     return Attribution(
-        path, decisions, PARTIAL, (model,), "", caution, measurements,
-        sum(r.share for r in regions), tuple(regions), statistic,
-        calibrations[model].local["threshold"],
+        path, decisions, PARTIAL, (model,), "", caution, measurements, tuple(regions),
+        statistic, calibrations[model].local["threshold"],
     )  # fmt: skip
 
 
