@@ -23,6 +23,7 @@ method into --out.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -32,10 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from aedr.autoencoders import create_autoencoder
+from aedr.decide.attribution import AMBIGUITY_RATIO
 from aedr.decide.calibration import calibrate
-from aedr.decide.evaluation import evaluate, mean_table
+from aedr.decide.evaluation import evaluate, mean_table, open_set_metrics
+from aedr.decide.negatives import false_attribution
 from aedr.decide.report import write_report
 from aedr.decide.statistics import measurement_of
+from aedr.measure.negatives import negative_files
 from aedr.measure.scorer import Scorer, ScoreSettings
 from aedr.synthesis import decoder_images, photo_crops, save_images
 
@@ -70,6 +74,9 @@ def build(args, folder: Path, autoencoders: dict) -> tuple[dict[str, str], dict[
         ]
     for path in save_images(pools["real"][: args.real], folder / "real", "photo-"):
         labels[str(path)] = "real"
+    calibration_paths["negatives:photos"] = [
+        str(p) for p in save_images(pools["reference"], folder / "negatives", "photo-")
+    ]
     return labels, calibration_paths
 
 
@@ -150,6 +157,7 @@ def main() -> None:
         calibration_records = {
             key: score({key.split(":")[0]: autoencoders[key.split(":")[0]]}, paths, ScoreSettings())[0]
             for key, paths in calibration_paths.items()
+            if not key.startswith("negatives:")
         }  # fmt: skip
         for method in ("aedr", "ratio", "fitted", "single-loss"):
             calibrations = {
@@ -159,6 +167,7 @@ def main() -> None:
             result = evaluate(test_records, labels, calibrations, method, args.alpha)
             write_report(result, out / method)
             summary[method] = print_table(method, result, seconds)
+        open_set(args, autoencoders, calibration_records, calibration_paths, test_records, labels)
         thresholds = {}
         for method in ("aedr", "fitted"):
             free = {
@@ -185,6 +194,48 @@ def main() -> None:
     print("\n| method | mean acc. vs models | mean acc. vs real | mean AUC |\n|---|---|---|---|")
     for method, row in summary.items():
         print(f"| {method} | {row['vs_models']:.4f} | {row['vs_real']:.4f} | {row['auc']:.4f} |")
+
+
+def open_set(args, autoencoders, calibration_records, calibration_paths, test_records, labels):
+    """What a user reads with all five candidates at once: the verdicts' accuracy, real photos
+    attributed to a model, own images named, against the false attribution the calibrations
+    measure on their negatives (the shipped default photos, or photos of the user's own: the
+    reference pool, disjoint from the real test photos), with and without a stated limit."""
+    print("\n### Open-set verdicts (all candidates at once, statistic fitted)")
+    print("| negatives | alpha | ambiguity ratio | max false attribution | verdict accuracy | "
+          "real photos attributed | own images named | ambiguous | false attribution on the "
+          "negatives | mean acc. vs models | mean acc. vs real |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    scorer = Scorer(list(autoencoders.values()), ScoreSettings())
+    confusions = {}
+    negatives = {
+        "default photos": [r.as_dict() for r in scorer.score_paths(negative_files())],
+        "user's photos": [r.as_dict() for r in scorer.score_paths(calibration_paths["negatives:photos"])],
+    }  # fmt: skip
+    rules = [("none", args.alpha, 2.0, None), ("none", args.alpha, AMBIGUITY_RATIO, None),
+             ("none", 0.1, AMBIGUITY_RATIO, None)]  # fmt: skip
+    rules += [(source, args.alpha, AMBIGUITY_RATIO, limit) for source in negatives
+              for limit in (None, 0.05, 0.2)]  # fmt: skip
+    for source, alpha, ratio, limit in rules:
+        calibrations = {}
+        for name in MODELS:
+            kept = [r for r in negatives.get(source, []) if r["model"] == name and not r["error"]]
+            calibrations[name] = calibrate(
+                usable(calibration_records[name]), name, alpha, "fitted",
+                negatives=kept, negative_sources=[source] if kept else [],
+            )  # fmt: skip
+        result = evaluate(test_records, labels, calibrations, "fitted", alpha, limit, ratio)
+        numbers, means = open_set_metrics(result.confusion), mean_table(result)
+        family = false_attribution([r.calibration for r in result.models.values()])
+        measured = f"{family.rate:.3f} of {family.n}" if family else "not measured"
+        print(f"| {source} | {alpha} | {ratio:g} | {limit or '-'} | {numbers['verdict_accuracy']:.3f} | "
+              f"{numbers['real_false_attribution']:.3f} | {numbers['own_recall']:.3f} | "
+              f"{numbers['ambiguous']:.3f} | {measured} | "
+              f"{np.mean([m['vs_models'] for m in means.values()]):.4f} | "
+              f"{np.mean([m['vs_real'] for m in means.values()]):.4f} |")  # fmt: skip
+        confusions[f"{source}, alpha {alpha}, ratio {ratio:g}, limit {limit}"] = result.confusion
+    for rule, confusion in confusions.items():
+        print(f"confusion ({rule}): {json.dumps(confusion)}")
 
 
 def run_tracer(args, models, autoencoders, labels, calibration_paths, out) -> dict[str, float]:

@@ -46,7 +46,9 @@ def test_p_value_is_the_upper_tail_of_the_kde():
 
 def test_close_p_values_of_different_groups_are_ambiguous_same_group_is_not():
     calibrations = {"a": calibration("a", 1.0), "b": calibration("b", 1.0)}
-    tied = attribute([record("a", 1.0), record("b", 1.01)], calibrations)
+    close = [record("a", 1.0), record("b", 1.01)]
+    assert attribute(close, calibrations).verdict == "a"  # by default the higher p-value wins
+    tied = attribute(close, calibrations, ambiguity_ratio=2.0)
     assert tied.verdict == AMBIGUOUS and set(tied.candidates) == {"a", "b"}
     exact = attribute([record("a", 1.0), record("b", 1.0)], calibrations)  # equal p-values
     assert exact.verdict == AMBIGUOUS and set(exact.candidates) == {"a", "b"}

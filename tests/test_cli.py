@@ -134,22 +134,34 @@ def test_calibrate_from_authors_loss_columns_states_their_settings(cli, referenc
     assert "--latent cannot apply to --scores" in flag.stderr
 
 
-def test_calibrate_then_attribute(cli, model_file, image_folder, tmp_path):
+def test_calibrate_then_attribute(cli, model_file, image_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr("aedr.measure.negatives.TILES_PER_PHOTO", 1)  # 16 of the 64: faster
     calibration = tmp_path / "rand.json"
     scores = tmp_path / "calibration-scores.jsonl"
-    cli("calibrate", "--model", model_file, image_folder, "--out", calibration,
-        "--scores-out", scores, code=0)  # fmt: skip
+    made = cli("calibrate", "--model", model_file, image_folder, "--out", calibration,
+               "--scores-out", scores, code=0)  # fmt: skip
     saved = json.loads(calibration.read_text())
     assert saved["n"] == 3 and saved["provenance"]["identity"].startswith("sha256:")
     assert saved["provenance"]["latent"] == "mode" and saved["aedr_version"]
-    assert len(read_jsonl(scores)) == 3
+    assert len(read_jsonl(scores)) == 3  # the negatives are not the user's measurements
+    negatives = saved["negatives"]  # the shipped photos, measured by default
+    assert negatives["n"] == 16 and "scikit-image" in negatives["sources"][0]
+    accepted = sum(s < saved["threshold"] for s in negatives["signals"])
+    assert f"false acceptance {accepted / 16:.1%} of 16 negatives" in made.stderr
     out = tmp_path / "attribution.jsonl"
-    cli("attribute", image_folder, "--calibration", calibration, "--out", out, code=0)
+    said = cli("attribute", image_folder, "--calibration", calibration, "--out", out, code=0)
+    assert f"{accepted} of 16 negative images" in said.stderr
     rows = read_jsonl(out)
     assert len(rows) == 3
     for row in rows:
         assert row["verdict"] in (str(model_file), "none") and row["statistic"] == "fitted"
         assert row["belongs"] == (row["signal"] < row["threshold"])
+        assert row["false_attribution"] == row["false_acceptance"] == accepted / 16
+    strict = tmp_path / "strict.jsonl"
+    said = cli("attribute", image_folder, "--calibration", calibration, "--out", strict,
+               "--max-false-attribution", "0", code=0)  # fmt: skip
+    assert "0 of 16 negative images (0%)" in said.stderr
+    assert all(row["threshold"] <= saved["threshold"] for row in read_jsonl(strict))
     refused = cli(
         "attribute", image_folder, "--calibration", calibration, "--dtype", "bf16", code=2
     )
@@ -229,7 +241,8 @@ def test_generator_free_calibration_and_alpha_auto(cli, model_file, tmp_path):
     made = tmp_path / "made"
     # random weights decode every image to the same flat texture: no homogeneity spread to fit
     cli("calibrate", "--model", model_file, "--reference-photos", photos, "--synthetic", "12",
-        "--save-synthetic", made, "--method", "aedr", "--out", free, code=0)  # fmt: skip
+        "--save-synthetic", made, "--method", "aedr", "--out", free, "--no-default-negatives",
+        code=0)  # fmt: skip
     calibration = Calibration.load(free)
     assert calibration.n == 12 and len(list(made.glob("*.png"))) == 12
     assert "generator-free" in calibration.tuning["belonging_images"]
@@ -253,7 +266,8 @@ def test_methods_and_evaluate_report(cli, model_file, tmp_path):
     made = tmp_path / "made"
     reference = photo_folder(tmp_path / "ref", size=(260, 260))
     cli("calibrate", "--model", model_file, "--reference-photos", reference, "--synthetic", "8",
-        "--save-synthetic", made, "--method", "aedr", "--out", tmp_path / "c.json", code=0)  # fmt: skip
+        "--save-synthetic", made, "--method", "aedr", "--out", tmp_path / "c.json",
+        "--no-default-negatives", code=0)  # fmt: skip
     scores = tmp_path / "scores.csv"
     cli("score", made, photos, "--model", model_file, "--out", scores, code=0)
     labels = tmp_path / "labels.csv"

@@ -144,3 +144,29 @@ def test_every_statistic_gives_a_confusion_matrix_of_held_out_images():
         assert confusion["a"].get("a", 0) >= 3 and confusion["real"].get("none", 0) >= 6, (
             statistic, confusion,
         )  # fmt: skip
+
+
+def test_open_set_numbers_follow_the_confusion_and_a_limit_lowers_the_thresholds(tmp_path):
+    records, labels = synthetic()
+    rng = np.random.default_rng(5)
+    calibrations = {}
+    for model in ("a", "b"):
+        own = [signal_record("", model, s) for s in (1.0, 1.1, 0.9, 1.05, 0.95)]
+        # real photos that score like the models' own images about a fifth of the time
+        negatives = [{**signal_record("", model, s), "content_sha256": f"n{i}"}
+                     for i, s in enumerate(rng.choice([1.0, 2.0], 40, p=[0.2, 0.8]))]  # fmt: skip
+        calibrations[model] = calibrate(own, model, 0.05, "aedr", negatives=negatives)
+    result = evaluate(records, labels, calibrations, "aedr")
+    numbers = result.summary()["open_set"]
+    confusion = result.confusion
+    right = confusion["a"].get("a", 0) + confusion["b"].get("b", 0) + confusion["real"]["none"]
+    assert numbers["images"] == 60 and numbers["verdict_accuracy"] == right / 60
+    assert numbers["real_false_attribution"] == 1 - confusion["real"]["none"] / 20
+    limited = evaluate(records, labels, calibrations, "aedr", max_false_attribution=0.05)
+    for model in ("a", "b"):
+        assert limited.models[model].calibration.threshold < calibrations[model].threshold
+    assert limited.summary()["open_set"]["own_recall"] < numbers["own_recall"]
+    report = write_report(result, tmp_path / "report")
+    assert f"verdict right for {numbers['verdict_accuracy']:.1%} of 60 images" in (
+        report.read_text()
+    )

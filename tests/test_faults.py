@@ -211,7 +211,10 @@ def calibrated(cli, model_file, tmp_path) -> tuple[Path, Path]:
     folder, out = tmp_path / "own", tmp_path / "c.json"
     for index in range(4):
         good_image(folder, f"{index}.png", seed=index)
-    code = cli("calibrate", "--model", model_file, folder, "--method", "aedr", "--out", out, "-q")
+    code = cli(
+        "calibrate", "--model", model_file, folder, "--method", "aedr", "--out", out, "-q",
+        "--no-default-negatives",
+    )  # fmt: skip
     assert code[0] == 0
     return folder, out
 

@@ -195,7 +195,7 @@ def composite_case(tmp_path_factory, tae_dir, shared_dir):
     (test / "broken.png").write_bytes(b"not an image")
     calibration = root / "taesd.json"
     assert run("calibrate", root / "own", "--model", "taesd", "--weights-dir", tae_dir,
-               "--out", calibration, "--local", "--no-cache", "-q") == 0  # fmt: skip
+               "--out", calibration, "--local", "--no-cache", "--no-default-negatives", "-q") == 0  # fmt: skip
     return root, test, mask, calibration
 
 

@@ -203,7 +203,7 @@ def test_calibration_with_paper_fits_the_first_images(tmp_path, model_file, imag
 
     out = tmp_path / "paper.json"
     main(["calibrate", str(image_folder), "--model", str(model_file), "--paper", "--first", "3",
-          "--out", str(out), "--quiet", "--no-cache"])  # fmt: skip
+          "--out", str(out), "--quiet", "--no-cache", "--no-default-negatives"])  # fmt: skip
     calibration = Calibration.load(out)
     assert calibration.statistic == "aedr" and calibration.n == 3
     assert calibration.provenance["preset"] == "paper"

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import import_or_skip, smooth_image
+from conftest import import_or_skip, loss_record, smooth_image
 from PIL import Image
 
 import_or_skip("fastapi", "the web extra (fastapi) is not installed")
@@ -48,7 +48,9 @@ def tiny_calibration(random_tiny, made_images, tmp_path_factory):
     for index, rgb in enumerate(made_images[:10]):
         paths.append(folder / f"{index}.png")
         Image.fromarray(rgb).save(paths[-1])
-    return calibrate_images(Scorer([random_tiny]), paths, "aedr").calibration
+    return calibrate_images(
+        Scorer([random_tiny]), paths, "aedr", default_negatives=False
+    ).calibration
 
 
 def make_service(random_tiny, calibration, tmp_path, models=None, **limits):
@@ -337,3 +339,31 @@ def test_results_outlive_a_restart(random_tiny, tiny_calibration, made_images, t
     second = make_service(random_tiny, tiny_calibration, tmp_path)  # the same store file
     with TestClient(create_app(second), base_url=LOCAL) as client:
         assert client.get(f"/api/results/{result_id}").json() == result["results"][0]
+
+
+def test_calibrations_with_negatives_state_the_false_attribution(
+    random_tiny, tiny_calibration, made_images, tmp_path
+):
+    from aedr.decide.calibration import calibrate
+
+    # the same own measurements, with four negatives of which the threshold accepts one
+    own = [{"measurement": "reconstruction", "loss1": s * 0.01, "loss2": 0.01,
+            "homogeneity": 1.0, "provenance": tiny_calibration.provenance, "error": ""}
+           for s in tiny_calibration.signals]  # fmt: skip
+    scale = tiny_calibration.threshold
+    records = [{**loss_record(f * scale * 0.01, 0.01, 1.0), "content_sha256": f"k{f}"}
+               for f in (0.5, 10.0, 20.0, 30.0)]  # fmt: skip
+    with_negatives = calibrate(own, "random-tiny", 0.05, "aedr", negatives=records,
+                               negative_sources=["test photos"])  # fmt: skip
+    assert with_negatives.threshold == pytest.approx(scale)
+    service = make_service(random_tiny, with_negatives, tmp_path)
+    with TestClient(create_app(service), base_url=LOCAL) as client:
+        (model,) = client.get("/api/models").json()
+        assert model["negatives"] == {"n": 4, "sources": ["test photos"], "false_acceptance": 0.25}
+        (result,) = post(client, ("m.png", png_bytes(made_images[11]), "image/png")).json()[
+            "results"
+        ]
+    family = result["false_attribution"]
+    assert family["rate"] == 0.25 and family["exact"] and "1 of 4" in family["description"]
+    assert result["rows"][0]["false_acceptance"] == 0.25
+    assert "1 of 4 negative images" in result["explanation"]

@@ -90,7 +90,9 @@ def served(tae_dir, shared_dir, tmp_path_factory):
         paths.append(folder / f"made-{index}.png")
         Image.fromarray(rgb).save(paths[-1])
     scorer = Scorer([taesd], local_maps=True)
-    calibration = calibrate_images(scorer, paths[:12], "aedr", local_window=48).calibration
+    calibration = calibrate_images(
+        scorer, paths[:12], "aedr", local_window=48, default_negatives=False
+    ).calibration
     calibration.save(folder / "taesd.json")
     suspect = paths[12]
     composite, mask = pasted_region(taesd, shared_dir, folder)
@@ -154,6 +156,7 @@ def test_upload_through_the_page_shows_the_verdict(browser, served, artifacts):
     rows = page.locator(".model-row").count()
     markers = page.locator("svg.distribution .marker").count()
     status = page.locator("#status").text_content()
+    family = page.locator(".headline .false-attribution").first.text_content()
     axis = page.locator("svg.distribution text").all_text_contents()
     page.screenshot(path=str(artifacts / "web-attribution.png"), full_page=True)
     upload(page, served["files"]["composite"], '="partial"')
@@ -184,6 +187,7 @@ def test_upload_through_the_page_shows_the_verdict(browser, served, artifacts):
     page.close()
     assert shown == served["expected"].verdict
     assert rows == 1 and markers == 1 and status == "Done: 1 image."
+    assert "none of them made: not measured (calibrations without negatives)" in family
     assert "threshold" in axis and "this image" in axis and "own images" in axis  # labelled
     left, top, width, height = box
     mask = served["mask"]

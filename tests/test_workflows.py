@@ -46,7 +46,9 @@ def test_every_statistic_reads_one_measurement_per_image(random_tiny, own_images
     model = copy_of(random_tiny)
     with ScoreStore(tmp_path / "s.sqlite") as store:
         fits = {
-            statistic: calibrate_images(Scorer([model], store=store), [own_images], statistic)
+            statistic: calibrate_images(
+                Scorer([model], store=store), [own_images], statistic, default_negatives=False
+            )
             for statistic in ("aedr", "ratio", "fitted")
         }
     assert Counting.encoded == 6 * 2  # six images, two encoder passes each: once for all three
@@ -61,7 +63,9 @@ def test_a_bf16_calibration_is_refused_by_an_fp32_run_naming_dtype(random_tiny, 
     bf16 = TinyAutoencoder.random("random-tiny", 4, identity="random:0")  # its own weights copy
     bf16.module.load_state_dict(random_tiny.module.state_dict())
     bf16.to(dtype=torch.bfloat16)
-    calibration = calibrate_images(Scorer([bf16]), [own_images], "aedr").calibration
+    calibration = calibrate_images(
+        Scorer([bf16]), [own_images], "aedr", default_negatives=False
+    ).calibration
     assert calibration.provenance["dtype"] == "bf16"
     with pytest.raises(CalibrationError, match="dtype: 'bf16' vs 'fp32'"):
         Attributor([calibration], [random_tiny])
@@ -69,7 +73,7 @@ def test_a_bf16_calibration_is_refused_by_an_fp32_run_naming_dtype(random_tiny, 
 
 
 def test_calibrating_from_records_keeps_their_provenance(random_tiny, own_images):
-    run = calibrate_images(Scorer([random_tiny]), [own_images], "aedr")
+    run = calibrate_images(Scorer([random_tiny]), [own_images], "aedr", default_negatives=False)
     again = calibrate_measurements(run.records, statistic="aedr")
     assert again.calibration.provenance == run.calibration.provenance
     assert again.calibration.threshold == run.calibration.threshold
@@ -86,11 +90,13 @@ def test_alpha_auto_and_failed_images(random_tiny, own_images, tmp_path):
         Image.fromarray(noise).save(negatives_folder / f"{index}.png")
     negatives = [m.as_dict() for m in Scorer([random_tiny]).score_paths([negatives_folder])]
     run = calibrate_images(Scorer([random_tiny]), [own_images], "aedr", "auto",
-                           negatives=negatives)  # fmt: skip
+                           negatives=negatives, default_negatives=False)  # fmt: skip
     assert run.calibration.tuning["alpha"] == "auto" and run.calibration.n == 6
     assert [m.path.rsplit("/", 1)[-1] for m in run.failed] == ["broken.png"]
     with pytest.raises(CalibrationError, match="alpha auto needs negatives"):
-        calibrate_images(Scorer([random_tiny]), [own_images], "aedr", "auto")
+        calibrate_images(
+            Scorer([random_tiny]), [own_images], "aedr", "auto", default_negatives=False
+        )
     with pytest.raises(CalibrationError, match="for one model"):
         calibrate_images(Scorer([random_tiny, random_tiny]), [own_images])
 
@@ -113,7 +119,9 @@ def test_generator_free_calibration_loads_the_model_once(random_tiny, tmp_path):
             loads.append(1)
             return random_tiny
 
-    run = calibrate_generator_free(Scorer([Handle()]), photos, 8, "aedr", save_to=tmp_path / "made")
+    run = calibrate_generator_free(
+        Scorer([Handle()]), photos, 8, "aedr", save_to=tmp_path / "made", default_negatives=False
+    )
     assert loads == [1] and run.calibration.n == 8 and len(run.images) == 8
     assert (
         "generator-free: 8 decoder-made images from 3 photos"

@@ -189,6 +189,14 @@ def _add_calibrations(parser: argparse.ArgumentParser) -> None:
         metavar="CALIB",
         help="calibration JSON from `aedr calibrate`; repeatable",
     )
+    parser.add_argument(
+        "--max-false-attribution",
+        type=float,
+        metavar="RATE",
+        help="lower the thresholds, where needed, until at most RATE of the calibrations' "
+        "negatives (images no candidate made) is attributed to some candidate, e.g. 0.05; "
+        "trades own-image recall for it",
+    )
 
 
 def _statistic(args: argparse.Namespace) -> str:
@@ -503,7 +511,16 @@ def add_calibrate(commands: Commands) -> None:
     )
     calibrate.add_argument(
         "--negatives",
-        help="with --alpha auto: measurement records of images the model did not make",
+        help="measurement records of images the model did not make (e.g. your real photos, "
+        "scored with `aedr score`): kept in the calibration to measure its false acceptance, "
+        "and what --alpha auto tunes on",
+    )
+    calibrate.add_argument(
+        "--no-default-negatives",
+        dest="default_negatives",
+        action="store_false",
+        help="do not measure the shipped negative photos (scikit-image's sample photos) with "
+        "the model; without them and --negatives, false acceptance is not measured",
     )
     calibrate.add_argument(
         "--assume-settings",
@@ -552,7 +569,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     negatives = []
     if args.negatives:
         negatives = workflows.read_negatives([args.negatives], args.model, statistic)
-    elif args.alpha == "auto":
+    elif args.alpha == "auto" and (args.scores or not args.default_negatives):
         raise UsageError("--alpha auto needs --negatives: measurement records of other images")
     if args.local is not None:
         _check_window(args.local)
@@ -598,13 +615,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 run = workflows.calibrate_generator_free(
                     scorer, args.reference_photos, args.synthetic, statistic, args.alpha,
                     seed=0 if args.seed is None else args.seed, save_to=args.save_synthetic,
-                    negatives=negatives, on_measurement=report, local_window=args.local,
+                    negatives=negatives, default_negatives=args.default_negatives,
+                    on_measurement=report, local_window=args.local,
                 )  # fmt: skip
             else:
                 run = workflows.calibrate_images(
                     scorer, args.paths, statistic, args.alpha,
-                    negatives=negatives, on_measurement=report, first=_first(args),
-                    local_window=args.local,
+                    negatives=negatives, default_negatives=args.default_negatives,
+                    on_measurement=report, first=_first(args), local_window=args.local,
                 )  # fmt: skip
         failed = len(run.failed)
     calibration = run.calibration
@@ -618,6 +636,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         f"{calibration.model}: {calibration.statistic} threshold {calibration.threshold:.6g} at "
         f"alpha {calibration.alpha} from {calibration.n} images ({failed} skipped) -> {args.out}",
     )
+    if calibration.negatives:
+        negatives = calibration.negatives
+        _say(args, f"false acceptance {calibration.false_acceptance:.1%} of {negatives['n']} "
+                   f"negatives ({'; '.join(negatives['sources'])})")  # fmt: skip
     if calibration.local:
         local = calibration.local
         _say(args, f"local threshold {local['threshold']:.4g} (window {local['window']:g} px) "
@@ -691,7 +713,9 @@ def _attributor(args: argparse.Namespace):
 
     calibrations = [Calibration.load(path) for path in args.calibration]
     models = _models([c.model for c in calibrations], args)
-    return Attributor(calibrations, models, **_pipeline(args))
+    return Attributor(
+        calibrations, models, **_pipeline(args), max_false_attribution=args.max_false_attribution
+    )
 
 
 def cmd_attribute(args: argparse.Namespace) -> int:
@@ -712,6 +736,9 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     if not verdicts:
         raise UsageError(_no_images(args.paths))
     _say(args, "verdicts: " + ", ".join(f"{k}={v}" for k, v in sorted(verdicts.items())))
+    family = attributor.false_attribution
+    _say(args, "false attribution: " + (family.describe() if family else "not measured "
+                                        "(calibrations without negatives)"))  # fmt: skip
     _hint(args, errors)
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
 
@@ -960,6 +987,12 @@ def add_evaluate(commands: Commands) -> None:
         "--paper", action="store_true", help="the paper's statistic (aedr) unless --method"
     )
     evaluate.add_argument("--alpha", type=float, default=0.05, help="for fitted thresholds")
+    evaluate.add_argument(
+        "--max-false-attribution",
+        type=float,
+        metavar="RATE",
+        help="first lower the given calibrations' thresholds as `aedr attribute` does",
+    )
     evaluate.add_argument("--out", required=True, help="folder for report.html, CSV, JSON, PNG")
     evaluate.add_argument("--overwrite", action="store_true")
     evaluate.add_argument(
@@ -973,19 +1006,25 @@ def add_evaluate(commands: Commands) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from aedr.decide.evaluation import mean_table
+    from aedr.decide.evaluation import mean_table, open_set_metrics
     from aedr.workflows import evaluate_files
 
     if (Path(args.out) / "report.html").exists() and not args.overwrite:
         raise UsageError(f"{args.out}/report.html exists; pass --overwrite to replace it")
     result, report = evaluate_files(
-        args.scores, args.labels, args.out, args.calibration, _statistic(args), args.alpha
-    )
+        args.scores, args.labels, args.out, args.calibration, _statistic(args), args.alpha,
+        args.max_false_attribution,
+    )  # fmt: skip
     for name, row in mean_table(result).items():
         print(
             f"{name}: accuracy vs models {row['vs_models']:.4f}, vs real {row['vs_real']:.4f}, "
             f"ROC AUC {row['auc']:.4f}"
         )
+    if result.confusion:
+        numbers = open_set_metrics(result.confusion)
+        print(f"verdicts ({numbers['images']} images): accuracy {numbers['verdict_accuracy']:.4f}, "
+              f"real attributed {numbers['real_false_attribution']:.4f}, "
+              f"own recall {numbers['own_recall']:.4f}")  # fmt: skip
     _say(args, f"report: {report}")
     if result.unlabelled:
         count = "1 record has" if result.unlabelled == 1 else f"{result.unlabelled} records have"
@@ -1201,6 +1240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from aedr.decide.calibration import CalibrationError
     from aedr.decide.evaluation import EvaluationError
     from aedr.decide.statistics import StatisticError
+    from aedr.measure.negatives import NegativesError
     from aedr.measure.provenance import ProvenanceError
     from aedr.measure.scorer import SettingsError
     from aedr.measure.store import StoreError
@@ -1211,7 +1251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return args.run(args)
     except (
         UsageError, ModelUnavailableError, CalibrationError, RecordFileError, StoreError,
-        EvaluationError, StatisticError, ProvenanceError, SettingsError,
+        EvaluationError, StatisticError, ProvenanceError, SettingsError, NegativesError,
     ) as exc:  # fmt: skip
         _release_stdout()
         print(f"aedr {args.command}: error: {_message(exc)}", file=sys.stderr)

@@ -59,6 +59,23 @@ class LocalCalibrationFile(_Strict):
     n_values: Annotated[int, Field(ge=2)]
 
 
+class NegativesFile(_Strict):
+    """A calibration's measurements of images the model did not make."""
+
+    sources: Annotated[list[Name], Field(min_length=1, max_length=100)]
+    n: Annotated[int, Field(ge=1)]
+    signals: Annotated[list[FiniteFloat], Field(min_length=1, max_length=MAX_SIGNALS)]
+    keys: list[Annotated[str, Field(max_length=64)]]
+
+    @model_validator(mode="after")
+    def _counts_agree(self) -> NegativesFile:
+        if not self.n == len(self.signals) == len(self.keys):
+            raise ValueError(
+                f"n is {self.n} but there are {len(self.signals)} signals and {len(self.keys)} keys"
+            )
+        return self
+
+
 class CalibrationFile(_Strict):
     """A calibration file (``aedr calibrate --out``), format 2."""
 
@@ -75,6 +92,7 @@ class CalibrationFile(_Strict):
     provenance_assumed: bool = False
     tuning: dict[str, Any] = {}
     local: LocalCalibrationFile | None = None
+    negatives: NegativesFile | None = None
     aedr_version: Annotated[str, Field(max_length=100)] = ""
     created: Annotated[str, Field(max_length=100)] = ""
     digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]

@@ -63,7 +63,8 @@ RECORD_FIELDS = (
     "result_id", "filename", "sha256", "bytes", "width", "height", "format", "jpeg_quality",
     "uploaded", "tool", "verdict", "verdict_group", "candidates", "region_share", "caution",
     "c2pa", "model", "autoencoder", "calibration_digest", "calibration_n", "calibration_alpha",
-    "statistic", "signal", "threshold", "belongs", "p_value", "margin", "error",
+    "statistic", "signal", "threshold", "belongs", "p_value", "margin", "false_acceptance",
+    "false_attribution", "explanation", "error",
 )  # fmt: skip
 """Columns of a CSV case record: one row per (image, candidate model)."""
 FAVICON = (
@@ -178,6 +179,11 @@ class AttributionService:
         self.store: ScoreStore | None = attributor.scorer.store  # scores and results, one file
         self.calibrations = list(attributor.calibrations.values())
         self.identities = self._identities()  # fixed for the service's life: part of each record
+        family = attributor.false_attribution
+        self.false_attribution = None if family is None else {
+            "rate": family.rate, "n": family.n, "exact": family.exact,
+            "sources": list(family.sources), "description": family.describe(),
+        }  # fmt: skip
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="aedr-serve")
         self.upload_folder = Path(tempfile.mkdtemp(prefix="aedr-serve-"))
 
@@ -219,6 +225,8 @@ class AttributionService:
             "file": facts.as_dict(),
             "uploaded": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "tool": f"aedr {__version__}", "calibrations": self.identities,
+            "false_attribution": self.false_attribution,
+            "explanation": attribution.explanation,
         }  # fmt: skip
         if self.store is not None:
             self.store.put_result(result_id, result)
@@ -231,7 +239,8 @@ class AttributionService:
                 "model": c.model, "autoencoder": c.measurement_provenance.identity,
                 "calibration_digest": c.digest or c.content_digest(), "n": c.n,
                 "alpha": c.alpha, "statistic": c.statistic, "threshold": c.threshold,
-                "negatives": None,  # false acceptance is measured once calibrations carry them
+                "negatives": {"n": c.negatives["n"], "sources": c.negatives["sources"],
+                              "false_acceptance": c.false_acceptance} if c.negatives else None,
             }
             for c in self.calibrations
         ]  # fmt: skip

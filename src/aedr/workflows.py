@@ -72,6 +72,7 @@ def calibrate_images(
     alpha: Alpha = 0.05,
     *,
     negatives: Sequence[Mapping[str, Any]] = (),
+    default_negatives: bool = True,
     on_measurement: Callable[[Measurement], None] | None = None,
     first: int | None = None,
     local_window: float | None = None,
@@ -79,8 +80,10 @@ def calibrate_images(
     """Measure images the scorer's one model made and fit its calibration on them.
 
     ``on_measurement`` sees every measurement as it completes (to save or report it); failed
-    images are returned, not fitted. ``alpha="auto"`` tunes alpha on ``negatives``: measurement
-    records of images the model did not make. ``first`` fits on the first N measured images in
+    images are returned, not fitted. ``negatives`` are measurement records of images the model did
+    not make; with ``default_negatives`` the shipped negative photos (``aedr.measure.negatives``)
+    are measured too (once per autoencoder with a store). The calibration keeps their signals, so
+    its false acceptance is measured; ``alpha="auto"`` tunes alpha on them. ``first`` fits on the first N measured images in
     input order and measures no more (the authors' ``cal_threshold.py`` reads 500).
     ``local_window`` also fits the local-map threshold at the same alpha (0.05 with "auto"); the
     scorer must keep local maps.
@@ -101,7 +104,8 @@ def calibrate_images(
         if first is not None and len(good) >= first:
             break
     records = [m.as_dict() for m in good]
-    calibration = _fit(records, scorer.models[0].name, statistic, alpha, negatives)
+    negatives, sources = _with_default_negatives(scorer, negatives, default_negatives, statistic)
+    calibration = _fit(records, scorer.models[0].name, statistic, alpha, negatives, sources)
     _note_first(calibration, first, len(records))
     if local_window is not None:
         try:
@@ -135,6 +139,7 @@ def calibrate_generator_free(
     seed: int = 0,
     save_to: str | os.PathLike | None = None,
     negatives: Sequence[Mapping[str, Any]] = (),
+    default_negatives: bool = True,
     on_measurement: Callable[[Measurement], None] | None = None,
     local_window: float | None = None,
 ) -> CalibrationRun:
@@ -160,6 +165,7 @@ def calibrate_generator_free(
             statistic,
             alpha,
             negatives=negatives,
+            default_negatives=default_negatives,
             on_measurement=on_measurement,
             local_window=local_window,
         )
@@ -190,7 +196,10 @@ def calibrate_measurements(
     _check_first(first)
     name, kept, skipped = records_of_model(records, model, statistic)
     kept = kept[:first] if first is not None else kept
-    calibration = _fit(kept, name or "unnamed", statistic, alpha, negatives, assumed_provenance)
+    sources = [f"given: {len(negatives)} measurement records"] if negatives else []
+    calibration = _fit(
+        kept, name or "unnamed", statistic, alpha, negatives, sources, assumed_provenance
+    )
     _note_first(calibration, first, len(kept))
     return CalibrationRun(calibration, [dict(r) for r in kept], skipped=skipped)
 
@@ -203,15 +212,39 @@ def read_negatives(
     return records_of_model(records, model, statistic)[1]
 
 
+def _with_default_negatives(
+    scorer: Scorer, given: Sequence[Mapping[str, Any]], default: bool, statistic: str
+) -> tuple[list[Mapping[str, Any]], list[str]]:
+    """(negative records, what they are): ``given`` and, with ``default``, the shipped negative
+    photos measured by ``scorer`` (those it cannot measure, or the statistic cannot read, are
+    left out and counted)."""
+    from aedr.measure.negatives import NEGATIVE_SET, negative_files
+
+    records = list(given)
+    sources = [f"given: {len(given)} measurement records"] if given else []
+    if default:
+        reader = get_statistic(statistic)
+        measured = [m.as_dict() for m in scorer.score_paths(negative_files())]
+        usable = [r for r in measured if reader.usable(r)]
+        records += usable
+        sources.append(
+            f"default: {len(usable)} tiles of scikit-image's sample photos ({NEGATIVE_SET})"
+            + (f", {len(measured) - len(usable)} unusable" if len(usable) < len(measured) else "")
+        )
+    return records, sources
+
+
 def _fit(
     records: Sequence[Mapping[str, Any]],
     model: str,
     statistic: str,
     alpha: Alpha,
     negatives: Sequence[Mapping[str, Any]],
+    sources: Sequence[str] = (),
     assumed_provenance: Provenance | None = None,
 ) -> Calibration:
-    """The calibration of ``records``, with alpha tuned on ``negatives`` when it is "auto"."""
+    """The calibration of ``records`` keeping ``negatives`` (what they are: ``sources``), with
+    alpha tuned on them when it is "auto"."""
     if not records:
         raise CalibrationError(f"no usable measurements of {model}'s own images to calibrate on")
     tuning: dict[str, Any] = {}
@@ -234,7 +267,7 @@ def _fit(
             ) from None
     return calibrate(
         records, model, float(alpha), statistic, assumed_provenance=assumed_provenance,
-        tuning=tuning,
+        tuning=tuning, negatives=negatives, negative_sources=sources,
     )  # fmt: skip
 
 
@@ -245,13 +278,14 @@ def evaluate_files(
     calibrations: Sequence[str | os.PathLike] = (),
     statistic: str = DEFAULT_STATISTIC,
     alpha: float = 0.05,
+    max_false_attribution: float | None = None,
 ) -> tuple[EvaluationResult, Path]:
     """Evaluate measurement files against labels; writes report.html and tables into ``out``."""
     from aedr.decide.report import write_report
 
     loaded = {c.model: c for c in map(Calibration.load, calibrations)}
     records = itertools.chain.from_iterable(read_records(path) for path in scores)
-    result = evaluate(records, read_labels(labels), loaded, statistic, alpha)
+    result = evaluate(records, read_labels(labels), loaded, statistic, alpha, max_false_attribution)
     return result, write_report(result, Path(out))
 
 

@@ -92,6 +92,9 @@ class Calibration:
     provenance_assumed: bool = False  # stated by the user, not read from the records
     tuning: dict[str, Any] = field(default_factory=dict)
     local: dict[str, Any] = field(default_factory=dict)  # the local-map threshold, if fitted
+    # images the model did not make: sources (what they are), n, signals and keys (content
+    # SHA-256 of each image, so the candidates of one run can be counted on the same images)
+    negatives: dict[str, Any] = field(default_factory=dict)
     aedr_version: str = ""
     created: str = ""
     format: int = CALIBRATION_FORMAT
@@ -103,6 +106,19 @@ class Calibration:
 
     def belongs(self, signal: float) -> bool:
         return signal < self.threshold
+
+    @property
+    def false_acceptance(self) -> float | None:
+        """The share of the negatives this calibration accepts (None without negatives): how
+        often it names its model for an image the model did not make, as measured."""
+        signals = self.negative_signals
+        return float((signals < self.threshold).mean()) if signals.size else None
+
+    def accepted_negatives(self) -> set[str]:
+        """The keys of the negatives this calibration accepts."""
+        keys = self.negatives.get("keys", [])
+        return {k for k, v in zip(keys, self.negatives.get("signals", []), strict=True)
+                if v < self.threshold}  # fmt: skip
 
     def value(self, record: Mapping[str, Any]) -> float:
         """This calibration's statistic of one measurement record."""
@@ -140,9 +156,15 @@ class Calibration:
                 "the calibration's settings, or recalibrate"
             )
 
+    @property
+    def negative_signals(self) -> np.ndarray:
+        """The statistic on images the model did not make (empty when none were measured)."""
+        return np.asarray(self.negatives.get("signals", ()), dtype=np.float64)
+
     def _content(self) -> dict[str, Any]:
-        # no local section: the content (and digest) of a file written before local maps existed
-        skip = {"digest"} | ({"local"} if not self.local else set())
+        # sections left empty are left out: the content (and digest) of a file written before
+        # they existed stays the same
+        skip = {"digest"} | {name for name in ("local", "negatives") if not getattr(self, name)}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
     def as_dict(self) -> dict[str, Any]:
@@ -278,11 +300,15 @@ def calibrate(
     *,
     assumed_provenance: Provenance | None = None,
     tuning: Mapping[str, Any] | None = None,
+    negatives: Sequence[Mapping[str, Any]] = (),
+    negative_sources: Sequence[str] = (),
 ) -> Calibration:
     """Fit ``model``'s calibration on measurement records of images it made.
 
     ``statistic``'s parameters are fitted first (``fitted``: beta), then the threshold on its
     values; the records' provenance is kept (or ``assumed_provenance`` for records without one).
+    ``negatives``, records of images the model did not make (``negative_sources`` says what they
+    are), are kept as their statistic under the fitted parameters: never fitted on, only counted.
     """
     from aedr import __version__
 
@@ -296,13 +322,19 @@ def calibrate(
     try:
         parameters = reader.fit_parameters(records)
         signals = [reader.value(r, parameters) for r in records]
+        negative_signals = [reader.value(r, parameters) for r in negatives]
     except (StatisticError, ValueError) as exc:
         raise CalibrationError(str(exc)) from None
+    kept = {}
+    if negatives:
+        kept = {"sources": list(negative_sources) or ["unnamed"], "n": len(negative_signals),
+                "signals": negative_signals,
+                "keys": [str(r.get("content_sha256") or "") for r in negatives]}  # fmt: skip
     return Calibration(
         model=model, statistic=statistic, threshold=kde_threshold(signals, alpha), alpha=alpha,
         n=len(signals), signals=signals, summary=signal_summary(signals),
         provenance=provenance.as_dict(), parameters=parameters, provenance_assumed=assumed,
-        tuning=dict(tuning or {}), aedr_version=__version__,
+        tuning=dict(tuning or {}), negatives=kept, aedr_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )  # fmt: skip
 

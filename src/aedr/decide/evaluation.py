@@ -9,7 +9,9 @@ Inputs are score records (any number of models) and labels mapping each image to
   TP/FP/FN/TN and accuracy (Table 1 averages the other models, Table 2 is ``real``);
 - threshold-free metrics on all test images (M's own are positives): ROC AUC, average precision,
   TPR at 1% and 5% FPR;
-- with two or more models, a confusion matrix of true sources against overall verdicts.
+- with two or more models, a confusion matrix of true sources against overall verdicts, and the
+  open-set numbers a user meets (:func:`open_set_metrics`): how often the verdict is right, how
+  often a real image is attributed to some model, how often a model's image is named correctly.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from aedr.decide.attribution import decision, verdict_of
+from aedr.decide.attribution import AMBIGUITY_RATIO, decision, verdict_of
 from aedr.decide.calibration import UNVERIFIED_IDENTITY, Calibration, calibrate
+from aedr.decide.negatives import limit_false_attribution
 from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
 from aedr.measure.provenance import Provenance
 from aedr.records import read_records
@@ -130,6 +133,7 @@ class EvaluationResult:
             },
             "mean": mean_table(self),
             "confusion": self.confusion,
+            "open_set": open_set_metrics(self.confusion),
         }
 
 
@@ -138,6 +142,34 @@ def _confusion_counts(
 ) -> dict[str, Any]:  # one row of the paper's tables
     total = tp + fn + fp + tn
     return {"TP": tp, "FN": fn, "FP": fp, "TN": tn, "accuracy": (tp + tn) / total if total else 0}
+
+
+def open_set_metrics(confusion: Mapping[str, Mapping[str, int]]) -> dict[str, float | int]:
+    """Verdict accuracy (a model's image named, a real one ``none``), the share of real images
+    given any other verdict (false attribution: ``ambiguous`` and ``partial`` name models too),
+    own-image recall (a model's image named exactly) and the share called ``ambiguous``.
+
+    >>> m = open_set_metrics({"a": {"a": 8, "b": 2}, "real": {"none": 9, "a": 1}})
+    >>> m["verdict_accuracy"], m["real_false_attribution"], m["own_recall"]
+    (0.85, 0.1, 0.8)
+    """
+    if not confusion:
+        return {}
+    total = sum(sum(row.values()) for row in confusion.values())
+    real = confusion.get(REAL, {})
+    generated = {source: row for source, row in confusion.items() if source != REAL}
+    named = sum(row.get(source, 0) for source, row in generated.items())
+    n_generated = sum(sum(row.values()) for row in generated.values())
+    n_real = sum(real.values())
+    ambiguous = sum(row.get("ambiguous", 0) for row in confusion.values())
+    nan = float("nan")
+    return {
+        "images": total,
+        "verdict_accuracy": (named + real.get("none", 0)) / total if total else nan,
+        "real_false_attribution": (n_real - real.get("none", 0)) / n_real if n_real else nan,
+        "own_recall": named / n_generated if n_generated else nan,
+        "ambiguous": ambiguous / total if total else nan,
+    }
 
 
 def mean_table(result: EvaluationResult) -> dict[str, dict[str, float]]:
@@ -160,9 +192,17 @@ def evaluate(
     calibrations: Mapping[str, Calibration] | None = None,
     statistic: str = DEFAULT_STATISTIC,
     alpha: float = 0.05,
+    max_false_attribution: float | None = None,
+    ambiguity_ratio: float = AMBIGUITY_RATIO,
 ) -> EvaluationResult:
-    """Evaluate every model that has records; see the module docstring."""
+    """Evaluate every model that has records; see the module docstring. With
+    ``max_false_attribution`` the given calibrations' thresholds are first lowered as
+    ``aedr attribute --max-false-attribution`` does (they need negatives); the verdicts use
+    ``ambiguity_ratio`` as :func:`~aedr.decide.attribution.verdict_of` does."""
     calibrations = dict(calibrations or {})
+    if max_false_attribution is not None:
+        limited = limit_false_attribution(list(calibrations.values()), max_false_attribution)
+        calibrations = {c.model: c for c in limited}
     by_name = _unique_names(labels)
     rows: dict[str, dict[str, Mapping[str, Any]]] = defaultdict(dict)  # model -> path -> record
     truth: dict[str, str] = {}
@@ -186,7 +226,7 @@ def evaluate(
         for model, model_rows in sorted(rows.items())
     }
     values = {model: report.values for model, report in reports.items()}
-    confusion = _confusion(values, truth, reports) if len(reports) > 1 else {}
+    confusion = _confusion(values, truth, reports, ambiguity_ratio) if len(reports) > 1 else {}
     return EvaluationResult(statistic, reports, sources, confusion, skipped, unlabelled)
 
 
@@ -256,7 +296,10 @@ def _model_report(
 
 
 def _confusion(
-    statistic: dict[str, dict[str, float]], truth: dict[str, str], reports: dict[str, ModelReport]
+    statistic: dict[str, dict[str, float]],
+    truth: dict[str, str],
+    reports: dict[str, ModelReport],
+    ambiguity_ratio: float,
 ) -> dict[str, dict[str, int]]:
     """True source x verdict over images scored by every model (calibration images excluded)."""
     calibrations = {name: report.calibration for name, report in reports.items()}
@@ -268,7 +311,7 @@ def _confusion(
             decision(name, name, statistic[name][path], calibrations[name])
             for name in sorted(statistic)
         ]
-        confusion[truth[path]][verdict_of(decisions)[0]] += 1
+        confusion[truth[path]][verdict_of(decisions, ambiguity_ratio)[0]] += 1
     return {source: dict(counts) for source, counts in sorted(confusion.items())}
 
 

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from aedr.decide.evaluation import EvaluationResult, mean_table, roc_points, write_tables
+from aedr.decide.evaluation import (
+    EvaluationResult,
+    mean_table,
+    open_set_metrics,
+    roc_points,
+    write_tables,
+)
 from aedr.decide.localization import Region
 
 COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666")
@@ -173,8 +179,14 @@ def write_report(result: EvaluationResult, folder: Path) -> Path:
             _image(complexity, "complexity fit"),
         ]
     if result.confusion:
+        open_set = open_set_metrics(result.confusion)
         sections += [
             "<h2>Overall verdicts (true source x verdict)</h2>",
+            "<p>What a user reads, all candidates at once: verdict right for "
+            f"{open_set['verdict_accuracy']:.1%} of {open_set['images']} images; real images "
+            f"attributed to a model: {open_set['real_false_attribution']:.1%}; a model's images "
+            f"named correctly: {open_set['own_recall']:.1%}; ambiguous: "
+            f"{open_set['ambiguous']:.1%}.</p>",
             _table(["true source", *verdicts], confusion_rows),
         ]
     style = (
