@@ -180,10 +180,7 @@ class AttributionService:
         self.calibrations = list(attributor.calibrations.values())
         self.identities = self._identities()  # fixed for the service's life: part of each record
         family = attributor.false_attribution
-        self.false_attribution = None if family is None else {
-            "rate": family.rate, "n": family.n, "exact": family.exact,
-            "sources": list(family.sources), "description": family.describe(),
-        }  # fmt: skip
+        self.false_attribution = None if family is None else family.as_dict()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="aedr-serve")
         self.upload_folder = Path(tempfile.mkdtemp(prefix="aedr-serve-"))
 

@@ -196,10 +196,10 @@ def calibrate_measurements(
     _check_first(first)
     name, kept, skipped = records_of_model(records, model, statistic)
     kept = kept[:first] if first is not None else kept
-    sources = [f"given: {len(negatives)} measurement records"] if negatives else []
     calibration = _fit(
-        kept, name or "unnamed", statistic, alpha, negatives, sources, assumed_provenance
-    )
+        kept, name or "unnamed", statistic, alpha, negatives, _given(negatives),
+        assumed_provenance,
+    )  # fmt: skip
     _note_first(calibration, first, len(kept))
     return CalibrationRun(calibration, [dict(r) for r in kept], skipped=skipped)
 
@@ -212,6 +212,11 @@ def read_negatives(
     return records_of_model(records, model, statistic)[1]
 
 
+def _given(negatives: Sequence[Mapping[str, Any]]) -> list[str]:
+    """What negatives the user gave are, for the calibration's record of its sources."""
+    return [f"given: {len(negatives)} measurement records"] if negatives else []
+
+
 def _with_default_negatives(
     scorer: Scorer, given: Sequence[Mapping[str, Any]], default: bool, statistic: str
 ) -> tuple[list[Mapping[str, Any]], list[str]]:
@@ -220,8 +225,7 @@ def _with_default_negatives(
     left out and counted)."""
     from aedr.measure.negatives import NEGATIVE_SET, negative_files
 
-    records = list(given)
-    sources = [f"given: {len(given)} measurement records"] if given else []
+    records, sources = list(given), _given(given)
     if default:
         reader = get_statistic(statistic)
         measured = [m.as_dict() for m in scorer.score_paths(negative_files())]

@@ -114,11 +114,12 @@ class Calibration:
         signals = self.negative_signals
         return float((signals < self.threshold).mean()) if signals.size else None
 
-    def accepted_negatives(self) -> set[str]:
-        """The keys of the negatives this calibration accepts."""
+    def accepted_negatives(self, threshold: float | None = None) -> set[str]:
+        """The keys of the negatives this calibration accepts (at ``threshold``, if given)."""
+        threshold = self.threshold if threshold is None else threshold
         keys = self.negatives.get("keys", [])
         return {k for k, v in zip(keys, self.negatives.get("signals", []), strict=True)
-                if v < self.threshold}  # fmt: skip
+                if v < threshold}  # fmt: skip
 
     def value(self, record: Mapping[str, Any]) -> float:
         """This calibration's statistic of one measurement record."""

@@ -12,7 +12,8 @@ accepts. Otherwise it is bounded by the sum of the candidates' rates (Bonferroni
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -31,6 +32,10 @@ class FalseAttribution:
     exact: bool
     sources: tuple[str, ...]
 
+    def as_dict(self) -> dict[str, Any]:
+        """Every field, and the words (what a result carries)."""
+        return {**asdict(self), "sources": list(self.sources), "description": self.describe()}
+
     def describe(self) -> str:
         """In words, for a row or a page."""
         what = "; ".join(self.sources)
@@ -42,9 +47,21 @@ class FalseAttribution:
                 f"(sum of the candidates' rates on their negatives: {what})")  # fmt: skip
 
 
-def _common_keys(calibrations: Sequence[Calibration]) -> list[str]:
+def _common_keys(calibrations: Sequence[Calibration]) -> set[str]:
+    """The negatives every candidate measured (by content key)."""
     keys = [set(filter(None, c.negatives.get("keys", []))) for c in calibrations]
-    return sorted(set.intersection(*keys)) if keys else []
+    return set.intersection(*keys) if keys else set()
+
+
+def _rate(
+    calibrations: Sequence[Calibration], thresholds: Sequence[float], common: set[str]
+) -> float:
+    """The false attribution at ``thresholds``: exact on ``common``, else the Bonferroni bound."""
+    pairs = list(zip(calibrations, thresholds, strict=True))
+    if common:
+        accepted = set().union(*(c.accepted_negatives(t) for c, t in pairs)) & common
+        return len(accepted) / len(common)
+    return min(1.0, sum(float((c.negative_signals < t).mean()) for c, t in pairs))
 
 
 def false_attribution(calibrations: Sequence[Calibration]) -> FalseAttribution | None:
@@ -53,11 +70,9 @@ def false_attribution(calibrations: Sequence[Calibration]) -> FalseAttribution |
         return None
     sources = tuple(dict.fromkeys(s for c in calibrations for s in c.negatives["sources"]))
     common = _common_keys(calibrations)
-    if common:
-        accepted = set().union(*(c.accepted_negatives() for c in calibrations)) & set(common)
-        return FalseAttribution(len(accepted) / len(common), len(common), True, sources)
-    bound = min(1.0, sum(c.false_acceptance for c in calibrations))
-    return FalseAttribution(bound, sum(c.negatives["n"] for c in calibrations), False, sources)
+    rate = _rate(calibrations, [c.threshold for c in calibrations], common)
+    n = len(common) or sum(c.negatives["n"] for c in calibrations)
+    return FalseAttribution(rate, n, bool(common), sources)
 
 
 def limit_false_attribution(calibrations: Sequence[Calibration], rate: float) -> list[Calibration]:
@@ -79,18 +94,17 @@ def limit_false_attribution(calibrations: Sequence[Calibration], rate: float) ->
     current = false_attribution(calibrations)
     if current is None or current.rate <= rate:
         return list(calibrations)
-    for level in np.linspace(1.0, 0.0, LEVELS):
-        tightened = [
-            replace(c, threshold=min(c.threshold, float(np.quantile(c.negative_signals, level))))
-            for c in calibrations
-        ]
-        found = false_attribution(tightened)
-        if found is not None and found.rate <= rate:
+    common, levels = _common_keys(calibrations), np.linspace(1.0, 0.0, LEVELS)
+    quantiles = np.array([np.quantile(c.negative_signals, levels) for c in calibrations])
+    own = np.array([c.threshold for c in calibrations])
+    for index in range(LEVELS):  # the last level, 0, accepts no negative: the loop always ends
+        thresholds = np.minimum(own, quantiles[:, index])
+        if _rate(calibrations, thresholds, common) <= rate:
             break
-    note = {"max_false_attribution": rate, "negative_level": float(level)}
+    note = {"max_false_attribution": rate, "negative_level": float(levels[index])}
     return [
-        replace(t, tuning={**c.tuning, **note, "own_threshold": c.threshold})
-        if t.threshold < c.threshold
+        replace(c, threshold=float(t), tuning={**c.tuning, **note, "own_threshold": c.threshold})
+        if t < c.threshold
         else c
-        for c, t in zip(calibrations, tightened, strict=True)
+        for c, t in zip(calibrations, thresholds, strict=True)
     ]
