@@ -1,4 +1,5 @@
 import multiprocessing
+from dataclasses import fields, replace
 
 import pytest
 
@@ -26,10 +27,11 @@ def test_provenance_digest_covers_every_field():
                ("resize_filter", "bicubic"), ("crop", 64), ("crops", 2),
                ("measurement", "inversion"), ("homogeneity_levels", 16), ("aedr_version", "9"),
                ("grid", "paper"), ("noise", "image"), ("exif", "ignore"), ("loss_dtype", "model"),
-               ("inversion_resize", True), ("preset", "paper"))  # fmt: skip
-    assert {field for field, _ in changes} == set(base.as_dict())
+               ("inversion_resize", True), ("preset", "paper"), ("robust", "auto"),
+               ("resized_by", 1.5))  # fmt: skip
+    assert {field for field, _ in changes} == {f.name for f in fields(Provenance)}
     for field, value in changes:
-        changed = Provenance(**{**base.as_dict(), field: value})
+        changed = replace(base, **{field: value})
         assert changed.digest() != base.digest(), field
         assert base.differences(changed, version=True) == [
             f"{field}: {getattr(base, field)!r} vs {value!r}"

@@ -47,6 +47,8 @@ class ProvenanceFile(_Strict):
     loss_dtype: Literal["fp64", "model"] = "fp64"
     inversion_resize: bool = False
     preset: Literal["paper"] | None = None
+    robust: Literal["off", "auto"] = "off"
+    resized_by: Annotated[float, Field(ge=0.1, le=10.0)] | None = None
 
 
 class LocalCalibrationFile(_Strict):

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,6 +47,7 @@ from aedr.measure.scorer import DEFAULT_MAX_MODEL_PIXELS, Measurement, Scorer, S
 
 if TYPE_CHECKING:
     from aedr.autoencoders.loading import ModelHandle
+    from aedr.measure.degradation import Robust
     from aedr.measure.store import ScoreStore
 
 NO_MODEL = "none"
@@ -60,7 +61,7 @@ DECODER_GRID = 8  # every supported autoencoder writes its output in blocks of 8
 ATTRIBUTION_FIELDS = (
     "path", "model", "group", "statistic", "signal", "threshold", "belongs", "p_value", "margin", "verdict",
     "verdict_group", "candidates", "region_share", "false_acceptance", "false_attribution",
-    "explanation", "caution", "error",
+    "explanation", "degradation", "caution", "error",
 )  # fmt: skip
 
 
@@ -131,6 +132,7 @@ class Attribution:
     def rows(self) -> list[dict[str, Any]]:
         """One flat row per model, each carrying the image's verdict (the output file layout)."""
         family, explanation = self.false_attribution, self.explanation
+        found = {m.model: m.degradation for m in self.measurements}
         return [
             {
                 "path": self.path, "model": d.model, "group": d.group, "statistic": d.statistic,
@@ -140,7 +142,8 @@ class Attribution:
                 "candidates": " ".join(self.candidates), "region_share": self.region_share,
                 "false_acceptance": d.false_acceptance,
                 "false_attribution": family.rate if family is not None else None,
-                "explanation": explanation, "caution": self.caution, "error": d.error,
+                "explanation": explanation, "degradation": found.get(d.model, ""),
+                "caution": self.caution, "error": d.error,
             }
             for d in self.decisions
         ]  # fmt: skip
@@ -185,17 +188,25 @@ def verdict_of(
     return best.model, tuple(d.model for d in accepting)
 
 
-def caution_of(width: int | None, height: int | None) -> str:
-    """Why a verdict on an image of this size is unreliable, or "" when nothing says so.
+def caution_of(width: int | None, height: int | None, degradation: str = "") -> str:
+    """Why a verdict on an image of this size is unreliable or tentative, or "" when nothing says
+    so.
 
     Latent diffusion decoders write sides in multiples of 8 pixels. Other sides mean the image was
     cropped or resized after generation, which takes AEDR to chance level (README, Robustness):
-    then neither an attribution nor ``none`` is evidence.
+    then neither an attribution nor ``none`` is evidence. A robust measurement that undid a crop
+    or a resize (``degradation``) recovers part of the evidence: the verdict is then tentative.
     """
     if width is None or height is None:
         return ""
     if width % DECODER_GRID == 0 and height % DECODER_GRID == 0:
         return ""
+    if "grid phase" in degradation or "resized" in degradation:
+        return (
+            f"tentative: {width}x{height} is not a multiple of {DECODER_GRID} pixels, so the "
+            f"image was cropped or resized after generation; measured with the correction "
+            f"({degradation}), which recovers only part of the evidence"
+        )
     return (
         f"unreliable: {width}x{height} is not a multiple of {DECODER_GRID} pixels, so the image "
         "was cropped or resized after generation, where AEDR is at chance level"
@@ -220,7 +231,7 @@ def attribute(
                            false_attribution=family)  # fmt: skip
     verdict, candidates = verdict_of(decisions, ambiguity_ratio)
     sized = next(r for r, d in zip(records, decisions, strict=True) if not d.error)
-    caution = caution_of(sized.width, sized.height)
+    caution = caution_of(sized.width, sized.height, sized.degradation)
     found = partial_of(records, decisions, calibrations) if verdict == NO_MODEL else None
     if found is None:
         return Attribution(path, decisions, verdict, candidates, "", caution, measurements,
@@ -281,6 +292,9 @@ class Attributor:
     default, when a calibration has a local threshold. ``max_false_attribution`` lowers the
     thresholds, where needed, until at most that share of the calibrations' negatives is
     attributed to some candidate (:func:`~aedr.decide.negatives.limit_false_attribution`).
+    ``robust`` and ``resized_by`` measure the images degradation-aware
+    (``aedr.measure.degradation``) whatever the calibrations were measured with: corrections
+    change nothing on the clean images calibrations are fitted on.
     """
 
     def __init__(
@@ -295,8 +309,12 @@ class Attributor:
         max_model_pixels: int = DEFAULT_MAX_MODEL_PIXELS,
         local_maps: bool | None = None,
         max_false_attribution: float | None = None,
+        robust: Robust | None = None,
+        resized_by: float | None = None,
     ):
         settings = check_compatible(calibrations)
+        if robust is not None or resized_by is not None:
+            settings = replace(settings, robust=robust or settings.robust, resized_by=resized_by)
         if max_false_attribution is not None:
             calibrations = limit_false_attribution(calibrations, max_false_attribution)
         self.false_attribution = false_attribution(calibrations)

@@ -18,9 +18,13 @@ import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+if TYPE_CHECKING:
+    from aedr.measure.degradation import JpegTables
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -43,6 +47,7 @@ class LoadedImage:
     rgb: np.ndarray
     gray: np.ndarray
     format: str
+    jpeg: JpegTables | None = None  # a colour JPEG's own tables (``aedr.measure.degradation``)
 
     @property
     def width(self) -> int:
@@ -158,6 +163,14 @@ def _jpeg_luma(path: Path, max_pixels: int) -> np.ndarray:
         return np.asarray(_decode(image).convert("L"))
 
 
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag (1 when absent or unreadable: metadata is attacker-controlled)."""
+    try:
+        return int(image.getexif().get(0x0112, 1) or 1)
+    except Exception:
+        return 1
+
+
 def _high_byte(image: Image.Image) -> np.ndarray:
     return (np.asarray(image, dtype=np.uint32) >> 8).clip(0, 255).astype(np.uint8)
 
@@ -183,9 +196,14 @@ def read_image(
     ``exif_transpose=False`` the RGB pixels keep their stored orientation, as the authors'
     ``Image.open(path).convert("RGB")`` gives them, while the grey stays oriented like OpenCV's.
     """
+    from aedr.measure.degradation import JpegTables
+
     path = Path(path)
     with _open(path, max_pixels) as image:
         file_format = image.format or "unknown"
+        # a rotated JPEG's blocks no longer start at the oriented image's corner
+        rotated = exif_transpose and _orientation(image) != 1
+        jpeg = None if rotated else JpegTables.of_image(image)
         decoded = _decode(image)
         source_mode = decoded.mode
         stored = decoded if exif_transpose else image  # loaded by _decode, as stored
@@ -205,7 +223,7 @@ def read_image(
         # A second decode, on purpose: libjpeg's RGB output and its Y plane are two different
         # decodes, and neither can be derived from the other without changing the pixels.
         gray = _jpeg_luma(path, max_pixels)
-    return LoadedImage(path=path, rgb=rgb, gray=gray, format=file_format)
+    return LoadedImage(path=path, rgb=rgb, gray=gray, format=file_format, jpeg=jpeg)
 
 
 def aligned_crop(rgb: np.ndarray, multiple: int) -> np.ndarray:

@@ -21,6 +21,10 @@ MEASUREMENT_KINDS: tuple[str, ...] = get_args(MeasurementKind)
 optimisation of a latent against the decoder (the smallest loss)."""
 
 VERSION_FIELD = "aedr_version"
+LENIENT_FIELDS = (VERSION_FIELD, "robust", "resized_by")
+"""Fields that do not stop a calibration from applying: a newer release, and the degradation
+corrections, which change nothing on the clean images calibrations are fitted on and exist to
+bring degraded images back to them."""
 
 
 class ProvenanceError(ValueError):
@@ -49,6 +53,8 @@ class Provenance:
     loss_dtype: str = "fp64"  # or "model": MSE reduced in the model's precision (nn.MSELoss)
     inversion_resize: bool = False  # inversion only: LatentTracer's 512 then native-size resize
     preset: str | None = None  # "paper" when the settings came from ``--paper``
+    robust: str = "off"  # or "auto": degradation-aware measurement (aedr.measure.degradation)
+    resized_by: float | None = None  # robust: the known factor images were resized by
 
     def __post_init__(self):
         # Settings that only exist with another one take their defaults there, so provenances
@@ -61,7 +67,13 @@ class Provenance:
                 object.__setattr__(self, name, default)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field, but the degradation settings only when set: records, calibrations and
+        store keys written before they existed stay as they were."""
+        values = asdict(self)
+        for name, default in (("robust", "off"), ("resized_by", None)):
+            if values[name] == default:
+                del values[name]
+        return values
 
     @classmethod
     def from_dict(
@@ -85,12 +97,13 @@ class Provenance:
         return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 
     def differences(self, other: Provenance, *, version: bool = False) -> list[str]:
-        """``field: mine vs theirs`` for each field that differs (the version only if asked):
-        a calibration made by an older release still applies when nothing else changed."""
+        """``field: mine vs theirs`` for each field that differs (``LENIENT_FIELDS`` only if
+        asked): a calibration made by an older release, or without degradation corrections,
+        still applies when nothing else changed."""
         return [
             f"{f.name}: {getattr(self, f.name)!r} vs {getattr(other, f.name)!r}"
             for f in fields(self)
-            if (version or f.name != VERSION_FIELD)
+            if (version or f.name not in LENIENT_FIELDS)
             and getattr(self, f.name) != getattr(other, f.name)
         ]
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import torch
 
     from aedr.autoencoders.base import Autoencoder, LatentMode
+    from aedr.measure.degradation import Observation
 
 
 class SignalError(ValueError):
@@ -41,9 +42,14 @@ def reconstruction_measures(
     noise: tuple[torch.Tensor, torch.Tensor] | None = None,
     loss_dtype: str = "fp64",
     evidence: bool = False,
+    observation: Observation | None = None,
 ) -> ReconstructionMeasures:
     """The double reconstruction of a (B, 3, H, W) batch in [-1, 1]: its losses, and with
     ``evidence`` the per-pixel map computed from the same x, x1 and x2 (no extra passes).
+
+    With an ``observation`` (one image, see ``aedr.measure.degradation``) both reconstructions
+    are taken through the image's degradation and compared in its observed pixels, each loss
+    floored at 8-bit quantisation noise; ``images`` is then its ``view``.
 
     x1 enters the second pass as the decoder returned it: unclamped and unquantised, as in the
     paper. Losses are reduced in float64 so that they do not depend on the batch size, or with
@@ -57,7 +63,7 @@ def reconstruction_measures(
 
     def measure() -> ReconstructionMeasures:
         return _double_reconstruction(
-            autoencoder, images, latent, generator, noise, loss_dtype, evidence
+            autoencoder, images, latent, generator, noise, loss_dtype, evidence, observation
         )
 
     with torch.inference_mode():
@@ -77,6 +83,7 @@ def _double_reconstruction(
     noise: tuple[torch.Tensor, torch.Tensor] | None,
     loss_dtype: str,
     evidence: bool,
+    observation: Observation | None,
 ) -> ReconstructionMeasures:
     import torch
 
@@ -94,10 +101,17 @@ def _double_reconstruction(
         from aedr.measure.localization import pixel_evidence
 
         pixel_map = pixel_evidence(x, x1, x2)
+    if observation is not None:
+        from aedr.measure.degradation import QUANTISATION_FLOOR
+
+        x = observation.reference.to(x1.device, x1.dtype)
+        x1, x2 = observation.forward(x1), observation.forward(x2)
     if loss_dtype != "model":
         x, x1, x2 = (t.to(torch.float64) for t in (x, x1, x2))
     loss1 = (x - x1).square().mean(dim=(1, 2, 3))
     loss2 = (x1 - x2).square().mean(dim=(1, 2, 3))
+    if observation is not None:
+        loss1, loss2 = loss1.clamp(min=QUANTISATION_FLOOR), loss2.clamp(min=QUANTISATION_FLOOR)
     return ReconstructionMeasures(loss1.double().cpu(), loss2.double().cpu(), pixel_map)
 
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from aedr import __version__
 from aedr.autoencoders.base import Autoencoder, LatentMode
+from aedr.measure.degradation import ROBUST_MODES, Degradation, Robust, off_grid, search_phase
 from aedr.measure.homogeneity import LEVELS, glcm_homogeneity
 from aedr.measure.images import (
     DEFAULT_MAX_PIXELS,
@@ -71,7 +72,7 @@ ExifHandling = Literal["transpose", "ignore"]
 LossDtype = Literal["fp64", "model"]
 MEASUREMENT_FIELDS = (
     "path", "model", "group", "measurement", "loss1", "loss2", "ratio", "inversion_loss",
-    "homogeneity", "width", "height", "content_sha256", "provenance", "error",
+    "homogeneity", "width", "height", "content_sha256", "provenance", "degradation", "error",
 )  # fmt: skip
 DEFAULT_MAX_MODEL_PIXELS = 4096 * 4096
 """Largest input one autoencoder pass may take (see README, Performance); larger need crops."""
@@ -97,6 +98,9 @@ class ScoreSettings:
     drawn per image in input order (``noise="image"``: independent of batch size and device).
     ``exif="ignore"`` feeds the pixels as stored; ``loss_dtype="model"`` reduces the MSEs in the
     model's precision as ``nn.MSELoss`` does (default float64). :meth:`paper` sets them all.
+    ``robust="auto"`` makes the measurement degradation-aware (``aedr.measure.degradation``):
+    JPEG files are compared through their own tables, images off the decoder's grid at the grid
+    phase found by search, and with ``resized_by`` images are mapped back by that factor.
     """
 
     measurement: MeasurementKind = "reconstruction"
@@ -113,13 +117,15 @@ class ScoreSettings:
     loss_dtype: LossDtype = "fp64"
     inversion_resize: bool = False  # inversion only: LatentTracer's input resizing
     preset: Literal["paper"] | None = None
+    robust: Robust = "off"
+    resized_by: float | None = None  # robust only: the known factor images were resized by
 
     def __post_init__(self):
         choices = {"measurement": MEASUREMENT_KINDS, "latent": ("mode", "sample"),
                    "alignment": ("crop", "resize"), "resize_filter": tuple(RESIZE_FILTERS),
                    "grid": ("model", "paper"), "noise": ("batch", "image"),
                    "exif": ("transpose", "ignore"), "loss_dtype": ("fp64", "model"),
-                   "preset": (None, "paper")}  # fmt: skip
+                   "preset": (None, "paper"), "robust": ROBUST_MODES}  # fmt: skip
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 shown = ", ".join(str(a) for a in allowed)
@@ -132,6 +138,20 @@ class ScoreSettings:
             raise SettingsError(f"seed must be an integer, not {self.seed!r}")
         if self.homogeneity_levels not in (2, 4, 8, 16, 32, 64, 128, 256):
             raise SettingsError("homogeneity_levels must be a power of 2 up to 256")
+        if self.resized_by is not None and (
+            self.robust == "off" or not 0.1 <= self.resized_by <= 10 or self.resized_by == 1
+        ):
+            raise SettingsError(
+                "resized_by is the factor images were resized by after generation (0.1 to 10, "
+                f"not 1), and needs robust measurement; got {self.resized_by!r}"
+            )
+        plain = self.measurement == "reconstruction" and self.alignment == "crop"
+        if self.robust != "off" and not (plain and self.crop is None):
+            raise SettingsError(
+                "robust measurement corrects the double reconstruction of the whole image on the "
+                "decoder's grid: it needs the reconstruction measurement with crop alignment and "
+                "no --crop sampling"
+            )
 
     @classmethod
     def paper(cls, measurement: MeasurementKind = "reconstruction") -> ScoreSettings:
@@ -158,7 +178,8 @@ class ScoreSettings:
             crops=self.crops if self.crop else 1, homogeneity_levels=self.homogeneity_levels,
             aedr_version=__version__, grid=self.grid if resized else None,
             noise=self.noise if sampled else None, exif=self.exif, loss_dtype=self.loss_dtype,
-            inversion_resize=self.inversion_resize, preset=self.preset,
+            inversion_resize=self.inversion_resize, preset=self.preset, robust=self.robust,
+            resized_by=self.resized_by,
         )  # fmt: skip
 
     @classmethod
@@ -173,6 +194,7 @@ class ScoreSettings:
             grid=provenance.grid or "model", noise=provenance.noise or "batch",
             exif=provenance.exif, loss_dtype=provenance.loss_dtype,
             inversion_resize=provenance.inversion_resize, preset=provenance.preset,
+            robust=provenance.robust, resized_by=provenance.resized_by,
         )  # fmt: skip
 
 
@@ -193,6 +215,7 @@ class Measurement:
     height: int | None = None
     content_sha256: str = ""
     provenance: Provenance | None = None
+    degradation: str = ""  # robust measurement: what was found and undone, e.g. "jpeg q=75 4:2:0"
     error: str = ""
     # (2, H, W) per-pixel weighted evidence and weight on the model input's grid, kept only when
     # the Scorer was asked for local maps (``aedr.measure.localization``); never saved with it
@@ -364,6 +387,10 @@ class Scorer:
         if not models:
             raise ValueError("at least one autoencoder is needed")
         self.settings = settings or ScoreSettings()
+        if local_maps and self.settings.robust != "off":
+            raise SettingsError(
+                "local maps are drawn on the image's own pixel grid: measure them with robust off"
+            )
         if local_maps and (self.settings.crop or self.settings.measurement != "reconstruction"):
             raise SettingsError(
                 "local maps come from one double reconstruction of the whole image: they need "
@@ -402,7 +429,7 @@ class Scorer:
         self, prepared_files: Iterable[PreparedImage]
     ) -> Iterator[list[Measurement]]:
         """The compute stage: batch, run and finish images read elsewhere, as they complete."""
-        buckets: dict[tuple[int, tuple[int, ...]], list[tuple[_Job, np.ndarray, Any]]] = {}
+        buckets: dict[tuple[int, Any], list[tuple[_Job, np.ndarray, Any, Any]]] = {}
         done: deque[_Job] = deque()
         for prepared in prepared_files:
             self._start(prepared, buckets, done)
@@ -561,29 +588,55 @@ class Scorer:
             job.records[index] = record
             try:
                 inputs = self.model_input(image, *model.grid(load=True))
+                observation = self._observation(image, model, record)
             except ImageError as exc:
                 record.error = str(exc)
                 continue
             job.crop_losses[index] = []
+            if observation is not None:  # measured alone: its comparison is its own
+                inputs = [observation.view]
             for array in inputs:
-                key = (index, array.shape)
+                key = (index, array.shape) if observation is None else (index, id(job))
                 noise = model.draw_noise(array.shape)  # now: in input order, whatever the batch
-                buckets.setdefault(key, []).append((job, array, noise))
+                buckets.setdefault(key, []).append((job, array, noise, observation))
                 job.waiting += 1
-                if len(buckets[key]) >= self.batch_size:
+                if len(buckets[key]) >= self.batch_size or observation is not None:
                     self._run(key, buckets.pop(key), done)
         job.sealed = True
         if job.waiting == 0:
             done.append(job)
 
-    def _run(self, key, items: list[tuple[_Job, np.ndarray, Any]], done: deque[_Job]) -> None:
+    def _observation(self, image: LoadedImage, model: _Model, record: Measurement):
+        """With robust measurement: the image's degradation-aware comparison for this model (and
+        its description in ``record``), or None when nothing was found to undo."""
+        if self.settings.robust == "off":
+            return None
+        multiple, _ = model.grid(load=True)
+        resized_by = self.settings.resized_by
+        degradation = Degradation(jpeg=image.jpeg, resize=resized_by)
+        if resized_by is None and off_grid(image.width, image.height, multiple):
+            phase = search_phase(model.autoencoder, image.rgb)
+            degradation = Degradation(jpeg=image.jpeg, phase=phase)
+        record.degradation = degradation.describe()
+        if not degradation.any:
+            return None
+        observation = degradation.observation(image.rgb, multiple)
+        rows, cols = observation.view.shape[1:]
+        if rows * cols > self.max_model_pixels:
+            raise ImageError(
+                f"undoing the resize by {resized_by} takes the image to {cols}x{rows} pixels, "
+                f"over the model-pixel limit {self.max_model_pixels}"
+            )
+        return observation
+
+    def _run(self, key, items: list[tuple[_Job, np.ndarray, Any, Any]], done: deque[_Job]) -> None:
         """Measure one batch of equal-shape inputs for one model; finish the jobs it completes."""
         import torch
 
         index = key[0]
         model = self.models[index]
         settings = self.settings
-        batch = torch.from_numpy(np.stack([array for _, array, _ in items]))
+        batch = torch.from_numpy(np.stack([item[1] for item in items]))
         noise = evidence = None
         if items[0][2] is not None:  # per-image noise, drawn when the inputs were queued
             noise = tuple(torch.stack([item[2][i] for item in items]) for i in range(2))
@@ -596,6 +649,7 @@ class Scorer:
                 measures = reconstruction_measures(
                     model.autoencoder, batch, settings.latent, model.generator,
                     noise=noise, loss_dtype=settings.loss_dtype, evidence=self.local_maps,
+                    observation=items[0][3],
                 )  # fmt: skip
                 columns = (measures.loss1, measures.loss2)
                 evidence = measures.evidence
@@ -604,7 +658,7 @@ class Scorer:
             )
         except Exception as exc:  # one model failing on one batch must not end the run
             losses = [f"autoencoder failed: {type(exc).__name__}: {exc}"] * len(items)
-        for position, ((job, _, _), result) in enumerate(zip(items, losses, strict=True)):
+        for position, ((job, *_), result) in enumerate(zip(items, losses, strict=True)):
             record = job.records[index]
             if isinstance(result, str):
                 record.error = record.error or result

@@ -1,0 +1,251 @@
+"""Degradation-aware double reconstruction: compare like with like after JPEG, resizing, cropping.
+
+AEDR's evidence lives in the exact pixels the decoder wrote. A platform that recompresses,
+resizes or crops an image moves those pixels, and the first reconstruction then loses as much on a
+generated image as on a photo. With ``robust="auto"`` each measurement first says what happened
+to the image (:class:`Degradation`) and undoes it where it can:
+
+- **JPEG** (the file's own quantisation tables and chroma subsampling, read from the file): both
+  reconstructions are re-encoded with exactly those tables before the losses are taken, so the
+  JPEG error is on both sides of each comparison.
+- **Off the decoder's grid** (a side that is not a multiple of the model's grid): the image was
+  cropped or resized after generation. The 64 grid phases of a crop are tried on a central
+  window of ``SEARCH_WINDOW`` pixels, one first reconstruction each, and the image is measured
+  cropped at the phase that reconstructs best.
+- **A known resize** (``resized_by``, stated by the user: the platform's size against the
+  generator's): the image is mapped back by that factor onto the decoder's grid, reconstructed
+  twice there, and both reconstructions are mapped forward with the same resampler (bicubic).
+  Estimating an unknown factor by which hypothesis reconstructs best was tried and is biased
+  towards enlarging (README, *Robustness*).
+
+Both reconstructions go through the same forward map, and both losses are floored at the energy
+of 8-bit quantisation noise (:data:`QUANTISATION_FLOOR`): re-encoding can make the two
+reconstructions identical, a difference no 8-bit file can show. What was measured to choose this,
+and what it buys, is in the README (*Robustness*).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+from PIL import Image
+
+from aedr.measure.images import to_model_input
+
+if TYPE_CHECKING:
+    import torch
+
+    from aedr.autoencoders.base import Autoencoder
+
+Robust = Literal["off", "auto"]
+ROBUST_MODES: tuple[str, ...] = ("off", "auto")
+SEARCH_WINDOW = 64
+"""Side of the central window on which the 64 grid phases of a crop are compared."""
+SEARCH_BATCH = 16
+QUANTISATION_FLOOR = (2 / 255) ** 2 / 12
+"""Mean squared error of uniform 8-bit quantisation in [-1, 1] units: the smallest difference an
+8-bit file can show."""
+RESAMPLER = Image.Resampling.BICUBIC  # Pillow's default, the platforms' most common filter
+SUBSAMPLING_NAMES = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
+
+
+@dataclass(frozen=True)
+class JpegTables:
+    """A JPEG file's quantisation tables and chroma subsampling, enough to re-encode like it."""
+
+    tables: tuple[tuple[int, ...], ...]
+    subsampling: int  # Pillow's code: 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0
+    quality: int  # IJG-scale estimate, for people
+
+    @classmethod
+    def of_image(cls, image: Image.Image) -> JpegTables | None:
+        """The tables of an opened three-component JPEG; None for any other image (a grey or
+        CMYK JPEG is not re-encoded: its tables do not fit an RGB reconstruction)."""
+        from PIL import JpegImagePlugin
+
+        from aedr.measure.fileinfo import jpeg_quality
+
+        if image.format != "JPEG" or image.mode != "RGB":
+            return None
+        try:
+            tables = getattr(image, "quantization", None) or {}
+            subsampling = JpegImagePlugin.get_sampling(image)
+            if not 1 <= len(tables) <= 4 or subsampling not in SUBSAMPLING_NAMES:
+                return None  # what Pillow can re-encode with: 1 to 4 tables of 64 entries
+            ordered = tuple(tuple(int(v) for v in tables[key]) for key in sorted(tables))
+            if any(len(t) != 64 or not all(1 <= v <= 255 for v in t) for t in ordered):
+                return None
+            return cls(ordered, subsampling, jpeg_quality(ordered[0]))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            return None
+
+    def reencode(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) images in [-1, 1] saved as 8-bit JPEGs with these tables, decoded back."""
+        import torch
+
+        pixels = ((images.float().clamp(-1, 1) + 1) * 127.5).round().byte()
+        decoded = []
+        for array in pixels.permute(0, 2, 3, 1).cpu().numpy():
+            buffer = io.BytesIO()
+            Image.fromarray(array).save(
+                buffer, "JPEG", qtables=[list(t) for t in self.tables],
+                subsampling=self.subsampling,
+            )  # fmt: skip
+            with Image.open(buffer) as reread:
+                decoded.append(to_model_input(np.asarray(reread.convert("RGB"))))
+        return torch.from_numpy(np.stack(decoded)).to(images.device, images.dtype)
+
+    def describe(self) -> str:
+        return f"jpeg q={self.quality} {SUBSAMPLING_NAMES[self.subsampling]}"
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """What an image went through after the decoder, as far as the measurement could tell.
+
+    ``phase``: (rows, columns) where the decoder's grid starts, when the image was found cropped
+    off it (an estimate, see the module docstring); ``resize``: the factor it was resized by, as
+    the user stated it; ``jpeg`` is read from the file.
+    """
+
+    jpeg: JpegTables | None = None
+    phase: tuple[int, int] | None = None
+    resize: float | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.jpeg is not None or self.phase is not None or self.resize is not None
+
+    def describe(self) -> str:
+        """e.g. ``jpeg q=75 4:2:0; resized x1.5 (estimated)``; "" when nothing was found."""
+        words = []
+        if self.resize is not None:
+            words.append(f"resized x{self.resize:.3g} (undone)")
+        if self.phase is not None:
+            words.append(f"grid phase {self.phase} (estimated)")
+        if self.jpeg is not None:
+            words.append(self.jpeg.describe())
+        return "; ".join(words)
+
+    def model_view(self, rgb: np.ndarray, multiple: int) -> np.ndarray:
+        """The pixels the autoencoder sees: the image mapped back by the resize factor onto the
+        decoder's grid, or cropped at its grid phase (and to the grid)."""
+        if self.resize is not None:
+            height, width = rgb.shape[:2]
+            size = _grid_size(width, height, self.resize, multiple)
+            return np.asarray(Image.fromarray(rgb).resize(size, RESAMPLER))
+        return _phase_crop(rgb, self.phase or (0, 0), multiple)
+
+    def observation(self, rgb: np.ndarray, multiple: int) -> Observation:
+        """How an image's reconstructions are compared with it under this degradation."""
+        import torch
+
+        view = to_model_input(self.model_view(rgb, multiple))
+        frame = torch.from_numpy(to_model_input(rgb))[None]
+        if self.resize is not None:
+            return Observation(view, frame, self, frame, (0, 0))
+        rows, cols = self.phase or (0, 0)
+        height, width = view.shape[1:]
+        reference = frame[:, :, rows : rows + height, cols : cols + width]
+        return Observation(view, reference, self, frame, (rows, cols))
+
+
+@dataclass(frozen=True, eq=False)
+class Observation:
+    """One image's degradation-aware comparison: ``view`` (3, h, w) is the autoencoder's input,
+    ``reference`` (1, 3, H, W) the observed pixels the losses are taken on, and :meth:`forward`
+    takes reconstructions of ``view`` to those pixels the way the image went."""
+
+    view: np.ndarray
+    reference: torch.Tensor
+    degradation: Degradation
+    frame: torch.Tensor  # the whole observed image, (1, 3, H, W)
+    offset: tuple[int, int]  # where ``view`` lies in ``frame`` (without a resize)
+
+    def forward(self, reconstructions: torch.Tensor) -> torch.Tensor:
+        """Reconstructions (B, 3, h, w) resampled forward to the observed size when the image was
+        resized, and re-encoded with its JPEG tables inside the whole observed frame (so that the
+        8 x 8 JPEG blocks fall where the file's fell), cut to the reference's pixels."""
+        degradation, frame = self.degradation, self.frame
+        if degradation.resize is not None:
+            reconstructions = resample(reconstructions, (frame.shape[-1], frame.shape[-2]))
+        if degradation.jpeg is None:
+            return reconstructions
+        rows, cols = self.offset
+        height, width = reconstructions.shape[-2:]
+        canvas = frame.to(reconstructions.device, reconstructions.dtype)
+        canvas = canvas.repeat(reconstructions.shape[0], 1, 1, 1)
+        canvas[:, :, rows : rows + height, cols : cols + width] = reconstructions
+        encoded = degradation.jpeg.reencode(canvas)
+        return encoded[:, :, rows : rows + height, cols : cols + width]
+
+
+def resample(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, C, H, W) float images resampled to (width, height) with :data:`RESAMPLER`, channel by
+    channel in float32 (no 8-bit rounding between the decoder and the comparison)."""
+    import torch
+
+    if (images.shape[-1], images.shape[-2]) == tuple(size):
+        return images
+    planes = images.float().cpu().numpy()
+    out = np.stack([
+        np.stack([np.asarray(Image.fromarray(plane, "F").resize(size, RESAMPLER)) for plane in image])
+        for image in planes
+    ])  # fmt: skip
+    return torch.from_numpy(out).to(images.device, images.dtype)
+
+
+def _grid_size(width: int, height: int, factor: float, multiple: int) -> tuple[int, int]:
+    """The decoder-grid size an image of (width, height) had before a resize by ``factor``."""
+    return (max(multiple, round(width / factor / multiple) * multiple),
+            max(multiple, round(height / factor / multiple) * multiple))  # fmt: skip
+
+
+def _phase_crop(rgb: np.ndarray, phase: tuple[int, int], multiple: int) -> np.ndarray:
+    rows, cols = phase
+    cropped = rgb[rows:, cols:]
+    height, width = cropped.shape[:2]
+    return cropped[: height - height % multiple, : width - width % multiple]
+
+
+def off_grid(width: int, height: int, multiple: int) -> bool:
+    """Sides a decoder with this grid cannot have written: cropped or resized since."""
+    return width % multiple != 0 or height % multiple != 0
+
+
+def search_phase(
+    autoencoder: Autoencoder, rgb: np.ndarray, window: int = SEARCH_WINDOW
+) -> tuple[int, int] | None:
+    """The grid phase (rows, columns) at which ``rgb``'s central ``window`` reconstructs best, one
+    first reconstruction per phase compared on the pixels every phase's window holds; None when
+    the image is too small to search or the best phase is (0, 0)."""
+    import torch
+
+    multiple = max(8, autoencoder.spatial_factor)
+    height, width = rgb.shape[:2]
+    side = min(window, height - multiple, width - multiple)
+    side -= side % multiple
+    if side < multiple:
+        return None
+    top = (height - side - multiple) // 2 // multiple * multiple
+    left = (width - side - multiple) // 2 // multiple * multiple
+    phases = [(r, c) for r in range(multiple) for c in range(multiple)]
+    losses = []
+    with torch.inference_mode():
+        for start in range(0, len(phases), SEARCH_BATCH):
+            chunk = phases[start : start + SEARCH_BATCH]
+            batch = torch.from_numpy(np.stack([
+                to_model_input(rgb[top + r : top + r + side, left + c : left + c + side])
+                for r, c in chunk
+            ]))  # fmt: skip
+            x = batch.to(autoencoder.device, autoencoder.dtype)
+            error = (autoencoder.decode(autoencoder.encode(x)).float().cpu() - batch).square()
+            losses += [
+                float(error[i, :, multiple - 1 - r : side - r, multiple - 1 - c : side - c].mean())
+                for i, (r, c) in enumerate(chunk)
+            ]
+    best = phases[int(np.argmin(losses))]
+    return None if best == (0, 0) else best

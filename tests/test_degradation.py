@@ -1,0 +1,211 @@
+"""Degradation-aware measurement: JPEG tables, the grid-phase search, a stated resize, and the
+switch through the scorer, the attribution rows and the CLI."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import smooth_image
+from PIL import Image
+
+from aedr.autoencoders.base import Autoencoder
+from aedr.decide.attribution import Attributor, caution_of
+from aedr.decide.calibration import calibrate
+from aedr.measure.degradation import (
+    QUANTISATION_FLOOR,
+    Degradation,
+    search_phase,
+)
+from aedr.measure.images import read_image, to_model_input
+from aedr.measure.provenance import Provenance
+from aedr.measure.scorer import Scorer, ScoreSettings, SettingsError
+from aedr.measure.store import ScoreStore
+
+
+class BlockMean(Autoencoder):
+    """Encodes 8 x 8 block means and decodes them as flat blocks, dimmed by 1%: its own outputs
+    are reproduced (but for the dimming) on its grid and nowhere else, which makes the grid
+    phase unambiguous."""
+
+    name = identity = group = "block-mean"
+    latent_channels, spatial_factor, size_multiple = 3, 8, 8
+
+    def __init__(self):
+        self._module = torch.nn.Linear(1, 1)
+
+    def encode(self, images, latent="mode", generator=None, noise=None):
+        return torch.nn.functional.avg_pool2d(images, 8)
+
+    def decode(self, latents):
+        return 0.99 * torch.nn.functional.interpolate(latents, scale_factor=8, mode="nearest")
+
+
+def block_image(seed: int, size: int = 96) -> np.ndarray:
+    """An image BlockMean made: flat 8 x 8 blocks of random colours."""
+    blocks = np.random.default_rng(seed).integers(0, 256, (size // 8, size // 8, 3), np.uint8)
+    return np.repeat(np.repeat(blocks, 8, axis=0), 8, axis=1)
+
+
+class Identity(BlockMean):
+    name = identity = group = "identity"
+
+    def encode(self, images, latent="mode", generator=None, noise=None):
+        return images
+
+    def decode(self, latents):
+        return latents
+
+
+def jpeg_file(path, rgb: np.ndarray, **options) -> None:
+    Image.fromarray(rgb).save(path, "JPEG", **options)
+
+
+def test_tables_are_read_from_colour_jpegs_only(tmp_path):
+    jpeg_file(tmp_path / "a.jpg", smooth_image(0), quality=75)
+    jpeg_file(tmp_path / "b.jpg", smooth_image(0), quality=90, subsampling=0)
+    Image.fromarray(smooth_image(0)[..., 0]).save(tmp_path / "grey.jpg", quality=75)
+    Image.fromarray(smooth_image(0)).save(tmp_path / "c.png")
+    first, second = (read_image(tmp_path / n).jpeg for n in ("a.jpg", "b.jpg"))
+    assert (first.quality, first.describe()) == (75, "jpeg q=75 4:2:0")
+    assert (second.quality, second.describe()) == (90, "jpeg q=90 4:4:4")
+    assert len(first.tables) == 2 and len(first.tables[0]) == 64
+    assert read_image(tmp_path / "grey.jpg").jpeg is None
+    assert read_image(tmp_path / "c.png").jpeg is None
+
+
+def test_reencoding_with_the_file_tables_falls_on_the_file_blocks(tmp_path):
+    """A decoded JPEG re-encoded with its own tables on its own 8 x 8 blocks barely changes; cut
+    off its blocks, it changes much more: the observation must re-encode in the whole frame."""
+    jpeg_file(tmp_path / "a.jpg", smooth_image(1, (96, 96)), quality=50)
+    image = read_image(tmp_path / "a.jpg")
+    observation = Degradation(jpeg=image.jpeg, phase=(3, 5)).observation(image.rgb, 8)
+    reference = observation.reference
+    in_frame = (observation.forward(reference) - reference).square().mean()
+    off_blocks = (image.jpeg.reencode(reference) - reference).square().mean()
+    assert observation.view.shape == (3, 88, 88) and reference.shape == (1, 3, 88, 88)
+    assert in_frame < 0.5 * off_blocks
+
+
+def test_losses_are_floored_at_quantisation_noise(tmp_path):
+    """An autoencoder that returns its input makes both re-encoded reconstructions identical:
+    the loss2 of 0 is floored, so the measurement is a number, not an error."""
+    jpeg_file(tmp_path / "a.jpg", smooth_image(2, (64, 64)), quality=60)
+    record = Scorer([Identity()], ScoreSettings(robust="auto")).score_file(tmp_path / "a.jpg")[0]
+    assert record.ok, record.error
+    assert record.degradation == "jpeg q=60 4:2:0"
+    assert record.loss2 == pytest.approx(QUANTISATION_FLOOR)
+    assert record.loss1 > QUANTISATION_FLOOR  # JPEG is not idempotent: re-encoding moves pixels
+
+
+def test_the_search_finds_the_grid_phase_of_a_crop():
+    made = block_image(0)
+    assert search_phase(BlockMean(), made[3:, 6:]) == (5, 2)
+    assert search_phase(BlockMean(), made) is None  # on its grid: nothing to undo
+
+
+def test_a_cropped_image_is_measured_at_its_phase(tmp_path):
+    Image.fromarray(block_image(1)[3:, 6:]).save(tmp_path / "cropped.png")
+    Image.fromarray(block_image(2)).save(tmp_path / "clean.png")
+    paths = [tmp_path / "clean.png", tmp_path / "cropped.png"]
+    plain = [r[0] for r in Scorer([BlockMean()]).score_images(paths)]
+    robust = [r[0] for r in Scorer([BlockMean()], ScoreSettings(robust="auto")).score_images(paths)]
+    assert robust[0].as_dict() == {
+        **plain[0].as_dict(),
+        "provenance": robust[0].provenance.as_dict(),
+    }
+    assert robust[1].degradation == "grid phase (5, 2) (estimated)"
+    assert plain[1].ratio > 10 and robust[1].ratio < 1.1  # on its own grid it is the decoder's
+
+
+def test_a_stated_resize_is_undone_and_redone(tmp_path):
+    made = block_image(3, 64)
+    Image.fromarray(made).resize((128, 128), Image.Resampling.BICUBIC).save(tmp_path / "up.png")
+    settings = ScoreSettings(robust="auto", resized_by=2.0)
+    observation = Degradation(resize=2.0).observation(read_image(tmp_path / "up.png").rgb, 8)
+    assert observation.view.shape == (3, 64, 64) and observation.reference.shape[-2:] == (128, 128)
+    robust = Scorer([BlockMean()], settings).score_file(tmp_path / "up.png")[0]
+    plain = Scorer([BlockMean()]).score_file(tmp_path / "up.png")[0]
+    assert robust.degradation == "resized x2 (undone)"
+    assert robust.loss1 < 0.5 * plain.loss1
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [({"resized_by": 1.5}, "needs robust"), ({"robust": "auto", "resized_by": 1.0}, "not 1"),
+     ({"robust": "auto", "alignment": "resize"}, "crop alignment"),
+     ({"robust": "auto", "crop": 32}, "no --crop")],
+)  # fmt: skip
+def test_settings_that_cannot_be_corrected_are_refused(options, message):
+    with pytest.raises(SettingsError, match=message):
+        ScoreSettings(**options)
+
+
+def test_old_provenances_keep_their_store_key():
+    plain = Provenance("weights:1", aedr_version="1")
+    values = {k: v for k, v in plain.as_dict().items() if k not in ("robust", "resized_by")}
+    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
+    assert plain.digest() == hashlib.sha256(canonical.encode()).hexdigest()[:20]
+    robust = Provenance("weights:1", aedr_version="1", robust="auto")
+    assert robust.digest() != plain.digest()  # the store keeps them apart
+    assert plain.differences(robust) == []  # a calibration applies across the switch
+
+
+def test_attribution_rows_carry_the_degradation(tmp_path):
+    """A calibration measured without corrections applies to a cropped JPEG measured with them
+    (no provenance refusal), and the row says what was undone."""
+    provenance = ScoreSettings().provenance("block-mean").as_dict()
+    records = [{"model": "block-mean", "measurement": "reconstruction", "loss1": r * 1e-4,
+                "loss2": 1e-4, "homogeneity": 0.5, "error": "", "provenance": provenance}
+               for r in np.linspace(1.0, 1.6, 12)]  # fmt: skip
+    calibration = calibrate(records, "block-mean", 0.05, "ratio")
+    made = np.round(0.99 * block_image(20).astype(float)).astype(np.uint8)
+    jpeg_file(tmp_path / "test.jpg", made[3:, 6:], quality=90)
+    attributor = Attributor([calibration], [BlockMean()], store=ScoreStore(tmp_path / "s.sqlite"),
+                            robust="auto")  # fmt: skip
+    (row,) = next(attributor.attribute_paths([tmp_path / "test.jpg"])).rows()
+    assert row["degradation"] == "grid phase (5, 2) (estimated); jpeg q=90 4:2:0"
+    assert row["caution"].startswith("tentative: 90x93")
+    assert row["signal"] is not None and not row["error"]
+
+
+def test_caution_names_the_correction():
+    assert caution_of(96, 96, "jpeg q=75 4:2:0") == ""
+    assert caution_of(93, 96).startswith("unreliable")
+    assert "grid phase (5, 2)" in caution_of(93, 96, "grid phase (5, 2) (estimated)")
+
+
+def test_cli_flags(cli_main, tmp_path, model_file):
+    jpeg_file(tmp_path / "a.jpg", smooth_image(3, (64, 64)), quality=80)
+    out = tmp_path / "scores.jsonl"
+    rc, err = cli_main("score", tmp_path / "a.jpg", "--model", model_file, "--robust", "auto",
+                       "--out", out, "--no-cache")  # fmt: skip
+    assert rc == 0, err
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert record["degradation"] == "jpeg q=80 4:2:0" and record["provenance"]["robust"] == "auto"
+    rc, err = cli_main("score", tmp_path / "a.jpg", "--model", model_file, "--resized-by", "2",
+                       "--no-cache")  # fmt: skip
+    assert rc == 2 and "needs robust" in err and "Traceback" not in err
+
+
+@pytest.fixture
+def cli_main(capsys, monkeypatch):
+    from aedr.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def run(*args):
+        try:
+            code = main([str(a) for a in args])
+        except SystemExit as exit:
+            code = exit.code
+        return code, capsys.readouterr().err
+
+    return run
+
+
+def test_model_input_of_an_observation_matches_the_crop():
+    rgb = smooth_image(4, (70, 75))
+    observation = Degradation(phase=(2, 1)).observation(rgb, 8)
+    np.testing.assert_array_equal(observation.view, to_model_input(rgb[2:66, 1:73]))
