@@ -209,3 +209,18 @@ def test_model_input_of_an_observation_matches_the_crop():
     rgb = smooth_image(4, (70, 75))
     observation = Degradation(phase=(2, 1)).observation(rgb, 8)
     np.testing.assert_array_equal(observation.view, to_model_input(rgb[2:66, 1:73]))
+
+
+def test_a_failing_search_is_an_error_record_and_the_run_goes_on(tmp_path):
+    class Failing(BlockMean):
+        def encode(self, images, latent="mode", generator=None, noise=None):
+            if images.shape[-1] == 64:  # the search's windows
+                raise RuntimeError("out of memory")
+            return super().encode(images, latent, generator, noise)
+
+    Image.fromarray(block_image(5)[3:, 6:]).save(tmp_path / "a.png")
+    Image.fromarray(block_image(6)).save(tmp_path / "b.png")
+    scorer = Scorer([Failing()], ScoreSettings(robust="auto"))
+    first, second = (r[0] for r in scorer.score_images([tmp_path / "a.png", tmp_path / "b.png"]))
+    assert first.error == "robust measurement failed: RuntimeError: out of memory"
+    assert second.ok

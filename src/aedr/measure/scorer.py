@@ -592,6 +592,9 @@ class Scorer:
             except ImageError as exc:
                 record.error = str(exc)
                 continue
+            except Exception as exc:  # the grid search failing on one image must not end the run
+                record.error = f"robust measurement failed: {type(exc).__name__}: {exc}"
+                continue
             job.crop_losses[index] = []
             if observation is not None:  # measured alone: its comparison is its own
                 inputs = [observation.view]
