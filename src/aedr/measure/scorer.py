@@ -303,6 +303,10 @@ class _Model:
         return max(PAPER_GRID, factor), spec.paper_size if spec is not None else None
 
     @property
+    def loaded(self) -> bool:
+        return self._autoencoder is not None
+
+    @property
     def autoencoder(self) -> Autoencoder:
         if self._autoencoder is None:
             self._autoencoder = self._source.load()
@@ -586,13 +590,16 @@ class Scorer:
                 content_sha256=content,
             )  # fmt: skip
             job.records[index] = record
-            try:
+            try:  # a model that cannot load fails here, ending the run as a set-up error
                 inputs = self.model_input(image, *model.grid(load=True))
                 observation = self._observation(image, model, record)
             except ImageError as exc:
                 record.error = str(exc)
                 continue
-            except Exception as exc:  # the grid search failing on one image must not end the run
+            except Exception as exc:
+                if not model.loaded:
+                    raise
+                # the grid search failing on one image must not end the run
                 record.error = f"robust measurement failed: {type(exc).__name__}: {exc}"
                 continue
             job.crop_losses[index] = []
