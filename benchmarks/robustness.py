@@ -18,16 +18,15 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-from attribution import MODELS, build, data_parser, tiny_autoencoders, usable
+from attribution import MODELS, build, data_parser, score, tiny_autoencoders, usable
 from PIL import Image, ImageFilter
 
 from aedr.decide.calibration import calibrate
 from aedr.decide.evaluation import evaluate, mean_table
-from aedr.measure.scorer import Scorer, ScoreSettings
+from aedr.measure.scorer import ScoreSettings
 
 FILTERS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
@@ -82,13 +81,6 @@ PERTURBATIONS = {  # name -> (how the file is written, the resize factor a user 
     "noise sigma 2/255": (png(noise), None),
     "blur radius 1": (png(lambda image: image.filter(ImageFilter.GaussianBlur(1))), None),
 }
-
-
-def score(autoencoders: dict, paths: list[str], settings: ScoreSettings) -> tuple[list, float]:
-    scorer = Scorer(list(autoencoders.values()), settings)
-    start = time.perf_counter()
-    records = [r.as_dict() for r in scorer.score_paths(paths)]
-    return records, time.perf_counter() - start
 
 
 def main() -> None:
@@ -146,7 +138,7 @@ def main() -> None:
                     ]
                     tpr = np.nanmean([r.metrics.get("tpr_at_5pct_fpr", np.nan)
                                       for r in result.models.values()])  # fmt: skip
-                    cost = seconds[correction] / seconds["off"]
+                    cost = seconds[correction] / seconds["off"]  # per score, same files
                     print(f"| {title} | {method} | {correction} | {row[0]:.4f} | {row[1]:.4f} | "
                           f"{row[2]:.4f} | {tpr:.4f} | {summary} | {cost:.2f} |")  # fmt: skip
 

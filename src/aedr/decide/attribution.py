@@ -42,6 +42,7 @@ from aedr.decide.localization import (
     measurement_map,
 )  # fmt: skip
 from aedr.decide.negatives import FalseAttribution, false_attribution, limit_false_attribution
+from aedr.measure.degradation import undid_geometry
 from aedr.measure.images import DEFAULT_MAX_PIXELS, iter_image_files
 from aedr.measure.scorer import DEFAULT_MAX_MODEL_PIXELS, Measurement, Scorer, ScoreSettings
 
@@ -201,7 +202,7 @@ def caution_of(width: int | None, height: int | None, degradation: str = "") -> 
         return ""
     if width % DECODER_GRID == 0 and height % DECODER_GRID == 0:
         return ""
-    if "grid phase" in degradation or "resized" in degradation:
+    if undid_geometry(degradation):
         return (
             f"tentative: {width}x{height} is not a multiple of {DECODER_GRID} pixels, so the "
             f"image was cropped or resized after generation; measured with the correction "

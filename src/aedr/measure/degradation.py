@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from PIL import Image
 
-from aedr.measure.images import to_model_input
+from aedr.measure.images import aligned_crop, rounded_size, to_model_input
 
 if TYPE_CHECKING:
     import torch
@@ -50,6 +50,12 @@ QUANTISATION_FLOOR = (2 / 255) ** 2 / 12
 8-bit file can show."""
 RESAMPLER = Image.Resampling.BICUBIC  # Pillow's default, the platforms' most common filter
 SUBSAMPLING_NAMES = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
+RESIZED, GRID_PHASE = "resized", "grid phase"  # how descriptions name the geometric corrections
+
+
+def undid_geometry(description: str) -> bool:
+    """Whether a measurement's ``degradation`` description names an undone crop or resize."""
+    return any(part.startswith((RESIZED, GRID_PHASE)) for part in description.split("; "))
 
 
 @dataclass(frozen=True)
@@ -123,9 +129,9 @@ class Degradation:
         """e.g. ``jpeg q=75 4:2:0; resized x1.5 (estimated)``; "" when nothing was found."""
         words = []
         if self.resize is not None:
-            words.append(f"resized x{self.resize:.3g} (undone)")
+            words.append(f"{RESIZED} x{self.resize:.3g} (undone)")
         if self.phase is not None:
-            words.append(f"grid phase {self.phase} (estimated)")
+            words.append(f"{GRID_PHASE} {self.phase} (estimated)")
         if self.jpeg is not None:
             words.append(self.jpeg.describe())
         return "; ".join(words)
@@ -135,9 +141,10 @@ class Degradation:
         decoder's grid, or cropped at its grid phase (and to the grid)."""
         if self.resize is not None:
             height, width = rgb.shape[:2]
-            size = _grid_size(width, height, self.resize, multiple)
+            size = rounded_size(width / self.resize, height / self.resize, multiple)
             return np.asarray(Image.fromarray(rgb).resize(size, RESAMPLER))
-        return _phase_crop(rgb, self.phase or (0, 0), multiple)
+        rows, cols = self.phase or (0, 0)
+        return aligned_crop(rgb[rows:, cols:], multiple)
 
     def observation(self, rgb: np.ndarray, multiple: int) -> Observation:
         """How an image's reconstructions are compared with it under this degradation."""
@@ -145,12 +152,7 @@ class Degradation:
 
         view = to_model_input(self.model_view(rgb, multiple))
         frame = torch.from_numpy(to_model_input(rgb))[None]
-        if self.resize is not None:
-            return Observation(view, frame, self, frame, (0, 0))
-        rows, cols = self.phase or (0, 0)
-        height, width = view.shape[1:]
-        reference = frame[:, :, rows : rows + height, cols : cols + width]
-        return Observation(view, reference, self, frame, (rows, cols))
+        return Observation(view, self, frame)
 
 
 @dataclass(frozen=True, eq=False)
@@ -160,10 +162,20 @@ class Observation:
     takes reconstructions of ``view`` to those pixels the way the image went."""
 
     view: np.ndarray
-    reference: torch.Tensor
     degradation: Degradation
     frame: torch.Tensor  # the whole observed image, (1, 3, H, W)
-    offset: tuple[int, int]  # where ``view`` lies in ``frame`` (without a resize)
+
+    @property
+    def offset(self) -> tuple[int, int]:
+        """Where ``view`` lies in ``frame`` (a resized view covers all of it)."""
+        return (0, 0) if self.degradation.resize is not None else self.degradation.phase or (0, 0)
+
+    @property
+    def reference(self) -> torch.Tensor:
+        if self.degradation.resize is not None:
+            return self.frame
+        (rows, cols), (height, width) = self.offset, self.view.shape[1:]
+        return self.frame[:, :, rows : rows + height, cols : cols + width]
 
     def forward(self, reconstructions: torch.Tensor) -> torch.Tensor:
         """Reconstructions (B, 3, h, w) resampled forward to the observed size when the image was
@@ -196,19 +208,6 @@ def resample(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         for image in planes
     ])  # fmt: skip
     return torch.from_numpy(out).to(images.device, images.dtype)
-
-
-def _grid_size(width: int, height: int, factor: float, multiple: int) -> tuple[int, int]:
-    """The decoder-grid size an image of (width, height) had before a resize by ``factor``."""
-    return (max(multiple, round(width / factor / multiple) * multiple),
-            max(multiple, round(height / factor / multiple) * multiple))  # fmt: skip
-
-
-def _phase_crop(rgb: np.ndarray, phase: tuple[int, int], multiple: int) -> np.ndarray:
-    rows, cols = phase
-    cropped = rgb[rows:, cols:]
-    height, width = cropped.shape[:2]
-    return cropped[: height - height % multiple, : width - width % multiple]
 
 
 def off_grid(width: int, height: int, multiple: int) -> bool:

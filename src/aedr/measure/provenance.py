@@ -21,7 +21,10 @@ MEASUREMENT_KINDS: tuple[str, ...] = get_args(MeasurementKind)
 optimisation of a latent against the decoder (the smallest loss)."""
 
 VERSION_FIELD = "aedr_version"
-LENIENT_FIELDS = (VERSION_FIELD, "robust", "resized_by")
+OMITTED_AT_DEFAULT = {"robust": "off", "resized_by": None}
+"""Fields newer than most stored provenances, written only when set so that those stay as they
+were (their records, calibration files and store keys)."""
+LENIENT_FIELDS = (VERSION_FIELD, *OMITTED_AT_DEFAULT)
 """Fields that do not stop a calibration from applying: a newer release, and the degradation
 corrections, which change nothing on the clean images calibrations are fitted on and exist to
 bring degraded images back to them."""
@@ -69,11 +72,10 @@ class Provenance:
     def as_dict(self) -> dict[str, Any]:
         """Every field, but the degradation settings only when set: records, calibrations and
         store keys written before they existed stay as they were."""
-        values = asdict(self)
-        for name, default in (("robust", "off"), ("resized_by", None)):
-            if values[name] == default:
-                del values[name]
-        return values
+        return {
+            name: value for name, value in asdict(self).items()
+            if name not in OMITTED_AT_DEFAULT or value != OMITTED_AT_DEFAULT[name]
+        }  # fmt: skip
 
     @classmethod
     def from_dict(

@@ -591,8 +591,11 @@ class Scorer:
             )  # fmt: skip
             job.records[index] = record
             try:  # a model that cannot load fails here, ending the run as a set-up error
-                inputs = self.model_input(image, *model.grid(load=True))
+                grid = model.grid(load=True)
+                self.check_input_size(image.width, image.height, *grid)
                 observation = self._observation(image, model, record)
+                # an observation is measured alone: its comparison is its own
+                inputs = [observation.view] if observation else self.model_input(image, *grid)
             except ImageError as exc:
                 record.error = str(exc)
                 continue
@@ -603,8 +606,6 @@ class Scorer:
                 record.error = f"robust measurement failed: {type(exc).__name__}: {exc}"
                 continue
             job.crop_losses[index] = []
-            if observation is not None:  # measured alone: its comparison is its own
-                inputs = [observation.view]
             for array in inputs:
                 key = (index, array.shape) if observation is None else (index, id(job))
                 noise = model.draw_noise(array.shape)  # now: in input order, whatever the batch
