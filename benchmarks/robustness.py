@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/robustness.py [--size 128] [--calibration 24] [--test 12] [--real 24]
        [--models taesd,...] [--perturbations "JPEG 75,crop 3 px"] [--methods fitted]
+       [--jpeg-qualities 95,85,70,50]
 
 Same data as benchmarks/attribution.py (shared tiny autoencoders, shared photos, never holdout/).
 Thresholds are calibrated once on clean decoder-made images, as a user would calibrate on a
@@ -11,7 +12,11 @@ through their own tables, images off the grid at the phase found by search; for 
 factor is stated, ``resized_by``, as a user who knows the original size would). Prints, per
 perturbation and correction, the mean over the models of the pairwise accuracy against the other
 models' images and against real images at the clean-calibrated threshold, ROC AUC, TPR at 5% FPR,
-and the cost of a score relative to the plain one on the same images.
+and the cost of a score relative to the plain one on the same images. JPEG files are also decided
+at JPEG thresholds (``aedr calibrate --jpeg-qualities``: the clean calibration images re-encoded
+at each of ``--jpeg-qualities`` and measured with the same correction; a file takes the nearest
+quality's threshold), rows "off + JPEG thresholds" and "auto + JPEG thresholds". The default
+qualities differ from the test qualities on purpose: real files rarely match a calibrated quality.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from PIL import Image, ImageFilter
 
 from aedr.decide.calibration import calibrate
 from aedr.decide.evaluation import evaluate, mean_table
-from aedr.measure.scorer import ScoreSettings
+from aedr.measure.scorer import Scorer, ScoreSettings
+from aedr.workflows import add_jpeg_thresholds
 
 FILTERS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
@@ -92,7 +98,10 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--perturbations", default=",".join(PERTURBATIONS))
     parser.add_argument("--methods", default="fitted", help="decision statistics, comma-separated")
+    parser.add_argument("--jpeg-qualities", default="95,85,70,50",
+                        help="qualities the JPEG thresholds are fitted at")  # fmt: skip
     args = parser.parse_args()
+    qualities = [int(q) for q in args.jpeg_qualities.split(",")]
     sys.stdout.reconfigure(line_buffering=True)  # tables appear as they are computed
     names = args.models.split(",")
     autoencoders = {n: a for n, a in tiny_autoencoders(args).items() if n in names}
@@ -105,13 +114,20 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         labels, calibration_paths = build(args, Path(tmp), autoencoders)
-        calibrations = {}
-        for name in autoencoders:
-            records, _ = score({name: autoencoders[name]}, calibration_paths[name], ScoreSettings())
-            for method in methods:
-                calibrations.setdefault(method, {})[name] = calibrate(
-                    usable(records), name, args.alpha, method
-                )
+        # per correction: clean thresholds, and the same with JPEG thresholds added
+        calibrations, with_jpeg = {}, {}
+        for correction, settings in {"off": ScoreSettings(),
+                                     "auto": ScoreSettings(robust="auto")}.items():  # fmt: skip
+            for name in autoencoders:
+                paths = calibration_paths[name]
+                records, _ = score({name: autoencoders[name]}, paths, settings)
+                scorer = Scorer([autoencoders[name]], settings)
+                for method in methods:
+                    clean = calibrate(usable(records), name, args.alpha, method)
+                    calibrations.setdefault((correction, method), {})[name] = clean
+                    with_jpeg.setdefault((correction, method), {})[name] = add_jpeg_thresholds(
+                        scorer, clean, paths, qualities, default_negatives=False
+                    )
         for title in args.perturbations.split(","):
             write, factor = PERTURBATIONS[title]
             folder = Path(tmp) / title.replace(" ", "_").replace("/", "-")
@@ -130,17 +146,22 @@ def main() -> None:
                          if r["degradation"] and perturbed[r["path"]] == r["model"]]  # fmt: skip
                 own = sum(perturbed[r["path"]] == r["model"] for r in records)
                 summary = f"{len(found)}/{own}" + (f", e.g. {found[0]}" if found else "")
+                jpeg_files = any(r["jpeg_quality"] is not None for r in records)
+                variants = {correction: calibrations}
+                if jpeg_files:
+                    variants[f"{correction} + JPEG thresholds"] = with_jpeg
+                cost = seconds[correction] / seconds["off"]  # per score, same files
                 for method in methods:
-                    result = evaluate(records, perturbed, calibrations[method], method, args.alpha)
-                    means = mean_table(result).values()
-                    row = [
-                        np.nanmean([m[k] for m in means]) for k in ("vs_models", "vs_real", "auc")
-                    ]
-                    tpr = np.nanmean([r.metrics.get("tpr_at_5pct_fpr", np.nan)
-                                      for r in result.models.values()])  # fmt: skip
-                    cost = seconds[correction] / seconds["off"]  # per score, same files
-                    print(f"| {title} | {method} | {correction} | {row[0]:.4f} | {row[1]:.4f} | "
-                          f"{row[2]:.4f} | {tpr:.4f} | {summary} | {cost:.2f} |")  # fmt: skip
+                    for variant, chosen in variants.items():
+                        result = evaluate(records, perturbed, chosen[(correction, method)],
+                                          method, args.alpha)  # fmt: skip
+                        means = mean_table(result).values()
+                        row = [np.nanmean([m[k] for m in means])
+                               for k in ("vs_models", "vs_real", "auc")]  # fmt: skip
+                        tpr = np.nanmean([r.metrics.get("tpr_at_5pct_fpr", np.nan)
+                                          for r in result.models.values()])  # fmt: skip
+                        print(f"| {title} | {method} | {variant} | {row[0]:.4f} | {row[1]:.4f} "
+                              f"| {row[2]:.4f} | {tpr:.4f} | {summary} | {cost:.2f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -66,6 +66,18 @@ def test_images_off_the_decoder_grid_carry_a_caution():
     assert flagged.rows()[0]["caution"] == flagged.caution
 
 
+def test_jpegs_below_quality_90_carry_a_caution_that_says_which_thresholds_decided():
+    assert caution_of(64, 48, jpeg_quality=90) == ""
+    clean = caution_of(64, 48, jpeg_quality=75)
+    assert clean.startswith("tentative: a JPEG of quality 75") and "--jpeg-qualities" in clean
+    fitted = caution_of(64, 48, jpeg_quality=50, jpeg_thresholds=True)
+    assert "fitted for its quality" in fitted and "--jpeg-qualities" not in fitted
+    assert caution_of(61, 48, jpeg_quality=50).startswith("unreliable")  # the grid comes first
+    calibrations = {"a": calibration("a", 1.0)}
+    jpeg = attribute([record("a", 1.0, width=64, height=48, jpeg_quality=70)], calibrations)
+    assert jpeg.caution == caution_of(64, 48, jpeg_quality=70)
+
+
 def test_errors_propagate_without_a_verdict():
     calibrations = {"a": calibration("a", 1.0), "b": calibration("b", 2.0)}
     both_failed = attribute([record("a", None, "bad"), record("b", None, "bad")], calibrations)

@@ -10,8 +10,10 @@ from aedr.decide.calibration import (
     CalibrationError,
     calibrate,
     choose_alpha,
+    fit_jpeg_thresholds,
     kde_threshold,
     provenance_of_records,
+    record_jpeg_quality,
     records_of_model,
 )
 from aedr.measure.provenance import Provenance
@@ -212,3 +214,67 @@ def test_alpha_auto_maximises_tuning_accuracy():
     assert alpha_near > alpha and accuracy_near < accuracy
     with pytest.raises(CalibrationError, match="alpha auto needs"):
         choose_alpha(positives, [])
+
+
+def _jpeg_records(center: float, n: int = 30, seed: int = 0, **provenance) -> list[dict]:
+    """Records whose ratio statistic spreads around ``center``."""
+    ratios = np.random.default_rng(seed).normal(center, 0.05, n)
+    return [loss_record(float(r), 1.0, 0.5, provenance={**TEST_PROVENANCE, **provenance})
+            for r in ratios]  # fmt: skip
+
+
+def test_jpeg_thresholds_apply_at_the_nearest_quality_and_survive_a_round_trip(tmp_path):
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio")
+    fitted = fit_jpeg_thresholds(
+        clean, {90: _jpeg_records(1.5, seed=1), 70: _jpeg_records(2.0, seed=2)},
+        {70: _jpeg_records(3.0, n=10, seed=3)}, ["photos"],
+    )  # fmt: skip
+    assert fitted.jpeg_qualities == (70, 90) and not clean.jpeg
+    high, low = fitted.at_jpeg_quality(95), fitted.at_jpeg_quality(50)
+    assert high.threshold == pytest.approx(kde_threshold(high.signals, 0.05))
+    assert high.threshold > clean.threshold + 0.3 and low.threshold > high.threshold + 0.3
+    assert fitted.at_jpeg_quality(80).tuning["jpeg_quality"] == 70  # a tie goes to the lower
+    assert fitted.at_jpeg_quality(None) is fitted and clean.at_jpeg_quality(75) is clean
+    assert not high.negatives and low.negatives["n"] == 10 and low.false_acceptance == 0.0
+    assert "re-encoded at JPEG quality 70" in low.negatives["sources"][0]
+    fitted.save(tmp_path / "c.json")
+    loaded = Calibration.load(tmp_path / "c.json")
+    assert loaded.at_jpeg_quality(75).threshold == low.threshold
+    # a calibration without JPEG thresholds keeps the content (and digest) it had before
+    assert "jpeg" not in clean.as_dict() and "jpeg" in loaded.as_dict()
+
+
+def test_jpeg_thresholds_refuse_measurements_made_another_way():
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio")
+    with pytest.raises(CalibrationError, match="robust: 'off' vs 'auto'"):
+        fit_jpeg_thresholds(clean, {75: _jpeg_records(1.5, robust="auto")})
+    with pytest.raises(CalibrationError, match=r"1 usable measurements .* quality 75"):
+        fit_jpeg_thresholds(clean, {75: _jpeg_records(1.5, n=1)})
+    with pytest.raises(CalibrationError, match="from 1 to 100"):
+        fit_jpeg_thresholds(clean, {0: _jpeg_records(1.5)})
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"0": None}, "jpeg"),  # a quality outside 1..100
+        ({"75": {"n": 3}}, "n is 3"),
+    ],
+)
+def test_malformed_jpeg_thresholds_are_refused(edit, message):
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio")
+    data = fit_jpeg_thresholds(clean, {75: _jpeg_records(1.5)}).as_dict()
+    for key, change in edit.items():
+        if change is None:
+            data["jpeg"][key] = data["jpeg"]["75"]
+        else:
+            data["jpeg"][key].update(change)
+    with pytest.raises(CalibrationError, match=message):
+        Calibration.from_dict(data)
+
+
+def test_record_jpeg_quality_reads_ints_and_csv_cells():
+    assert [record_jpeg_quality({"jpeg_quality": v}) for v in (75, "75", "", None, "x")] == [
+        75, 75, None, None, None,
+    ]  # fmt: skip
+    assert record_jpeg_quality({}) is None

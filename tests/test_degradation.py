@@ -12,16 +12,19 @@ from PIL import Image
 
 from aedr.autoencoders.base import Autoencoder
 from aedr.decide.attribution import Attributor, caution_of
-from aedr.decide.calibration import calibrate
+from aedr.decide.calibration import CalibrationError, calibrate
 from aedr.measure.degradation import (
+    MAX_SEARCH_PHASES,
     QUANTISATION_FLOOR,
     Degradation,
+    save_jpeg_copies,
     search_phase,
 )
 from aedr.measure.images import read_image, to_model_input
 from aedr.measure.provenance import Provenance
 from aedr.measure.scorer import Scorer, ScoreSettings, SettingsError
 from aedr.measure.store import ScoreStore
+from aedr.workflows import calibrate_images
 
 
 class BlockMean(Autoencoder):
@@ -103,6 +106,24 @@ def test_the_search_finds_the_grid_phase_of_a_crop():
     made = block_image(0)
     assert search_phase(BlockMean(), made[3:, 6:]) == (5, 2)
     assert search_phase(BlockMean(), made) is None  # on its grid: nothing to undo
+
+
+def test_a_large_spatial_factor_is_searched_on_a_capped_set_of_phases():
+    class BlockMean32(BlockMean):
+        spatial_factor = size_multiple = 32
+        windows = 0
+
+        def encode(self, images, latent="mode", generator=None, noise=None):
+            BlockMean32.windows += images.shape[0]
+            return torch.nn.functional.avg_pool2d(images, 32)
+
+        def decode(self, latents):
+            return 0.99 * torch.nn.functional.interpolate(latents, scale_factor=32, mode="nearest")
+
+    blocks = np.random.default_rng(1).integers(0, 256, (6, 6, 3), np.uint8)
+    made = np.repeat(np.repeat(blocks, 32, axis=0), 32, axis=1)
+    assert search_phase(BlockMean32(), made[4:, 6:]) == (28, 26)  # even: on the searched phases
+    assert BlockMean32.windows == MAX_SEARCH_PHASES == 256  # not 32 x 32 = 1,024
 
 
 def test_a_cropped_image_is_measured_at_its_phase(tmp_path):
@@ -224,3 +245,70 @@ def test_a_failing_search_is_an_error_record_and_the_run_goes_on(tmp_path):
     first, second = (r[0] for r in scorer.score_images([tmp_path / "a.png", tmp_path / "b.png"]))
     assert first.error == "robust measurement failed: RuntimeError: out of memory"
     assert second.ok
+
+
+def noisy_own_images(folder, seeds) -> list:
+    """Images BlockMean made, with a little noise of varying strength: their signals spread."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        noisy = block_image(seed) + rng.normal(0, 0.5 + seed % 4 * 0.5, (96, 96, 3))
+        paths.append(folder / f"own-{seed}.png")
+        Image.fromarray(np.clip(np.round(noisy), 0, 255).astype(np.uint8)).save(paths[-1])
+    return paths
+
+
+def test_jpeg_thresholds_are_fitted_on_reencoded_images_and_decide_jpeg_files(
+    tmp_path, monkeypatch
+):
+    """Recompression moves a model's own signals; thresholds fitted on its calibration images
+    re-encoded at the nearest quality accept what the clean threshold rejects."""
+    monkeypatch.setattr("aedr.measure.negatives.TILES_PER_PHOTO", 1)  # 16 of the 64: faster
+    noisy_own_images(tmp_path / "own", range(10))
+    scorer = Scorer([BlockMean()], ScoreSettings())
+    calibration = calibrate_images(scorer, [tmp_path / "own"], "ratio",
+                                   jpeg_qualities=(90, 60)).calibration  # fmt: skip
+    assert calibration.jpeg_qualities == (60, 90)
+    means = [np.mean(calibration.at_jpeg_quality(q).signals) for q in (None, 90, 60)]
+    assert means[0] < means[1] < means[2]
+    at_60 = calibration.at_jpeg_quality(60)
+    assert at_60.n == 10 and at_60.negatives["n"] == 16
+    assert set(at_60.negatives["keys"]).isdisjoint(calibration.negatives["keys"])  # re-encoded
+    (png,) = noisy_own_images(tmp_path / "test", [50])
+    Image.open(png).save(tmp_path / "test" / "own.jpg", quality=65)
+    attributor = Attributor([calibration], [BlockMean()])
+    jpeg = attributor.attribute_file(tmp_path / "test" / "own.jpg")
+    (row,) = jpeg.rows()
+    assert (row["threshold_quality"], row["threshold"]) == (60, at_60.threshold)
+    assert row["belongs"] and row["signal"] > calibration.threshold  # clean would reject it
+    assert "re-encoded at JPEG quality 60" in jpeg.false_attribution.sources[0]
+    (row,) = attributor.attribute_file(png).rows()
+    assert (row["threshold_quality"], row["threshold"]) == (None, calibration.threshold)
+    with pytest.raises(CalibrationError, match="measured with robust off, resized_by None, not"):
+        Attributor([calibration], [BlockMean()], robust="auto")
+    with pytest.raises(CalibrationError, match="JPEG qualities are distinct"):
+        calibrate_images(scorer, [tmp_path / "own"], "ratio", jpeg_qualities=(90, 90))
+
+
+def test_jpeg_copies_carry_the_quality_asked_for(tmp_path):
+    (png,) = noisy_own_images(tmp_path, [1])
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    copies = save_jpeg_copies([png, tmp_path / "broken.png"], tmp_path, 70)
+    assert len(copies) == 1 and read_image(copies[0]).jpeg.describe() == "jpeg q=70 4:2:0"
+    with pytest.raises(ValueError, match="from 1 to 100"):
+        save_jpeg_copies([png], tmp_path, 0)
+
+
+def test_cli_calibrates_jpeg_thresholds(cli_main, tmp_path, model_file, image_folder):
+    out = tmp_path / "c.json"
+    rc, err = cli_main("calibrate", "--model", model_file, image_folder, "--out", out,
+                       "--jpeg-qualities", "80", "--no-default-negatives")  # fmt: skip
+    assert rc == 0, err
+    assert "JPEG q=80: threshold" in err and json.loads(out.read_text())["jpeg"]["80"]["n"] == 3
+    rc, err = cli_main("calibrate", "--model", model_file, image_folder, "--out", out,
+                       "--overwrite", "--jpeg-qualities", "0,80")  # fmt: skip
+    assert rc == 2 and "distinct JPEG qualities from 1 to 100" in err
+    rc, err = cli_main("calibrate", "--scores", out, "--out", tmp_path / "d.json",
+                       "--jpeg-qualities", "80")  # fmt: skip
+    assert rc == 2 and "--jpeg-qualities re-encodes images" in err

@@ -38,7 +38,7 @@ def test_kill_then_resume_gives_every_record_exactly_once(tmp_path, tae_dir, how
     folder = tmp_path / "images"
     folder.mkdir()
     for index in range(10):
-        Image.fromarray(smooth_image(index, (320, 320))).save(folder / f"{index}.png")
+        Image.fromarray(smooth_image(index, (224, 224))).save(folder / f"{index}.png")
     out = tmp_path / "scores.jsonl"
     process = start_score(folder, out, tae_dir)
     wait_for_records(out, 2, process)

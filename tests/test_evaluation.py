@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import loss_record
 
-from aedr.decide.calibration import calibrate
+from aedr.decide.calibration import calibrate, fit_jpeg_thresholds
 from aedr.decide.evaluation import (
     EvaluationError,
     average_precision,
@@ -170,3 +170,20 @@ def test_open_set_numbers_follow_the_confusion_and_a_limit_lowers_the_thresholds
     assert f"verdict right for {numbers['verdict_accuracy']:.1%} of 60 images" in (
         report.read_text()
     )
+
+
+def test_jpeg_records_are_decided_at_their_quality_thresholds():
+    """JPEG files whose signals all moved up: rejected at the clean thresholds, accepted (and
+    named) at thresholds fitted at a nearby quality; the PNGs keep the clean ones."""
+    records, labels = synthetic()
+    for record in records:
+        if record["path"].startswith("/data/a/") and int(record["path"][8:-4]) < 10:
+            record.update(loss1=record["loss1"] + 0.015, jpeg_quality=72, path=record["path"])
+    clean = {m: given_calibration(m) for m in ("a", "b")}
+    shifted = [signal_record("", "a", s + 1.5) for s in (1.0, 1.1, 0.9, 1.05, 0.95)]
+    with_jpeg = {**clean, "a": fit_jpeg_thresholds(clean["a"], {70: shifted})}
+    before, after = (evaluate(records, labels, c, statistic="aedr") for c in (clean, with_jpeg))
+    assert before.models["a"].pairwise[0]["TP"] <= 10 < after.models["a"].pairwise[0]["TP"]
+    assert after.models["a"].pairwise[0]["TP"] >= 18
+    assert before.confusion["a"].get("a", 0) <= 10 < after.confusion["a"].get("a", 0)
+    assert after.models["a"].metrics["roc_auc"] == before.models["a"].metrics["roc_auc"]

@@ -367,3 +367,27 @@ def test_calibrations_with_negatives_state_the_false_attribution(
     assert family["rate"] == 0.25 and family["exact"] and "1 of 4" in family["description"]
     assert result["rows"][0]["false_acceptance"] == 0.25
     assert "1 of 4 negative images" in result["explanation"]
+
+
+def test_a_jpeg_upload_is_decided_and_plotted_at_its_quality(random_tiny, made_images, tmp_path):
+    from aedr.decide.calibration import fit_jpeg_thresholds
+
+    for folder in ("png", "jpg"):
+        (tmp_path / folder).mkdir()
+    for index, rgb in enumerate(made_images[:6]):
+        Image.fromarray(rgb).save(tmp_path / "png" / f"{index}.png")
+        Image.fromarray(rgb).save(tmp_path / "jpg" / f"{index}.jpg", quality=60)
+    scorer = Scorer([random_tiny])
+    clean = calibrate_images(scorer, [tmp_path / "png"], "aedr", default_negatives=False)
+    clean = clean.calibration
+    jpeg = [m.as_dict() for m in scorer.score_paths([tmp_path / "jpg"])]
+    calibration = fit_jpeg_thresholds(clean, {60: jpeg})
+    service = make_service(random_tiny, calibration, tmp_path)
+    result = service.attribute("x.jpg", png_bytes(made_images[11], "JPEG"))  # quality 75
+    (row,) = result["rows"]
+    assert row["threshold_quality"] == 60 and "fitted for its quality" in result["caution"]
+    assert row["threshold"] == calibration.at_jpeg_quality(60).threshold != clean.threshold
+    (model,) = service.models()
+    assert model["jpeg_signals"] == {"60": calibration.at_jpeg_quality(60).signals}
+    png = service.attribute("x.png", png_bytes(made_images[11]))
+    assert png["rows"][0]["threshold_quality"] is None

@@ -155,7 +155,7 @@ def _add_robust(parser: argparse.ArgumentParser) -> None:
         "--robust",
         choices=("off", "auto"),
         help="auto: JPEG files compared through their own quantisation tables, images off the "
-        "decoder's grid measured at the grid phase found by search (2.5x the cost of a plain "
+        "decoder's grid measured at the grid phase found by search (9-13x the cost of a plain "
         "score at 128 px, less on larger images); off (default): every image as it is",
     )
     parser.add_argument(
@@ -568,11 +568,37 @@ def add_calibrate(commands: Commands) -> None:
         help=f"also fit the local-map threshold (aedr localize, the partial verdict) with a "
         f"window of PX pixels (default {DEFAULT_WINDOW}); measures with local maps",
     )
+    calibrate.add_argument(
+        "--jpeg-qualities",
+        type=_qualities,
+        default=(),
+        metavar="Q,...",
+        help="also fit a threshold for JPEG files at each IJG quality Q (e.g. 95,85,70,50), on "
+        "the images re-encoded at Q (the default negatives too): attribution applies the nearest "
+        "quality's threshold to a JPEG file; measures every image once more per quality",
+    )
     _add_method(calibrate)
     _add_loading(calibrate)
     _add_settings(calibrate)
     _add_pipeline(calibrate)
     calibrate.set_defaults(run=cmd_calibrate)
+
+
+def _qualities(text: str) -> tuple[int, ...]:
+    """``--jpeg-qualities 95,85,70``: distinct whole numbers from 1 to 100."""
+    try:
+        qualities = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        qualities = ()
+    if (
+        not qualities
+        or not all(1 <= q <= 100 for q in qualities)
+        or len(set(qualities)) < len(qualities)
+    ):
+        raise argparse.ArgumentTypeError(
+            f"expected distinct JPEG qualities from 1 to 100, comma-separated, not {text!r}"
+        )
+    return qualities
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -598,6 +624,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if args.scores:
         if args.local is not None:
             raise UsageError("--local needs images to map: give PATHS or --reference-photos")
+        if args.jpeg_qualities:
+            raise UsageError("--jpeg-qualities re-encodes images: give PATHS or --reference-photos")
         given = [flag for name, flag in SETTING_FLAGS.items() if getattr(args, name) is not None]
         if given:
             raise UsageError(
@@ -639,12 +667,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                     seed=0 if args.seed is None else args.seed, save_to=args.save_synthetic,
                     negatives=negatives, default_negatives=args.default_negatives,
                     on_measurement=report, local_window=args.local,
+                    jpeg_qualities=args.jpeg_qualities,
                 )  # fmt: skip
             else:
                 run = workflows.calibrate_images(
                     scorer, args.paths, statistic, args.alpha,
                     negatives=negatives, default_negatives=args.default_negatives,
                     on_measurement=report, first=_first(args), local_window=args.local,
+                    jpeg_qualities=args.jpeg_qualities,
                 )  # fmt: skip
         failed = len(run.failed)
     calibration = run.calibration
@@ -666,6 +696,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         local = calibration.local
         _say(args, f"local threshold {local['threshold']:.4g} (window {local['window']:g} px) "
                    f"from {local['n_values']} map values of {local['n_images']} images")  # fmt: skip
+    for quality in calibration.jpeg_qualities:
+        view = calibration.at_jpeg_quality(quality)
+        accepted = view.false_acceptance
+        _say(args, f"JPEG q={quality}: threshold {view.threshold:.6g} from {view.n} images"
+                   + ("" if accepted is None else f", false acceptance {accepted:.1%}"))  # fmt: skip
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
 
 

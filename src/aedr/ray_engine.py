@@ -70,7 +70,7 @@ class RayOptions:
 def record_schema():
     import pyarrow as pa
 
-    types = {"width": pa.int64(), "height": pa.int64()}
+    types = {"width": pa.int64(), "height": pa.int64(), "jpeg_quality": pa.int64()}
     floats = ("loss1", "loss2", "ratio", "inversion_loss", "homogeneity")
     return pa.schema(
         [(name, pa.float64() if name in floats else types.get(name, pa.string()))

@@ -78,7 +78,31 @@ class NegativesFile(_Strict):
         return self
 
 
-class CalibrationFile(_Strict):
+class _Signals(_Strict):
+    """A fitted threshold's signals, counted by ``n``."""
+
+    n: Annotated[int, Field(ge=2)]
+    signals: Annotated[list[FiniteFloat], Field(min_length=2, max_length=MAX_SIGNALS)]
+
+    @model_validator(mode="after")
+    def _counts_agree(self):
+        if self.n != len(self.signals):
+            raise ValueError(f"n is {self.n} but there are {len(self.signals)} signals")
+        return self
+
+
+class JpegThresholdFile(_Signals):
+    """A calibration's threshold for JPEG files of one quality (``aedr calibrate --jpeg-qualities``)."""
+
+    threshold: FiniteFloat
+    summary: dict[str, float]
+    negatives: NegativesFile | None = None
+
+
+JpegQuality = Annotated[str, Field(pattern=r"^(100|[1-9][0-9]?)$")]
+
+
+class CalibrationFile(_Signals):
     """A calibration file (``aedr calibrate --out``), format 2."""
 
     format: Literal[2]
@@ -86,8 +110,6 @@ class CalibrationFile(_Strict):
     statistic: Literal[STATISTIC_NAMES]  # type: ignore[valid-type]
     threshold: FiniteFloat
     alpha: Annotated[float, Field(gt=0.0, lt=1.0)]
-    n: Annotated[int, Field(ge=2)]
-    signals: Annotated[list[FiniteFloat], Field(min_length=2, max_length=MAX_SIGNALS)]
     summary: dict[str, float]
     provenance: ProvenanceFile
     parameters: dict[str, Any] = {}
@@ -95,15 +117,10 @@ class CalibrationFile(_Strict):
     tuning: dict[str, Any] = {}
     local: LocalCalibrationFile | None = None
     negatives: NegativesFile | None = None
+    jpeg: Annotated[dict[JpegQuality, JpegThresholdFile], Field(max_length=100)] | None = None
     aedr_version: Annotated[str, Field(max_length=100)] = ""
     created: Annotated[str, Field(max_length=100)] = ""
     digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
-
-    @model_validator(mode="after")
-    def _counts_agree(self) -> CalibrationFile:
-        if self.n != len(self.signals):
-            raise ValueError(f"n is {self.n} but there are {len(self.signals)} signals")
-        return self
 
 
 def validation_message(error: ValidationError, limit: int = 4) -> str:

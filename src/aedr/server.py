@@ -64,7 +64,7 @@ RECORD_FIELDS = (
     "uploaded", "tool", "verdict", "verdict_group", "candidates", "region_share", "caution",
     "c2pa", "model", "autoencoder", "calibration_digest", "calibration_n", "calibration_alpha",
     "statistic", "signal", "threshold", "belongs", "p_value", "margin", "false_acceptance",
-    "false_attribution", "explanation", "error",
+    "false_attribution", "explanation", "degradation", "threshold_quality", "error",
 )  # fmt: skip
 """Columns of a CSV case record: one row per (image, candidate model)."""
 FAVICON = (
@@ -179,8 +179,6 @@ class AttributionService:
         self.store: ScoreStore | None = attributor.scorer.store  # scores and results, one file
         self.calibrations = list(attributor.calibrations.values())
         self.identities = self._identities()  # fixed for the service's life: part of each record
-        family = attributor.false_attribution
-        self.false_attribution = None if family is None else family.as_dict()
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="aedr-serve")
         self.upload_folder = Path(tempfile.mkdtemp(prefix="aedr-serve-"))
 
@@ -222,7 +220,9 @@ class AttributionService:
             "file": facts.as_dict(),
             "uploaded": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "tool": f"aedr {__version__}", "calibrations": self.identities,
-            "false_attribution": self.false_attribution,
+            "false_attribution": None
+            if attribution.false_attribution is None
+            else attribution.false_attribution.as_dict(),
             "explanation": attribution.explanation,
         }  # fmt: skip
         if self.store is not None:
@@ -246,11 +246,13 @@ class AttributionService:
         return None if self.store is None else self.store.get_result(result_id)
 
     def models(self) -> list[dict[str, Any]]:
-        """Each calibrated model with its threshold and calibration signals (for the page's plot)."""
+        """Each calibrated model with its threshold and calibration signals (for the page's plot),
+        and the signals of its JPEG thresholds by quality."""
         return [
             {
                 **self.identities[i], "group": self.attributor.scorer.models[i].group,
                 "parameters": c.parameters, "signals": c.signals, "provenance": c.provenance,
+                "jpeg_signals": {str(q): c.at_jpeg_quality(q).signals for q in c.jpeg_qualities},
             }
             for i, c in enumerate(self.calibrations)
         ]  # fmt: skip

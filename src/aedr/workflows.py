@@ -31,6 +31,7 @@ from aedr.decide.calibration import (
     CalibrationError,
     calibrate,
     choose_alpha,
+    fit_jpeg_thresholds,
     records_of_model,
 )
 from aedr.decide.evaluation import EvaluationResult, evaluate, read_labels
@@ -76,6 +77,7 @@ def calibrate_images(
     on_measurement: Callable[[Measurement], None] | None = None,
     first: int | None = None,
     local_window: float | None = None,
+    jpeg_qualities: Sequence[int] = (),
 ) -> CalibrationRun:
     """Measure images the scorer's one model made and fit its calibration on them.
 
@@ -86,10 +88,12 @@ def calibrate_images(
     its false acceptance is measured; ``alpha="auto"`` tunes alpha on them. ``first`` fits on the first N measured images in
     input order and measures no more (the authors' ``cal_threshold.py`` reads 500).
     ``local_window`` also fits the local-map threshold at the same alpha (0.05 with "auto"); the
-    scorer must keep local maps.
+    scorer must keep local maps. ``jpeg_qualities`` also fits a threshold for JPEG files at each
+    quality (:func:`add_jpeg_thresholds`).
     """
     if len(scorer.models) != 1:
         raise CalibrationError("a calibration is fitted for one model: give the scorer one")
+    _check_jpeg_qualities(jpeg_qualities)
     if local_window is not None and not scorer.local_maps:
         raise CalibrationError("a local threshold needs a scorer that keeps local maps")
     _check_first(first)
@@ -112,7 +116,62 @@ def calibrate_images(
             calibration.local = fit_local_threshold(samples, local_window, calibration.alpha)
         except (LocalCalibrationError, ValueError) as exc:
             raise CalibrationError(str(exc)) from None
+    if jpeg_qualities:
+        calibration = add_jpeg_thresholds(
+            scorer, calibration, [m.path for m in good], jpeg_qualities,
+            default_negatives=default_negatives,
+        )  # fmt: skip
     return CalibrationRun(calibration, records, failed)
+
+
+def _check_jpeg_qualities(qualities: Sequence[int]) -> None:
+    bad = [q for q in qualities if not isinstance(q, int) or not 1 <= q <= 100]
+    if bad or len(set(qualities)) != len(qualities):
+        raise CalibrationError(
+            "JPEG qualities are distinct whole numbers from 1 to 100, not "
+            + ", ".join(map(repr, qualities))
+        )
+
+
+def add_jpeg_thresholds(
+    scorer: Scorer,
+    calibration: Calibration,
+    images: Sequence[str | os.PathLike],
+    qualities: Sequence[int],
+    *,
+    default_negatives: bool = True,
+) -> Calibration:
+    """``calibration`` with a threshold for JPEG files at each of ``qualities``, fitted on its own
+    ``images`` re-encoded at that quality (Pillow's standard tables, 4:2:0, as platforms write)
+    and measured by ``scorer`` as the calibration's were; with ``default_negatives`` the shipped
+    negative photos are re-encoded and measured too, so each quality's false acceptance is known
+    (given negatives are measurement records: they cannot be re-encoded). With a score store,
+    every re-encoded image is measured once. Attribution applies the nearest quality's threshold
+    to a JPEG file (:meth:`~aedr.decide.calibration.Calibration.at_jpeg_quality`)."""
+    from aedr.measure.degradation import save_jpeg_copies
+    from aedr.measure.negatives import NEGATIVE_SET, negative_files
+
+    _check_jpeg_qualities(qualities)
+    exif = scorer.settings.exif == "transpose"
+    records, negatives = {}, {}
+    with tempfile.TemporaryDirectory(prefix="aedr-jpeg-") as scratch:
+        for quality in qualities:
+            folder = Path(scratch) / str(quality)
+            (folder / "negatives").mkdir(parents=True)
+            copies = save_jpeg_copies(images, folder, quality, exif_transpose=exif,
+                                      max_pixels=scorer.max_pixels)  # fmt: skip
+            records[quality] = _measured(scorer, copies)
+            if default_negatives:
+                copies = save_jpeg_copies(negative_files(), folder / "negatives", quality)
+                negatives[quality] = _measured(scorer, copies)
+    sources = [f"default: tiles of scikit-image's sample photos ({NEGATIVE_SET})"]
+    return fit_jpeg_thresholds(calibration, records, negatives, sources)
+
+
+def _measured(scorer: Scorer, paths: Sequence[Path]) -> list[dict[str, Any]]:
+    """The usable measurement records of ``paths`` (re-encoded copies: not the user's files, so
+    not reported as measurements of them)."""
+    return [m.as_dict() for m in scorer.score_paths(paths) if m.ok]
 
 
 PAPER_CALIBRATION_IMAGES = 500
@@ -142,10 +201,12 @@ def calibrate_generator_free(
     default_negatives: bool = True,
     on_measurement: Callable[[Measurement], None] | None = None,
     local_window: float | None = None,
+    jpeg_qualities: Sequence[int] = (),
 ) -> CalibrationRun:
     """Calibrate without the generator: the scorer's model decodes ``count`` images from the
     photos under ``photos`` (kept in ``save_to`` when given), which are then measured as its own
-    (``local_window`` as in :func:`calibrate_images`). The model loads once, for both steps."""
+    (``local_window`` and ``jpeg_qualities`` as in :func:`calibrate_images`). The model loads
+    once, for both steps."""
     from aedr.synthesis import decoder_images, photo_crops, save_images
 
     if len(scorer.models) != 1:
@@ -168,6 +229,7 @@ def calibrate_generator_free(
             default_negatives=default_negatives,
             on_measurement=on_measurement,
             local_window=local_window,
+            jpeg_qualities=jpeg_qualities,
         )
     run.calibration.tuning["belonging_images"] = (
         f"generator-free: {len(images)} decoder-made images from {len(crops)} photos"

@@ -59,10 +59,14 @@ AMBIGUITY_RATIO = 1.0
 meaning, and a ratio of 2 turned a quarter of the benchmark's images ambiguous, most of them with
 the right model first (README, Open-set verdicts: verdict accuracy 0.48 at 2, 0.60 at 1)."""
 DECODER_GRID = 8  # every supported autoencoder writes its output in blocks of 8 pixels or more
+JPEG_CAUTION_BELOW = 90
+"""JPEG qualities below this make a verdict tentative: measured at 128 px (README, Robustness),
+JPEG 75 takes ROC AUC from 0.83 (clean) to 0.72-0.75 and accuracy from 0.71 to 0.62-0.65 with or
+without thresholds fitted at the quality; JPEG 90-95 costs a few points."""
 ATTRIBUTION_FIELDS = (
     "path", "model", "group", "statistic", "signal", "threshold", "belongs", "p_value", "margin", "verdict",
     "verdict_group", "candidates", "region_share", "false_acceptance", "false_attribution",
-    "explanation", "degradation", "caution", "error",
+    "explanation", "degradation", "threshold_quality", "caution", "error",
 )  # fmt: skip
 
 
@@ -78,6 +82,8 @@ class ModelDecision:
     margin: float | None  # (threshold - signal) / |threshold|: 1 - signal / threshold if > 0
     error: str = ""
     false_acceptance: float | None = None  # share of the calibration's negatives accepted
+    # the JPEG quality whose threshold applied (``Calibration.at_jpeg_quality``); None: clean
+    threshold_quality: int | None = None
 
 
 @dataclass(frozen=True)
@@ -144,7 +150,8 @@ class Attribution:
                 "false_acceptance": d.false_acceptance,
                 "false_attribution": family.rate if family is not None else None,
                 "explanation": explanation, "degradation": found.get(d.model, ""),
-                "caution": self.caution, "error": d.error,
+                "threshold_quality": d.threshold_quality, "caution": self.caution,
+                "error": d.error,
             }
             for d in self.decisions
         ]  # fmt: skip
@@ -161,7 +168,7 @@ def decide(record: Measurement, calibration: Calibration) -> ModelDecision:
             error = str(exc)
     return ModelDecision(
         record.model, group, calibration.statistic, None, calibration.threshold, False, None,
-        None, error, calibration.false_acceptance,
+        None, error, calibration.false_acceptance, calibration.tuning.get("jpeg_quality"),
     )  # fmt: skip
 
 
@@ -171,7 +178,7 @@ def decision(model: str, group: str, signal: float, calibration: Calibration) ->
     return ModelDecision(
         model, group, calibration.statistic, signal, threshold, calibration.belongs(signal),
         calibration.p_value(signal), (threshold - signal) / abs(threshold) if threshold else None,
-        "", calibration.false_acceptance,
+        "", calibration.false_acceptance, calibration.tuning.get("jpeg_quality"),
     )  # fmt: skip
 
 
@@ -189,19 +196,35 @@ def verdict_of(
     return best.model, tuple(d.model for d in accepting)
 
 
-def caution_of(width: int | None, height: int | None, degradation: str = "") -> str:
-    """Why a verdict on an image of this size is unreliable or tentative, or "" when nothing says
-    so.
+def caution_of(
+    width: int | None,
+    height: int | None,
+    degradation: str = "",
+    jpeg_quality: int | None = None,
+    jpeg_thresholds: bool = False,
+) -> str:
+    """Why a verdict on this image is unreliable or tentative, or "" when nothing says so.
 
     Latent diffusion decoders write sides in multiples of 8 pixels. Other sides mean the image was
     cropped or resized after generation, which takes AEDR to chance level (README, Robustness):
     then neither an attribution nor ``none`` is evidence. A robust measurement that undid a crop
     or a resize (``degradation``) recovers part of the evidence: the verdict is then tentative.
+    So it is for a JPEG below quality :data:`JPEG_CAUTION_BELOW`, whose recompression erased part
+    of the evidence whatever the thresholds (``jpeg_thresholds``: decided at thresholds fitted
+    for its quality, else at the clean ones).
     """
     if width is None or height is None:
         return ""
     if width % DECODER_GRID == 0 and height % DECODER_GRID == 0:
-        return ""
+        if jpeg_quality is None or jpeg_quality >= JPEG_CAUTION_BELOW:
+            return ""
+        advice = ("decided at thresholds fitted for its quality" if jpeg_thresholds else
+                  "decided at thresholds fitted on clean images (calibrate with --jpeg-qualities "
+                  "for thresholds fitted at its quality)")  # fmt: skip
+        return (
+            f"tentative: a JPEG of quality {jpeg_quality}, below {JPEG_CAUTION_BELOW}: "
+            f"recompression erases part of the decoder's evidence; {advice}"
+        )
     if undid_geometry(degradation):
         return (
             f"tentative: {width}x{height} is not a multiple of {DECODER_GRID} pixels, so the "
@@ -232,7 +255,9 @@ def attribute(
                            false_attribution=family)  # fmt: skip
     verdict, candidates = verdict_of(decisions, ambiguity_ratio)
     sized = next(r for r, d in zip(records, decisions, strict=True) if not d.error)
-    caution = caution_of(sized.width, sized.height, sized.degradation)
+    jpeg_thresholds = any(d.threshold_quality is not None for d in decisions)
+    caution = caution_of(sized.width, sized.height, sized.degradation, sized.jpeg_quality,
+                         jpeg_thresholds)  # fmt: skip
     found = partial_of(records, decisions, calibrations) if verdict == NO_MODEL else None
     if found is None:
         return Attribution(path, decisions, verdict, candidates, "", caution, measurements,
@@ -261,6 +286,35 @@ def partial_of(
         if regions and (best is None or regions[0].share > best[1][0].share):
             best = (record.model, regions, statistic)
     return best
+
+
+class CandidateThresholds:
+    """The candidates' calibrations as they apply to one image, and their false attribution.
+
+    A JPEG file takes each calibration's thresholds for the nearest JPEG quality it has
+    (:meth:`~aedr.decide.calibration.Calibration.at_jpeg_quality`); with
+    ``max_false_attribution`` every such set is limited on its own negatives. Each set is made
+    once; the sets for the calibrated qualities are made (and refused, if they cannot be) now.
+    """
+
+    def __init__(
+        self, calibrations: Sequence[Calibration], max_false_attribution: float | None = None
+    ):
+        self._candidates, self._limit = list(calibrations), max_false_attribution
+        self._sets: dict[tuple[int | None, ...], Any] = {}
+        for quality in (None, *sorted({q for c in calibrations for q in c.jpeg_qualities})):
+            self.at(quality)
+
+    def at(self, quality: int | None) -> tuple[dict[str, Calibration], FalseAttribution | None]:
+        """(calibrations by model, false attribution) for a JPEG of ``quality``, or any other
+        image (None)."""
+        views = [c.at_jpeg_quality(quality) for c in self._candidates]
+        key = tuple(v.tuning.get("jpeg_quality") for v in views)
+        if key not in self._sets:
+            if self._limit is not None and views:
+                views = limit_false_attribution(views, self._limit)
+            self._sets[key] = ({v.model: v for v in views}, false_attribution(views))
+        return self._sets[key]
 
 
 def check_compatible(calibrations: Sequence[Calibration]) -> ScoreSettings:
@@ -295,7 +349,10 @@ class Attributor:
     attributed to some candidate (:func:`~aedr.decide.negatives.limit_false_attribution`).
     ``robust`` and ``resized_by`` measure the images degradation-aware
     (``aedr.measure.degradation``) whatever the calibrations were measured with: corrections
-    change nothing on the clean images calibrations are fitted on.
+    change nothing on the clean images calibrations are fitted on. A JPEG file is decided at
+    the thresholds its calibrations fitted for the nearest JPEG quality, where they have them
+    (``aedr calibrate --jpeg-qualities``); those hold only for JPEG files measured with the
+    same ``robust`` and ``resized_by``.
     """
 
     def __init__(
@@ -316,9 +373,22 @@ class Attributor:
         settings = check_compatible(calibrations)
         if robust is not None or resized_by is not None:
             settings = replace(settings, robust=robust or settings.robust, resized_by=resized_by)
-        if max_false_attribution is not None:
-            calibrations = limit_false_attribution(calibrations, max_false_attribution)
-        self.false_attribution = false_attribution(calibrations)
+        # JPEG thresholds hold for JPEGs measured as they were (the README's chain, x1.5 then
+        # JPEG 85, measured with the resize undone: accuracy 0.66 at the clean thresholds, 0.59
+        # at JPEG thresholds fitted without it)
+        run = (settings.robust, settings.resized_by)
+        for calibration in calibrations:
+            provenance = calibration.measurement_provenance
+            if calibration.jpeg and (provenance.robust, provenance.resized_by) != run:
+                raise CalibrationError(
+                    f"the JPEG thresholds of {calibration.model!r} were measured with robust "
+                    f"{provenance.robust}, resized_by {provenance.resized_by}, not robust "
+                    f"{run[0]}, resized_by {run[1]}: attribute with the same settings, or with "
+                    "calibrations without JPEG thresholds"
+                )
+        self.thresholds = CandidateThresholds(calibrations, max_false_attribution)
+        clean, self.false_attribution = self.thresholds.at(None)
+        calibrations = list(clean.values())
         if local_maps is None:
             local_maps = any(c.local for c in calibrations)
         if len(models) != len(calibrations):
@@ -346,7 +416,8 @@ class Attributor:
         return self._attribute(self.scorer.score_file(path))
 
     def _attribute(self, records: Sequence[Measurement]) -> Attribution:
-        return attribute(records, self.calibrations, family=self.false_attribution)
+        calibrations, family = self.thresholds.at(records[0].jpeg_quality if records else None)
+        return attribute(records, calibrations, family=family)
 
     def attribute_paths(self, paths: Iterable[str | os.PathLike]) -> Iterator[Attribution]:
         """An attribution per image file under ``paths`` (directories walked), as they finish."""

@@ -95,6 +95,9 @@ class Calibration:
     # images the model did not make: sources (what they are), n, signals and keys (content
     # SHA-256 of each image, so the candidates of one run can be counted on the same images)
     negatives: dict[str, Any] = field(default_factory=dict)
+    # thresholds for JPEG files (``fit_jpeg_thresholds``): IJG quality (as text) -> threshold, n,
+    # signals, summary and negatives of the same images re-encoded at that quality
+    jpeg: dict[str, Any] = field(default_factory=dict)
     aedr_version: str = ""
     created: str = ""
     format: int = CALIBRATION_FORMAT
@@ -158,6 +161,32 @@ class Calibration:
             )
 
     @property
+    def jpeg_qualities(self) -> tuple[int, ...]:
+        """The JPEG qualities this calibration has thresholds for, lowest first."""
+        return tuple(sorted(int(q) for q in self.jpeg))
+
+    def at_jpeg_quality(self, quality: int | None) -> Calibration:
+        """This calibration as it applies to a JPEG file of IJG ``quality``: threshold, signals
+        and negatives of the nearest quality it was fitted at (the lower one on a tie), noted in
+        ``tuning["jpeg_quality"]``. Itself for other files (None) or without JPEG thresholds.
+
+        Recompression moves a model's own signals as much as anyone's, so a threshold fitted on
+        clean images rejects more of them; one fitted on the same images re-encoded at the
+        file's quality follows them (what that buys is measured in README, *Robustness*)."""
+        if quality is None or not self.jpeg:
+            return self
+        nearest = min(self.jpeg_qualities, key=lambda q: (abs(q - quality), q))
+        views = self.__dict__.setdefault("_jpeg_views", {})
+        if nearest not in views:
+            fitted = self.jpeg[str(nearest)]
+            views[nearest] = replace(
+                self, threshold=fitted["threshold"], n=fitted["n"], signals=fitted["signals"],
+                summary=fitted["summary"], negatives=fitted.get("negatives", {}), jpeg={},
+                tuning={**self.tuning, "jpeg_quality": nearest},
+            )  # fmt: skip
+        return views[nearest]
+
+    @property
     def negative_signals(self) -> np.ndarray:
         """The statistic on images the model did not make (empty when none were measured)."""
         return np.asarray(self.negatives.get("signals", ()), dtype=np.float64)
@@ -165,7 +194,7 @@ class Calibration:
     def _content(self) -> dict[str, Any]:
         # sections left empty are left out: the content (and digest) of a file written before
         # they existed stays the same
-        skip = {"digest"} | {name for name in ("local", "negatives") if not getattr(self, name)}
+        skip = {"digest"} | {n for n in ("local", "negatives", "jpeg") if not getattr(self, n)}
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
     def as_dict(self) -> dict[str, Any]:
@@ -338,6 +367,71 @@ def calibrate(
         tuning=dict(tuning or {}), negatives=kept, aedr_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )  # fmt: skip
+
+
+def record_jpeg_quality(record: Mapping[str, Any]) -> int | None:
+    """A measurement record's JPEG quality (None for other files, and for records without one,
+    such as older files): an int, or its text in a CSV cell."""
+    value = record.get("jpeg_quality")
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def fit_jpeg_thresholds(
+    calibration: Calibration,
+    records: Mapping[int, Sequence[Mapping[str, Any]]],
+    negatives: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
+    negative_sources: Sequence[str] = (),
+) -> Calibration:
+    """A copy of ``calibration`` with a threshold per JPEG quality: ``records[q]`` measure the
+    calibration's own images re-encoded at quality q (``negatives[q]`` its negatives, where they
+    could be re-encoded). The statistic keeps the parameters fitted on the clean images and the
+    threshold the same alpha; measurements made another way are refused."""
+    reader = get_statistic(calibration.statistic)
+    fitted = {}
+    for quality, quality_records in sorted(records.items()):
+        if not isinstance(quality, int) or not 1 <= quality <= 100:
+            raise CalibrationError(
+                f"a JPEG quality is a whole number from 1 to 100, not {quality!r}"
+            )
+        usable = [r for r in quality_records if reader.usable(r)]
+        if len(usable) < 2:
+            raise CalibrationError(
+                f"{len(usable)} usable measurements of the images re-encoded at JPEG quality "
+                f"{quality}: need at least 2"
+            )
+        _check_same_provenance(calibration, usable, f"JPEG quality {quality}")
+        signals = [calibration.value(r) for r in usable]
+        fitted[str(quality)] = {"threshold": kde_threshold(signals, calibration.alpha),
+                                "n": len(signals), "signals": signals,
+                                "summary": signal_summary(signals)}  # fmt: skip
+        kept = [r for r in (negatives or {}).get(quality, ()) if reader.usable(r)]
+        if kept:
+            _check_same_provenance(calibration, kept, f"negatives at JPEG quality {quality}")
+            fitted[str(quality)]["negatives"] = {
+                "sources": [f"{s}, re-encoded at JPEG quality {quality}"
+                            for s in negative_sources or ["unnamed"]],
+                "n": len(kept), "signals": [calibration.value(r) for r in kept],
+                "keys": [str(r.get("content_sha256") or "") for r in kept],
+            }  # fmt: skip
+    return replace(calibration, jpeg=fitted, digest="")
+
+
+def _check_same_provenance(
+    calibration: Calibration, records: Sequence[Mapping[str, Any]], what: str
+) -> None:
+    provenance, _ = provenance_of_records(records)
+    # strict, robust included: a JPEG threshold holds for one way of measuring JPEG files
+    differences = calibration.measurement_provenance.differences(provenance, version=True)
+    if differences:
+        raise CalibrationError(
+            f"the measurements of the {what} were made differently from the calibration's "
+            f"({'; '.join(differences)})"
+        )
 
 
 def choose_alpha(

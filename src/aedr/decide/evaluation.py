@@ -20,16 +20,20 @@ import csv
 import json
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from aedr.decide.attribution import AMBIGUITY_RATIO, decision, verdict_of
-from aedr.decide.calibration import UNVERIFIED_IDENTITY, Calibration, calibrate
-from aedr.decide.negatives import limit_false_attribution
+from aedr.decide.attribution import AMBIGUITY_RATIO, CandidateThresholds, decision, verdict_of
+from aedr.decide.calibration import (
+    UNVERIFIED_IDENTITY,
+    Calibration,
+    calibrate,
+    record_jpeg_quality,
+)
 from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
 from aedr.measure.provenance import Provenance
 from aedr.records import read_records
@@ -199,10 +203,8 @@ def evaluate(
     ``max_false_attribution`` the given calibrations' thresholds are first lowered as
     ``aedr attribute --max-false-attribution`` does (they need negatives); the verdicts use
     ``ambiguity_ratio`` as :func:`~aedr.decide.attribution.verdict_of` does."""
-    calibrations = dict(calibrations or {})
-    if max_false_attribution is not None:
-        limited = limit_false_attribution(list(calibrations.values()), max_false_attribution)
-        calibrations = {c.model: c for c in limited}
+    thresholds = CandidateThresholds(list((calibrations or {}).values()), max_false_attribution)
+    calibrations = thresholds.at(None)[0]
     by_name = _unique_names(labels)
     rows: dict[str, dict[str, Mapping[str, Any]]] = defaultdict(dict)  # model -> path -> record
     truth: dict[str, str] = {}
@@ -221,12 +223,23 @@ def evaluate(
     if not rows:
         raise EvaluationError("no score record matches a label (compare their path columns)")
     sources = sorted(set(truth.values()))
+    # a JPEG record is decided at its quality's thresholds, where the calibrations have them
+    qualities = {path: record_jpeg_quality(record)
+                 for model_rows in rows.values() for path, record in model_rows.items()}  # fmt: skip
+
+    def decided_at(path: str) -> dict[str, Calibration]:
+        return thresholds.at(qualities[path])[0]
+
     reports = {
-        model: _model_report(model, model_rows, truth, calibrations.get(model), statistic, alpha)
+        model: _model_report(
+            model, model_rows, truth, calibrations.get(model), statistic, alpha, decided_at
+        )
         for model, model_rows in sorted(rows.items())
     }
     values = {model: report.values for model, report in reports.items()}
-    confusion = _confusion(values, truth, reports, ambiguity_ratio) if len(reports) > 1 else {}
+    confusion = (
+        _confusion(values, truth, reports, ambiguity_ratio, decided_at) if len(reports) > 1 else {}
+    )
     return EvaluationResult(statistic, reports, sources, confusion, skipped, unlabelled)
 
 
@@ -242,6 +255,7 @@ def _model_report(
     calibration: Calibration | None,
     statistic: str,
     alpha: float,
+    decided_at: Callable[[str], Mapping[str, Calibration]],
 ) -> ModelReport:
     own = sorted(p for p in rows if truth[p] == model)
     if calibration is not None:
@@ -277,11 +291,12 @@ def _model_report(
         report.complexity = [(float(rows[p]["homogeneity"]), ratio.value(rows[p])) for p in own]
     positives = np.asarray(report.own_test)
     negatives = np.asarray([v for vs in by_source.values() for v in vs])
-    tau = calibration.threshold
-    for other, scores in sorted(by_source.items()):
-        negative = np.asarray(scores)
-        tp, fp = int((positives < tau).sum()), int((negative < tau).sum())
-        row = _confusion_counts(tp, positives.size - tp, fp, negative.size - fp)
+    accepted = {p: values[p] < decided_at(p).get(model, calibration).threshold for p in rows}
+    tp = sum(accepted[p] for p in test_own)
+    for other in sorted(by_source):
+        others = [p for p in rows if truth[p] == other]
+        fp = sum(accepted[p] for p in others)
+        row = _confusion_counts(tp, len(test_own) - tp, fp, len(others) - fp)
         report.pairwise.append({"source": other, **row})
     if negatives.size:
         report.metrics = {
@@ -300,15 +315,22 @@ def _confusion(
     truth: dict[str, str],
     reports: dict[str, ModelReport],
     ambiguity_ratio: float,
+    decided_at: Callable[[str], Mapping[str, Calibration]],
 ) -> dict[str, dict[str, int]]:
-    """True source x verdict over images scored by every model (calibration images excluded)."""
+    """True source x verdict over images scored by every model (calibration images excluded),
+    each JPEG decided at its quality's thresholds where the calibrations have them."""
     calibrations = {name: report.calibration for name, report in reports.items()}
     fitted = set().union(*(report.fitted_on for report in reports.values()))
     confusion: dict[str, Counter] = defaultdict(Counter)
     common = set.intersection(*(set(v) for v in statistic.values())) - fitted
     for path in sorted(common):
         decisions = [
-            decision(name, name, statistic[name][path], calibrations[name])
+            decision(
+                name,
+                name,
+                statistic[name][path],
+                decided_at(path).get(name, calibrations[name]),
+            )
             for name in sorted(statistic)
         ]
         confusion[truth[path]][verdict_of(decisions, ambiguity_ratio)[0]] += 1

@@ -27,15 +27,27 @@ and what it buys, is in the README (*Robustness*).
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from PIL import Image
 
-from aedr.measure.images import aligned_crop, rounded_size, to_model_input
+from aedr.measure.images import (
+    DEFAULT_MAX_PIXELS,
+    ImageError,
+    aligned_crop,
+    read_image,
+    rounded_size,
+    to_model_input,
+)  # fmt: skip
 
 if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterable
+    from pathlib import Path
+
     import torch
 
     from aedr.autoencoders.base import Autoencoder
@@ -45,6 +57,9 @@ ROBUST_MODES: tuple[str, ...] = ("off", "auto")
 SEARCH_WINDOW = 64
 """Side of the central window on which the 64 grid phases of a crop are compared."""
 SEARCH_BATCH = 16
+MAX_SEARCH_PHASES = 256
+"""Most grid phases one search tries: a spatial factor above 16 (DC-AE's 32: 1,024 phases) is
+searched on every second (fourth, ...) row and column phase, so within a pixel or two."""
 QUANTISATION_FLOOR = (2 / 255) ** 2 / 12
 """Mean squared error of uniform 8-bit quantisation in [-1, 1] units: the smallest difference an
 8-bit file can show."""
@@ -210,6 +225,32 @@ def resample(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(out).to(images.device, images.dtype)
 
 
+def save_jpeg_copies(
+    paths: Iterable[str | os.PathLike],
+    folder: Path,
+    quality: int,
+    *,
+    exif_transpose: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> list[Path]:
+    """Each image of ``paths`` saved in ``folder`` as a JPEG of IJG ``quality`` with Pillow's
+    standard tables and 4:2:0 chroma (what most platforms write): the image as it looks after an
+    upload at that quality. Pixels are read as the scorer reads them; unreadable files are left
+    out (their measurement already failed)."""
+    if not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise ValueError(f"a JPEG quality is a whole number from 1 to 100, not {quality!r}")
+    copies = []
+    for index, path in enumerate(paths):
+        try:
+            rgb = read_image(path, max_pixels, exif_transpose).rgb
+        except ImageError:
+            continue
+        copy = folder / f"{index:06d}-q{quality}.jpg"
+        Image.fromarray(rgb).save(copy, "JPEG", quality=quality, subsampling=2)
+        copies.append(copy)
+    return copies
+
+
 def off_grid(width: int, height: int, multiple: int) -> bool:
     """Sides a decoder with this grid cannot have written: cropped or resized since."""
     return width % multiple != 0 or height % multiple != 0
@@ -219,8 +260,9 @@ def search_phase(
     autoencoder: Autoencoder, rgb: np.ndarray, window: int = SEARCH_WINDOW
 ) -> tuple[int, int] | None:
     """The grid phase (rows, columns) at which ``rgb``'s central ``window`` reconstructs best, one
-    first reconstruction per phase compared on the pixels every phase's window holds; None when
-    the image is too small to search or the best phase is (0, 0)."""
+    first reconstruction per phase (at most :data:`MAX_SEARCH_PHASES`) compared on the pixels
+    every phase's window holds; None when the image is too small to search or the best phase is
+    (0, 0)."""
     import torch
 
     multiple = max(8, autoencoder.spatial_factor)
@@ -231,7 +273,8 @@ def search_phase(
         return None
     top = (height - side - multiple) // 2 // multiple * multiple
     left = (width - side - multiple) // 2 // multiple * multiple
-    phases = [(r, c) for r in range(multiple) for c in range(multiple)]
+    stride = -(-multiple // math.isqrt(MAX_SEARCH_PHASES))  # ceiling division
+    phases = [(r, c) for r in range(0, multiple, stride) for c in range(0, multiple, stride)]
     losses = []
     with torch.inference_mode():
         for start in range(0, len(phases), SEARCH_BATCH):

@@ -72,7 +72,8 @@ ExifHandling = Literal["transpose", "ignore"]
 LossDtype = Literal["fp64", "model"]
 MEASUREMENT_FIELDS = (
     "path", "model", "group", "measurement", "loss1", "loss2", "ratio", "inversion_loss",
-    "homogeneity", "width", "height", "content_sha256", "provenance", "degradation", "error",
+    "homogeneity", "width", "height", "content_sha256", "provenance", "jpeg_quality",
+    "degradation", "error",
 )  # fmt: skip
 DEFAULT_MAX_MODEL_PIXELS = 4096 * 4096
 """Largest input one autoencoder pass may take (see README, Performance); larger need crops."""
@@ -215,6 +216,9 @@ class Measurement:
     height: int | None = None
     content_sha256: str = ""
     provenance: Provenance | None = None
+    # a colour JPEG's quality (IJG scale, from its luminance table): which of a calibration's
+    # JPEG thresholds applies (``aedr.decide.calibration``); None for any other file
+    jpeg_quality: int | None = None
     degradation: str = ""  # robust measurement: what was found and undone, e.g. "jpeg q=75 4:2:0"
     error: str = ""
     # (2, H, W) per-pixel weighted evidence and weight on the model input's grid, kept only when
@@ -587,7 +591,7 @@ class Scorer:
             record = Measurement(
                 path, model.name, model.group, self.settings.measurement,
                 homogeneity=prepared.homogeneity, width=image.width, height=image.height,
-                content_sha256=content,
+                content_sha256=content, jpeg_quality=image.jpeg.quality if image.jpeg else None,
             )  # fmt: skip
             job.records[index] = record
             try:  # a model that cannot load fails here, ending the run as a set-up error
