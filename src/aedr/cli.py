@@ -586,18 +586,15 @@ def add_calibrate(commands: Commands) -> None:
 
 def _qualities(text: str) -> tuple[int, ...]:
     """``--jpeg-qualities 95,85,70``: distinct whole numbers from 1 to 100."""
+    from aedr.decide.calibration import check_jpeg_qualities
+
     try:
         qualities = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        qualities = ()
-    if (
-        not qualities
-        or not all(1 <= q <= 100 for q in qualities)
-        or len(set(qualities)) < len(qualities)
-    ):
+        check_jpeg_qualities(qualities)
+    except ValueError:  # not a number, or refused (CalibrationError is a ValueError)
         raise argparse.ArgumentTypeError(
             f"expected distinct JPEG qualities from 1 to 100, comma-separated, not {text!r}"
-        )
+        ) from None
     return qualities
 
 

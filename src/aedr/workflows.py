@@ -30,6 +30,7 @@ from aedr.decide.calibration import (
     Calibration,
     CalibrationError,
     calibrate,
+    check_jpeg_qualities,
     choose_alpha,
     fit_jpeg_thresholds,
     records_of_model,
@@ -93,7 +94,7 @@ def calibrate_images(
     """
     if len(scorer.models) != 1:
         raise CalibrationError("a calibration is fitted for one model: give the scorer one")
-    _check_jpeg_qualities(jpeg_qualities)
+    check_jpeg_qualities(jpeg_qualities)
     if local_window is not None and not scorer.local_maps:
         raise CalibrationError("a local threshold needs a scorer that keeps local maps")
     _check_first(first)
@@ -124,15 +125,6 @@ def calibrate_images(
     return CalibrationRun(calibration, records, failed)
 
 
-def _check_jpeg_qualities(qualities: Sequence[int]) -> None:
-    bad = [q for q in qualities if not isinstance(q, int) or not 1 <= q <= 100]
-    if bad or len(set(qualities)) != len(qualities):
-        raise CalibrationError(
-            "JPEG qualities are distinct whole numbers from 1 to 100, not "
-            + ", ".join(map(repr, qualities))
-        )
-
-
 def add_jpeg_thresholds(
     scorer: Scorer,
     calibration: Calibration,
@@ -151,9 +143,10 @@ def add_jpeg_thresholds(
     from aedr.measure.degradation import save_jpeg_copies
     from aedr.measure.negatives import NEGATIVE_SET, negative_files
 
-    _check_jpeg_qualities(qualities)
+    check_jpeg_qualities(qualities)
     exif = scorer.settings.exif == "transpose"
     records, negatives = {}, {}
+    photos = negative_files() if default_negatives else []  # written (or found) once
     with tempfile.TemporaryDirectory(prefix="aedr-jpeg-") as scratch:
         for quality in qualities:
             folder = Path(scratch) / str(quality)
@@ -161,8 +154,8 @@ def add_jpeg_thresholds(
             copies = save_jpeg_copies(images, folder, quality, exif_transpose=exif,
                                       max_pixels=scorer.max_pixels)  # fmt: skip
             records[quality] = _measured(scorer, copies)
-            if default_negatives:
-                copies = save_jpeg_copies(negative_files(), folder / "negatives", quality)
+            if photos:
+                copies = save_jpeg_copies(photos, folder / "negatives", quality)
                 negatives[quality] = _measured(scorer, copies)
     sources = [f"default: tiles of scikit-image's sample photos ({NEGATIVE_SET})"]
     return fit_jpeg_thresholds(calibration, records, negatives, sources)

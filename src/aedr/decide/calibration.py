@@ -381,6 +381,16 @@ def record_jpeg_quality(record: Mapping[str, Any]) -> int | None:
         return None
 
 
+def check_jpeg_qualities(qualities: Sequence[int]) -> None:
+    """Refuse JPEG qualities that are not distinct whole numbers from 1 to 100 (IJG's scale)."""
+    bad = [q for q in qualities if not isinstance(q, int) or not 1 <= q <= 100]
+    if bad or len(set(qualities)) != len(qualities):
+        raise CalibrationError(
+            "JPEG qualities are distinct whole numbers from 1 to 100, not "
+            + ", ".join(map(repr, qualities))
+        )
+
+
 def fit_jpeg_thresholds(
     calibration: Calibration,
     records: Mapping[int, Sequence[Mapping[str, Any]]],
@@ -391,13 +401,10 @@ def fit_jpeg_thresholds(
     calibration's own images re-encoded at quality q (``negatives[q]`` its negatives, where they
     could be re-encoded). The statistic keeps the parameters fitted on the clean images and the
     threshold the same alpha; measurements made another way are refused."""
+    check_jpeg_qualities(list(records))
     reader = get_statistic(calibration.statistic)
     fitted = {}
     for quality, quality_records in sorted(records.items()):
-        if not isinstance(quality, int) or not 1 <= quality <= 100:
-            raise CalibrationError(
-                f"a JPEG quality is a whole number from 1 to 100, not {quality!r}"
-            )
         usable = [r for r in quality_records if reader.usable(r)]
         if len(usable) < 2:
             raise CalibrationError(
