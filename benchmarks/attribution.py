@@ -9,8 +9,8 @@ two source-pool photos' latents plus a little noise (not plain reconstructions),
 PNG: ``--calibration`` of them fit the threshold, ``--test`` are tested. Real test images are
 crops of the real-test pool. Every image is scored by every model once; the methods differ only
 in the decision statistic (AEDR ratio x H, the ratio alone, log ratio + beta log H with beta
-fitted per model, the first loss alone), so one scoring
-run serves all three. LatentTracer (100 Adam steps per image) is scored on a subset
+fitted per model, the weighted high-pass log ratio (the default), the first loss alone), so one
+scoring run serves them all. LatentTracer (100 Adam steps per image) is scored on a subset
 (``--tracer-models``, ``--tracer-images`` per source) because it is ~100x slower.
 Generator-free calibration fits each model's AEDR threshold on decoder images made from the
 reference pool instead of the model's own calibration images, and is tested on the same test set.
@@ -38,7 +38,7 @@ from aedr.decide.calibration import calibrate
 from aedr.decide.evaluation import evaluate, mean_table, open_set_metrics
 from aedr.decide.negatives import false_attribution
 from aedr.decide.report import write_report
-from aedr.decide.statistics import measurement_of
+from aedr.decide.statistics import DEFAULT_STATISTIC, measurement_of
 from aedr.measure.negatives import negative_files
 from aedr.measure.scorer import Scorer, ScoreSettings
 from aedr.synthesis import decoder_images, photo_crops, save_images
@@ -159,7 +159,7 @@ def main() -> None:
             for key, paths in calibration_paths.items()
             if not key.startswith("negatives:")
         }  # fmt: skip
-        for method in ("aedr", "ratio", "fitted", "single-loss"):
+        for method in ("aedr", "ratio", "fitted", "highpass", "single-loss"):
             calibrations = {
                 name: calibrate(usable(calibration_records[name]), name, args.alpha, method)
                 for name in MODELS
@@ -169,7 +169,7 @@ def main() -> None:
             summary[method] = print_table(method, result, seconds)
         open_set(args, autoencoders, calibration_records, calibration_paths, test_records, labels)
         thresholds = {}
-        for method in ("aedr", "fitted"):
+        for method in ("aedr", "fitted", "highpass"):
             free = {
                 name: calibrate(
                     usable(calibration_records[f"{name}:generator-free"]), name, args.alpha, method
@@ -201,39 +201,41 @@ def open_set(args, autoencoders, calibration_records, calibration_paths, test_re
     attributed to a model, own images named, against the false attribution the calibrations
     measure on their negatives (the shipped default photos, or photos of the user's own: the
     reference pool, disjoint from the real test photos), with and without a stated limit."""
-    print("\n### Open-set verdicts (all candidates at once, statistic fitted)")
-    print("| negatives | alpha | ambiguity ratio | max false attribution | verdict accuracy | "
+    print("\n### Open-set verdicts (all candidates at once)")
+    print("| statistic | negatives | alpha | ambiguity ratio | max false attribution | verdict accuracy | "
           "real photos attributed | own images named | ambiguous | false attribution on the "
           "negatives | mean acc. vs models | mean acc. vs real |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     scorer = Scorer(list(autoencoders.values()), ScoreSettings())
     confusions = {}
     negatives = {
         "default photos": [r.as_dict() for r in scorer.score_paths(negative_files())],
         "user's photos": [r.as_dict() for r in scorer.score_paths(calibration_paths["negatives:photos"])],
     }  # fmt: skip
-    rules = [("none", args.alpha, 2.0, None), ("none", args.alpha, AMBIGUITY_RATIO, None),
-             ("none", 0.1, AMBIGUITY_RATIO, None)]  # fmt: skip
+    rules = [("none", args.alpha, AMBIGUITY_RATIO, None), ("none", 0.1, AMBIGUITY_RATIO, None)]
     rules += [(source, args.alpha, AMBIGUITY_RATIO, limit) for source in negatives
               for limit in (None, 0.05, 0.2)]  # fmt: skip
-    for source, alpha, ratio, limit in rules:
+    rules = [(statistic, *rule) for statistic in ("fitted", DEFAULT_STATISTIC) for rule in rules]
+    for statistic, source, alpha, ratio, limit in rules:
         calibrations = {}
         for name in MODELS:
             kept = [r for r in negatives.get(source, []) if r["model"] == name and not r["error"]]
             calibrations[name] = calibrate(
-                usable(calibration_records[name]), name, alpha, "fitted",
+                usable(calibration_records[name]), name, alpha, statistic,
                 negatives=kept, negative_sources=[source] if kept else [],
             )  # fmt: skip
-        result = evaluate(test_records, labels, calibrations, "fitted", alpha, limit, ratio)
+        result = evaluate(test_records, labels, calibrations, statistic, alpha, limit, ratio)
         numbers, means = open_set_metrics(result.confusion), mean_table(result)
         family = false_attribution([r.calibration for r in result.models.values()])
         measured = f"{family.rate:.3f} of {family.n}" if family else "not measured"
-        print(f"| {source} | {alpha} | {ratio:g} | {limit or '-'} | {numbers['verdict_accuracy']:.3f} | "
+        print(f"| {statistic} | {source} | {alpha} | {ratio:g} | {limit or '-'} | {numbers['verdict_accuracy']:.3f} | "
               f"{numbers['real_false_attribution']:.3f} | {numbers['own_recall']:.3f} | "
               f"{numbers['ambiguous']:.3f} | {measured} | "
               f"{np.mean([m['vs_models'] for m in means.values()]):.4f} | "
               f"{np.mean([m['vs_real'] for m in means.values()]):.4f} |")  # fmt: skip
-        confusions[f"{source}, alpha {alpha}, ratio {ratio:g}, limit {limit}"] = result.confusion
+        confusions[f"{statistic}, {source}, alpha {alpha}, ratio {ratio:g}, limit {limit}"] = (
+            result.confusion
+        )
     for rule, confusion in confusions.items():
         print(f"confusion ({rule}): {json.dumps(confusion)}")
 

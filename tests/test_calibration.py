@@ -145,9 +145,14 @@ def test_records_of_model_handles_models_errors_and_loss_columns():
     loss_rows = [{"loss1": 0.02, "loss2": 0.01, "homogeneity": 0.5}]  # the authors' columns
     assert records_of_model(loss_rows, statistic="aedr") == (None, loss_rows, 0)
     flat = [{"loss1": 0.02, "loss2": 0.0, "homogeneity": 0.5}]
-    assert records_of_model(flat, statistic="aedr") == (None, [], 1)
+    with pytest.raises(
+        CalibrationError, match=r"aedr can read none of the 1 records \(loss2 is zero"
+    ):
+        records_of_model(flat, statistic="aedr")
     exact = [{"loss1": 0.0, "loss2": 0.01, "homogeneity": 0.5}]  # loss1 = 0: log undefined
-    assert records_of_model(exact, statistic="fitted") == (None, [], 1)
+    assert records_of_model(exact + loss_rows, statistic="fitted") == (None, loss_rows, 1)
+    with pytest.raises(CalibrationError, match=r"none of the 1 records .loss1 is zero"):
+        records_of_model(exact, statistic="fitted")
     assert records_of_model(exact, statistic="ratio") == (None, exact, 0)
 
 

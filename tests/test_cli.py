@@ -113,6 +113,10 @@ def authors_table(reference_dir, tmp_path) -> Path:
 def test_calibrate_from_authors_loss_columns_states_their_settings(cli, reference_dir, tmp_path):
     table, out = authors_table(reference_dir, tmp_path), tmp_path / "sd15.json"
     refused = cli("calibrate", "--scores", table, "--model", "sd15", "--out", out, code=2)
+    assert "can read none of the 500 records" in refused.stderr  # losses alone: no highpass
+    assert "use a statistic of the losses (fitted, aedr)" in refused.stderr and not out.exists()
+    refused = cli("calibrate", "--scores", table, "--model", "sd15", "--method", "fitted", "--out",
+                  out, code=2)  # fmt: skip
     assert "carry no provenance" in refused.stderr and not out.exists()
     assumed = "latent=sample,seed=1,alignment=resize,dtype=fp32,device=cuda"
     cli("calibrate", "--scores", table, "--model", "sd15", "--method", "aedr", "--out", out,
@@ -123,8 +127,8 @@ def test_calibrate_from_authors_loss_columns_states_their_settings(cli, referenc
     assert calibration.provenance_assumed and calibration.provenance["latent"] == "sample"
     assert calibration.provenance["device"] == "cuda" and calibration.provenance["seed"] == 1
     fitted = tmp_path / "fitted.json"
-    cli("calibrate", "--scores", table, "--model", "sd15", "--out", fitted, "--assume-settings",
-        assumed, code=0)  # fmt: skip
+    cli("calibrate", "--scores", table, "--model", "sd15", "--method", "fitted", "--out", fitted,
+        "--assume-settings", assumed, code=0)  # fmt: skip
     assert Calibration.load(fitted).parameters["beta"] == pytest.approx(0.285, abs=1e-3)
     bad = cli("calibrate", "--scores", table, "--out", tmp_path / "x.json", "--assume-settings",
               "colour=blue", code=2)  # fmt: skip
@@ -154,7 +158,7 @@ def test_calibrate_then_attribute(cli, model_file, image_folder, tmp_path, monke
     rows = read_jsonl(out)
     assert len(rows) == 3
     for row in rows:
-        assert row["verdict"] in (str(model_file), "none") and row["statistic"] == "fitted"
+        assert row["verdict"] in (str(model_file), "none") and row["statistic"] == "highpass"
         assert row["belongs"] == (row["signal"] < row["threshold"])
         assert row["false_attribution"] == row["false_acceptance"] == accepted / 16
     strict = tmp_path / "strict.jsonl"

@@ -27,6 +27,7 @@ from aedr.measure.localization import (
     PRIOR_EVIDENCE,
     PRIOR_WEIGHT,
     QUANTISATION_ENERGY,
+    highpass_log_ratio,
     image_map,
     local_map,
     pixel_evidence,
@@ -112,6 +113,21 @@ def test_scorer_keeps_evidence_only_when_asked_and_refuses_sampled_crops(random_
         Scorer([random_tiny], ScoreSettings(crop=32), local_maps=True)
     with pytest.raises(SettingsError, match="local maps"):
         Scorer([random_tiny], ScoreSettings(measurement="inversion"), local_maps=True)
+
+
+def test_the_whole_image_statistic_is_the_map_over_one_window_of_every_pixel(
+    random_tiny, image_folder
+):
+    path = sorted(image_folder.iterdir())[0]
+    mapped = Scorer([random_tiny], local_maps=True).score_file(path)[0]
+    weighted, weight = (float(layer.astype(np.float64).mean()) for layer in mapped.evidence)
+    expected = (weighted + PRIOR_WEIGHT * PRIOR_EVIDENCE) / (weight + PRIOR_WEIGHT)
+    assert mapped.highpass_log_ratio == pytest.approx(expected, rel=1e-5)
+    assert highpass_log_ratio(weighted, weight) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="non-negative weight"):
+        highpass_log_ratio(0.1, -0.5)
+    with pytest.raises(ValueError, match="finite"):
+        highpass_log_ratio(float("nan"), 0.5)
 
 
 # -- deciding ------------------------------------------------------------------------------------

@@ -142,6 +142,27 @@ def test_store_answers_repeated_and_renamed_images_without_running_the_model(
         assert other[0].loss1 != first[0].loss1
 
 
+def test_a_stored_record_without_the_highpass_statistic_is_measured_again(
+    random_tiny, image_folder, tmp_path
+):
+    """Stores written before ``highpass_log_ratio`` existed hold records the default statistic
+    cannot read: they are misses, measured again and replaced."""
+    from aedr.measure.store import ScoreStore
+
+    model, path = counting(random_tiny), sorted(image_folder.iterdir())[0]
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        (first,) = Scorer([model], store=store).score_file(path)
+        assert first.highpass_log_ratio is not None and type(model).encoded == 2
+        key = (first.content_sha256, first.provenance.digest())
+        old = {k: v for k, v in store.get(*key).items() if k != "highpass_log_ratio"}
+        store.put(*key, old)
+        (again,) = Scorer([model], store=store).score_file(path)
+        assert type(model).encoded == 4 and again.as_dict() == first.as_dict()
+        assert store.get(*key)["highpass_log_ratio"] == first.highpass_log_ratio
+        Scorer([model], store=store).score_file(path)
+        assert type(model).encoded == 4  # replaced: a hit again
+
+
 def test_store_never_serves_a_measurement_made_another_way(random_tiny, tmp_path):
     """bf16 then fp32, mode then sample, crop then resize on one store: each equals a run
     without the store."""

@@ -374,7 +374,9 @@ def test_a_jpeg_upload_is_decided_and_plotted_at_its_quality(random_tiny, made_i
 
     for folder in ("png", "jpg"):
         (tmp_path / folder).mkdir()
-    for index, rgb in enumerate(made_images[:6]):
+    # distinct photos: the random decoder's images are so dark that JPEG 60 makes them identical
+    for index in range(6):
+        rgb = smooth_image(100 + index, (64, 64))
         Image.fromarray(rgb).save(tmp_path / "png" / f"{index}.png")
         Image.fromarray(rgb).save(tmp_path / "jpg" / f"{index}.jpg", quality=60)
     scorer = Scorer([random_tiny])

@@ -24,6 +24,8 @@ def test_each_statistic_computes_its_definition():
     assert get_statistic("single-loss").value(record) == pytest.approx(0.02)
     fitted = get_statistic("fitted").value(record, {"beta": 0.5})
     assert fitted == pytest.approx(math.log(2.0) + 0.5 * math.log(0.5))
+    assert get_statistic("highpass").value({**record, "highpass_log_ratio": 0.4}) == 0.4
+    assert get_statistic("highpass").value({**record, "highpass_log_ratio": "0.4"}) == 0.4  # CSV
     inversion = {"measurement": "inversion", "inversion_loss": 0.3}
     assert get_statistic("latenttracer").value(inversion) == 0.3
 
@@ -42,6 +44,10 @@ def test_statistics_refuse_what_they_cannot_read():
         get_statistic("fitted").value(loss_record(0.0, 0.01, 0.5), {"beta": 0.5})
     assert not get_statistic("fitted").usable(loss_record(0.0, 0.01, 0.5))
     assert get_statistic("single-loss").usable(loss_record(0.0, 0.01, 0.5))
+    for losses_alone in (record, {**record, "highpass_log_ratio": ""}):  # the authors' files
+        with pytest.raises(StatisticError, match=r"no highpass_log_ratio .* measure the images"):
+            get_statistic("highpass").value(losses_alone)
+        assert not get_statistic("highpass").usable(losses_alone)
 
 
 def test_measurement_kinds_and_the_default_are_defined_once():

@@ -83,9 +83,10 @@ def _add_method(parser: argparse.ArgumentParser) -> None:
         "--method",
         choices=STATISTIC_NAMES,
         default=None,
-        help=f"decision statistic (default {DEFAULT_STATISTIC}: log ratio + beta log H, beta "
-        "fitted per model); aedr (the paper's ratio x H), ratio, single-loss (first loss "
-        "alone), or latenttracer (inversion loss, 100 Adam steps: ~100x slower to measure)",
+        help=f"decision statistic (default {DEFAULT_STATISTIC}: the weighted high-pass log "
+        "ratio, flat areas weighing nothing); fitted (log ratio + beta log H, beta fitted per "
+        "model), aedr (the paper's ratio x H), ratio, single-loss (first loss alone), or "
+        "latenttracer (inversion loss, 100 Adam steps: ~100x slower to measure)",
     )
 
 

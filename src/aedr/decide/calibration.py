@@ -274,13 +274,15 @@ def records_of_model(
     records the statistic cannot read, are skipped.
     """
     reader = get_statistic(statistic)
-    kept, skipped, models = [], 0, set()
+    kept, skipped, models, why = [], 0, set(), ""
     for record in records:
         record_model = record.get("model")
         if model is not None and record_model not in (None, model):
             continue
-        if not reader.usable(record):
+        reason = reader.unusable_reason(record)
+        if reason:
             skipped += 1
+            why = why or reason
             continue
         kept.append(record)
         if record_model is not None:
@@ -288,6 +290,10 @@ def records_of_model(
     if model is None and len(models) > 1:
         raise CalibrationError(
             f"records hold several models ({', '.join(sorted(models))}); choose one"
+        )
+    if skipped and not kept:
+        raise CalibrationError(
+            f"statistic {statistic} can read none of the {skipped} records ({why})"
         )
     return model or (models.pop() if models else None), kept, skipped
 

@@ -31,6 +31,9 @@ class ReconstructionMeasures:
     loss1: torch.Tensor  # (B,) float64
     loss2: torch.Tensor
     evidence: np.ndarray | None = None  # (B, 2, H, W) float32, see aedr.measure.localization
+    # (B, 2) float64: mean weighted high-pass log ratio and mean weight, on the observed pixels
+    # (``aedr.measure.localization.evidence_means``); None for batches measured without it
+    evidence_means: torch.Tensor | None = None
 
 
 def reconstruction_measures(
@@ -97,9 +100,9 @@ def _double_reconstruction(
     x1 = autoencoder.decode(encode(x, first))
     x2 = autoencoder.decode(encode(x1, second))
     pixel_map = None
-    if evidence:
-        from aedr.measure.localization import pixel_evidence
+    from aedr.measure.localization import evidence_means, pixel_evidence
 
+    if evidence:
         pixel_map = pixel_evidence(x, x1, x2)
     if observation is not None:
         from aedr.measure.degradation import QUANTISATION_FLOOR
@@ -108,11 +111,12 @@ def _double_reconstruction(
         x1, x2 = observation.forward(x1), observation.forward(x2)
     if loss_dtype != "model":
         x, x1, x2 = (t.to(torch.float64) for t in (x, x1, x2))
+    means = evidence_means(x, x1, x2).cpu()
     loss1 = (x - x1).square().mean(dim=(1, 2, 3))
     loss2 = (x1 - x2).square().mean(dim=(1, 2, 3))
     if observation is not None:
         loss1, loss2 = loss1.clamp(min=QUANTISATION_FLOOR), loss2.clamp(min=QUANTISATION_FLOOR)
-    return ReconstructionMeasures(loss1.double().cpu(), loss2.double().cpu(), pixel_map)
+    return ReconstructionMeasures(loss1.double().cpu(), loss2.double().cpu(), pixel_map, means)
 
 
 def loss_ratio(loss1: float, loss2: float) -> float:

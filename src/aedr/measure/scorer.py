@@ -56,6 +56,7 @@ from aedr.measure.images import (
     rounded_size,
     to_model_input,
 )
+from aedr.measure.localization import highpass_log_ratio
 from aedr.measure.provenance import MEASUREMENT_KINDS, MeasurementKind, Provenance
 from aedr.measure.reconstruction import SignalError, loss_ratio, reconstruction_measures
 
@@ -71,7 +72,8 @@ Noise = Literal["batch", "image"]
 ExifHandling = Literal["transpose", "ignore"]
 LossDtype = Literal["fp64", "model"]
 MEASUREMENT_FIELDS = (
-    "path", "model", "group", "measurement", "loss1", "loss2", "ratio", "inversion_loss",
+    "path", "model", "group", "measurement", "loss1", "loss2", "ratio", "highpass_log_ratio",
+    "inversion_loss",
     "homogeneity", "width", "height", "content_sha256", "provenance", "jpeg_quality",
     "degradation", "error",
 )  # fmt: skip
@@ -210,6 +212,8 @@ class Measurement:
     loss1: float | None = None
     loss2: float | None = None
     ratio: float | None = None  # loss1 / loss2, checked finite when measured
+    # the whole image's weighted high-pass log ratio (``aedr.measure.localization``)
+    highpass_log_ratio: float | None = None
     inversion_loss: float | None = None
     homogeneity: float | None = None
     width: int | None = None
@@ -561,7 +565,7 @@ class Scorer:
                 provenance = model.provenance
                 if provenance is not None:
                     hit = self.store.get(content, provenance.digest())
-                    if hit is not None:
+                    if hit is not None and _complete(hit):
                         hits[index] = hit
         return hits
 
@@ -666,7 +670,8 @@ class Scorer:
                     noise=noise, loss_dtype=settings.loss_dtype, evidence=self.local_maps,
                     observation=items[0][3],
                 )  # fmt: skip
-                columns = (measures.loss1, measures.loss2)
+                means = measures.evidence_means
+                columns = (measures.loss1, measures.loss2, means[:, 0], means[:, 1])
                 evidence = measures.evidence
             losses: list[tuple[float, ...] | str] = list(
                 zip(*(column.tolist() for column in columns), strict=True)
@@ -715,6 +720,14 @@ class Scorer:
             self.store.put(record.content_sha256, record.provenance.digest(), stored)
 
 
+def _complete(stored: Mapping[str, Any]) -> bool:
+    """Whether a stored record holds every number this version measures (a reconstruction
+    stored before ``highpass_log_ratio`` existed is measured again)."""
+    return stored.get("measurement", "reconstruction") != "reconstruction" or (
+        stored.get("highpass_log_ratio") is not None
+    )
+
+
 def _fill_losses(record: Measurement, losses: list[float]) -> None:
     """Put a measurement's mean losses in place, refusing what no statistic could use."""
     if record.measurement == "inversion":
@@ -723,8 +736,10 @@ def _fill_losses(record: Measurement, losses: list[float]) -> None:
             raise SignalError("non-finite inversion loss: the decoder's output is not finite")
         record.inversion_loss = loss
         return
-    ratio = loss_ratio(*losses)  # first: an error record keeps no non-finite loss
-    (record.loss1, record.loss2), record.ratio = losses, ratio
+    loss1, loss2, weighted_mean, weight_mean = losses
+    ratio = loss_ratio(loss1, loss2)  # first: an error record keeps no non-finite loss
+    record.highpass_log_ratio = highpass_log_ratio(weighted_mean, weight_mean)
+    record.loss1, record.loss2, record.ratio = loss1, loss2, ratio
 
 
 def decode(
