@@ -32,7 +32,7 @@ from aedr.autoencoders.tiny import TinyAutoencoder
 from aedr.decide.calibration import calibrate
 from aedr.decide.evaluation import evaluate, mean_table, open_set_metrics
 from aedr.decide.negatives import false_attribution
-from aedr.measure.negatives import negative_files
+from aedr.measure.negatives import NEGATIVE_SET, negative_files
 from aedr.measure.scorer import Scorer, ScoreSettings
 from aedr.synthesis import decoder_images, save_images
 
@@ -101,16 +101,16 @@ def main() -> None:
           "| ambiguous | false attribution on the default negatives | mean pairwise acc. vs "
           "models | vs real |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
     for statistic in args.statistics.split(","):
+        fitted = {
+            name: calibrate(
+                usable(own[name]), name, args.alpha, statistic,
+                negatives=[r for r in negatives if r["model"] == name and not r["error"]],
+                negative_sources=[NEGATIVE_SET],
+            )
+            for name in models
+        }  # fmt: skip
         for count in args.counts:
-            chosen = list(models)[:count]
-            calibrations = {
-                name: calibrate(
-                    usable(own[name]), name, args.alpha, statistic,
-                    negatives=[r for r in negatives if r["model"] == name and not r["error"]],
-                    negative_sources=["scikit-image-photos-1"],
-                )
-                for name in chosen
-            }  # fmt: skip
+            calibrations = {name: fitted[name] for name in list(models)[:count]}
             kept = {p: s for p, s in labels.items() if s in calibrations or s == "real"}
             records = [r for r in test_records if r["model"] in calibrations and r["path"] in kept]
             result = evaluate(records, kept, calibrations, statistic, args.alpha)

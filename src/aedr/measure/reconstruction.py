@@ -30,10 +30,10 @@ class ReconstructionMeasures:
 
     loss1: torch.Tensor  # (B,) float64
     loss2: torch.Tensor
-    evidence: np.ndarray | None = None  # (B, 2, H, W) float32, see aedr.measure.localization
     # (B, 2) float64: mean weighted high-pass log ratio and mean weight, on the observed pixels
-    # (``aedr.measure.localization.evidence_means``); None for batches measured without it
-    evidence_means: torch.Tensor | None = None
+    # (``aedr.measure.localization.evidence_means``)
+    evidence_means: torch.Tensor
+    evidence: np.ndarray | None = None  # (B, 2, H, W) float32, see aedr.measure.localization
 
 
 def reconstruction_measures(
@@ -109,14 +109,14 @@ def _double_reconstruction(
 
         x = observation.reference.to(x1.device, x1.dtype)
         x1, x2 = observation.forward(x1), observation.forward(x2)
+    means = evidence_means(x, x1, x2).cpu()  # in float32 whatever the loss precision
     if loss_dtype != "model":
         x, x1, x2 = (t.to(torch.float64) for t in (x, x1, x2))
-    means = evidence_means(x, x1, x2).cpu()
     loss1 = (x - x1).square().mean(dim=(1, 2, 3))
     loss2 = (x1 - x2).square().mean(dim=(1, 2, 3))
     if observation is not None:
         loss1, loss2 = loss1.clamp(min=QUANTISATION_FLOOR), loss2.clamp(min=QUANTISATION_FLOOR)
-    return ReconstructionMeasures(loss1.double().cpu(), loss2.double().cpu(), pixel_map, means)
+    return ReconstructionMeasures(loss1.double().cpu(), loss2.double().cpu(), means, pixel_map)
 
 
 def loss_ratio(loss1: float, loss2: float) -> float:

@@ -73,9 +73,8 @@ ExifHandling = Literal["transpose", "ignore"]
 LossDtype = Literal["fp64", "model"]
 MEASUREMENT_FIELDS = (
     "path", "model", "group", "measurement", "loss1", "loss2", "ratio", "highpass_log_ratio",
-    "inversion_loss",
-    "homogeneity", "width", "height", "content_sha256", "provenance", "jpeg_quality",
-    "degradation", "error",
+    "inversion_loss", "homogeneity", "width", "height", "content_sha256", "provenance",
+    "jpeg_quality", "degradation", "error",
 )  # fmt: skip
 DEFAULT_MAX_MODEL_PIXELS = 4096 * 4096
 """Largest input one autoencoder pass may take (see README, Performance); larger need crops."""
@@ -671,7 +670,7 @@ class Scorer:
                     observation=items[0][3],
                 )  # fmt: skip
                 means = measures.evidence_means
-                columns = (measures.loss1, measures.loss2, means[:, 0], means[:, 1])
+                columns = (measures.loss1, measures.loss2, *means.unbind(dim=1))
                 evidence = measures.evidence
             losses: list[tuple[float, ...] | str] = list(
                 zip(*(column.tolist() for column in columns), strict=True)
