@@ -17,6 +17,10 @@ at JPEG thresholds (``aedr calibrate --jpeg-qualities``: the clean calibration i
 at each of ``--jpeg-qualities`` and measured with the same correction; a file takes the nearest
 quality's threshold), rows "off + JPEG thresholds" and "auto + JPEG thresholds". The default
 qualities differ from the test qualities on purpose: real files rarely match a calibrated quality.
+Resized images are also decided at resize thresholds (``aedr calibrate --robust auto
+--resized-by F``: the clean calibration images resized by the factor with bicubic, then measured
+with the resize undone), row "auto + resize thresholds"; the bilinear rows show what a filter
+other than the calibration's costs.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from PIL import Image, ImageFilter
 from aedr.decide.calibration import calibrate
 from aedr.decide.evaluation import evaluate, mean_table
 from aedr.measure.scorer import Scorer, ScoreSettings
-from aedr.workflows import add_jpeg_thresholds
+from aedr.workflows import add_jpeg_thresholds, calibrate_images
 
 FILTERS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
 
@@ -128,6 +132,21 @@ def main() -> None:
                     with_jpeg.setdefault((correction, method), {})[name] = add_jpeg_thresholds(
                         scorer, clean, paths, qualities, default_negatives=False
                     )
+        resized = {}  # factor -> {(correction, method): {model: calibration at that factor}}
+
+        def resize_thresholds(factor: float) -> dict:
+            if factor not in resized:
+                for name in autoencoders:
+                    settings = ScoreSettings(robust="auto", resized_by=factor)
+                    run = calibrate_images(Scorer([autoencoders[name]], settings),
+                                           calibration_paths[name], methods[0], args.alpha,
+                                           default_negatives=False)  # fmt: skip
+                    for method in methods:
+                        resized.setdefault(factor, {}).setdefault(("auto", method), {})[name] = (
+                            calibrate(run.records, name, args.alpha, method)
+                        )
+            return resized[factor]
+
         for title in args.perturbations.split(","):
             write, factor = PERTURBATIONS[title]
             folder = Path(tmp) / title.replace(" ", "_").replace("/", "-")
@@ -150,6 +169,8 @@ def main() -> None:
                 variants = {correction: calibrations}
                 if jpeg_files:
                     variants[f"{correction} + JPEG thresholds"] = with_jpeg
+                if factor is not None and correction == "auto":
+                    variants["auto + resize thresholds"] = resize_thresholds(factor)
                 cost = seconds[correction] / seconds["off"]  # per score, same files
                 for method in methods:
                     for variant, chosen in variants.items():

@@ -312,3 +312,38 @@ def test_cli_calibrates_jpeg_thresholds(cli_main, tmp_path, model_file, image_fo
     rc, err = cli_main("calibrate", "--scores", out, "--out", tmp_path / "d.json",
                        "--jpeg-qualities", "80")  # fmt: skip
     assert rc == 2 and "--jpeg-qualities re-encodes images" in err
+
+
+def test_resize_thresholds_are_fitted_on_resized_copies_and_decide_resized_files(
+    tmp_path, monkeypatch
+):
+    """Undoing a resize shifts a model's own signals; a calibration whose images were resized by
+    the same factor first holds for such images, and says so in the caution."""
+    monkeypatch.setattr("aedr.measure.negatives.TILES_PER_PHOTO", 1)  # 16 of the 64: faster
+    own = noisy_own_images(tmp_path / "own", range(10))
+    (tmp_path / "own" / "broken.png").write_bytes(b"not an image")
+    clean = calibrate_images(Scorer([BlockMean()]), [tmp_path / "own"], "ratio").calibration
+    settings = ScoreSettings(robust="auto", resized_by=1.3)
+    run = calibrate_images(Scorer([BlockMean()], settings), [tmp_path / "own"], "ratio")
+    resized = run.calibration
+    assert resized.measurement_provenance.resized_by == 1.3 and resized.n == 10
+    assert sorted(r["path"] for r in run.records) == sorted(str(p) for p in own)
+    assert [m.path for m in run.failed] == [str(tmp_path / "own" / "broken.png")]
+    assert all((r["width"], r["degradation"]) == (125, "resized x1.3 (undone)")
+               for r in run.records)  # fmt: skip
+    assert "resized by 1.3" in resized.negatives["sources"][0]
+    assert np.mean(resized.signals) > 1.5 * np.mean(clean.signals)
+    (png,) = noisy_own_images(tmp_path / "test", [50])
+    upload = tmp_path / "test" / "upload.png"
+    Image.open(png).resize((125, 125), Image.Resampling.BICUBIC).save(upload)  # off the grid
+    at_clean = Attributor([clean], [BlockMean()], robust="auto", resized_by=1.3)
+    (at_clean,) = at_clean.attribute_file(upload).rows()
+    (at_factor,) = Attributor([resized], [BlockMean()]).attribute_file(upload).rows()
+    assert at_clean["signal"] == at_factor["signal"] and not at_clean["belongs"]
+    assert at_factor["belongs"] and at_factor["verdict"] == "block-mean"
+    assert "thresholds fitted on images that were not resized" in at_clean["caution"]
+    assert "thresholds fitted on images resized by the same factor" in at_factor["caution"]
+    with pytest.raises(CalibrationError, match=r"holds for images resized by 1\.3, not by 2"):
+        Attributor([resized], [BlockMean()], resized_by=2.0)
+    with pytest.raises(CalibrationError, match="not both"):
+        calibrate_images(Scorer([BlockMean()], settings), own, "ratio", jpeg_qualities=(90,))

@@ -165,7 +165,8 @@ def _add_robust(parser: argparse.ArgumentParser) -> None:
         metavar="FACTOR",
         help="with --robust auto: the images were resized by FACTOR after generation (e.g. 1.5 "
         "for 720 to 1080 px); each is mapped back onto the decoder's grid, reconstructed there "
-        "and mapped forward again",
+        "and mapped forward again. calibrate resizes its images (and default negatives) by "
+        "FACTOR first, so that its thresholds hold for images resized so",
     )
 
 

@@ -47,7 +47,7 @@ from aedr.decide.localization import (
     measurement_map,
 )  # fmt: skip
 from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
-from aedr.measure.images import iter_image_files
+from aedr.measure.images import ImageError, iter_image_files
 from aedr.measure.localization import DEFAULT_WINDOW, local_map
 from aedr.measure.provenance import Provenance
 from aedr.measure.scorer import Measurement, Scorer
@@ -90,26 +90,40 @@ def calibrate_images(
     input order and measures no more (the authors' ``cal_threshold.py`` reads 500).
     ``local_window`` also fits the local-map threshold at the same alpha (0.05 with "auto"); the
     scorer must keep local maps. ``jpeg_qualities`` also fits a threshold for JPEG files at each
-    quality (:func:`add_jpeg_thresholds`).
+    quality (:func:`add_jpeg_thresholds`). A scorer that undoes a resize (``resized_by``)
+    measures each image, and each default negative, resized by that factor first, as a platform
+    would: the calibration then holds for images resized so (images that already were go
+    through ``aedr score`` and :func:`calibrate_measurements`).
     """
     if len(scorer.models) != 1:
         raise CalibrationError("a calibration is fitted for one model: give the scorer one")
     check_jpeg_qualities(jpeg_qualities)
     if local_window is not None and not scorer.local_maps:
         raise CalibrationError("a local threshold needs a scorer that keeps local maps")
+    if jpeg_qualities and scorer.settings.resized_by is not None:
+        raise CalibrationError(
+            "JPEG thresholds are fitted on images that were not resized: calibrate with JPEG "
+            "qualities or with a resize factor, not both"
+        )
     _check_first(first)
     good, failed, samples = [], [], []
-    for (measurement,) in scorer.score_images(iter_image_files(paths)):
-        if on_measurement is not None:
-            on_measurement(measurement)
-        (good if measurement.ok else failed).append(measurement)
-        if measurement.ok and local_window is not None:
-            samples.append(map_samples(local_map(measurement.evidence, local_window)))
-            measurement.evidence = None  # kept as samples only: calibration sets can be large
-        if first is not None and len(good) >= first:
-            break
-    records = [m.as_dict() for m in good]
-    negatives, sources = _with_default_negatives(scorer, negatives, default_negatives, statistic)
+    with tempfile.TemporaryDirectory(prefix="aedr-resized-") as scratch:
+        originals: dict[str, str] = {}
+        files = _as_uploaded(scorer, iter_image_files(paths), Path(scratch), originals)
+        for (measurement,) in scorer.score_images(files):
+            measurement.path = originals.get(measurement.path, measurement.path)
+            if on_measurement is not None:
+                on_measurement(measurement)
+            (good if measurement.ok else failed).append(measurement)
+            if measurement.ok and local_window is not None:
+                samples.append(map_samples(local_map(measurement.evidence, local_window)))
+                measurement.evidence = None  # kept as samples only: calibration sets can be large
+            if first is not None and len(good) >= first:
+                break
+        records = [m.as_dict() for m in good]
+        negatives, sources = _with_default_negatives(
+            scorer, negatives, default_negatives, statistic, Path(scratch) / "negatives"
+        )
     calibration = _fit(records, scorer.models[0].name, statistic, alpha, negatives, sources)
     _note_first(calibration, first, len(records))
     if local_window is not None:
@@ -159,6 +173,33 @@ def add_jpeg_thresholds(
                 negatives[quality] = _measured(scorer, copies)
     sources = [f"default: tiles of scikit-image's sample photos ({NEGATIVE_SET})"]
     return fit_jpeg_thresholds(calibration, records, negatives, sources)
+
+
+def _as_uploaded(
+    scorer: Scorer, paths: Iterable[str | os.PathLike], folder: Path, originals: dict[str, str]
+) -> Iterator[Path]:
+    """The files to measure for ``paths``: themselves, or, when the scorer undoes a resize
+    (``resized_by``), each image resized by that factor as a platform would (a PNG copy in
+    ``folder``; ``originals`` maps each copy back to its image). A calibration measured so holds
+    for images resized by the factor: undoing a resize shifts every statistic, own images'
+    included (README, Robustness). An unreadable file is passed on to fail as itself."""
+    from aedr.measure.degradation import save_resized_copy
+
+    factor = scorer.settings.resized_by
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, path in enumerate(paths):
+        if factor is None:
+            yield Path(path)
+            continue
+        try:
+            copy = save_resized_copy(path, folder / f"{index:06d}.png", factor,
+                                     exif_transpose=scorer.settings.exif == "transpose",
+                                     max_pixels=scorer.max_pixels)  # fmt: skip
+        except ImageError:
+            yield Path(path)
+            continue
+        originals[str(copy)] = str(path)
+        yield copy
 
 
 def _measured(scorer: Scorer, paths: Sequence[Path]) -> list[dict[str, Any]]:
@@ -273,21 +314,30 @@ def _given(negatives: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 def _with_default_negatives(
-    scorer: Scorer, given: Sequence[Mapping[str, Any]], default: bool, statistic: str
+    scorer: Scorer,
+    given: Sequence[Mapping[str, Any]],
+    default: bool,
+    statistic: str,
+    scratch: Path,
 ) -> tuple[list[Mapping[str, Any]], list[str]]:
     """(negative records, what they are): ``given`` and, with ``default``, the shipped negative
     photos measured by ``scorer`` (those it cannot measure, or the statistic cannot read, are
-    left out and counted)."""
+    left out and counted); resized first, in ``scratch``, when the scorer undoes a resize."""
     from aedr.measure.negatives import NEGATIVE_SET, negative_files
 
     records, sources = list(given), _given(given)
     if default:
         reader = get_statistic(statistic)
-        measured = [m.as_dict() for m in scorer.score_paths(negative_files())]
+        photos = negative_files()
+        factor = scorer.settings.resized_by
+        if factor is not None:
+            photos = list(_as_uploaded(scorer, photos, scratch, {}))
+        measured = [m.as_dict() for m in scorer.score_paths(photos)]
         usable = [r for r in measured if reader.usable(r)]
         records += usable
         sources.append(
             f"default: {len(usable)} tiles of scikit-image's sample photos ({NEGATIVE_SET})"
+            + (f", resized by {factor:g}" if factor is not None else "")
             + (f", {len(measured) - len(usable)} unusable" if len(usable) < len(measured) else "")
         )
     return records, sources

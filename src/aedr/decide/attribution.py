@@ -42,7 +42,7 @@ from aedr.decide.localization import (
     measurement_map,
 )  # fmt: skip
 from aedr.decide.negatives import FalseAttribution, false_attribution, limit_false_attribution
-from aedr.measure.degradation import undid_geometry
+from aedr.measure.degradation import RESIZED, undid_geometry
 from aedr.measure.images import DEFAULT_MAX_PIXELS, iter_image_files
 from aedr.measure.scorer import DEFAULT_MAX_MODEL_PIXELS, Measurement, Scorer, ScoreSettings
 
@@ -202,6 +202,7 @@ def caution_of(
     degradation: str = "",
     jpeg_quality: int | None = None,
     jpeg_thresholds: bool = False,
+    resize_thresholds: bool = False,
 ) -> str:
     """Why a verdict on this image is unreliable or tentative, or "" when nothing says so.
 
@@ -211,7 +212,8 @@ def caution_of(
     or a resize (``degradation``) recovers part of the evidence: the verdict is then tentative.
     So it is for a JPEG below quality :data:`JPEG_CAUTION_BELOW`, whose recompression erased part
     of the evidence whatever the thresholds (``jpeg_thresholds``: decided at thresholds fitted
-    for its quality, else at the clean ones).
+    for its quality, else at the clean ones). An undone resize is decided at thresholds fitted
+    on images resized by the same factor (``resize_thresholds``) or, with a warning, on clean ones.
     """
     if width is None or height is None:
         return ""
@@ -226,10 +228,16 @@ def caution_of(
             f"recompression erases part of the decoder's evidence; {advice}"
         )
     if undid_geometry(degradation):
+        advice = ""
+        if any(part.startswith(RESIZED) for part in degradation.split("; ")):
+            advice = ("; decided at thresholds fitted on images resized by the same factor"
+                      if resize_thresholds else "; decided at thresholds fitted on images that "
+                      "were not resized, which undoing a resize shifts (calibrate with "
+                      "--resized-by for thresholds that hold)")  # fmt: skip
         return (
             f"tentative: {width}x{height} is not a multiple of {DECODER_GRID} pixels, so the "
             f"image was cropped or resized after generation; measured with the correction "
-            f"({degradation}), which recovers only part of the evidence"
+            f"({degradation}), which recovers only part of the evidence{advice}"
         )
     return (
         f"unreliable: {width}x{height} is not a multiple of {DECODER_GRID} pixels, so the image "
@@ -256,8 +264,11 @@ def attribute(
     verdict, candidates = verdict_of(decisions, ambiguity_ratio)
     sized = next(r for r, d in zip(records, decisions, strict=True) if not d.error)
     jpeg_thresholds = any(d.threshold_quality is not None for d in decisions)
+    resize_thresholds = any(
+        calibrations[r.model].measurement_provenance.resized_by is not None for r in records
+    )
     caution = caution_of(sized.width, sized.height, sized.degradation, sized.jpeg_quality,
-                         jpeg_thresholds)  # fmt: skip
+                         jpeg_thresholds, resize_thresholds)  # fmt: skip
     found = partial_of(records, decisions, calibrations) if verdict == NO_MODEL else None
     if found is None:
         return Attribution(path, decisions, verdict, candidates, "", caution, measurements,
@@ -349,7 +360,10 @@ class Attributor:
     attributed to some candidate (:func:`~aedr.decide.negatives.limit_false_attribution`).
     ``robust`` and ``resized_by`` measure the images degradation-aware
     (``aedr.measure.degradation``) whatever the calibrations were measured with: corrections
-    change nothing on the clean images calibrations are fitted on. A JPEG file is decided at
+    change nothing on the clean images calibrations are fitted on. Undoing a resize shifts the
+    statistic, though: calibrations fitted at the same ``resized_by`` (``aedr calibrate
+    --resized-by``) hold for such images, clean ones leave a caution, and ones fitted at another
+    factor are refused. A JPEG file is decided at
     the thresholds its calibrations fitted for the nearest JPEG quality, where they have them
     (``aedr calibrate --jpeg-qualities``); those hold only for JPEG files measured with the
     same ``robust`` and ``resized_by``.
@@ -379,6 +393,15 @@ class Attributor:
         run = (settings.robust, settings.resized_by)
         for calibration in calibrations:
             provenance = calibration.measurement_provenance
+            if provenance.resized_by not in (None, settings.resized_by):
+                raise CalibrationError(
+                    f"the calibration of {calibration.model!r} holds for images resized by "
+                    f"{provenance.resized_by:g}, not "
+                    + ("unresized ones" if settings.resized_by is None else
+                       f"by {settings.resized_by:g}")
+                    + f": attribute with --resized-by {provenance.resized_by:g}, or with "
+                    "calibrations fitted at the run's factor"
+                )  # fmt: skip
             if calibration.jpeg and (provenance.robust, provenance.resized_by) != run:
                 raise CalibrationError(
                     f"the JPEG thresholds of {calibration.model!r} were measured with robust "

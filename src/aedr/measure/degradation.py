@@ -251,6 +251,27 @@ def save_jpeg_copies(
     return copies
 
 
+def save_resized_copy(
+    path: str | os.PathLike,
+    target: Path,
+    factor: float,
+    *,
+    exif_transpose: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Path:
+    """The image of ``path`` resized by ``factor`` with :data:`RESAMPLER` (how the correction
+    assumes platforms resize) and saved as the PNG file ``target``: how a generator's own image looks
+    after an upload resized it, for thresholds that hold for such images. Pixels are read as the
+    scorer reads them; an unreadable file raises its :class:`ImageError`."""
+    if not isinstance(factor, (int, float)) or not 0.1 <= factor <= 10 or factor == 1:
+        raise ValueError(f"a resize factor is a number from 0.1 to 10 other than 1, not {factor!r}")
+    rgb = read_image(path, max_pixels, exif_transpose).rgb
+    height, width = rgb.shape[:2]
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    Image.fromarray(rgb).resize(size, RESAMPLER).save(target, "PNG")
+    return target
+
+
 def off_grid(width: int, height: int, multiple: int) -> bool:
     """Sides a decoder with this grid cannot have written: cropped or resized since."""
     return width % multiple != 0 or height % multiple != 0
