@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/candidates.py [--size 128] [--calibration 20] [--test 10] [--real 40]
        [--counts 5,10,20] [--perturbation 0.03] [--statistics highpass,fitted]
+       [--limits none,0.05]
 
 The shared data hold five tiny autoencoders, so the extra candidates are synthesised: copies of
 them whose decoder weights carry seeded Gaussian noise of ``--perturbation`` times each weight
@@ -12,9 +13,11 @@ source-pool photos, as in ``attribution.py``); every image is measured by all ca
 and each count takes the first K candidates, their test images and the real test photos.
 Calibrations use the shipped default negatives, as ``aedr calibrate`` does by default.
 
-Prints per count: verdict accuracy, real photos attributed, own images named, ambiguous, the
-false attribution the calibrations measure on the default negatives, and the paper's pairwise
-accuracy (mean over candidates).
+Prints per count and limit (``--limits``: ``none``, or a stated false-attribution rate applied as
+``aedr attribute --max-false-attribution`` applies it, on the default negatives): verdict accuracy,
+real photos attributed, own images named, ambiguous, the false attribution the calibrations measure
+on the default negatives (the stated rate), and the paper's pairwise accuracy (mean over
+candidates).
 """
 
 from __future__ import annotations
@@ -73,8 +76,10 @@ def main() -> None:
     parser.add_argument("--perturbation", type=float, default=0.03)
     parser.add_argument("--statistics", default="highpass,fitted")
     parser.add_argument("--alpha", type=float, default=0.05)
+    parser.add_argument("--limits", default="none", help="'none' or rates, comma-separated")
     args = parser.parse_args()
     args.counts = sorted(int(c) for c in args.counts.split(","))
+    limits = [None if v == "none" else float(v) for v in args.limits.split(",")]
     sys.stdout.reconfigure(line_buffering=True)
     models = candidates(args)
     pools = split_photos(Path(args.shared_dir), args.size)
@@ -97,9 +102,9 @@ def main() -> None:
         negatives = [r.as_dict() for r in scorer.score_paths(negative_files())]
         own = {name: [r.as_dict() for r in Scorer([model], ScoreSettings()).score_paths(calibration_paths[name])]
                for name, model in models.items()}  # fmt: skip
-    print("| statistic | candidates | verdict accuracy | real photos attributed | own images named "
+    print("| statistic | candidates | limit | verdict accuracy | real photos attributed | own images named "
           "| ambiguous | false attribution on the default negatives | mean pairwise acc. vs "
-          "models | vs real |\n|---|---|---|---|---|---|---|---|---|")  # fmt: skip
+          "models | vs real |\n|---|---|---|---|---|---|---|---|---|---|")  # fmt: skip
     for statistic in args.statistics.split(","):
         fitted = {
             name: calibrate(
@@ -110,17 +115,23 @@ def main() -> None:
             for name in models
         }  # fmt: skip
         for count in args.counts:
-            calibrations = {name: fitted[name] for name in list(models)[:count]}
-            kept = {p: s for p, s in labels.items() if s in calibrations or s == "real"}
-            records = [r for r in test_records if r["model"] in calibrations and r["path"] in kept]
-            result = evaluate(records, kept, calibrations, statistic, args.alpha)
-            numbers, means = open_set_metrics(result.confusion), mean_table(result)
-            family = false_attribution(list(calibrations.values()))
-            print(f"| {statistic} | {count} | {numbers['verdict_accuracy']:.3f} | "
-                  f"{numbers['real_false_attribution']:.3f} | {numbers['own_recall']:.3f} | "
-                  f"{numbers['ambiguous']:.3f} | {family.rate:.3f} of {family.n} | "
-                  f"{np.mean([m['vs_models'] for m in means.values()]):.4f} | "
-                  f"{np.mean([m['vs_real'] for m in means.values()]):.4f} |")  # fmt: skip
+            for limit in limits:
+                print_count(statistic, count, limit, fitted, labels, test_records, args.alpha)
+
+
+def print_count(statistic, count, limit, fitted, labels, test_records, alpha) -> None:
+    """One row: the first ``count`` candidates at once, under ``limit`` (None: no limit)."""
+    calibrations = {name: fitted[name] for name in list(fitted)[:count]}
+    kept = {p: s for p, s in labels.items() if s in calibrations or s == "real"}
+    records = [r for r in test_records if r["model"] in calibrations and r["path"] in kept]
+    result = evaluate(records, kept, calibrations, statistic, alpha, limit)
+    numbers, means = open_set_metrics(result.confusion), mean_table(result)
+    family = false_attribution([report.calibration for report in result.models.values()])
+    print(f"| {statistic} | {count} | {limit or '-'} | {numbers['verdict_accuracy']:.3f} | "
+          f"{numbers['real_false_attribution']:.3f} | {numbers['own_recall']:.3f} | "
+          f"{numbers['ambiguous']:.3f} | {family.rate:.3f} of {family.n} | "
+          f"{np.mean([m['vs_models'] for m in means.values()]):.4f} | "
+          f"{np.mean([m['vs_real'] for m in means.values()]):.4f} |")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -126,3 +126,29 @@ def test_an_assumed_unverified_identity_applies_to_the_loaded_weights(random_tin
     attributor = Attributor([sampled], [random_tiny])
     assert attributor.scorer.settings.latent == "sample" and attributor.scorer.settings.seed == 1
     assert Scorer([random_tiny]).settings.latent == "mode"
+
+
+def highpass_record(model, signal, weight):
+    return Measurement("flat.png", model, loss1=0.02, loss2=0.01, ratio=2.0, homogeneity=0.9,
+                       highpass_log_ratio=signal, highpass_weight=weight, width=64, height=64)  # fmt: skip
+
+
+def test_an_image_with_too_little_detail_is_attributed_to_no_model():
+    """A nearly flat image's signal rests on a few pixels: it is shown, but no threshold accepts
+    it, and the caution says why (every candidate: insufficient evidence; some: which were not
+    named)."""
+    records = [loss_record(0.02, 0.01, 0.9, highpass_log_ratio=s) for s in (0.3, 0.4, 0.5, 0.35)]
+    calibrations = {m: calibrate(records, m, 0.05, "highpass") for m in ("a", "b")}
+    flat = attribute([highpass_record("a", 0.3, 0.01), highpass_record("b", 0.4, 0.02)],
+                     calibrations)  # fmt: skip
+    assert flat.verdict == NO_MODEL and not any(d.belongs for d in flat.decisions)
+    assert [d.signal for d in flat.decisions] == [0.3, 0.4]
+    assert flat.caution.startswith("insufficient evidence: too little detail to attribute: 1.0% ")
+    rows = flat.rows()
+    assert rows[0]["belongs"] is False and rows[0]["caution"] == flat.caution
+    mixed = attribute([highpass_record("a", 0.3, 0.01), highpass_record("b", 0.4, 0.5)],
+                      calibrations)  # fmt: skip
+    assert mixed.verdict == "b" and mixed.caution.startswith("a not named: too little detail")
+    detailed = attribute([highpass_record("a", 0.3, 0.5), highpass_record("b", 0.9, 0.01)],
+                         calibrations)  # fmt: skip
+    assert detailed.verdict == "a" and detailed.caution == ""  # b rejects it anyway

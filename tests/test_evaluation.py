@@ -187,3 +187,25 @@ def test_jpeg_records_are_decided_at_their_quality_thresholds():
     assert after.models["a"].pairwise[0]["TP"] >= 18
     assert before.confusion["a"].get("a", 0) <= 10 < after.confusion["a"].get("a", 0)
     assert after.models["a"].metrics["roc_auc"] == before.models["a"].metrics["roc_auc"]
+
+
+def test_images_with_too_little_detail_are_accepted_nowhere_but_still_ranked():
+    """The pairwise tables and the confusion decide as ``aedr attribute`` does: an image whose
+    high-pass evidence covers too little of it is accepted by no model; ROC AUC ranks its signal."""
+    records, labels = synthetic()
+    for record in records:
+        record["highpass_log_ratio"] = record["loss1"] / 0.01
+        record["highpass_weight"] = 0.5
+    flat = [r for r in records if labels[r["path"]] == "a"][:10]  # 5 images, each by a and b
+    for record in flat:
+        record["highpass_weight"] = 0.01
+    own = [{**signal_record("", "a", s), "highpass_log_ratio": s} for s in (1.0, 1.1, 0.9, 1.05)]
+    calibrations = {m: calibrate(own, m, 0.05, "highpass") for m in ("a", "b")}
+    result = evaluate(records, labels, calibrations, "highpass")
+    everywhere = evaluate([{**r, "highpass_weight": 0.5} for r in records], labels,
+                          calibrations, "highpass")  # fmt: skip
+    a, before = result.models["a"], everywhere.models["a"]
+    assert set(a.shortfalls) == {r["path"] for r in flat if r["model"] == "a"}
+    assert a.pairwise[0]["TP"] == before.pairwise[0]["TP"] - 5
+    assert a.metrics["roc_auc"] == before.metrics["roc_auc"]
+    assert result.confusion["a"].get("none", 0) == everywhere.confusion["a"].get("none", 0) + 5

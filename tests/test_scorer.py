@@ -142,23 +142,25 @@ def test_store_answers_repeated_and_renamed_images_without_running_the_model(
         assert other[0].loss1 != first[0].loss1
 
 
-def test_a_stored_record_without_the_highpass_statistic_is_measured_again(
-    random_tiny, image_folder, tmp_path
+@pytest.mark.parametrize("missing", ["highpass_log_ratio", "highpass_weight"])
+def test_a_stored_record_without_the_highpass_numbers_is_measured_again(
+    random_tiny, image_folder, tmp_path, missing
 ):
-    """Stores written before ``highpass_log_ratio`` existed hold records the default statistic
-    cannot read: they are misses, measured again and replaced."""
+    """Stores written before ``highpass_log_ratio`` or ``highpass_weight`` existed hold records
+    the default statistic cannot fully read: they are misses, measured again and replaced."""
     from aedr.measure.store import ScoreStore
 
     model, path = counting(random_tiny), sorted(image_folder.iterdir())[0]
     with ScoreStore(tmp_path / "s.sqlite") as store:
         (first,) = Scorer([model], store=store).score_file(path)
         assert first.highpass_log_ratio is not None and type(model).encoded == 2
+        assert 0.0 <= first.highpass_weight <= 1.0
         key = (first.content_sha256, first.provenance.digest())
-        old = {k: v for k, v in store.get(*key).items() if k != "highpass_log_ratio"}
+        old = {k: v for k, v in store.get(*key).items() if k != missing}
         store.put(*key, old)
         (again,) = Scorer([model], store=store).score_file(path)
         assert type(model).encoded == 4 and again.as_dict() == first.as_dict()
-        assert store.get(*key)["highpass_log_ratio"] == first.highpass_log_ratio
+        assert store.get(*key)[missing] == getattr(first, missing)
         Scorer([model], store=store).score_file(path)
         assert type(model).encoded == 4  # replaced: a hit again
 

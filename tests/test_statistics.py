@@ -7,6 +7,7 @@ from conftest import loss_record
 
 from aedr.decide.statistics import (
     DEFAULT_STATISTIC,
+    MIN_HIGHPASS_WEIGHT,
     STATISTIC_NAMES,
     StatisticError,
     get_statistic,
@@ -48,6 +49,23 @@ def test_statistics_refuse_what_they_cannot_read():
         with pytest.raises(StatisticError, match=r"no highpass_log_ratio .* measure the images"):
             get_statistic("highpass").value(losses_alone)
         assert not get_statistic("highpass").usable(losses_alone)
+
+
+def test_highpass_tells_an_image_with_too_little_detail_to_accept():
+    """The share of the image carrying evidence gates acceptance; records measured before the
+    share existed, and statistics that do not read it, have no shortfall."""
+    highpass = get_statistic("highpass")
+    record = {**loss_record(0.02, 0.01, 0.5), "highpass_log_ratio": 0.3}
+    flat = {**record, "highpass_weight": MIN_HIGHPASS_WEIGHT / 2}
+    assert re.search(
+        r"too little detail to attribute: 12\.5% .* under the 25%", highpass.shortfall(flat)
+    )
+    assert highpass.shortfall({**flat, "highpass_weight": str(MIN_HIGHPASS_WEIGHT / 2)})  # CSV
+    assert highpass.value(flat) == 0.3 and highpass.usable(flat)  # still measured and shown
+    for enough in ({**record, "highpass_weight": MIN_HIGHPASS_WEIGHT}, record,
+                   {**record, "highpass_weight": ""}):  # fmt: skip
+        assert highpass.shortfall(enough) == ""
+    assert get_statistic("fitted").shortfall(flat) == ""
 
 
 def test_measurement_kinds_and_the_default_are_defined_once():

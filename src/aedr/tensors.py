@@ -20,6 +20,7 @@ import numpy as np
 from aedr.decide.statistics import PAPER_STATISTIC, get_statistic
 from aedr.measure.homogeneity import glcm_homogeneity
 from aedr.measure.images import luma_opencv
+from aedr.measure.localization import highpass_log_ratio
 from aedr.measure.reconstruction import reconstruction_measures
 
 if TYPE_CHECKING:
@@ -32,13 +33,15 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class BatchSignals:
     """Per-image results for a batch: float64 tensors of shape (B,), ``belongs`` a bool tensor
-    when a calibration was given."""
+    when a calibration was given. ``highpass_weight`` is the share of each image that carries
+    high-pass evidence; too little of it accepts nowhere (``aedr.decide.statistics``)."""
 
     loss1: torch.Tensor
     loss2: torch.Tensor
     homogeneity: torch.Tensor
     signal: torch.Tensor
     belongs: torch.Tensor | None = None
+    highpass_weight: torch.Tensor | None = None
 
 
 class AEDR:
@@ -86,13 +89,19 @@ class AEDR:
             for p in pixels
         ]
         records = [
-            {"measurement": "reconstruction", "loss1": a, "loss2": b, "homogeneity": h}
-            for a, b, h in zip(loss1.tolist(), loss2.tolist(), homogeneity, strict=True)
-        ]
+            {"measurement": "reconstruction", "loss1": a, "loss2": b, "homogeneity": h,
+             "highpass_log_ratio": highpass_log_ratio(weighted, weight), "highpass_weight": weight}
+            for a, b, h, (weighted, weight) in zip(loss1.tolist(), loss2.tolist(), homogeneity,
+                                                   measured.evidence_means.tolist(), strict=True)
+        ]  # fmt: skip
         signal = torch.tensor(
             [self.statistic.value(r, self.parameters) for r in records], dtype=torch.float64
         )
-        belongs = signal < self.calibration.threshold if self.calibration else None
+        belongs = None
+        if self.calibration is not None:  # too little evidence accepts nowhere (statistics)
+            enough = torch.tensor([not self.statistic.shortfall(r) for r in records])
+            belongs = (signal < self.calibration.threshold) & enough
         return BatchSignals(
-            loss1, loss2, torch.tensor(homogeneity, dtype=torch.float64), signal, belongs
-        )
+            loss1, loss2, torch.tensor(homogeneity, dtype=torch.float64), signal, belongs,
+            measured.evidence_means[:, 1].double(),
+        )  # fmt: skip

@@ -42,6 +42,7 @@ from aedr.decide.localization import (
     measurement_map,
 )  # fmt: skip
 from aedr.decide.negatives import FalseAttribution, false_attribution, limit_false_attribution
+from aedr.decide.statistics import get_statistic
 from aedr.measure.degradation import RESIZED, undid_geometry
 from aedr.measure.images import DEFAULT_MAX_PIXELS, iter_image_files
 from aedr.measure.scorer import DEFAULT_MAX_MODEL_PIXELS, Measurement, Scorer, ScoreSettings
@@ -84,6 +85,9 @@ class ModelDecision:
     false_acceptance: float | None = None  # share of the calibration's negatives accepted
     # the JPEG quality whose threshold applied (``Calibration.at_jpeg_quality``); None: clean
     threshold_quality: int | None = None
+    # why the statistic cannot accept this image whatever its signal (``Statistic.shortfall``:
+    # too little detail); "" when it can
+    shortfall: str = ""
 
 
 @dataclass(frozen=True)
@@ -162,23 +166,31 @@ def decide(record: Measurement, calibration: Calibration) -> ModelDecision:
     group = record.group or record.model
     error = record.error
     if not error:
+        values = record.as_dict()
         try:
-            return decision(record.model, group, calibration.value(record.as_dict()), calibration)
+            signal = calibration.value(values)
         except ValueError as exc:  # a statistic undefined for this image (e.g. loss1 == 0)
             error = str(exc)
+        else:
+            shortfall = get_statistic(calibration.statistic).shortfall(values)
+            return decision(record.model, group, signal, calibration, shortfall)
     return ModelDecision(
         record.model, group, calibration.statistic, None, calibration.threshold, False, None,
         None, error, calibration.false_acceptance, calibration.tuning.get("jpeg_quality"),
     )  # fmt: skip
 
 
-def decision(model: str, group: str, signal: float, calibration: Calibration) -> ModelDecision:
-    """The decision on a signal already computed with ``calibration``'s statistic."""
+def decision(
+    model: str, group: str, signal: float, calibration: Calibration, shortfall: str = ""
+) -> ModelDecision:
+    """The decision on a signal already computed with ``calibration``'s statistic; a
+    ``shortfall`` (too little evidence, ``Statistic.shortfall``) means no acceptance."""
     threshold = calibration.threshold
     return ModelDecision(
-        model, group, calibration.statistic, signal, threshold, calibration.belongs(signal),
-        calibration.p_value(signal), (threshold - signal) / abs(threshold) if threshold else None,
-        "", calibration.false_acceptance, calibration.tuning.get("jpeg_quality"),
+        model, group, calibration.statistic, signal, threshold,
+        calibration.belongs(signal) and not shortfall, calibration.p_value(signal),
+        (threshold - signal) / abs(threshold) if threshold else None, "",
+        calibration.false_acceptance, calibration.tuning.get("jpeg_quality"), shortfall,
     )  # fmt: skip
 
 
@@ -269,6 +281,7 @@ def attribute(
     )
     caution = caution_of(sized.width, sized.height, sized.degradation, sized.jpeg_quality,
                          jpeg_thresholds, resize_thresholds)  # fmt: skip
+    caution = "; ".join(filter(None, (caution, insufficient_evidence(decisions))))
     found = partial_of(records, decisions, calibrations) if verdict == NO_MODEL else None
     if found is None:
         return Attribution(path, decisions, verdict, candidates, "", caution, measurements,
@@ -278,6 +291,21 @@ def attribute(
         path, decisions, PARTIAL, (model,), "", caution, measurements, tuple(regions),
         statistic, calibrations[model].local["threshold"], family,
     )  # fmt: skip
+
+
+def insufficient_evidence(decisions: Sequence[ModelDecision]) -> str:
+    """What too little evidence (``ModelDecision.shortfall``) kept from the verdict: every
+    candidate ("insufficient evidence"), or the candidates whose signal alone would have
+    accepted the image; "" when it kept nothing."""
+    short = [d for d in decisions if d.shortfall]
+    if not short:
+        return ""
+    if len(short) == sum(not d.error for d in decisions):
+        return f"insufficient evidence: {short[0].shortfall}"
+    blocked = [d for d in short if d.signal is not None and d.signal < d.threshold]
+    if not blocked:
+        return ""
+    return f"{', '.join(d.model for d in blocked)} not named: {blocked[0].shortfall}"
 
 
 def partial_of(

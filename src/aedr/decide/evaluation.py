@@ -103,6 +103,8 @@ class ModelReport:
     by_source: dict[str, list[float]]
     fitted_on: set[str] = field(default_factory=set)  # paths used to fit the threshold here
     values: dict[str, float] = field(default_factory=dict)  # path -> statistic
+    # path -> why the statistic cannot accept it (``Statistic.shortfall``), where it cannot
+    shortfalls: dict[str, str] = field(default_factory=dict)
     complexity: list[tuple[float, float]] = field(default_factory=list)  # own (H, ratio), fitted
     pairwise: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
@@ -278,20 +280,23 @@ def _model_report(
         if "beta" in calibration.parameters:
             source += f", beta {calibration.parameters['beta']:.3f}"
     values = {path: calibration.value(row) for path, row in rows.items()}
+    reader = get_statistic(statistic)
+    shortfalls = {path: why for path, row in rows.items() if (why := reader.shortfall(row))}
     by_source: dict[str, list[float]] = defaultdict(list)
     for path, value in values.items():
         if truth[path] != model:
             by_source[truth[path]].append(value)
     report = ModelReport(
         model, calibration, source, [values[p] for p in test_own], dict(by_source),
-        fitted_on=set(own) - set(test_own), values=values,
+        fitted_on=set(own) - set(test_own), values=values, shortfalls=shortfalls,
     )  # fmt: skip
     if "beta" in calibration.parameters:
         ratio = get_statistic("ratio")
         report.complexity = [(float(rows[p]["homogeneity"]), ratio.value(rows[p])) for p in own]
     positives = np.asarray(report.own_test)
     negatives = np.asarray([v for vs in by_source.values() for v in vs])
-    accepted = {p: values[p] < decided_at(p).get(model, calibration).threshold for p in rows}
+    accepted = {p: values[p] < decided_at(p).get(model, calibration).threshold
+                and p not in shortfalls for p in rows}  # fmt: skip
     tp = sum(accepted[p] for p in test_own)
     for other in sorted(by_source):
         others = [p for p in rows if truth[p] == other]
@@ -330,6 +335,7 @@ def _confusion(
                 name,
                 statistic[name][path],
                 decided_at(path).get(name, calibrations[name]),
+                reports[name].shortfalls.get(path, ""),
             )
             for name in sorted(statistic)
         ]

@@ -40,6 +40,8 @@ class Statistic:
     description: str
     compute: Callable[[Record, Parameters], float]
     fit: Callable[[Sequence[Record]], dict[str, Any]] | None = None
+    # why a record holds too little evidence for this statistic to accept it ("" when enough)
+    evidence: Callable[[Record], str] | None = None
 
     @property
     def fitted(self) -> bool:
@@ -67,6 +69,11 @@ class Statistic:
             return self.compute(record, parameters or {})
         except (KeyError, TypeError) as exc:
             raise StatisticError(f"record lacks what statistic {self.name} reads ({exc})") from None
+
+    def shortfall(self, record: Record) -> str:
+        """Why ``record`` holds too little evidence for this statistic to accept its image, or
+        "": its value may still be computed and shown, but no threshold accepts it."""
+        return self.evidence(record) if self.evidence is not None else ""
 
     def usable(self, record: Record) -> bool:
         """Whether ``record`` is an error-free measurement this statistic can read (checked
@@ -120,6 +127,28 @@ def _highpass(record: Record, _: Parameters) -> float:
     return float(value)
 
 
+MIN_HIGHPASS_WEIGHT = 0.25
+"""The least share of an image that must carry high-pass evidence (``highpass_weight``) for
+``highpass`` to accept it: below it the image is mostly flat (a blank sky, a page of one colour),
+its statistic rests on a few pixels, and no model is named. Set on the attribution benchmark's
+calibration images and negatives, not its test images (README, Open-set verdicts): every own and
+generator-free calibration image carries at least 0.46, while every default negative under 0.5
+is accepted by some candidate; a quarter leaves room for generated images with flat backgrounds."""
+
+
+def _highpass_evidence(record: Record) -> str:
+    weight = record.get("highpass_weight")
+    if weight is None or weight == "":  # measured before it existed: no shortfall to tell
+        return ""
+    if float(weight) >= MIN_HIGHPASS_WEIGHT:
+        return ""
+    return (
+        f"too little detail to attribute: {float(weight):.1%} of the image carries high-pass "
+        f"evidence, under the {MIN_HIGHPASS_WEIGHT:.0%} a verdict needs (flat areas are "
+        "reproduced by any decoder)"
+    )
+
+
 def _paper(record: Record, _: Parameters) -> float:
     return _ratio(record) * float(record["homogeneity"])
 
@@ -167,7 +196,8 @@ STATISTICS: dict[str, Statistic] = {
         ),
         Statistic("highpass", "reconstruction", "the weighted high-pass log ratio: "
                   "log(e1 / e2) of the residuals' high-pass energies per pixel, flat areas "
-                  "weighing nothing (aedr.measure.localization)", _highpass),
+                  "weighing nothing (aedr.measure.localization)", _highpass,
+                  evidence=_highpass_evidence),
         Statistic("aedr", "reconstruction", "the paper's (loss1 / loss2) x H", _paper),
         Statistic("ratio", "reconstruction", "loss1 / loss2, without homogeneity",
                   lambda record, _: _ratio(record)),

@@ -73,7 +73,7 @@ ExifHandling = Literal["transpose", "ignore"]
 LossDtype = Literal["fp64", "model"]
 MEASUREMENT_FIELDS = (
     "path", "model", "group", "measurement", "loss1", "loss2", "ratio", "highpass_log_ratio",
-    "inversion_loss", "homogeneity", "width", "height", "content_sha256", "provenance",
+    "highpass_weight", "inversion_loss", "homogeneity", "width", "height", "content_sha256", "provenance",
     "jpeg_quality", "degradation", "error",
 )  # fmt: skip
 DEFAULT_MAX_MODEL_PIXELS = 4096 * 4096
@@ -213,6 +213,9 @@ class Measurement:
     ratio: float | None = None  # loss1 / loss2, checked finite when measured
     # the whole image's weighted high-pass log ratio (``aedr.measure.localization``)
     highpass_log_ratio: float | None = None
+    # the share of the image that carries that evidence: the mean weight of its pixels, from 0
+    # (every pixel flat, reproduced by any decoder) to 1 (``aedr.measure.localization``)
+    highpass_weight: float | None = None
     inversion_loss: float | None = None
     homogeneity: float | None = None
     width: int | None = None
@@ -721,9 +724,9 @@ class Scorer:
 
 def _complete(stored: Mapping[str, Any]) -> bool:
     """Whether a stored record holds every number this version measures (a reconstruction
-    stored before ``highpass_log_ratio`` existed is measured again)."""
-    return stored.get("measurement", "reconstruction") != "reconstruction" or (
-        stored.get("highpass_log_ratio") is not None
+    stored before ``highpass_log_ratio`` or ``highpass_weight`` existed is measured again)."""
+    return stored.get("measurement", "reconstruction") != "reconstruction" or all(
+        stored.get(name) is not None for name in ("highpass_log_ratio", "highpass_weight")
     )
 
 
@@ -738,6 +741,7 @@ def _fill_losses(record: Measurement, losses: list[float]) -> None:
     loss1, loss2, weighted_mean, weight_mean = losses
     ratio = loss_ratio(loss1, loss2)  # first: an error record keeps no non-finite loss
     record.highpass_log_ratio = highpass_log_ratio(weighted_mean, weight_mean)
+    record.highpass_weight = weight_mean
     record.loss1, record.loss2, record.ratio = loss1, loss2, ratio
 
 
