@@ -186,11 +186,11 @@ def _as_uploaded(
     from aedr.measure.degradation import save_resized_copy
 
     factor = scorer.settings.resized_by
+    if factor is None:
+        yield from (Path(path) for path in paths)
+        return
     folder.mkdir(parents=True, exist_ok=True)
     for index, path in enumerate(paths):
-        if factor is None:
-            yield Path(path)
-            continue
         try:
             copy = save_resized_copy(path, folder / f"{index:06d}.png", factor,
                                      exif_transpose=scorer.settings.exif == "transpose",
@@ -328,10 +328,8 @@ def _with_default_negatives(
     records, sources = list(given), _given(given)
     if default:
         reader = get_statistic(statistic)
-        photos = negative_files()
         factor = scorer.settings.resized_by
-        if factor is not None:
-            photos = list(_as_uploaded(scorer, photos, scratch, {}))
+        photos = list(_as_uploaded(scorer, negative_files(), scratch, {}))
         measured = [m.as_dict() for m in scorer.score_paths(photos)]
         usable = [r for r in measured if reader.usable(r)]
         records += usable

@@ -42,7 +42,6 @@ from aedr.decide.localization import (
     measurement_map,
 )  # fmt: skip
 from aedr.decide.negatives import FalseAttribution, false_attribution, limit_false_attribution
-from aedr.decide.statistics import get_statistic
 from aedr.measure.degradation import RESIZED, undid_geometry
 from aedr.measure.images import DEFAULT_MAX_PIXELS, iter_image_files
 from aedr.measure.scorer import DEFAULT_MAX_MODEL_PIXELS, Measurement, Scorer, ScoreSettings
@@ -172,8 +171,7 @@ def decide(record: Measurement, calibration: Calibration) -> ModelDecision:
         except ValueError as exc:  # a statistic undefined for this image (e.g. loss1 == 0)
             error = str(exc)
         else:
-            shortfall = get_statistic(calibration.statistic).shortfall(values)
-            return decision(record.model, group, signal, calibration, shortfall)
+            return decision(record.model, group, signal, calibration, calibration.shortfall(values))
     return ModelDecision(
         record.model, group, calibration.statistic, None, calibration.threshold, False, None,
         None, error, calibration.false_acceptance, calibration.tuning.get("jpeg_quality"),

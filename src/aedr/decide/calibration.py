@@ -128,6 +128,11 @@ class Calibration:
         """This calibration's statistic of one measurement record."""
         return get_statistic(self.statistic).value(record, self.parameters)
 
+    def shortfall(self, record: Mapping[str, Any]) -> str:
+        """Why this calibration's statistic cannot accept ``record``'s image whatever its
+        signal (too little evidence), or "" (``Statistic.shortfall``)."""
+        return get_statistic(self.statistic).shortfall(record)
+
     def p_value(self, signal: float) -> float:
         """Upper tail at ``signal`` of the fitted KDE, restricted like the threshold to the
         paper's grid range [min - s, max + s]: the share of this model's own images expected to

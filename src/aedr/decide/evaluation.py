@@ -280,8 +280,7 @@ def _model_report(
         if "beta" in calibration.parameters:
             source += f", beta {calibration.parameters['beta']:.3f}"
     values = {path: calibration.value(row) for path, row in rows.items()}
-    reader = get_statistic(statistic)
-    shortfalls = {path: why for path, row in rows.items() if (why := reader.shortfall(row))}
+    shortfalls = {path: why for path, row in rows.items() if (why := calibration.shortfall(row))}
     by_source: dict[str, list[float]] = defaultdict(list)
     for path, value in values.items():
         if truth[path] != model:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import io
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -251,6 +251,11 @@ def save_jpeg_copies(
     return copies
 
 
+def valid_resize_factor(factor: Any) -> bool:
+    """Whether ``factor`` can be a stated resize: a number from 0.1 to 10 other than 1."""
+    return isinstance(factor, (int, float)) and 0.1 <= factor <= 10 and factor != 1
+
+
 def save_resized_copy(
     path: str | os.PathLike,
     target: Path,
@@ -263,7 +268,7 @@ def save_resized_copy(
     assumes platforms resize) and saved as the PNG file ``target``: how a generator's own image looks
     after an upload resized it, for thresholds that hold for such images. Pixels are read as the
     scorer reads them; an unreadable file raises its :class:`ImageError`."""
-    if not isinstance(factor, (int, float)) or not 0.1 <= factor <= 10 or factor == 1:
+    if not valid_resize_factor(factor):
         raise ValueError(f"a resize factor is a number from 0.1 to 10 other than 1, not {factor!r}")
     rgb = read_image(path, max_pixels, exif_transpose).rgb
     height, width = rgb.shape[:2]

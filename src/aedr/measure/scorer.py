@@ -35,7 +35,14 @@ import numpy as np
 
 from aedr import __version__
 from aedr.autoencoders.base import Autoencoder, LatentMode
-from aedr.measure.degradation import ROBUST_MODES, Degradation, Robust, off_grid, search_phase
+from aedr.measure.degradation import (
+    ROBUST_MODES,
+    Degradation,
+    Robust,
+    off_grid,
+    search_phase,
+    valid_resize_factor,
+)
 from aedr.measure.homogeneity import LEVELS, glcm_homogeneity
 from aedr.measure.images import (
     DEFAULT_MAX_PIXELS,
@@ -141,7 +148,7 @@ class ScoreSettings:
         if self.homogeneity_levels not in (2, 4, 8, 16, 32, 64, 128, 256):
             raise SettingsError("homogeneity_levels must be a power of 2 up to 256")
         if self.resized_by is not None and (
-            self.robust == "off" or not 0.1 <= self.resized_by <= 10 or self.resized_by == 1
+            self.robust == "off" or not valid_resize_factor(self.resized_by)
         ):
             raise SettingsError(
                 "resized_by is the factor images were resized by after generation (0.1 to 10, "
