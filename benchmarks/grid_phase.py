@@ -5,8 +5,8 @@ Usage: python benchmarks/grid_phase.py [--size 192] [--images 12] [--windows 48,
 A decoder writes its output in 8-pixel blocks; cropping a generated image by a number of pixels
 that is not a multiple of 8 shifts the blocks, and AEDR's evidence goes (README, Robustness).
 ``aedr.measure.degradation.search_phase`` tries all 64 grid phases on a central window, one
-reconstruction each, and keeps the phase whose reconstruction loses least on the pixels all
-windows share. This script crops decoder-made images (shared photos through the shared tiny
+reconstruction each, and keeps the phase whose residual has the least high-pass energy on the
+pixels all windows share. This script crops decoder-made images (shared photos through the shared tiny
 autoencoders; half reconstructions, half latent mixtures) by (3, 6) pixels, so the true phase is
 (5, 2), and prints how often the search finds it and what it costs per image and model, for
 several window sides (the shipped one is 64).

@@ -55,7 +55,7 @@ def _gaussian_kernel(sigma: float) -> np.ndarray:
     return (kernel / kernel.sum()).astype(np.float32)
 
 
-def _high_pass(images: torch.Tensor, sigma: float = HIGH_PASS_SIGMA) -> torch.Tensor:
+def high_pass(images: torch.Tensor, sigma: float = HIGH_PASS_SIGMA) -> torch.Tensor:
     """images minus their Gaussian blur (separable, reflected at the borders), per channel."""
     import torch
     import torch.nn.functional as F
@@ -80,8 +80,8 @@ def _weighted_log_ratio(
     import torch
 
     x, x1, x2 = (t.to(torch.float32) for t in (x, x1, x2))
-    e1 = _high_pass(x - x1).square().sum(dim=1)
-    e2 = _high_pass(x1 - x2).square().sum(dim=1)
+    e1 = high_pass(x - x1).square().sum(dim=1)
+    e2 = high_pass(x1 - x2).square().sum(dim=1)
     log_ratio = torch.log(e1 + QUANTISATION_ENERGY) - torch.log(e2 + QUANTISATION_ENERGY)
     weight = -torch.expm1(-(e1 + e2) / INFORMATIVE_ENERGY)
     return weight * log_ratio, weight
