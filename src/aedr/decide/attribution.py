@@ -239,7 +239,7 @@ def caution_of(
         )
     if undid_geometry(degradation):
         advice = ""
-        if any(part.startswith(RESIZED) for part in degradation.split("; ")):
+        if undid_geometry(degradation, (RESIZED,)):
             advice = ("; decided at thresholds fitted on images resized by the same factor"
                       if resize_thresholds else "; decided at thresholds fitted on images that "
                       "were not resized, which undoing a resize shifts (calibrate with "

@@ -68,9 +68,10 @@ SUBSAMPLING_NAMES = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
 RESIZED, GRID_PHASE = "resized", "grid phase"  # how descriptions name the geometric corrections
 
 
-def undid_geometry(description: str) -> bool:
-    """Whether a measurement's ``degradation`` description names an undone crop or resize."""
-    return any(part.startswith((RESIZED, GRID_PHASE)) for part in description.split("; "))
+def undid_geometry(description: str, corrections: tuple[str, ...] = (RESIZED, GRID_PHASE)) -> bool:
+    """Whether a measurement's ``degradation`` description names an undone crop or resize (or
+    only those of ``corrections``, e.g. ``(RESIZED,)``)."""
+    return any(part.startswith(corrections) for part in description.split("; "))
 
 
 @dataclass(frozen=True)
@@ -317,8 +318,8 @@ def search_phase(
                 for r, c in chunk
             ]))  # fmt: skip
             x = batch.to(autoencoder.device, autoencoder.dtype)
-            error = high_pass(autoencoder.decode(autoencoder.encode(x)).float().cpu() - batch)
-            error = error.square()
+            residual = autoencoder.decode(autoencoder.encode(x)).float().cpu() - batch
+            error = high_pass(residual).square()
             losses += [
                 float(error[i, :, multiple - 1 - r : side - r, multiple - 1 - c : side - c].mean())
                 for i, (r, c) in enumerate(chunk)

@@ -80,8 +80,8 @@ ExifHandling = Literal["transpose", "ignore"]
 LossDtype = Literal["fp64", "model"]
 MEASUREMENT_FIELDS = (
     "path", "model", "group", "measurement", "loss1", "loss2", "ratio", "highpass_log_ratio",
-    "highpass_weight", "inversion_loss", "homogeneity", "width", "height", "content_sha256", "provenance",
-    "jpeg_quality", "degradation", "error",
+    "highpass_weight", "inversion_loss", "homogeneity", "width", "height", "content_sha256",
+    "provenance", "jpeg_quality", "degradation", "error",
 )  # fmt: skip
 DEFAULT_MAX_MODEL_PIXELS = 4096 * 4096
 """Largest input one autoencoder pass may take (see README, Performance); larger need crops."""
