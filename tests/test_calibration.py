@@ -77,6 +77,7 @@ def test_calibrate_keeps_the_records_provenance_and_round_trips(tmp_path):
     loaded = Calibration.load(path)
     assert loaded == calibration
     assert loaded.belongs(0.5) and not loaded.belongs(5.0)
+    assert not loaded.belongs(0.5, "mostly flat"), "too little evidence accepts at no signal"
     with pytest.raises(OutputExistsError, match="exists"):
         calibration.save(path)
 

@@ -111,3 +111,23 @@ def test_rows_carry_the_rates_and_the_explanation_names_the_runner_up():
            for m in ("a", "b")]  # fmt: skip
     assert attribute(far, {"a": a, "b": b}).verdict == NO_MODEL
     assert "not measured" in attribute(far, {"a": a, "b": b}).explanation
+
+
+def test_negatives_with_too_little_detail_count_as_not_accepted(tmp_path):
+    """A flat negative is accepted at no threshold (the detail rule), so the stated false
+    acceptance and false attribution count it as rejected, as a verdict on it would."""
+    own = [loss_record(0.02, 0.01, 0.9, highpass_log_ratio=s, highpass_weight=0.8)
+           for s in (0.3, 0.4, 0.5, 0.35)]  # fmt: skip
+    negatives = [loss_record(0.02, 0.01, 0.9, highpass_log_ratio=s, highpass_weight=w,
+                             content_sha256=f"k{i}")
+                 for i, (s, w) in enumerate(((0.2, 0.01), (0.3, 0.9), (2.0, 0.9)))]  # fmt: skip
+    fitted = calibrate(own, "a", 0.05, "highpass", negatives=negatives, negative_sources=["t"])
+    shortfalls = fitted.negatives["shortfalls"]
+    assert "too little detail" in shortfalls[0] and shortfalls[1:] == ["", ""]
+    assert fitted.accepted_negatives() == {"k1"} and fitted.false_acceptance == 1 / 3
+    assert false_attribution([fitted]).rate == 1 / 3
+    fitted.save(tmp_path / "a.json")
+    assert Calibration.load(tmp_path / "a.json").false_acceptance == 1 / 3
+    detailed = [{**r, "highpass_weight": 0.9} for r in negatives]
+    plain = calibrate(own, "a", 0.05, "highpass", negatives=detailed, negative_sources=["t"])
+    assert "shortfalls" not in plain.negatives and plain.false_acceptance == 2 / 3

@@ -68,6 +68,9 @@ class NegativesFile(_Strict):
     n: Annotated[int, Field(ge=1)]
     signals: Annotated[list[FiniteFloat], Field(min_length=1, max_length=MAX_SIGNALS)]
     keys: list[Annotated[str, Field(max_length=64)]]
+    # why each negative has too little evidence to be accepted ("" where it has enough); left
+    # out when none falls short
+    shortfalls: list[Annotated[str, Field(max_length=1000)]] | None = None
 
     @model_validator(mode="after")
     def _counts_agree(self) -> NegativesFile:
@@ -75,6 +78,8 @@ class NegativesFile(_Strict):
             raise ValueError(
                 f"n is {self.n} but there are {len(self.signals)} signals and {len(self.keys)} keys"
             )
+        if self.shortfalls is not None and len(self.shortfalls) != self.n:
+            raise ValueError(f"n is {self.n} but there are {len(self.shortfalls)} shortfalls")
         return self
 
 

@@ -98,9 +98,11 @@ class AEDR:
             [self.statistic.value(r, self.parameters) for r in records], dtype=torch.float64
         )
         belongs = None
-        if self.calibration is not None:  # too little evidence accepts nowhere (statistics)
-            enough = torch.tensor([not self.statistic.shortfall(r) for r in records])
-            belongs = (signal < self.calibration.threshold) & enough
+        if self.calibration is not None:
+            belongs = torch.tensor([
+                self.calibration.belongs(value, self.statistic.shortfall(r))
+                for value, r in zip(signal.tolist(), records, strict=True)
+            ])  # fmt: skip
         return BatchSignals(
             loss1, loss2, torch.tensor(homogeneity, dtype=torch.float64), signal, belongs,
             measured.evidence_means[:, 1].double(),

@@ -186,7 +186,7 @@ def decision(
     threshold = calibration.threshold
     return ModelDecision(
         model, group, calibration.statistic, signal, threshold,
-        calibration.belongs(signal) and not shortfall, calibration.p_value(signal),
+        calibration.belongs(signal, shortfall), calibration.p_value(signal),
         (threshold - signal) / abs(threshold) if threshold else None, "",
         calibration.false_acceptance, calibration.tuning.get("jpeg_quality"), shortfall,
     )  # fmt: skip

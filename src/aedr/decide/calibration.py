@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from aedr.decide.statistics import DEFAULT_STATISTIC, StatisticError, get_statistic
+from aedr.decide.statistics import DEFAULT_STATISTIC, Statistic, StatisticError, get_statistic
 from aedr.measure.provenance import Provenance, ProvenanceError, common_provenance
 from aedr.records import OutputExistsError
 from aedr.schemas import MAX_CALIBRATION_BYTES, CalibrationFile, validation_message
@@ -37,6 +37,17 @@ UNVERIFIED_IDENTITY = "unverified"
 
 class CalibrationError(ValueError):
     """A calibration that cannot be fitted, read or applied."""
+
+
+def accepts(signal: float, threshold: float, shortfall: str = "") -> bool:
+    """The decision rule, written once: a model is named when the signal is below its threshold,
+    unless the image holds too little evidence for the statistic to accept it (a ``shortfall``,
+    ``Statistic.shortfall``), whatever its signal.
+
+    >>> accepts(0.4, 0.5), accepts(0.6, 0.5), accepts(0.4, 0.5, "mostly flat")
+    (True, False, False)
+    """
+    return signal < threshold and not shortfall
 
 
 def kde_threshold(
@@ -107,22 +118,33 @@ class Calibration:
     def measurement_provenance(self) -> Provenance:
         return Provenance.from_dict(self.provenance, f"calibration for {self.model!r}")
 
-    def belongs(self, signal: float) -> bool:
-        return signal < self.threshold
+    def belongs(self, signal: float, shortfall: str = "") -> bool:
+        """Whether this calibration names its model for an image of statistic ``signal``
+        (``accepts`` at this calibration's threshold)."""
+        return accepts(signal, self.threshold, shortfall)
 
     @property
     def false_acceptance(self) -> float | None:
         """The share of the negatives this calibration accepts (None without negatives): how
         often it names its model for an image the model did not make, as measured."""
-        signals = self.negative_signals
-        return float((signals < self.threshold).mean()) if signals.size else None
+        accepted = self.negatives_accepted()
+        return float(accepted.mean()) if accepted.size else None
+
+    def negatives_accepted(self, threshold: float | None = None) -> np.ndarray:
+        """Per negative, whether this calibration accepts it (at ``threshold``, if given), as
+        it would accept an image: negatives with too little evidence are accepted at none."""
+        threshold = self.threshold if threshold is None else threshold
+        signals = self.negatives.get("signals", [])
+        shortfalls = self.negatives.get("shortfalls") or [""] * len(signals)
+        return np.array(
+            [accepts(v, threshold, why) for v, why in zip(signals, shortfalls, strict=True)], bool
+        )
 
     def accepted_negatives(self, threshold: float | None = None) -> set[str]:
         """The keys of the negatives this calibration accepts (at ``threshold``, if given)."""
-        threshold = self.threshold if threshold is None else threshold
         keys = self.negatives.get("keys", [])
-        return {k for k, v in zip(keys, self.negatives.get("signals", []), strict=True)
-                if v < threshold}  # fmt: skip
+        return {k for k, accepted in zip(keys, self.negatives_accepted(threshold), strict=True)
+                if accepted}  # fmt: skip
 
     def value(self, record: Mapping[str, Any]) -> float:
         """This calibration's statistic of one measurement record."""
@@ -368,9 +390,8 @@ def calibrate(
         raise CalibrationError(str(exc)) from None
     kept = {}
     if negatives:
-        kept = {"sources": list(negative_sources) or ["unnamed"], "n": len(negative_signals),
-                "signals": negative_signals,
-                "keys": [str(r.get("content_sha256") or "") for r in negatives]}  # fmt: skip
+        kept = _negatives_section(reader, negatives, negative_signals,
+                                  list(negative_sources) or ["unnamed"])  # fmt: skip
     return Calibration(
         model=model, statistic=statistic, threshold=kde_threshold(signals, alpha), alpha=alpha,
         n=len(signals), signals=signals, summary=signal_summary(signals),
@@ -378,6 +399,23 @@ def calibrate(
         tuning=dict(tuning or {}), negatives=kept, aedr_version=__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )  # fmt: skip
+
+
+def _negatives_section(
+    reader: Statistic,
+    records: Sequence[Mapping[str, Any]],
+    signals: list[float],
+    sources: list[str],
+) -> dict[str, Any]:
+    """A calibration's negatives: what they are, their signals, content keys (to count the same
+    images across candidates) and, where some have too little evidence to be accepted at any
+    threshold, every negative's shortfall (left out otherwise, as in files written before it)."""
+    section = {"sources": sources, "n": len(signals), "signals": signals,
+               "keys": [str(r.get("content_sha256") or "") for r in records]}  # fmt: skip
+    shortfalls = [reader.shortfall(r) for r in records]
+    if any(shortfalls):
+        section["shortfalls"] = shortfalls
+    return section
 
 
 def record_jpeg_quality(record: Mapping[str, Any]) -> int | None:
@@ -430,12 +468,11 @@ def fit_jpeg_thresholds(
         kept = [r for r in (negatives or {}).get(quality, ()) if reader.usable(r)]
         if kept:
             _check_same_provenance(calibration, kept, f"negatives at JPEG quality {quality}")
-            fitted[str(quality)]["negatives"] = {
-                "sources": [f"{s}, re-encoded at JPEG quality {quality}"
-                            for s in negative_sources or ["unnamed"]],
-                "n": len(kept), "signals": [calibration.value(r) for r in kept],
-                "keys": [str(r.get("content_sha256") or "") for r in kept],
-            }  # fmt: skip
+            sources = [f"{s}, re-encoded at JPEG quality {quality}"
+                       for s in negative_sources or ["unnamed"]]  # fmt: skip
+            fitted[str(quality)]["negatives"] = _negatives_section(
+                reader, kept, [calibration.value(r) for r in kept], sources
+            )
     return replace(calibration, jpeg=fitted, digest="")
 
 

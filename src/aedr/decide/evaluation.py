@@ -294,8 +294,8 @@ def _model_report(
         report.complexity = [(float(rows[p]["homogeneity"]), ratio.value(rows[p])) for p in own]
     positives = np.asarray(report.own_test)
     negatives = np.asarray([v for vs in by_source.values() for v in vs])
-    accepted = {p: values[p] < decided_at(p).get(model, calibration).threshold
-                and p not in shortfalls for p in rows}  # fmt: skip
+    accepted = {p: decided_at(p).get(model, calibration).belongs(values[p], shortfalls.get(p, ""))
+                for p in rows}  # fmt: skip
     tp = sum(accepted[p] for p in test_own)
     for other in sorted(by_source):
         others = [p for p in rows if truth[p] == other]

@@ -61,7 +61,7 @@ def _rate(
     if common:
         accepted = set().union(*(c.accepted_negatives(t) for c, t in pairs)) & common
         return len(accepted) / len(common)
-    return min(1.0, sum(float((c.negative_signals < t).mean()) for c, t in pairs))
+    return min(1.0, sum(float(c.negatives_accepted(t).mean()) for c, t in pairs))
 
 
 def false_attribution(calibrations: Sequence[Calibration]) -> FalseAttribution | None:
