@@ -36,6 +36,7 @@ from PIL import Image, ImageFilter
 from aedr.decide.calibration import calibrate
 from aedr.decide.evaluation import evaluate, mean_table
 from aedr.measure.scorer import Scorer, ScoreSettings
+from aedr.measure.store import ScoreStore
 from aedr.workflows import add_jpeg_thresholds, calibrate_images
 
 FILTERS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
@@ -116,7 +117,7 @@ def main() -> None:
     print("| perturbation | method | correction | acc. vs other models | acc. vs real | ROC AUC "
           "| TPR at 5% FPR | degradation found (own images) | cost x plain |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ScoreStore(Path(tmp) / "jpeg.sqlite") as store:
         labels, calibration_paths = build(args, Path(tmp), autoencoders)
         # per correction: clean thresholds, and the same with JPEG thresholds added
         calibrations, with_jpeg = {}, {}
@@ -125,7 +126,8 @@ def main() -> None:
             for name in autoencoders:
                 paths = calibration_paths[name]
                 records, _ = score({name: autoencoders[name]}, paths, settings)
-                scorer = Scorer([autoencoders[name]], settings)
+                # the re-encoded copies are measured once, whatever the number of methods
+                scorer = Scorer([autoencoders[name]], settings, store=store)
                 for method in methods:
                     clean = calibrate(usable(records), name, args.alpha, method)
                     calibrations.setdefault((correction, method), {})[name] = clean

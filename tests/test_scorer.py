@@ -1,3 +1,5 @@
+import math
+
 import pytest
 from conftest import smooth_image
 from PIL import Image
@@ -142,19 +144,20 @@ def test_store_answers_repeated_and_renamed_images_without_running_the_model(
         assert other[0].loss1 != first[0].loss1
 
 
-@pytest.mark.parametrize("missing", ["highpass_log_ratio", "highpass_weight"])
-def test_a_stored_record_without_the_highpass_numbers_is_measured_again(
+@pytest.mark.parametrize("missing", ["highpass_log_ratio", "highpass_weight", "ac_log_ratio"])
+def test_a_stored_record_without_the_newer_numbers_is_measured_again(
     random_tiny, image_folder, tmp_path, missing
 ):
-    """Stores written before ``highpass_log_ratio`` or ``highpass_weight`` existed hold records
-    the default statistic cannot fully read: they are misses, measured again and replaced."""
+    """Stores written before ``highpass_log_ratio``, ``highpass_weight`` or ``ac_log_ratio``
+    existed hold records a statistic cannot fully read: they are misses, measured again and
+    replaced."""
     from aedr.measure.store import ScoreStore
 
     model, path = counting(random_tiny), sorted(image_folder.iterdir())[0]
     with ScoreStore(tmp_path / "s.sqlite") as store:
         (first,) = Scorer([model], store=store).score_file(path)
         assert first.highpass_log_ratio is not None and type(model).encoded == 2
-        assert 0.0 <= first.highpass_weight <= 1.0
+        assert 0.0 <= first.highpass_weight <= 1.0 and math.isfinite(first.ac_log_ratio)
         key = (first.content_sha256, first.provenance.digest())
         old = {k: v for k, v in store.get(*key).items() if k != missing}
         store.put(*key, old)

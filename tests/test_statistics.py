@@ -27,6 +27,7 @@ def test_each_statistic_computes_its_definition():
     assert fitted == pytest.approx(math.log(2.0) + 0.5 * math.log(0.5))
     assert get_statistic("highpass").value({**record, "highpass_log_ratio": 0.4}) == 0.4
     assert get_statistic("highpass").value({**record, "highpass_log_ratio": "0.4"}) == 0.4  # CSV
+    assert get_statistic("ac").value({**record, "ac_log_ratio": -0.1}) == -0.1
     inversion = {"measurement": "inversion", "inversion_loss": 0.3}
     assert get_statistic("latenttracer").value(inversion) == 0.3
 
@@ -45,10 +46,11 @@ def test_statistics_refuse_what_they_cannot_read():
         get_statistic("fitted").value(loss_record(0.0, 0.01, 0.5), {"beta": 0.5})
     assert not get_statistic("fitted").usable(loss_record(0.0, 0.01, 0.5))
     assert get_statistic("single-loss").usable(loss_record(0.0, 0.01, 0.5))
-    for losses_alone in (record, {**record, "highpass_log_ratio": ""}):  # the authors' files
-        with pytest.raises(StatisticError, match=r"no highpass_log_ratio .* measure the images"):
-            get_statistic("highpass").value(losses_alone)
-        assert not get_statistic("highpass").usable(losses_alone)
+    for name, field in (("highpass", "highpass_log_ratio"), ("ac", "ac_log_ratio")):
+        for losses_alone in (record, {**record, field: ""}):  # the authors' files, older CSVs
+            with pytest.raises(StatisticError, match=rf"no {field} .* measure the images"):
+                get_statistic(name).value(losses_alone)
+            assert not get_statistic(name).usable(losses_alone)
 
 
 def test_highpass_tells_an_image_with_too_little_detail_to_accept():

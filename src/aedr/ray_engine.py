@@ -72,7 +72,7 @@ def record_schema():
 
     types = {"width": pa.int64(), "height": pa.int64(), "jpeg_quality": pa.int64()}
     floats = ("loss1", "loss2", "ratio", "highpass_log_ratio", "highpass_weight",
-              "inversion_loss", "homogeneity")  # fmt: skip
+              "ac_log_ratio", "inversion_loss", "homogeneity")  # fmt: skip
     return pa.schema(
         [(name, pa.float64() if name in floats else types.get(name, pa.string()))
          for name in RECORD_FIELDS]

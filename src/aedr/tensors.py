@@ -21,7 +21,7 @@ from aedr.decide.statistics import PAPER_STATISTIC, get_statistic
 from aedr.measure.homogeneity import glcm_homogeneity
 from aedr.measure.images import luma_opencv
 from aedr.measure.localization import highpass_log_ratio
-from aedr.measure.reconstruction import reconstruction_measures
+from aedr.measure.reconstruction import ac_log_ratio, reconstruction_measures
 
 if TYPE_CHECKING:
     import torch
@@ -90,9 +90,11 @@ class AEDR:
         ]
         records = [
             {"measurement": "reconstruction", "loss1": a, "loss2": b, "homogeneity": h,
-             "highpass_log_ratio": highpass_log_ratio(weighted, weight), "highpass_weight": weight}
-            for a, b, h, (weighted, weight) in zip(loss1.tolist(), loss2.tolist(), homogeneity,
-                                                   measured.evidence_means.tolist(), strict=True)
+             "highpass_log_ratio": highpass_log_ratio(weighted, weight), "highpass_weight": weight,
+             "ac_log_ratio": ac_log_ratio(*energies)}
+            for a, b, h, (weighted, weight), energies in zip(
+                loss1.tolist(), loss2.tolist(), homogeneity, measured.evidence_means.tolist(),
+                measured.ac_energies.tolist(), strict=True)
         ]  # fmt: skip
         signal = torch.tensor(
             [self.statistic.value(r, self.parameters) for r in records], dtype=torch.float64

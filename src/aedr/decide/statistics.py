@@ -116,15 +116,19 @@ def _log(value: float, what: str) -> float:
     return math.log(value)
 
 
-def _highpass(record: Record, _: Parameters) -> float:
-    value = record.get("highpass_log_ratio")
-    if value is None or value == "":  # measured before it existed, or a file of losses alone
-        raise StatisticError(
-            "the record has no highpass_log_ratio (a file of losses alone, or measured by an "
-            "older aedr): measure the images again, or use a statistic of the losses (fitted, "
-            "aedr)"
-        )
-    return float(value)
+def _measured(name: str) -> Callable[[Record, Parameters], float]:
+    """A statistic that reads the record's ``name`` as it was measured."""
+
+    def read(record: Record, _: Parameters) -> float:
+        value = record.get(name)
+        if value is None or value == "":  # measured before it existed, or a file of losses alone
+            raise StatisticError(
+                f"the record has no {name} (a file of losses alone, or measured by an older "
+                "aedr): measure the images again, or use a statistic of the losses (fitted, aedr)"
+            )
+        return float(value)
+
+    return read
 
 
 MIN_HIGHPASS_WEIGHT = 0.25
@@ -197,8 +201,11 @@ STATISTICS: dict[str, Statistic] = {
         ),
         Statistic("highpass", "reconstruction", "the weighted high-pass log ratio: "
                   "log(e1 / e2) of the residuals' high-pass energies per pixel, flat areas "
-                  "weighing nothing (aedr.measure.localization)", _highpass,
+                  "weighing nothing (aedr.measure.localization)", _measured("highpass_log_ratio"),
                   evidence=_highpass_evidence),
+        Statistic("ac", "reconstruction", "log(e1 / e2) of the residuals' AC energies in 8 x 8 "
+                  "blocks (each block's mean removed, as JPEG's DC): the evidence JPEG keeps "
+                  "(aedr.measure.reconstruction)", _measured("ac_log_ratio")),
         Statistic("aedr", "reconstruction", "the paper's (loss1 / loss2) x H", _paper),
         Statistic("ratio", "reconstruction", "loss1 / loss2, without homogeneity",
                   lambda record, _: _ratio(record)),

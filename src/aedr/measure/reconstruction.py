@@ -33,6 +33,8 @@ class ReconstructionMeasures:
     # (B, 2) float64: mean weighted high-pass log ratio and mean weight, on the observed pixels
     # (``aedr.measure.localization.evidence_means``)
     evidence_means: torch.Tensor
+    # (B, 2) float64: the two residuals' mean AC energies per pixel (``ac_energy_means``)
+    ac_energies: torch.Tensor
     evidence: np.ndarray | None = None  # (B, 2, H, W) float32, see aedr.measure.localization
 
 
@@ -110,13 +112,54 @@ def _double_reconstruction(
         x = observation.reference.to(x1.device, x1.dtype)
         x1, x2 = observation.forward(x1), observation.forward(x2)
     means = evidence_means(x, x1, x2).cpu()  # in float32 whatever the loss precision
+    ac_energies = ac_energy_means(x, x1, x2).cpu()
     if loss_dtype != "model":
         x, x1, x2 = (t.to(torch.float64) for t in (x, x1, x2))
     loss1 = (x - x1).square().mean(dim=(1, 2, 3))
     loss2 = (x1 - x2).square().mean(dim=(1, 2, 3))
     if observation is not None:
         loss1, loss2 = loss1.clamp(min=QUANTISATION_FLOOR), loss2.clamp(min=QUANTISATION_FLOOR)
-    return ReconstructionMeasures(loss1.double().cpu(), loss2.double().cpu(), means, pixel_map)
+    return ReconstructionMeasures(
+        loss1.double().cpu(), loss2.double().cpu(), means, ac_energies, pixel_map
+    )
+
+
+AC_BLOCK = 8
+"""Side of the blocks whose mean is removed: JPEG's 8 x 8 DCT blocks, whose DC term it is."""
+
+
+def ac_energy_means(x: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    """(B, 2) float64: the mean energy per pixel (summed over colour channels) of the residuals
+    x - x1 and x1 - x2 once each 8 x 8 block's mean is removed, on the blocks whole in the image
+    and aligned with its top-left corner, where a JPEG file's blocks lie.
+
+    What is left is the residuals' AC energy: by the DCT's orthonormality, exactly the energy of
+    every coefficient but the DC of the blocks JPEG transforms. It drops the residuals' slow
+    colour drift like the high-pass of ``highpass`` does, but keeps the low and middle
+    frequencies that JPEG quantises least (README, Robustness). Means over equal-sized crops
+    average to the mean over all their pixels.
+
+    >>> import torch
+    >>> x = torch.zeros(1, 3, 8, 16)
+    >>> x1 = x.clone(); x1[:, :, :, :8] = 0.5  # a flat block: DC only, no AC energy
+    >>> x2 = x1.clone(); x2[:, 0, 0, 8] = 0.5  # one pixel: AC energy 0.25 * 63 / 64 in 128 px
+    >>> [round(e * 128 / 0.25 * 64, 9) for e in ac_energy_means(x, x1, x2)[0].tolist()]
+    [0.0, 63.0]
+    """
+    import torch
+    import torch.nn.functional as F
+
+    rows = x.shape[2] // AC_BLOCK * AC_BLOCK
+    cols = x.shape[3] // AC_BLOCK * AC_BLOCK
+    if rows == 0 or cols == 0:
+        return torch.zeros(x.shape[0], 2, dtype=torch.float64)
+    energies = []
+    for residual in (x - x1, x1 - x2):
+        residual = residual[:, :, :rows, :cols].double()
+        block_means = F.avg_pool2d(residual, AC_BLOCK)
+        dc = block_means.repeat_interleave(AC_BLOCK, 2).repeat_interleave(AC_BLOCK, 3)
+        energies.append((residual - dc).square().sum(dim=1).mean(dim=(1, 2)))
+    return torch.stack(energies, dim=1)
 
 
 def loss_ratio(loss1: float, loss2: float) -> float:
@@ -132,3 +175,20 @@ def loss_ratio(loss1: float, loss2: float) -> float:
             "(typically a flat, single-colour image)"
         )
     return loss1 / loss2
+
+
+def ac_log_ratio(energy1: float, energy2: float) -> float:
+    """The whole image's AC evidence: log(e1 + q) - log(e2 + q) of the residuals' mean AC
+    energies (``ac_energy_means``), q the energy of 8-bit quantisation noise, so that residuals
+    at the noise floor compare as equal. Lower means "consistent with this decoder".
+
+    >>> ac_log_ratio(0.0, 0.0)
+    0.0
+    """
+    from aedr.measure.localization import QUANTISATION_ENERGY
+
+    if not (math.isfinite(energy1) and math.isfinite(energy2)) or min(energy1, energy2) < 0:
+        raise SignalError(
+            f"AC energies must be finite and non-negative, got {energy1!r}, {energy2!r}"
+        )
+    return math.log(energy1 + QUANTISATION_ENERGY) - math.log(energy2 + QUANTISATION_ENERGY)

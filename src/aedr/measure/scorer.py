@@ -65,7 +65,12 @@ from aedr.measure.images import (
 )
 from aedr.measure.localization import highpass_log_ratio
 from aedr.measure.provenance import MEASUREMENT_KINDS, MeasurementKind, Provenance
-from aedr.measure.reconstruction import SignalError, loss_ratio, reconstruction_measures
+from aedr.measure.reconstruction import (
+    SignalError,
+    ac_log_ratio,
+    loss_ratio,
+    reconstruction_measures,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -80,8 +85,8 @@ ExifHandling = Literal["transpose", "ignore"]
 LossDtype = Literal["fp64", "model"]
 MEASUREMENT_FIELDS = (
     "path", "model", "group", "measurement", "loss1", "loss2", "ratio", "highpass_log_ratio",
-    "highpass_weight", "inversion_loss", "homogeneity", "width", "height", "content_sha256",
-    "provenance", "jpeg_quality", "degradation", "error",
+    "highpass_weight", "ac_log_ratio", "inversion_loss", "homogeneity", "width", "height",
+    "content_sha256", "provenance", "jpeg_quality", "degradation", "error",
 )  # fmt: skip
 DEFAULT_MAX_MODEL_PIXELS = 4096 * 4096
 """Largest input one autoencoder pass may take (see README, Performance); larger need crops."""
@@ -223,6 +228,8 @@ class Measurement:
     # the share of the image that carries that evidence: the mean weight of its pixels, from 0
     # (every pixel flat, reproduced by any decoder) to 1 (``aedr.measure.localization``)
     highpass_weight: float | None = None
+    # the log ratio of the residuals' AC energies in 8 x 8 blocks (``aedr.measure.reconstruction``)
+    ac_log_ratio: float | None = None
     inversion_loss: float | None = None
     homogeneity: float | None = None
     width: int | None = None
@@ -680,7 +687,8 @@ class Scorer:
                     observation=items[0][3],
                 )  # fmt: skip
                 means = measures.evidence_means
-                columns = (measures.loss1, measures.loss2, *means.unbind(dim=1))
+                columns = (measures.loss1, measures.loss2, *means.unbind(dim=1),
+                           *measures.ac_energies.unbind(dim=1))  # fmt: skip
                 evidence = measures.evidence
             losses: list[tuple[float, ...] | str] = list(
                 zip(*(column.tolist() for column in columns), strict=True)
@@ -731,9 +739,11 @@ class Scorer:
 
 def _complete(stored: Mapping[str, Any]) -> bool:
     """Whether a stored record holds every number this version measures (a reconstruction
-    stored before ``highpass_log_ratio`` or ``highpass_weight`` existed is measured again)."""
+    stored before ``highpass_log_ratio``, ``highpass_weight`` or ``ac_log_ratio`` existed is
+    measured again)."""
     return stored.get("measurement", "reconstruction") != "reconstruction" or all(
-        stored.get(name) is not None for name in ("highpass_log_ratio", "highpass_weight")
+        stored.get(name) is not None
+        for name in ("highpass_log_ratio", "highpass_weight", "ac_log_ratio")
     )
 
 
@@ -745,10 +755,11 @@ def _fill_losses(record: Measurement, losses: list[float]) -> None:
             raise SignalError("non-finite inversion loss: the decoder's output is not finite")
         record.inversion_loss = loss
         return
-    loss1, loss2, weighted_mean, weight_mean = losses
+    loss1, loss2, weighted_mean, weight_mean, ac_energy1, ac_energy2 = losses
     ratio = loss_ratio(loss1, loss2)  # first: an error record keeps no non-finite loss
     record.highpass_log_ratio = highpass_log_ratio(weighted_mean, weight_mean)
     record.highpass_weight = weight_mean
+    record.ac_log_ratio = ac_log_ratio(ac_energy1, ac_energy2)
     record.loss1, record.loss2, record.ratio = loss1, loss2, ratio
 
 
