@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/robustness.py [--size 128] [--calibration 24] [--test 12] [--real 24]
        [--models taesd,...] [--perturbations "JPEG 75,crop 3 px"] [--methods fitted]
-       [--jpeg-qualities 95,85,70,50]
+       [--jpeg-qualities 95,85,70,50] [--jpeg-method ac]
 
 Same data as benchmarks/attribution.py (shared tiny autoencoders, shared photos, never holdout/).
 Thresholds are calibrated once on clean decoder-made images, as a user would calibrate on a
@@ -15,7 +15,9 @@ models' images and against real images at the clean-calibrated threshold, ROC AU
 and the cost of a score relative to the plain one on the same images. JPEG files are also decided
 at JPEG thresholds (``aedr calibrate --jpeg-qualities``: the clean calibration images re-encoded
 at each of ``--jpeg-qualities`` and measured with the same correction; a file takes the nearest
-quality's threshold), rows "off + JPEG thresholds" and "auto + JPEG thresholds". The default
+quality's threshold), rows "off + JPEG thresholds" and "auto + JPEG thresholds"; with
+``--jpeg-method`` also JPEG thresholds that read that statistic (``aedr calibrate
+--jpeg-method``), rows "... + JPEG thresholds on ac" for the other methods. The default
 qualities differ from the test qualities on purpose: real files rarely match a calibrated quality.
 Resized images are also decided at resize thresholds (``aedr calibrate --robust auto
 --resized-by F``: the clean calibration images resized by the factor with bicubic, then measured
@@ -105,6 +107,9 @@ def main() -> None:
     parser.add_argument("--methods", default="fitted", help="decision statistics, comma-separated")
     parser.add_argument("--jpeg-qualities", default="95,85,70,50",
                         help="qualities the JPEG thresholds are fitted at")  # fmt: skip
+    parser.add_argument("--jpeg-method", default="",
+                        help="also JPEG thresholds on this statistic (aedr calibrate "
+                             "--jpeg-method), for every other method")  # fmt: skip
     args = parser.parse_args()
     qualities = [int(q) for q in args.jpeg_qualities.split(",")]
     sys.stdout.reconfigure(line_buffering=True)  # tables appear as they are computed
@@ -120,7 +125,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ScoreStore(Path(tmp) / "jpeg.sqlite") as store:
         labels, calibration_paths = build(args, Path(tmp), autoencoders)
         # per correction: clean thresholds, and the same with JPEG thresholds added
-        calibrations, with_jpeg = {}, {}
+        calibrations, with_jpeg, jpeg_method = {}, {}, {}
         for correction, settings in {"off": ScoreSettings(),
                                      "auto": ScoreSettings(robust="auto")}.items():  # fmt: skip
             for name in autoencoders:
@@ -134,6 +139,12 @@ def main() -> None:
                     with_jpeg.setdefault((correction, method), {})[name] = add_jpeg_thresholds(
                         scorer, clean, paths, qualities, default_negatives=False
                     )
+                    if args.jpeg_method not in ("", method):
+                        jpeg_method.setdefault((correction, method), {})[name] = (
+                            add_jpeg_thresholds(scorer, clean, paths, qualities,
+                                                default_negatives=False,
+                                                statistic=args.jpeg_method)
+                        )  # fmt: skip
         resized = {}  # factor -> {(correction, method): {model: calibration at that factor}}
 
         def resize_thresholds(factor: float) -> dict:
@@ -171,11 +182,17 @@ def main() -> None:
                 variants = {correction: calibrations}
                 if jpeg_files:
                     variants[f"{correction} + JPEG thresholds"] = with_jpeg
+                    if jpeg_method:
+                        variants[f"{correction} + JPEG thresholds on {args.jpeg_method}"] = (
+                            jpeg_method
+                        )
                 if factor is not None and correction == "auto":
                     variants["auto + resize thresholds"] = resize_thresholds(factor)
                 cost = seconds[correction] / seconds["off"]  # per score, same files
                 for method in methods:
                     for variant, chosen in variants.items():
+                        if (correction, method) not in chosen:  # no JPEG method of its own
+                            continue
                         result = evaluate(records, perturbed, chosen[(correction, method)],
                                           method, args.alpha)  # fmt: skip
                         means = mean_table(result).values()

@@ -250,6 +250,26 @@ def test_jpeg_thresholds_apply_at_the_nearest_quality_and_survive_a_round_trip(t
     assert "jpeg" not in clean.as_dict() and "jpeg" in loaded.as_dict()
 
 
+def test_jpeg_thresholds_may_read_another_statistic_and_decide_jpegs_by_it(tmp_path):
+    """``highpass`` for clean files, ``ac`` (what survives recompression) for JPEG files: the
+    view of a JPEG quality reads and judges the statistic its threshold was fitted on."""
+    clean = calibrate([{**r, "highpass_log_ratio": 0.3 + i / 100, "ac_log_ratio": 9.0}
+                       for i, r in enumerate(_jpeg_records(1.0, n=10))], "m", 0.05, "highpass")  # fmt: skip
+    jpeg = [{**r, "highpass_log_ratio": 5.0 + i / 100, "ac_log_ratio": 0.1 + i / 100}
+            for i, r in enumerate(_jpeg_records(1.5, n=10, seed=1))]  # fmt: skip
+    fitted = fit_jpeg_thresholds(clean, {75: jpeg}, statistic="ac")
+    view = fitted.at_jpeg_quality(70)
+    assert view.statistic == "ac" and fitted.statistic == "highpass"
+    assert view.signals == [r["ac_log_ratio"] for r in jpeg] and 0.15 < view.threshold < 0.3
+    assert view.belongs(view.value(jpeg[0])) and not fitted.belongs(fitted.value(jpeg[0]))
+    fitted.save(tmp_path / "c.json")
+    assert Calibration.load(tmp_path / "c.json").at_jpeg_quality(75).statistic == "ac"
+    same = fit_jpeg_thresholds(clean, {75: jpeg}, statistic="highpass")
+    assert "statistic" not in same.jpeg["75"] and same.at_jpeg_quality(75).statistic == "highpass"
+    with pytest.raises(CalibrationError, match="JPEG thresholds on latenttracer need inversion"):
+        fit_jpeg_thresholds(clean, {75: jpeg}, statistic="latenttracer")
+
+
 def test_jpeg_thresholds_refuse_measurements_made_another_way():
     clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio")
     with pytest.raises(CalibrationError, match="robust: 'off' vs 'auto'"):

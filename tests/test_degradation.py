@@ -305,7 +305,17 @@ def test_cli_calibrates_jpeg_thresholds(cli_main, tmp_path, model_file, image_fo
     rc, err = cli_main("calibrate", "--model", model_file, image_folder, "--out", out,
                        "--jpeg-qualities", "80", "--no-default-negatives")  # fmt: skip
     assert rc == 0, err
-    assert "JPEG q=80: threshold" in err and json.loads(out.read_text())["jpeg"]["80"]["n"] == 3
+    assert "JPEG q=80: highpass threshold" in err
+    assert json.loads(out.read_text())["jpeg"]["80"]["n"] == 3
+    rc, err = cli_main("calibrate", "--model", model_file, image_folder, "--out", out,
+                       "--overwrite", "--jpeg-qualities", "80", "--jpeg-method", "ac",
+                       "--no-default-negatives")  # fmt: skip
+    assert rc == 0 and "JPEG q=80: ac threshold" in err, err
+    saved = json.loads(out.read_text())
+    assert saved["statistic"] == "highpass" and saved["jpeg"]["80"]["statistic"] == "ac"
+    rc, err = cli_main("calibrate", "--model", model_file, image_folder, "--out", out,
+                       "--overwrite", "--jpeg-method", "ac")  # fmt: skip
+    assert rc == 2 and "--jpeg-method chooses the statistic of --jpeg-qualities" in err
     rc, err = cli_main("calibrate", "--model", model_file, image_folder, "--out", out,
                        "--overwrite", "--jpeg-qualities", "0,80")  # fmt: skip
     assert rc == 2 and "distinct JPEG qualities from 1 to 100" in err

@@ -188,6 +188,17 @@ def test_jpeg_records_are_decided_at_their_quality_thresholds():
     assert before.confusion["a"].get("a", 0) <= 10 < after.confusion["a"].get("a", 0)
     assert after.models["a"].metrics["roc_auc"] == before.models["a"].metrics["roc_auc"]
 
+    # thresholds that read another statistic decide (and rank) the JPEG files by it
+    for record in records:
+        record["ac_log_ratio"] = 0.0 if record.get("jpeg_quality") else 5.0
+    by_ac = {**clean, "a": fit_jpeg_thresholds(
+        clean["a"], {70: [{**r, "ac_log_ratio": 0.1 * i} for i, r in enumerate(shifted)]},
+        statistic="ac")}  # fmt: skip
+    decided = evaluate(records, labels, by_ac, statistic="aedr").models["a"]
+    jpegs = [p for p in decided.values if p.startswith("/data/a/") and int(p[8:-4]) < 10]
+    assert jpegs and all(decided.values[p] == 0.0 for p in jpegs)
+    assert decided.pairwise[0]["TP"] >= 18  # the JPEGs accepted as at thresholds of aedr
+
 
 def test_images_with_too_little_detail_are_accepted_nowhere_but_still_ranked():
     """The pairwise tables and the confusion decide as ``aedr attribute`` does: an image whose

@@ -53,7 +53,7 @@ def test_statistics_refuse_what_they_cannot_read():
             assert not get_statistic(name).usable(losses_alone)
 
 
-def test_highpass_tells_an_image_with_too_little_detail_to_accept():
+def test_highpass_and_ac_tell_an_image_with_too_little_detail_to_accept():
     """The share of the image carrying evidence gates acceptance; records measured before the
     share existed, and statistics that do not read it, have no shortfall."""
     highpass = get_statistic("highpass")
@@ -68,6 +68,7 @@ def test_highpass_tells_an_image_with_too_little_detail_to_accept():
                    {**record, "highpass_weight": ""}):  # fmt: skip
         assert highpass.shortfall(enough) == ""
     assert get_statistic("fitted").shortfall(flat) == ""
+    assert get_statistic("ac").shortfall(flat) == highpass.shortfall(flat)  # the same detail rule
 
 
 def test_measurement_kinds_and_the_default_are_defined_once():

@@ -85,7 +85,8 @@ def _add_method(parser: argparse.ArgumentParser) -> None:
         default=None,
         help=f"decision statistic (default {DEFAULT_STATISTIC}: the weighted high-pass log "
         "ratio, flat areas weighing nothing); fitted (log ratio + beta log H, beta fitted per "
-        "model), aedr (the paper's ratio x H), ratio, single-loss (first loss alone), or "
+        "model), ac (log ratio of the residuals' AC energies in 8 x 8 blocks: what JPEG "
+        "keeps), aedr (the paper's ratio x H), ratio, single-loss (first loss alone), or "
         "latenttracer (inversion loss, 100 Adam steps: ~100x slower to measure)",
     )
 
@@ -579,6 +580,13 @@ def add_calibrate(commands: Commands) -> None:
         "the images re-encoded at Q (the default negatives too): attribution applies the nearest "
         "quality's threshold to a JPEG file; measures every image once more per quality",
     )
+    calibrate.add_argument(
+        "--jpeg-method",
+        choices=STATISTIC_NAMES,
+        default=None,
+        help="the statistic the JPEG thresholds read and JPEG files are decided by (default: "
+        "--method's); ac keeps more of the evidence through recompression than highpass",
+    )
     _add_method(calibrate)
     _add_loading(calibrate)
     _add_settings(calibrate)
@@ -620,6 +628,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise UsageError("--alpha auto needs --negatives: measurement records of other images")
     if args.local is not None:
         _check_window(args.local)
+    if args.jpeg_method and not args.jpeg_qualities:
+        raise UsageError("--jpeg-method chooses the statistic of --jpeg-qualities: give both")
     if args.scores:
         if args.local is not None:
             raise UsageError("--local needs images to map: give PATHS or --reference-photos")
@@ -666,14 +676,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                     seed=0 if args.seed is None else args.seed, save_to=args.save_synthetic,
                     negatives=negatives, default_negatives=args.default_negatives,
                     on_measurement=report, local_window=args.local,
-                    jpeg_qualities=args.jpeg_qualities,
+                    jpeg_qualities=args.jpeg_qualities, jpeg_statistic=args.jpeg_method,
                 )  # fmt: skip
             else:
                 run = workflows.calibrate_images(
                     scorer, args.paths, statistic, args.alpha,
                     negatives=negatives, default_negatives=args.default_negatives,
                     on_measurement=report, first=_first(args), local_window=args.local,
-                    jpeg_qualities=args.jpeg_qualities,
+                    jpeg_qualities=args.jpeg_qualities, jpeg_statistic=args.jpeg_method,
                 )  # fmt: skip
         failed = len(run.failed)
     calibration = run.calibration
@@ -698,7 +708,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     for quality in calibration.jpeg_qualities:
         view = calibration.at_jpeg_quality(quality)
         accepted = view.false_acceptance
-        _say(args, f"JPEG q={quality}: threshold {view.threshold:.6g} from {view.n} images"
+        _say(args, f"JPEG q={quality}: {view.statistic} threshold {view.threshold:.6g} from "
+                   f"{view.n} images"
                    + ("" if accepted is None else f", false acceptance {accepted:.1%}"))  # fmt: skip
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
 

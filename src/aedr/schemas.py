@@ -102,6 +102,9 @@ class JpegThresholdFile(_Signals):
     threshold: FiniteFloat
     summary: dict[str, float]
     negatives: NegativesFile | None = None
+    # where the JPEG thresholds read another statistic than the calibration's, and its parameters
+    statistic: Literal[STATISTIC_NAMES] | None = None  # type: ignore[valid-type]
+    parameters: dict[str, Any] | None = None
 
 
 JpegQuality = Annotated[str, Field(pattern=r"^(100|[1-9][0-9]?)$")]

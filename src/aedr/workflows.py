@@ -79,6 +79,7 @@ def calibrate_images(
     first: int | None = None,
     local_window: float | None = None,
     jpeg_qualities: Sequence[int] = (),
+    jpeg_statistic: str | None = None,
 ) -> CalibrationRun:
     """Measure images the scorer's one model made and fit its calibration on them.
 
@@ -90,7 +91,7 @@ def calibrate_images(
     input order and measures no more (the authors' ``cal_threshold.py`` reads 500).
     ``local_window`` also fits the local-map threshold at the same alpha (0.05 with "auto"); the
     scorer must keep local maps. ``jpeg_qualities`` also fits a threshold for JPEG files at each
-    quality (:func:`add_jpeg_thresholds`). A scorer that undoes a resize (``resized_by``)
+    quality, reading ``jpeg_statistic`` (:func:`add_jpeg_thresholds`). A scorer that undoes a resize (``resized_by``)
     measures each image, and each default negative, resized by that factor first, as a platform
     would: the calibration then holds for images resized so (images that already were go
     through ``aedr score`` and :func:`calibrate_measurements`).
@@ -134,7 +135,7 @@ def calibrate_images(
     if jpeg_qualities:
         calibration = add_jpeg_thresholds(
             scorer, calibration, [m.path for m in good], jpeg_qualities,
-            default_negatives=default_negatives,
+            default_negatives=default_negatives, statistic=jpeg_statistic,
         )  # fmt: skip
     return CalibrationRun(calibration, records, failed)
 
@@ -146,6 +147,7 @@ def add_jpeg_thresholds(
     qualities: Sequence[int],
     *,
     default_negatives: bool = True,
+    statistic: str | None = None,
 ) -> Calibration:
     """``calibration`` with a threshold for JPEG files at each of ``qualities``, fitted on its own
     ``images`` re-encoded at that quality (Pillow's standard tables, 4:2:0, as platforms write)
@@ -153,7 +155,9 @@ def add_jpeg_thresholds(
     negative photos are re-encoded and measured too, so each quality's false acceptance is known
     (given negatives are measurement records: they cannot be re-encoded). With a score store,
     every re-encoded image is measured once. Attribution applies the nearest quality's threshold
-    to a JPEG file (:meth:`~aedr.decide.calibration.Calibration.at_jpeg_quality`)."""
+    to a JPEG file (:meth:`~aedr.decide.calibration.Calibration.at_jpeg_quality`). The
+    thresholds read ``statistic`` (default: the calibration's; see
+    :func:`~aedr.decide.calibration.fit_jpeg_thresholds`)."""
     from aedr.measure.degradation import save_jpeg_copies
     from aedr.measure.negatives import NEGATIVE_SET, negative_files
 
@@ -172,7 +176,7 @@ def add_jpeg_thresholds(
                 copies = save_jpeg_copies(photos, folder / "negatives", quality)
                 negatives[quality] = _measured(scorer, copies)
     sources = [f"default: tiles of scikit-image's sample photos ({NEGATIVE_SET})"]
-    return fit_jpeg_thresholds(calibration, records, negatives, sources)
+    return fit_jpeg_thresholds(calibration, records, negatives, sources, statistic)
 
 
 def _as_uploaded(
@@ -236,10 +240,11 @@ def calibrate_generator_free(
     on_measurement: Callable[[Measurement], None] | None = None,
     local_window: float | None = None,
     jpeg_qualities: Sequence[int] = (),
+    jpeg_statistic: str | None = None,
 ) -> CalibrationRun:
     """Calibrate without the generator: the scorer's model decodes ``count`` images from the
     photos under ``photos`` (kept in ``save_to`` when given), which are then measured as its own
-    (``local_window`` and ``jpeg_qualities`` as in :func:`calibrate_images`). The model loads
+    (``local_window``, ``jpeg_qualities`` and ``jpeg_statistic`` as in :func:`calibrate_images`). The model loads
     once, for both steps."""
     from aedr.synthesis import decoder_images, photo_crops, save_images
 
@@ -264,6 +269,7 @@ def calibrate_generator_free(
             on_measurement=on_measurement,
             local_window=local_window,
             jpeg_qualities=jpeg_qualities,
+            jpeg_statistic=jpeg_statistic,
         )
     run.calibration.tuning["belonging_images"] = (
         f"generator-free: {len(images)} decoder-made images from {len(crops)} photos"

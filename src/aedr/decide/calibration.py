@@ -194,8 +194,9 @@ class Calibration:
 
     def at_jpeg_quality(self, quality: int | None) -> Calibration:
         """This calibration as it applies to a JPEG file of IJG ``quality``: threshold, signals
-        and negatives of the nearest quality it was fitted at (the lower one on a tie), noted in
-        ``tuning["jpeg_quality"]``. Itself for other files (None) or without JPEG thresholds.
+        and negatives (and statistic, where the JPEG thresholds read another) of the nearest
+        quality it was fitted at (the lower one on a tie), noted in ``tuning["jpeg_quality"]``.
+        Itself for other files (None) or without JPEG thresholds.
 
         Recompression moves a model's own signals as much as anyone's, so a threshold fitted on
         clean images rejects more of them; one fitted on the same images re-encoded at the
@@ -210,6 +211,8 @@ class Calibration:
                 self, threshold=fitted["threshold"], n=fitted["n"], signals=fitted["signals"],
                 summary=fitted["summary"], negatives=fitted.get("negatives", {}), jpeg={},
                 tuning={**self.tuning, "jpeg_quality": nearest},
+                statistic=fitted.get("statistic", self.statistic),
+                parameters=fitted.get("parameters", self.parameters),
             )  # fmt: skip
         return views[nearest]
 
@@ -445,13 +448,26 @@ def fit_jpeg_thresholds(
     records: Mapping[int, Sequence[Mapping[str, Any]]],
     negatives: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
     negative_sources: Sequence[str] = (),
+    statistic: str | None = None,
 ) -> Calibration:
     """A copy of ``calibration`` with a threshold per JPEG quality: ``records[q]`` measure the
     calibration's own images re-encoded at quality q (``negatives[q]`` its negatives, where they
-    could be re-encoded). The statistic keeps the parameters fitted on the clean images and the
-    threshold the same alpha; measurements made another way are refused."""
+    could be re-encoded). The threshold keeps the same alpha; measurements made another way are
+    refused.
+
+    The thresholds read ``statistic``, by default the calibration's own, which keeps the
+    parameters fitted on the clean images. Another statistic (``ac`` keeps more of the evidence
+    through recompression than ``highpass``, README *Robustness*) must read the same measurement
+    kind; its parameters, if it has any, are fitted on each quality's records, and JPEG files
+    are then decided by it (:meth:`Calibration.at_jpeg_quality`)."""
     check_jpeg_qualities(list(records))
-    reader = get_statistic(calibration.statistic)
+    own = calibration.statistic
+    reader = get_statistic(statistic or own)
+    if reader.measurement != get_statistic(own).measurement:
+        raise CalibrationError(
+            f"JPEG thresholds on {reader.name} need {reader.measurement} measurements, but the "
+            f"calibration's statistic {own} reads {get_statistic(own).measurement}"
+        )
     fitted = {}
     for quality, quality_records in sorted(records.items()):
         usable = [r for r in quality_records if reader.usable(r)]
@@ -461,18 +477,27 @@ def fit_jpeg_thresholds(
                 f"{quality}: need at least 2"
             )
         _check_same_provenance(calibration, usable, f"JPEG quality {quality}")
-        signals = [calibration.value(r) for r in usable]
-        fitted[str(quality)] = {"threshold": kde_threshold(signals, calibration.alpha),
-                                "n": len(signals), "signals": signals,
-                                "summary": signal_summary(signals)}  # fmt: skip
+        entry: dict[str, Any] = {}
+        deciding = calibration
+        if reader.name != own:
+            try:
+                parameters = reader.fit_parameters(usable)
+            except StatisticError as exc:
+                raise CalibrationError(str(exc)) from None
+            entry = {"statistic": reader.name, "parameters": parameters}
+            deciding = replace(calibration, statistic=reader.name, parameters=parameters)
+        signals = [deciding.value(r) for r in usable]
+        entry.update(threshold=kde_threshold(signals, calibration.alpha), n=len(signals),
+                     signals=signals, summary=signal_summary(signals))  # fmt: skip
         kept = [r for r in (negatives or {}).get(quality, ()) if reader.usable(r)]
         if kept:
             _check_same_provenance(calibration, kept, f"negatives at JPEG quality {quality}")
             sources = [f"{s}, re-encoded at JPEG quality {quality}"
                        for s in negative_sources or ["unnamed"]]  # fmt: skip
-            fitted[str(quality)]["negatives"] = _negatives_section(
-                reader, kept, [calibration.value(r) for r in kept], sources
+            entry["negatives"] = _negatives_section(
+                reader, kept, [deciding.value(r) for r in kept], sources
             )
+        fitted[str(quality)] = entry
     return replace(calibration, jpeg=fitted, digest="")
 
 

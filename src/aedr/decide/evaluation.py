@@ -279,8 +279,12 @@ def _model_report(
         source = f"fitted here on {len(fit_paths)} of its {len(own)} images (alpha {alpha})"
         if "beta" in calibration.parameters:
             source += f", beta {calibration.parameters['beta']:.3f}"
-    values = {path: calibration.value(row) for path, row in rows.items()}
-    shortfalls = {path: why for path, row in rows.items() if (why := calibration.shortfall(row))}
+    # each image read as it is decided: a JPEG by its quality's thresholds, which may read
+    # another statistic (``fit_jpeg_thresholds``)
+    deciding = {path: decided_at(path).get(model, calibration) for path in rows}
+    values = {path: deciding[path].value(row) for path, row in rows.items()}
+    shortfalls = {path: why for path, row in rows.items()
+                  if (why := deciding[path].shortfall(row))}  # fmt: skip
     by_source: dict[str, list[float]] = defaultdict(list)
     for path, value in values.items():
         if truth[path] != model:
@@ -294,8 +298,7 @@ def _model_report(
         report.complexity = [(float(rows[p]["homogeneity"]), ratio.value(rows[p])) for p in own]
     positives = np.asarray(report.own_test)
     negatives = np.asarray([v for vs in by_source.values() for v in vs])
-    accepted = {p: decided_at(p).get(model, calibration).belongs(values[p], shortfalls.get(p, ""))
-                for p in rows}  # fmt: skip
+    accepted = {p: deciding[p].belongs(values[p], shortfalls.get(p, "")) for p in rows}
     tp = sum(accepted[p] for p in test_own)
     for other in sorted(by_source):
         others = [p for p in rows if truth[p] == other]

@@ -205,7 +205,8 @@ STATISTICS: dict[str, Statistic] = {
                   evidence=_highpass_evidence),
         Statistic("ac", "reconstruction", "log(e1 / e2) of the residuals' AC energies in 8 x 8 "
                   "blocks (each block's mean removed, as JPEG's DC): the evidence JPEG keeps "
-                  "(aedr.measure.reconstruction)", _measured("ac_log_ratio")),
+                  "(aedr.measure.reconstruction); like highpass it accepts no image with too little "
+                  "detail", _measured("ac_log_ratio"), evidence=_highpass_evidence),
         Statistic("aedr", "reconstruction", "the paper's (loss1 / loss2) x H", _paper),
         Statistic("ratio", "reconstruction", "loss1 / loss2, without homogeneity",
                   lambda record, _: _ratio(record)),
