@@ -20,8 +20,7 @@ import numpy as np
 from aedr.decide.statistics import PAPER_STATISTIC, get_statistic
 from aedr.measure.homogeneity import glcm_homogeneity
 from aedr.measure.images import luma_opencv
-from aedr.measure.localization import highpass_log_ratio
-from aedr.measure.reconstruction import ac_log_ratio, reconstruction_measures
+from aedr.measure.reconstruction import evidence_fields, reconstruction_measures
 
 if TYPE_CHECKING:
     import torch
@@ -90,9 +89,8 @@ class AEDR:
         ]
         records = [
             {"measurement": "reconstruction", "loss1": a, "loss2": b, "homogeneity": h,
-             "highpass_log_ratio": highpass_log_ratio(weighted, weight), "highpass_weight": weight,
-             "ac_log_ratio": ac_log_ratio(*energies)}
-            for a, b, h, (weighted, weight), energies in zip(
+             **evidence_fields(*means, *energies)}
+            for a, b, h, means, energies in zip(
                 loss1.tolist(), loss2.tolist(), homogeneity, measured.evidence_means.tolist(),
                 measured.ac_energies.tolist(), strict=True)
         ]  # fmt: skip

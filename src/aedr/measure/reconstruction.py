@@ -192,3 +192,27 @@ def ac_log_ratio(energy1: float, energy2: float) -> float:
             f"AC energies must be finite and non-negative, got {energy1!r}, {energy2!r}"
         )
     return math.log(energy1 + QUANTISATION_ENERGY) - math.log(energy2 + QUANTISATION_ENERGY)
+
+
+EVIDENCE_FIELDS = ("highpass_log_ratio", "highpass_weight", "ac_log_ratio")
+"""What a reconstruction record carries beside its losses (``evidence_fields``)."""
+
+
+def evidence_fields(
+    weighted_mean: float, weight_mean: float, ac_energy1: float, ac_energy2: float
+) -> dict[str, float]:
+    """A record's numbers beside its losses, from one image's means (``evidence_means`` and
+    ``ac_energy_means``, averaged over its crops first): what ``highpass`` and ``ac`` read. The
+    scorer and the tensor API both fill records from it.
+
+    >>> sorted(evidence_fields(0.0, 0.0, 0.0, 0.0).items())
+    [('ac_log_ratio', 0.0), ('highpass_log_ratio', 1.0), ('highpass_weight', 0.0)]
+    """
+    from aedr.measure.localization import highpass_log_ratio
+
+    values = (
+        highpass_log_ratio(weighted_mean, weight_mean),
+        weight_mean,
+        ac_log_ratio(ac_energy1, ac_energy2),
+    )
+    return dict(zip(EVIDENCE_FIELDS, values, strict=True))

@@ -63,11 +63,11 @@ from aedr.measure.images import (
     rounded_size,
     to_model_input,
 )
-from aedr.measure.localization import highpass_log_ratio
 from aedr.measure.provenance import MEASUREMENT_KINDS, MeasurementKind, Provenance
 from aedr.measure.reconstruction import (
+    EVIDENCE_FIELDS,
     SignalError,
-    ac_log_ratio,
+    evidence_fields,
     loss_ratio,
     reconstruction_measures,
 )
@@ -742,8 +742,7 @@ def _complete(stored: Mapping[str, Any]) -> bool:
     stored before ``highpass_log_ratio``, ``highpass_weight`` or ``ac_log_ratio`` existed is
     measured again)."""
     return stored.get("measurement", "reconstruction") != "reconstruction" or all(
-        stored.get(name) is not None
-        for name in ("highpass_log_ratio", "highpass_weight", "ac_log_ratio")
+        stored.get(name) is not None for name in EVIDENCE_FIELDS
     )
 
 
@@ -755,11 +754,10 @@ def _fill_losses(record: Measurement, losses: list[float]) -> None:
             raise SignalError("non-finite inversion loss: the decoder's output is not finite")
         record.inversion_loss = loss
         return
-    loss1, loss2, weighted_mean, weight_mean, ac_energy1, ac_energy2 = losses
+    loss1, loss2, *means = losses
     ratio = loss_ratio(loss1, loss2)  # first: an error record keeps no non-finite loss
-    record.highpass_log_ratio = highpass_log_ratio(weighted_mean, weight_mean)
-    record.highpass_weight = weight_mean
-    record.ac_log_ratio = ac_log_ratio(ac_energy1, ac_energy2)
+    for name, value in evidence_fields(*means).items():
+        setattr(record, name, value)
     record.loss1, record.loss2, record.ratio = loss1, loss2, ratio
 
 
