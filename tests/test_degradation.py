@@ -16,6 +16,7 @@ from aedr.decide.calibration import CalibrationError, calibrate
 from aedr.measure.degradation import (
     MAX_SEARCH_PHASES,
     QUANTISATION_FLOOR,
+    SEARCH_BATCH,
     Degradation,
     save_jpeg_copies,
     search_phase,
@@ -106,6 +107,24 @@ def test_the_search_finds_the_grid_phase_of_a_crop():
     made = block_image(0)
     assert search_phase(BlockMean(), made[3:, 6:]) == (5, 2)
     assert search_phase(BlockMean(), made) is None  # on its grid: nothing to undo
+
+
+def test_the_search_leaves_out_the_border_the_decoder_pads():
+    class Padded(BlockMean):
+        """BlockMean whose output's outer 4 px are a checkerboard, as padding can shape them."""
+
+        def decode(self, latents):
+            decoded = super().decode(latents)
+            rows, columns = decoded.shape[-2:]
+            checker = (torch.arange(rows)[:, None] + torch.arange(columns)) % 2 * 2.0 - 1
+            border = torch.ones(rows, columns, dtype=torch.bool)
+            border[4:-4, 4:-4] = False
+            return torch.where(border, checker, decoded)
+
+    faint = 120 + block_image(0, 160) // 16  # blocks of low contrast: the border outweighs them
+    cropped = faint[3:, 6:]
+    assert search_phase(Padded(), cropped) == (5, 2)
+    assert search_phase(Padded(), cropped, margin=0) != (5, 2)  # misled by the border
 
 
 def test_a_large_spatial_factor_is_searched_on_a_capped_set_of_phases():
@@ -235,7 +254,7 @@ def test_model_input_of_an_observation_matches_the_crop():
 def test_a_failing_search_is_an_error_record_and_the_run_goes_on(tmp_path):
     class Failing(BlockMean):
         def encode(self, images, latent="mode", generator=None, noise=None):
-            if images.shape[-1] == 64:  # the search's windows
+            if images.shape[0] == SEARCH_BATCH:  # the search's windows (images come one by one)
                 raise RuntimeError("out of memory")
             return super().encode(images, latent, generator, noise)
 
@@ -361,7 +380,7 @@ def test_resize_thresholds_are_fitted_on_resized_copies_and_decide_resized_files
 
 def test_the_search_finds_a_real_decoders_grid_phase(tae_dir, shared_dir):
     """taesd's images cropped by (3, 3) px: the search, reading the residual's high-pass part,
-    finds the true phase (5, 5) in at least half of them (4 of these 6; a plain squared error
+    finds the true phase (5, 5) in at least half of them (5 of these 6; a plain squared error
     finds it in none: README, *The grid-phase search*)."""
     from aedr.autoencoders import create_autoencoder
     from aedr.synthesis import decoder_images, photo_crops
