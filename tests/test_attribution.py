@@ -59,6 +59,7 @@ def test_close_p_values_of_different_groups_are_ambiguous_same_group_is_not():
 def test_images_off_the_decoder_grid_carry_a_caution():
     assert caution_of(512, 768) == "" and caution_of(None, None) == ""
     assert "509x768 is not a multiple of 8" in caution_of(509, 768)
+    assert "--robust auto" in caution_of(509, 768)  # what undoes it, where something can
     calibrations = {"a": calibration("a", 1.0)}
     assert attribute([record("a", 1.0, width=64, height=48)], calibrations).caution == ""
     flagged = attribute([record("a", 1.0, width=61, height=48)], calibrations)
@@ -70,6 +71,7 @@ def test_jpegs_below_quality_90_carry_a_caution_that_says_which_thresholds_decid
     assert caution_of(64, 48, jpeg_quality=90) == ""
     clean = caution_of(64, 48, jpeg_quality=75)
     assert clean.startswith("tentative: a JPEG of quality 75") and "--jpeg-qualities" in clean
+    assert "--jpeg-method ac" in clean  # the statistic whose JPEG thresholds held best
     fitted = caution_of(64, 48, jpeg_quality=50, jpeg_thresholds=True)
     assert "fitted for its quality" in fitted and "--jpeg-qualities" not in fitted
     assert caution_of(61, 48, jpeg_quality=50).startswith("unreliable")  # the grid comes first

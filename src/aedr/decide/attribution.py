@@ -232,7 +232,7 @@ def caution_of(
             return ""
         advice = ("decided at thresholds fitted for its quality" if jpeg_thresholds else
                   "decided at thresholds fitted on clean images (calibrate with --jpeg-qualities "
-                  "for thresholds fitted at its quality)")  # fmt: skip
+                  "for thresholds fitted at its quality; --jpeg-method ac holds best)")  # fmt: skip
         return (
             f"tentative: a JPEG of quality {jpeg_quality}, below {JPEG_CAUTION_BELOW}: "
             f"recompression erases part of the decoder's evidence; {advice}"
@@ -251,7 +251,8 @@ def caution_of(
         )
     return (
         f"unreliable: {width}x{height} is not a multiple of {DECODER_GRID} pixels, so the image "
-        "was cropped or resized after generation, where AEDR is at chance level"
+        "was cropped or resized after generation, where AEDR is at chance level (measure with "
+        "--robust auto to search a crop's grid phase, with --resized-by to undo a known resize)"
     )
 
 

@@ -16,8 +16,9 @@ to the image (:class:`Degradation`) and undoes it where it can:
 - **A known resize** (``resized_by``, stated by the user: the platform's size against the
   generator's): the image is mapped back by that factor onto the decoder's grid, reconstructed
   twice there, and both reconstructions are mapped forward with the same resampler (bicubic).
-  Estimating an unknown factor by which hypothesis reconstructs best was tried and is biased
-  towards enlarging (README, *Robustness*).
+  Estimating an unknown factor was tried: which hypothesis reconstructs best is biased towards
+  enlarging, and the grid's period in the spectrum shows in too few images of most tiny
+  decoders (README, *Robustness*).
 
 Both reconstructions go through the same forward map, and both losses are floored at the energy
 of 8-bit quantisation noise (:data:`QUANTISATION_FLOOR`): re-encoding can make the two
