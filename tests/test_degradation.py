@@ -103,6 +103,22 @@ def test_losses_are_floored_at_quantisation_noise(tmp_path):
     assert record.loss1 > QUANTISATION_FLOOR  # JPEG is not idempotent: re-encoding moves pixels
 
 
+def test_a_jpeg_reencodes_what_ac_and_the_losses_read_not_what_highpass_reads(tmp_path):
+    """Through the file's tables the high-pass evidence compares mostly quantisation noise, so
+    on a JPEG on the grid ``highpass`` reads what it reads without the correction; the losses
+    and the AC energies are taken on the re-encoded reconstructions."""
+    jpeg_file(tmp_path / "a.jpg", smooth_image(4, (96, 96)), quality=75)
+    plain, robust = (
+        Scorer([BlockMean()], ScoreSettings(robust=mode)).score_file(tmp_path / "a.jpg")[0]
+        for mode in ("off", "auto")
+    )
+    assert robust.degradation == "jpeg q=75 4:2:0" and plain.ok and robust.ok
+    for field in ("highpass_log_ratio", "highpass_weight"):
+        assert getattr(robust, field) == pytest.approx(getattr(plain, field), rel=1e-9), field
+    assert robust.ac_log_ratio != pytest.approx(plain.ac_log_ratio, rel=1e-3)
+    assert robust.loss1 != pytest.approx(plain.loss1, rel=1e-3)
+
+
 def test_the_search_finds_the_grid_phase_of_a_crop():
     made = block_image(0)
     assert search_phase(BlockMean(), made[3:, 6:]) == (5, 2)

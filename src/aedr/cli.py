@@ -156,7 +156,8 @@ def _add_robust(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--robust",
         choices=("off", "auto"),
-        help="auto: JPEG files compared through their own quantisation tables, images off the "
+        help="auto: JPEG files compared through their own quantisation tables (the losses and "
+        "ac; highpass reads them before the tables, as off does), images off the "
         "decoder's grid measured at the grid phase found by search (6x the cost of a plain "
         "score at 256 px: its windows are fixed, so more on smaller images, less on larger); "
         "off (default): every image as it is",

@@ -54,7 +54,8 @@ def reconstruction_measures(
 
     With an ``observation`` (one image, see ``aedr.measure.degradation``) both reconstructions
     are taken through the image's degradation and compared in its observed pixels, each loss
-    floored at 8-bit quantisation noise; ``images`` is then its ``view``.
+    floored at 8-bit quantisation noise; ``images`` is then its ``view``. The high-pass evidence
+    is taken before a JPEG file's re-encoding, the losses and AC energies after it.
 
     x1 enters the second pass as the decoder returned it: unclamped and unquantised, as in the
     paper. Losses are reduced in float64 so that they do not depend on the batch size, or with
@@ -110,8 +111,10 @@ def _double_reconstruction(
         from aedr.measure.degradation import QUANTISATION_FLOOR
 
         x = observation.reference.to(x1.device, x1.dtype)
-        x1, x2 = observation.forward(x1), observation.forward(x2)
+        x1, x2 = observation.resampled(x1), observation.resampled(x2)
     means = evidence_means(x, x1, x2).cpu()  # in float32 whatever the loss precision
+    if observation is not None:  # highpass reads the detail JPEG drops: not re-encoded
+        x1, x2 = observation.reencoded(x1), observation.reencoded(x2)
     ac_energies = ac_energy_means(x, x1, x2).cpu()
     if loss_dtype != "model":
         x, x1, x2 = (t.to(torch.float64) for t in (x, x1, x2))

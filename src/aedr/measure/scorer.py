@@ -113,7 +113,8 @@ class ScoreSettings:
     ``exif="ignore"`` feeds the pixels as stored; ``loss_dtype="model"`` reduces the MSEs in the
     model's precision as ``nn.MSELoss`` does (default float64). :meth:`paper` sets them all.
     ``robust="auto"`` makes the measurement degradation-aware (``aedr.measure.degradation``):
-    JPEG files are compared through their own tables, images off the decoder's grid at the grid
+    JPEG files are compared through their own tables (the losses and AC energies; the high-pass
+    evidence is taken before them), images off the decoder's grid at the grid
     phase found by search, and with ``resized_by`` images are mapped back by that factor.
     """
 
