@@ -86,7 +86,7 @@ def test_reencoding_with_the_file_tables_falls_on_the_file_blocks(tmp_path):
     image = read_image(tmp_path / "a.jpg")
     observation = Degradation(jpeg=image.jpeg, phase=(3, 5)).observation(image.rgb, 8)
     reference = observation.reference
-    in_frame = (observation.forward(reference) - reference).square().mean()
+    in_frame = (observation.reencoded(reference) - reference).square().mean()
     off_blocks = (image.jpeg.reencode(reference) - reference).square().mean()
     assert observation.view.shape == (3, 88, 88) and reference.shape == (1, 3, 88, 88)
     assert in_frame < 0.5 * off_blocks

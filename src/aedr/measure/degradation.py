@@ -182,8 +182,9 @@ class Degradation:
 @dataclass(frozen=True, eq=False)
 class Observation:
     """One image's degradation-aware comparison: ``view`` (3, h, w) is the autoencoder's input,
-    ``reference`` (1, 3, H, W) the observed pixels the losses are taken on, and :meth:`forward`
-    takes reconstructions of ``view`` to those pixels the way the image went."""
+    ``reference`` (1, 3, H, W) the observed pixels the losses are taken on, and
+    :meth:`resampled` then :meth:`reencoded` take reconstructions of ``view`` to those pixels
+    the way the image went."""
 
     view: np.ndarray
     degradation: Degradation
@@ -200,11 +201,6 @@ class Observation:
             return self.frame
         (rows, cols), (height, width) = self.offset, self.view.shape[1:]
         return self.frame[:, :, rows : rows + height, cols : cols + width]
-
-    def forward(self, reconstructions: torch.Tensor) -> torch.Tensor:
-        """Reconstructions (B, 3, h, w) taken the way the image went: :meth:`resampled`, then
-        :meth:`reencoded`."""
-        return self.reencoded(self.resampled(reconstructions))
 
     def resampled(self, reconstructions: torch.Tensor) -> torch.Tensor:
         """Reconstructions (B, 3, h, w) resampled forward to the observed size when the image was
