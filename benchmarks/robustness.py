@@ -7,9 +7,10 @@ Usage: python benchmarks/robustness.py [--size 128] [--calibration 24] [--test 1
 Same data as benchmarks/attribution.py (shared tiny autoencoders, shared photos, never holdout/).
 Thresholds are calibrated once on clean decoder-made images, as a user would calibrate on a
 generator's own outputs; then every test image (each model's and the real photos) is perturbed and
-scored twice: plainly (``robust="off"``) and degradation-aware (``robust="auto"``: JPEG files
-through their own tables, images off the grid at the phase found by search; for a resize the
-factor is stated, ``resized_by``, as a user who knows the original size would). Prints, per
+scored twice: plainly (``robust="off"``) and degradation-aware (``robust="auto"``, the default
+since 0.4.0: JPEG files through their own tables, images off the grid at the phase found by
+search; for a resize the factor is stated, ``resized_by``, as a user who knows the original size
+would). Prints, per
 perturbation and correction, the mean over the models of the pairwise accuracy against the other
 models' images and against real images at the clean-calibrated threshold, ROC AUC, TPR at 5% FPR,
 and the cost of a score relative to the plain one on the same images. JPEG files are also decided
@@ -19,7 +20,7 @@ quality's threshold), rows "off + JPEG thresholds" and "auto + JPEG thresholds";
 ``--jpeg-method`` also JPEG thresholds that read that statistic (``aedr calibrate
 --jpeg-method``), rows "... + JPEG thresholds on ac" for the other methods. The default
 qualities differ from the test qualities on purpose: real files rarely match a calibrated quality.
-Resized images are also decided at resize thresholds (``aedr calibrate --robust auto
+Resized images are also decided at resize thresholds (``aedr calibrate
 --resized-by F``: the clean calibration images resized by the factor with bicubic, then measured
 with the resize undone), row "auto + resize thresholds"; the bilinear rows show what a filter
 other than the calibration's costs.
@@ -126,7 +127,7 @@ def main() -> None:
         labels, calibration_paths = build(args, Path(tmp), autoencoders)
         # per correction: clean thresholds, and the same with JPEG thresholds added
         calibrations, with_jpeg, jpeg_method = {}, {}, {}
-        for correction, settings in {"off": ScoreSettings(),
+        for correction, settings in {"off": ScoreSettings(robust="off"),
                                      "auto": ScoreSettings(robust="auto")}.items():  # fmt: skip
             for name in autoencoders:
                 paths = calibration_paths[name]
@@ -169,7 +170,7 @@ def main() -> None:
                 target = folder / f"{index:04d}"
                 write(Image.open(path).convert("RGB"), target)
                 perturbed[str(next(folder.glob(f"{index:04d}.*")))] = label
-            corrections = {"off": ScoreSettings(),
+            corrections = {"off": ScoreSettings(robust="off"),
                            "auto": ScoreSettings(robust="auto", resized_by=factor)}  # fmt: skip
             seconds = {}
             for correction, settings in corrections.items():

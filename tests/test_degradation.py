@@ -89,7 +89,36 @@ def test_reencoding_with_the_file_tables_falls_on_the_file_blocks(tmp_path):
     in_frame = (observation.reencoded(reference) - reference).square().mean()
     off_blocks = (image.jpeg.reencode(reference) - reference).square().mean()
     assert observation.view.shape == (3, 88, 88) and reference.shape == (1, 3, 88, 88)
-    assert in_frame < 0.5 * off_blocks
+    assert 0 < in_frame < 0.5 * off_blocks
+
+
+class CountingBlockMean(BlockMean):
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def encode(self, images, latent="mode", generator=None, noise=None):
+        self.batches.append(len(images))
+        return super().encode(images)
+
+
+def test_jpeg_files_alike_in_shape_share_a_batch_each_through_its_own_tables(tmp_path):
+    """auto is the default, so a folder of JPEGs must keep the run's batch size: files of equal
+    size are measured together, each re-encoded with its own tables, as each alone."""
+    paths = [tmp_path / f"{quality}.jpg" for quality in (90, 70, 50)]
+    for seed, path in enumerate(paths):
+        jpeg_file(path, smooth_image(seed, (64, 64)), quality=int(path.stem))
+    Image.fromarray(smooth_image(9, (64, 64))).save(tmp_path / "plain.png")
+    paths.append(tmp_path / "plain.png")
+    alone, together = CountingBlockMean(), CountingBlockMean()
+    one = [r for (r,) in Scorer([alone], ScoreSettings(robust="auto")).score_images(paths)]
+    many = [r for (r,) in Scorer([together], batch_size=4).score_images(paths)]
+    assert alone.batches == [1] * 8 and sorted(together.batches) == [1, 1, 3, 3]
+    assert [r.degradation for r in many] == ["jpeg q=90 4:2:0", "jpeg q=70 4:2:0",
+                                             "jpeg q=50 4:2:0", ""]  # fmt: skip
+    for single, batched in zip(one, many, strict=True):
+        for field in ("loss1", "loss2", "ac_log_ratio", "highpass_log_ratio"):
+            assert getattr(batched, field) == pytest.approx(getattr(single, field), rel=1e-6)
 
 
 def test_losses_are_floored_at_quantisation_noise(tmp_path):
@@ -165,7 +194,7 @@ def test_a_cropped_image_is_measured_at_its_phase(tmp_path):
     Image.fromarray(block_image(1)[3:, 6:]).save(tmp_path / "cropped.png")
     Image.fromarray(block_image(2)).save(tmp_path / "clean.png")
     paths = [tmp_path / "clean.png", tmp_path / "cropped.png"]
-    plain = [r[0] for r in Scorer([BlockMean()]).score_images(paths)]
+    plain = [r[0] for r in Scorer([BlockMean()], ScoreSettings(robust="off")).score_images(paths)]
     robust = [r[0] for r in Scorer([BlockMean()], ScoreSettings(robust="auto")).score_images(paths)]
     assert robust[0].as_dict() == {
         **plain[0].as_dict(),
@@ -182,20 +211,73 @@ def test_a_stated_resize_is_undone_and_redone(tmp_path):
     observation = Degradation(resize=2.0).observation(read_image(tmp_path / "up.png").rgb, 8)
     assert observation.view.shape == (3, 64, 64) and observation.reference.shape[-2:] == (128, 128)
     robust = Scorer([BlockMean()], settings).score_file(tmp_path / "up.png")[0]
-    plain = Scorer([BlockMean()]).score_file(tmp_path / "up.png")[0]
+    plain = Scorer([BlockMean()], ScoreSettings(robust="off")).score_file(tmp_path / "up.png")[0]
     assert robust.degradation == "resized x2 (undone)"
     assert robust.loss1 < 0.5 * plain.loss1
 
 
 @pytest.mark.parametrize(
     "options, message",
-    [({"resized_by": 1.5}, "needs robust"), ({"robust": "auto", "resized_by": 1.0}, "not 1"),
+    [({"robust": "off", "resized_by": 1.5}, "needs robust"),
+     ({"alignment": "resize", "resized_by": 1.5}, "needs robust"),
+     ({"robust": "auto", "resized_by": 1.0}, "not 1"),
      ({"robust": "auto", "alignment": "resize"}, "crop alignment"),
      ({"robust": "auto", "crop": 32}, "no --crop")],
 )  # fmt: skip
 def test_settings_that_cannot_be_corrected_are_refused(options, message):
     with pytest.raises(SettingsError, match=message):
         ScoreSettings(**options)
+
+
+@pytest.mark.parametrize(
+    "options, local_maps, expected",
+    [({}, False, "auto"), ({"resized_by": 1.5}, False, "auto"), ({}, True, "off"),
+     ({"alignment": "resize"}, False, "off"), ({"crop": 32}, False, "off"),
+     ({"measurement": "inversion"}, False, "off"), ({"robust": "off"}, False, "off")],
+)  # fmt: skip
+def test_the_default_is_auto_where_it_applies(options, local_maps, expected):
+    settings = ScoreSettings(**options)
+    assert settings.robust is None or "robust" in options
+    resolved = settings.resolved(local_maps)
+    assert resolved.robust == expected
+    assert settings.provenance("w").robust == settings.resolved().robust
+
+
+def test_a_scorer_measures_resolved_settings(tmp_path):
+    """By default a JPEG goes through its tables and a scorer keeping local maps measures off."""
+    jpeg_file(tmp_path / "a.jpg", smooth_image(3, (64, 64)), quality=80)
+    default = Scorer([BlockMean()])
+    (record,) = default.score_file(tmp_path / "a.jpg")
+    assert default.settings.robust == "auto" and record.provenance.robust == "auto"
+    assert record.degradation == "jpeg q=80 4:2:0"
+    local = Scorer([BlockMean()], local_maps=True)
+    (record,) = local.score_file(tmp_path / "a.jpg")
+    assert local.settings.robust == "off" and record.degradation == ""
+    with pytest.raises(SettingsError, match="local maps"):
+        Scorer([BlockMean()], ScoreSettings(robust="auto"), local_maps=True)
+
+
+def calibration_measured(model: Autoencoder, settings: ScoreSettings):
+    provenance = settings.provenance(model.identity).as_dict()
+    records = [{"model": model.name, "measurement": "reconstruction", "loss1": r * 1e-4,
+                "loss2": 1e-4, "homogeneity": 0.5, "error": "", "provenance": provenance}
+               for r in np.linspace(1.0, 1.6, 12)]  # fmt: skip
+    return calibrate(records, model.name, 0.05, "ratio")
+
+
+def test_an_attributor_measures_as_its_calibrations_and_local_maps_off():
+    calibration = calibration_measured(BlockMean(), ScoreSettings())
+    assert calibration.measurement_provenance.robust == "auto"
+    assert Attributor([calibration], [BlockMean()]).scorer.settings.robust == "auto"
+    older = calibration_measured(Identity(), ScoreSettings(robust="off"))
+    assert Attributor([older], [Identity()]).scorer.settings.robust == "off"
+    for pair in ([calibration, older], [older, calibration]):  # mixed: the default, either order
+        models = [BlockMean() if c is calibration else Identity() for c in pair]
+        assert Attributor(pair, models).scorer.settings.robust == "auto"
+    local = Attributor([calibration], [BlockMean()], local_maps=True)
+    assert local.scorer.settings.robust == "off" and local.scorer.local_maps
+    with pytest.raises(SettingsError, match="local maps"):
+        Attributor([calibration], [BlockMean()], local_maps=True, robust="auto")
 
 
 def test_old_provenances_keep_their_store_key():
@@ -211,11 +293,7 @@ def test_old_provenances_keep_their_store_key():
 def test_attribution_rows_carry_the_degradation(tmp_path):
     """A calibration measured without corrections applies to a cropped JPEG measured with them
     (no provenance refusal), and the row says what was undone."""
-    provenance = ScoreSettings().provenance("block-mean").as_dict()
-    records = [{"model": "block-mean", "measurement": "reconstruction", "loss1": r * 1e-4,
-                "loss2": 1e-4, "homogeneity": 0.5, "error": "", "provenance": provenance}
-               for r in np.linspace(1.0, 1.6, 12)]  # fmt: skip
-    calibration = calibrate(records, "block-mean", 0.05, "ratio")
+    calibration = calibration_measured(BlockMean(), ScoreSettings(robust="off"))
     made = np.round(0.99 * block_image(20).astype(float)).astype(np.uint8)
     jpeg_file(tmp_path / "test.jpg", made[3:, 6:], quality=90)
     attributor = Attributor([calibration], [BlockMean()], store=ScoreStore(tmp_path / "s.sqlite"),
@@ -235,13 +313,16 @@ def test_caution_names_the_correction():
 def test_cli_flags(cli_main, tmp_path, model_file):
     jpeg_file(tmp_path / "a.jpg", smooth_image(3, (64, 64)), quality=80)
     out = tmp_path / "scores.jsonl"
-    rc, err = cli_main("score", tmp_path / "a.jpg", "--model", model_file, "--robust", "auto",
-                       "--out", out, "--no-cache")  # fmt: skip
-    assert rc == 0, err
-    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
-    assert record["degradation"] == "jpeg q=80 4:2:0" and record["provenance"]["robust"] == "auto"
+    for flags, found, provenance in (((), "jpeg q=80 4:2:0", "auto"),
+                                     (("--robust", "off"), "", None)):  # fmt: skip
+        rc, err = cli_main("score", tmp_path / "a.jpg", "--model", model_file, *flags,
+                           "--out", out, "--no-cache", "--overwrite")  # fmt: skip
+        assert rc == 0, err
+        (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+        assert record["degradation"] == found
+        assert record["provenance"].get("robust") == provenance
     rc, err = cli_main("score", tmp_path / "a.jpg", "--model", model_file, "--resized-by", "2",
-                       "--no-cache")  # fmt: skip
+                       "--robust", "off", "--no-cache")  # fmt: skip
     assert rc == 2 and "needs robust" in err and "Traceback" not in err
 
 
@@ -301,7 +382,7 @@ def test_jpeg_thresholds_are_fitted_on_reencoded_images_and_decide_jpeg_files(
     re-encoded at the nearest quality accept what the clean threshold rejects."""
     monkeypatch.setattr("aedr.measure.negatives.TILES_PER_PHOTO", 1)  # 16 of the 64: faster
     noisy_own_images(tmp_path / "own", range(10))
-    scorer = Scorer([BlockMean()], ScoreSettings())
+    scorer = Scorer([BlockMean()], ScoreSettings(robust="off"))
     calibration = calibrate_images(scorer, [tmp_path / "own"], "ratio",
                                    jpeg_qualities=(90, 60)).calibration  # fmt: skip
     assert calibration.jpeg_qualities == (60, 90)

@@ -103,8 +103,8 @@ def test_image_map_puts_crop_maps_top_left_and_resizes_resized_ones():
 
 def test_scorer_keeps_evidence_only_when_asked_and_refuses_sampled_crops(random_tiny, image_folder):
     path = next(image_folder.iterdir())
-    plain = Scorer([random_tiny]).score_file(path)[0]
-    mapped = Scorer([random_tiny], local_maps=True).score_file(path)[0]
+    plain = Scorer([random_tiny], ScoreSettings(robust="off")).score_file(path)[0]
+    mapped = Scorer([random_tiny], local_maps=True).score_file(path)[0]  # robust off by default
     assert plain.evidence is None and "evidence" not in mapped.as_dict()
     assert mapped.evidence.shape == (2, mapped.height - mapped.height % 8,
                                      mapped.width - mapped.width % 8)  # fmt: skip

@@ -25,8 +25,8 @@ def test_measures_every_image_for_every_model(random_tiny, image_folder):
         assert record.ratio == pytest.approx(record.loss1 / record.loss2)
         assert (record.width, record.height) == (48, 64) and len(record.content_sha256) == 64
         assert record.provenance == Provenance(
-            "random:0", aedr_version=record.provenance.aedr_version
-        )
+            "random:0", aedr_version=record.provenance.aedr_version, robust="auto"
+        )  # the default: auto where it applies
     assert Measurement.from_dict(records[0].as_dict()) == records[0]
 
 

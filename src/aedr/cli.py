@@ -151,7 +151,17 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_robust(parser: argparse.ArgumentParser) -> None:
+ROBUST_DEFAULT = (
+    "default: auto where it applies, off with --paper, --resize, --crop, "
+    "--method latenttracer and local maps"
+)
+ROBUST_FROM_CALIBRATIONS = (
+    "default: as the calibrations were measured (auto for those made "
+    "with the defaults since 0.4.0), off with local maps"
+)
+
+
+def _add_robust(parser: argparse.ArgumentParser, default: str = ROBUST_DEFAULT) -> None:
     """Degradation-aware measurement (``aedr.measure.degradation``)."""
     parser.add_argument(
         "--robust",
@@ -160,13 +170,13 @@ def _add_robust(parser: argparse.ArgumentParser) -> None:
         "ac; highpass reads them before the tables, as off does), images off the "
         "decoder's grid measured at the grid phase found by search (6x the cost of a plain "
         "score at 256 px: its windows are fixed, so more on smaller images, less on larger); "
-        "off (default): every image as it is",
+        f"on clean images on the grid the same as off. off: every image as it is. {default}",
     )
     parser.add_argument(
         "--resized-by",
         type=float,
         metavar="FACTOR",
-        help="with --robust auto: the images were resized by FACTOR after generation (e.g. 1.5 "
+        help="with robust measurement: the images were resized by FACTOR after generation (e.g. 1.5 "
         "for 720 to 1080 px); each is mapped back onto the decoder's grid, reconstructed there "
         "and mapped forward again. calibrate resizes its images (and default negatives) by "
         "FACTOR first, so that its thresholds hold for images resized so",
@@ -770,7 +780,7 @@ def add_attribute(commands: Commands) -> None:
         help="load the models as the authors did (--dtype paper, codebook decoding for VQ); "
         "the scoring settings always come from the calibrations",
     )
-    _add_robust(attribute)
+    _add_robust(attribute, ROBUST_FROM_CALIBRATIONS)
     _add_loading(attribute)
     _add_pipeline(attribute)
     attribute.set_defaults(run=cmd_attribute)
@@ -988,7 +998,7 @@ def add_serve(commands: Commands) -> None:
         default=100,
         help="largest request, all its images together (default 100; held in memory)",
     )
-    _add_robust(serve)
+    _add_robust(serve, ROBUST_FROM_CALIBRATIONS)
     _add_loading(serve)
     _add_pipeline(serve)
     serve.set_defaults(run=cmd_serve)

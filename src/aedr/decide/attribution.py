@@ -385,7 +385,9 @@ class Attributor:
     default, when a calibration has a local threshold. ``max_false_attribution`` lowers the
     thresholds, where needed, until at most that share of the calibrations' negatives is
     attributed to some candidate (:func:`~aedr.decide.negatives.limit_false_attribution`).
-    ``robust`` and ``resized_by`` measure the images degradation-aware
+    The images are measured as the calibrations were (``robust`` too: ``auto`` for those
+    calibrated with the defaults since 0.4.0, and where they differ), with local maps ``off``;
+    ``robust`` and ``resized_by`` measure them degradation-aware or not
     (``aedr.measure.degradation``) whatever the calibrations were measured with: corrections
     change nothing on the clean images calibrations are fitted on. Undoing a resize shifts the
     statistic, though: calibrations fitted at the same ``resized_by`` (``aedr calibrate
@@ -412,6 +414,12 @@ class Attributor:
         resized_by: float | None = None,
     ):
         settings = check_compatible(calibrations)
+        if local_maps is None:
+            local_maps = any(c.local for c in calibrations)
+        if local_maps and robust is None:  # local maps are drawn on the image's own grid
+            robust = "off"
+        if robust is None and len({c.measurement_provenance.robust for c in calibrations}) > 1:
+            robust = "auto"  # calibrations measured both ways: the default, whatever their order
         if robust is not None or resized_by is not None:
             settings = replace(settings, robust=robust or settings.robust, resized_by=resized_by)
         # JPEG thresholds hold for JPEGs measured as they were (the README's chain, x1.5 then
@@ -439,8 +447,6 @@ class Attributor:
         self.thresholds = CandidateThresholds(calibrations, max_false_attribution)
         clean, self.false_attribution = self.thresholds.at(None)
         calibrations = list(clean.values())
-        if local_maps is None:
-            local_maps = any(c.local for c in calibrations)
         if len(models) != len(calibrations):
             raise CalibrationError(
                 f"{len(calibrations)} calibrations but {len(models)} models: give one each"

@@ -196,6 +196,11 @@ class Observation:
         return (0, 0) if self.degradation.resize is not None else self.degradation.phase or (0, 0)
 
     @property
+    def shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """The view's and the reference's shapes: observations alike in both share a batch."""
+        return self.view.shape, tuple(self.reference.shape)
+
+    @property
     def reference(self) -> torch.Tensor:
         if self.degradation.resize is not None:
             return self.frame
@@ -223,6 +228,37 @@ class Observation:
         canvas[:, :, rows : rows + height, cols : cols + width] = reconstructions
         encoded = degradation.jpeg.reencode(canvas)
         return encoded[:, :, rows : rows + height, cols : cols + width]
+
+
+@dataclass(frozen=True, eq=False)
+class Observations:
+    """Observations whose views and references have equal shapes, measured in one batch: each
+    reconstruction goes through its own image's degradation (its tables, its resize), so a
+    folder of JPEG files keeps the batch size a plain run has."""
+
+    items: tuple[Observation, ...]
+
+    @property
+    def reference(self) -> torch.Tensor:
+        import torch
+
+        return torch.cat([item.reference for item in self.items])
+
+    def resampled(self, reconstructions: torch.Tensor) -> torch.Tensor:
+        return self._each(reconstructions, Observation.resampled)
+
+    def reencoded(self, reconstructions: torch.Tensor) -> torch.Tensor:
+        return self._each(reconstructions, Observation.reencoded)
+
+    def _each(self, reconstructions: torch.Tensor, step) -> torch.Tensor:
+        import torch
+
+        if len(reconstructions) != len(self.items):
+            raise ValueError(f"{len(reconstructions)} reconstructions, {len(self.items)} images")
+        return torch.cat([
+            step(item, reconstructions[index : index + 1])
+            for index, item in enumerate(self.items)
+        ])  # fmt: skip
 
 
 def resample(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

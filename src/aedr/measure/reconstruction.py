@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
 
     from aedr.autoencoders.base import Autoencoder, LatentMode
-    from aedr.measure.degradation import Observation
+    from aedr.measure.degradation import Observation, Observations
 
 
 class SignalError(ValueError):
@@ -47,14 +47,14 @@ def reconstruction_measures(
     noise: tuple[torch.Tensor, torch.Tensor] | None = None,
     loss_dtype: str = "fp64",
     evidence: bool = False,
-    observation: Observation | None = None,
+    observation: Observation | Observations | None = None,
 ) -> ReconstructionMeasures:
     """The double reconstruction of a (B, 3, H, W) batch in [-1, 1]: its losses, and with
     ``evidence`` the per-pixel map computed from the same x, x1 and x2 (no extra passes).
 
-    With an ``observation`` (one image, see ``aedr.measure.degradation``) both reconstructions
-    are taken through the image's degradation and compared in its observed pixels, each loss
-    floored at 8-bit quantisation noise; ``images`` is then its ``view``. The high-pass evidence
+    With an ``observation`` (one image's, or a batch's, see ``aedr.measure.degradation``) both
+    reconstructions are taken through each image's degradation and compared in its observed
+    pixels, each loss floored at 8-bit quantisation noise; ``images`` are then the views. The high-pass evidence
     is taken before a JPEG file's re-encoding, the losses and AC energies after it.
 
     x1 enters the second pass as the decoder returned it: unclamped and unquantised, as in the
@@ -89,7 +89,7 @@ def _double_reconstruction(
     noise: tuple[torch.Tensor, torch.Tensor] | None,
     loss_dtype: str,
     evidence: bool,
-    observation: Observation | None,
+    observation: Observation | Observations | None,
 ) -> ReconstructionMeasures:
     import torch
 

@@ -27,7 +27,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -38,6 +38,7 @@ from aedr.autoencoders.base import Autoencoder, LatentMode
 from aedr.measure.degradation import (
     ROBUST_MODES,
     Degradation,
+    Observations,
     Robust,
     off_grid,
     search_phase,
@@ -116,6 +117,10 @@ class ScoreSettings:
     JPEG files are compared through their own tables (the losses and AC energies; the high-pass
     evidence is taken before them), images off the decoder's grid at the grid
     phase found by search, and with ``resized_by`` images are mapped back by that factor.
+    ``robust=None`` (the default) means ``auto`` where it applies (the whole image's double
+    reconstruction, crop alignment, no ``crop`` sampling, no local maps) and ``off`` elsewhere
+    (paper mode among them): :meth:`resolved` decides, and a scorer measures resolved settings.
+    On clean images on the grid ``auto`` measures exactly what ``off`` does.
     """
 
     measurement: MeasurementKind = "reconstruction"
@@ -132,7 +137,7 @@ class ScoreSettings:
     loss_dtype: LossDtype = "fp64"
     inversion_resize: bool = False  # inversion only: LatentTracer's input resizing
     preset: Literal["paper"] | None = None
-    robust: Robust = "off"
+    robust: Robust | None = None  # None: auto where it applies, else off (see resolved)
     resized_by: float | None = None  # robust only: the known factor images were resized by
 
     def __post_init__(self):
@@ -140,7 +145,7 @@ class ScoreSettings:
                    "alignment": ("crop", "resize"), "resize_filter": tuple(RESIZE_FILTERS),
                    "grid": ("model", "paper"), "noise": ("batch", "image"),
                    "exif": ("transpose", "ignore"), "loss_dtype": ("fp64", "model"),
-                   "preset": (None, "paper"), "robust": ROBUST_MODES}  # fmt: skip
+                   "preset": (None, "paper"), "robust": (None, *ROBUST_MODES)}  # fmt: skip
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 shown = ", ".join(str(a) for a in allowed)
@@ -154,19 +159,37 @@ class ScoreSettings:
         if self.homogeneity_levels not in (2, 4, 8, 16, 32, 64, 128, 256):
             raise SettingsError("homogeneity_levels must be a power of 2 up to 256")
         if self.resized_by is not None and (
-            self.robust == "off" or not valid_resize_factor(self.resized_by)
+            self.resolved().robust == "off" or not valid_resize_factor(self.resized_by)
         ):
             raise SettingsError(
                 "resized_by is the factor images were resized by after generation (0.1 to 10, "
-                f"not 1), and needs robust measurement; got {self.resized_by!r}"
+                f"not 1), and needs robust measurement (the whole image's double reconstruction "
+                f"with crop alignment, no --crop sampling); got {self.resized_by!r}"
             )
-        plain = self.measurement == "reconstruction" and self.alignment == "crop"
-        if self.robust != "off" and not (plain and self.crop is None):
+        if self.robust == "auto" and not self._robust_applies():
             raise SettingsError(
                 "robust measurement corrects the double reconstruction of the whole image on the "
                 "decoder's grid: it needs the reconstruction measurement with crop alignment and "
                 "no --crop sampling"
             )
+
+    def _robust_applies(self) -> bool:
+        return (self.measurement, self.alignment, self.crop) == ("reconstruction", "crop", None)
+
+    def resolved(self, local_maps: bool = False) -> ScoreSettings:
+        """These settings with ``robust`` decided: as given, or (``None``) ``auto`` where it
+        applies and ``off`` where it does not: resize alignment (paper mode), ``crop`` sampling,
+        the inversion measurement, and ``local_maps``, which are drawn on the image's own grid.
+
+        >>> ScoreSettings().resolved().robust, ScoreSettings.paper().resolved().robust
+        ('auto', 'off')
+        >>> ScoreSettings().resolved(local_maps=True).robust
+        'off'
+        """
+        if self.robust is not None:
+            return self
+        applies = self._robust_applies() and not local_maps
+        return replace(self, robust="auto" if applies else "off")
 
     @classmethod
     def paper(cls, measurement: MeasurementKind = "reconstruction") -> ScoreSettings:
@@ -185,6 +208,8 @@ class ScoreSettings:
 
     def provenance(self, identity: str, dtype: str = "fp32", device: str = "cpu") -> Provenance:
         """The provenance of measurements made with these settings on those weights."""
+        if self.robust is None:
+            return self.resolved().provenance(identity, dtype, device)
         resized, sampled = self.alignment == "resize", self.latent == "sample"
         return Provenance(
             identity=identity, measurement=self.measurement, dtype=dtype, device=device,
@@ -415,7 +440,7 @@ class Scorer:
     ):
         if not models:
             raise ValueError("at least one autoencoder is needed")
-        self.settings = settings or ScoreSettings()
+        self.settings = (settings or ScoreSettings()).resolved(local_maps)
         if local_maps and self.settings.robust != "off":
             raise SettingsError(
                 "local maps are drawn on the image's own pixel grid: measure them with robust off"
@@ -619,7 +644,6 @@ class Scorer:
                 grid = model.grid(load=True)
                 self.check_input_size(image.width, image.height, *grid)
                 observation = self._observation(image, model, record)
-                # an observation is measured alone: its comparison is its own
                 inputs = [observation.view] if observation else self.model_input(image, *grid)
             except ImageError as exc:
                 record.error = str(exc)
@@ -632,11 +656,12 @@ class Scorer:
                 continue
             job.crop_losses[index] = []
             for array in inputs:
-                key = (index, array.shape) if observation is None else (index, id(job))
+                # observations share a batch when alike in shape, each through its own tables
+                key = (index, array.shape, observation and observation.shapes)
                 noise = model.draw_noise(array.shape)  # now: in input order, whatever the batch
                 buckets.setdefault(key, []).append((job, array, noise, observation))
                 job.waiting += 1
-                if len(buckets[key]) >= self.batch_size or observation is not None:
+                if len(buckets[key]) >= self.batch_size:
                     self._run(key, buckets.pop(key), done)
         job.sealed = True
         if job.waiting == 0:
@@ -652,6 +677,8 @@ class Scorer:
         degradation = Degradation(jpeg=image.jpeg, resize=resized_by)
         if resized_by is None and off_grid(image.width, image.height, multiple):
             phase = search_phase(model.autoencoder, image.rgb)
+            if phase and min(image.height - phase[0], image.width - phase[1]) < multiple:
+                phase = None  # cut at it, the image would be smaller than the model's input
             degradation = Degradation(jpeg=image.jpeg, phase=phase)
         record.degradation = degradation.describe()
         if not degradation.any:
@@ -673,7 +700,9 @@ class Scorer:
         model = self.models[index]
         settings = self.settings
         batch = torch.from_numpy(np.stack([item[1] for item in items]))
-        noise = evidence = None
+        noise = evidence = observations = None
+        if items[0][3] is not None:
+            observations = Observations(tuple(item[3] for item in items))
         if items[0][2] is not None:  # per-image noise, drawn when the inputs were queued
             noise = tuple(torch.stack([item[2][i] for item in items]) for i in range(2))
         try:
@@ -685,7 +714,7 @@ class Scorer:
                 measures = reconstruction_measures(
                     model.autoencoder, batch, settings.latent, model.generator,
                     noise=noise, loss_dtype=settings.loss_dtype, evidence=self.local_maps,
-                    observation=items[0][3],
+                    observation=observations,
                 )  # fmt: skip
                 means = measures.evidence_means
                 columns = (measures.loss1, measures.loss2, *means.unbind(dim=1),
