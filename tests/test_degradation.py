@@ -243,6 +243,15 @@ def test_the_default_is_auto_where_it_applies(options, local_maps, expected):
     assert settings.provenance("w").robust == settings.resolved().robust
 
 
+def test_the_settings_doctests_hold():
+    import doctest
+
+    import aedr.measure.scorer
+
+    failed, tried = doctest.testmod(aedr.measure.scorer)
+    assert failed == 0 and tried >= 2
+
+
 def test_a_scorer_measures_resolved_settings(tmp_path):
     """By default a JPEG goes through its tables and a scorer keeping local maps measures off."""
     jpeg_file(tmp_path / "a.jpg", smooth_image(3, (64, 64)), quality=80)
