@@ -196,11 +196,6 @@ class Observation:
         return (0, 0) if self.degradation.resize is not None else self.degradation.phase or (0, 0)
 
     @property
-    def shapes(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """The view's and the reference's shapes: observations alike in both share a batch."""
-        return self.view.shape, tuple(self.reference.shape)
-
-    @property
     def reference(self) -> torch.Tensor:
         if self.degradation.resize is not None:
             return self.frame

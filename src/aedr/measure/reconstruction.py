@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
 
     from aedr.autoencoders.base import Autoencoder, LatentMode
-    from aedr.measure.degradation import Observation, Observations
+    from aedr.measure.degradation import Observations
 
 
 class SignalError(ValueError):
@@ -47,14 +47,14 @@ def reconstruction_measures(
     noise: tuple[torch.Tensor, torch.Tensor] | None = None,
     loss_dtype: str = "fp64",
     evidence: bool = False,
-    observation: Observation | Observations | None = None,
+    observations: Observations | None = None,
 ) -> ReconstructionMeasures:
     """The double reconstruction of a (B, 3, H, W) batch in [-1, 1]: its losses, and with
     ``evidence`` the per-pixel map computed from the same x, x1 and x2 (no extra passes).
 
-    With an ``observation`` (one image's, or a batch's, see ``aedr.measure.degradation``) both
-    reconstructions are taken through each image's degradation and compared in its observed
-    pixels, each loss floored at 8-bit quantisation noise; ``images`` are then the views. The high-pass evidence
+    With ``observations`` (the batch's, see ``aedr.measure.degradation``) both reconstructions
+    are taken through each image's degradation and compared in its observed pixels, each loss
+    floored at 8-bit quantisation noise; ``images`` are then the views. The high-pass evidence
     is taken before a JPEG file's re-encoding, the losses and AC energies after it.
 
     x1 enters the second pass as the decoder returned it: unclamped and unquantised, as in the
@@ -69,7 +69,7 @@ def reconstruction_measures(
 
     def measure() -> ReconstructionMeasures:
         return _double_reconstruction(
-            autoencoder, images, latent, generator, noise, loss_dtype, evidence, observation
+            autoencoder, images, latent, generator, noise, loss_dtype, evidence, observations
         )
 
     with torch.inference_mode():
@@ -89,7 +89,7 @@ def _double_reconstruction(
     noise: tuple[torch.Tensor, torch.Tensor] | None,
     loss_dtype: str,
     evidence: bool,
-    observation: Observation | Observations | None,
+    observations: Observations | None,
 ) -> ReconstructionMeasures:
     import torch
 
@@ -107,20 +107,20 @@ def _double_reconstruction(
 
     if evidence:
         pixel_map = pixel_evidence(x, x1, x2)
-    if observation is not None:
+    if observations is not None:
         from aedr.measure.degradation import QUANTISATION_FLOOR
 
-        x = observation.reference.to(x1.device, x1.dtype)
-        x1, x2 = observation.resampled(x1), observation.resampled(x2)
+        x = observations.reference.to(x1.device, x1.dtype)
+        x1, x2 = observations.resampled(x1), observations.resampled(x2)
     means = evidence_means(x, x1, x2).cpu()  # in float32 whatever the loss precision
-    if observation is not None:  # highpass reads the detail JPEG drops: not re-encoded
-        x1, x2 = observation.reencoded(x1), observation.reencoded(x2)
+    if observations is not None:  # highpass reads the detail JPEG drops: not re-encoded
+        x1, x2 = observations.reencoded(x1), observations.reencoded(x2)
     ac_energies = ac_energy_means(x, x1, x2).cpu()
     if loss_dtype != "model":
         x, x1, x2 = (t.to(torch.float64) for t in (x, x1, x2))
     loss1 = (x - x1).square().mean(dim=(1, 2, 3))
     loss2 = (x1 - x2).square().mean(dim=(1, 2, 3))
-    if observation is not None:
+    if observations is not None:
         loss1, loss2 = loss1.clamp(min=QUANTISATION_FLOOR), loss2.clamp(min=QUANTISATION_FLOOR)
     return ReconstructionMeasures(
         loss1.double().cpu(), loss2.double().cpu(), means, ac_energies, pixel_map

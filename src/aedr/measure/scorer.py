@@ -159,7 +159,7 @@ class ScoreSettings:
         if self.homogeneity_levels not in (2, 4, 8, 16, 32, 64, 128, 256):
             raise SettingsError("homogeneity_levels must be a power of 2 up to 256")
         if self.resized_by is not None and (
-            self.resolved().robust == "off" or not valid_resize_factor(self.resized_by)
+            self._robust_mode() == "off" or not valid_resize_factor(self.resized_by)
         ):
             raise SettingsError(
                 "resized_by is the factor images were resized by after generation (0.1 to 10, "
@@ -176,6 +176,11 @@ class ScoreSettings:
     def _robust_applies(self) -> bool:
         return (self.measurement, self.alignment, self.crop) == ("reconstruction", "crop", None)
 
+    def _robust_mode(self, local_maps: bool = False) -> Robust:
+        if self.robust is not None:
+            return self.robust
+        return "auto" if self._robust_applies() and not local_maps else "off"
+
     def resolved(self, local_maps: bool = False) -> ScoreSettings:
         """These settings with ``robust`` decided: as given, or (``None``) ``auto`` where it
         applies and ``off`` where it does not: resize alignment (paper mode), ``crop`` sampling,
@@ -186,10 +191,9 @@ class ScoreSettings:
         >>> ScoreSettings().resolved(local_maps=True).robust
         'off'
         """
-        if self.robust is not None:
-            return self
-        applies = self._robust_applies() and not local_maps
-        return replace(self, robust="auto" if applies else "off")
+        return (
+            self if self.robust is not None else replace(self, robust=self._robust_mode(local_maps))
+        )
 
     @classmethod
     def paper(cls, measurement: MeasurementKind = "reconstruction") -> ScoreSettings:
@@ -208,8 +212,6 @@ class ScoreSettings:
 
     def provenance(self, identity: str, dtype: str = "fp32", device: str = "cpu") -> Provenance:
         """The provenance of measurements made with these settings on those weights."""
-        if self.robust is None:
-            return self.resolved().provenance(identity, dtype, device)
         resized, sampled = self.alignment == "resize", self.latent == "sample"
         return Provenance(
             identity=identity, measurement=self.measurement, dtype=dtype, device=device,
@@ -218,8 +220,8 @@ class ScoreSettings:
             crops=self.crops if self.crop else 1, homogeneity_levels=self.homogeneity_levels,
             aedr_version=__version__, grid=self.grid if resized else None,
             noise=self.noise if sampled else None, exif=self.exif, loss_dtype=self.loss_dtype,
-            inversion_resize=self.inversion_resize, preset=self.preset, robust=self.robust,
-            resized_by=self.resized_by,
+            inversion_resize=self.inversion_resize, preset=self.preset,
+            robust=self._robust_mode(), resized_by=self.resized_by,
         )  # fmt: skip
 
     @classmethod
@@ -657,7 +659,7 @@ class Scorer:
             job.crop_losses[index] = []
             for array in inputs:
                 # observations share a batch when alike in shape, each through its own tables
-                key = (index, array.shape, observation and observation.shapes)
+                key = (index, array.shape, observation and tuple(observation.reference.shape))
                 noise = model.draw_noise(array.shape)  # now: in input order, whatever the batch
                 buckets.setdefault(key, []).append((job, array, noise, observation))
                 job.waiting += 1
@@ -714,7 +716,7 @@ class Scorer:
                 measures = reconstruction_measures(
                     model.autoencoder, batch, settings.latent, model.generator,
                     noise=noise, loss_dtype=settings.loss_dtype, evidence=self.local_maps,
-                    observation=observations,
+                    observations=observations,
                 )  # fmt: skip
                 means = measures.evidence_means
                 columns = (measures.loss1, measures.loss2, *means.unbind(dim=1),
