@@ -36,11 +36,12 @@ from aedr.autoencoders import create_autoencoder
 from aedr.decide.attribution import AMBIGUITY_RATIO
 from aedr.decide.calibration import calibrate
 from aedr.decide.evaluation import evaluate, mean_table, open_set_metrics
-from aedr.decide.negatives import false_attribution
+from aedr.decide.false_attribution import false_attribution
 from aedr.decide.report import write_report
 from aedr.decide.statistics import DEFAULT_STATISTIC, measurement_of
-from aedr.measure.negatives import negative_files
-from aedr.measure.scorer import Scorer, ScoreSettings
+from aedr.measure.default_photos import negative_files
+from aedr.measure.scorer import Scorer
+from aedr.measure.settings import ScoreSettings
 from aedr.synthesis import decoder_images, photo_crops, save_images
 
 MODELS = ("taesd", "taesdxl", "taesd3", "taef1", "taef2")

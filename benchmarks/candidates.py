@@ -34,9 +34,10 @@ from attribution import MODELS, data_parser, split_photos, tiny_autoencoders, us
 from aedr.autoencoders.tiny import TinyAutoencoder
 from aedr.decide.calibration import calibrate
 from aedr.decide.evaluation import evaluate, mean_table, open_set_metrics
-from aedr.decide.negatives import false_attribution
-from aedr.measure.negatives import NEGATIVE_SET, negative_files
-from aedr.measure.scorer import Scorer, ScoreSettings
+from aedr.decide.false_attribution import false_attribution
+from aedr.measure.default_photos import NEGATIVE_SET, negative_files
+from aedr.measure.scorer import Scorer
+from aedr.measure.settings import ScoreSettings
 from aedr.synthesis import decoder_images, save_images
 
 

@@ -27,10 +27,13 @@ from aedr.decide.calibration import UNVERIFIED_IDENTITY, calibrate, kde_threshol
 from aedr.decide.evaluation import roc_auc
 from aedr.decide.statistics import get_statistic
 from aedr.measure.provenance import Provenance
+from aedr.measure.settings import ScoreSettings
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("ratio", "aedr", "beta=0.5", "fitted")
-AUTHORS = Provenance(UNVERIFIED_IDENTITY, latent="sample", seed=1, alignment="resize")
+AUTHORS = Provenance(
+    UNVERIFIED_IDENTITY, ScoreSettings(latent="sample", seed=1, alignment="resize")
+)
 
 
 def load(reference: Path, result: str, glcm: str) -> list[dict]:

@@ -16,7 +16,7 @@ import time
 import torch
 from attribution import MODELS, data_parser, tiny_autoencoders
 
-from aedr.measure.localization import evidence_means
+from aedr.measure.evidence import evidence_means
 from aedr.measure.reconstruction import ac_energy_means, reconstruction_measures
 
 

@@ -39,8 +39,8 @@ from scipy.ndimage import gaussian_filter, uniform_filter
 from scipy.stats import rankdata
 
 from aedr.autoencoders import create_autoencoder
+from aedr.measure.evidence import DEFAULT_WINDOW
 from aedr.measure.images import to_model_input
-from aedr.measure.localization import DEFAULT_WINDOW
 from aedr.measure.scorer import Scorer
 from aedr.synthesis import decoder_images, photo_crops, save_images
 from aedr.workflows import calibrate_images, localize_images

@@ -22,7 +22,8 @@ import numpy as np
 
 from aedr.autoencoders import resolve_model
 from aedr.measure.images import iter_image_files
-from aedr.measure.scorer import Scorer, ScoreSettings
+from aedr.measure.scorer import Scorer
+from aedr.measure.settings import ScoreSettings
 
 REPO = Path(__file__).resolve().parents[1]
 

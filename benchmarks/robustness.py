@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/robustness.py [--size 128] [--calibration 24] [--test 12] [--real 24]
        [--models taesd,...] [--perturbations "JPEG 75,crop 3 px"] [--methods fitted]
-       [--jpeg-qualities 95,85,70,50] [--jpeg-method ac]
+       [--jpeg-qualities 95,85,70,50] [--jpeg-statistic ac]
 
 Same data as benchmarks/attribution.py (shared tiny autoencoders, shared photos, never holdout/).
 Thresholds are calibrated once on clean decoder-made images, as a user would calibrate on a
@@ -17,8 +17,8 @@ and the cost of a score relative to the plain one on the same images. JPEG files
 at JPEG thresholds (``aedr calibrate --jpeg-qualities``: the clean calibration images re-encoded
 at each of ``--jpeg-qualities`` and measured with the same correction; a file takes the nearest
 quality's threshold), rows "off + JPEG thresholds" and "auto + JPEG thresholds"; with
-``--jpeg-method`` also JPEG thresholds that read that statistic (``aedr calibrate
---jpeg-method``), rows "... + JPEG thresholds on ac" for the other methods. The default
+``--jpeg-statistic`` also JPEG thresholds that read that statistic (``aedr calibrate
+--jpeg-statistic``), rows "... + JPEG thresholds on ac" for the other methods. The default
 qualities differ from the test qualities on purpose: real files rarely match a calibrated quality.
 Resized images are also decided at resize thresholds (``aedr calibrate
 --resized-by F``: the clean calibration images resized by the factor with bicubic, then measured
@@ -38,7 +38,9 @@ from PIL import Image, ImageFilter
 
 from aedr.decide.calibration import calibrate
 from aedr.decide.evaluation import evaluate, mean_table
-from aedr.measure.scorer import Scorer, ScoreSettings
+from aedr.measure.degradation import describe
+from aedr.measure.scorer import Scorer
+from aedr.measure.settings import ScoreSettings
 from aedr.measure.store import ScoreStore
 from aedr.workflows import add_jpeg_thresholds, calibrate_images
 
@@ -108,9 +110,9 @@ def main() -> None:
     parser.add_argument("--methods", default="fitted", help="decision statistics, comma-separated")
     parser.add_argument("--jpeg-qualities", default="95,85,70,50",
                         help="qualities the JPEG thresholds are fitted at")  # fmt: skip
-    parser.add_argument("--jpeg-method", default="",
+    parser.add_argument("--jpeg-statistic", "--jpeg-method", dest="jpeg_method", default="",
                         help="also JPEG thresholds on this statistic (aedr calibrate "
-                             "--jpeg-method), for every other method")  # fmt: skip
+                             "--jpeg-statistic), for every other method")  # fmt: skip
     args = parser.parse_args()
     qualities = [int(q) for q in args.jpeg_qualities.split(",")]
     sys.stdout.reconfigure(line_buffering=True)  # tables appear as they are computed
@@ -175,7 +177,7 @@ def main() -> None:
             seconds = {}
             for correction, settings in corrections.items():
                 records, seconds[correction] = score(autoencoders, sorted(perturbed), settings)
-                found = [r["degradation"] for r in records
+                found = [describe(r["degradation"]) for r in records
                          if r["degradation"] and perturbed[r["path"]] == r["model"]]  # fmt: skip
                 own = sum(perturbed[r["path"]] == r["model"] for r in records)
                 summary = f"{len(found)}/{own}" + (f", e.g. {found[0]}" if found else "")

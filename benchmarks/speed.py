@@ -112,7 +112,8 @@ def child_pipeline(job: dict) -> dict:
     import torch  # noqa: F401  (imports are outside the timed region in every child)
 
     from aedr.decide.statistics import get_statistic
-    from aedr.measure.scorer import Scorer, ScoreSettings
+    from aedr.measure.scorer import Scorer
+    from aedr.measure.settings import ScoreSettings
 
     start = time.perf_counter()
     model = handle(job["model"], job["weights_dir"], job["device"], job["dtype"])

@@ -1,10 +1,13 @@
 import pytest
 from conftest import TEST_PROVENANCE, loss_record
 
-from aedr.decide.attribution import AMBIGUOUS, NO_MODEL, Attributor, attribute, caution_of
+from aedr.attributor import Attributor
+from aedr.decide.attribution import AMBIGUOUS, NO_MODEL, attribute, caution_of
 from aedr.decide.calibration import CalibrationError, calibrate
 from aedr.measure.provenance import Provenance
-from aedr.measure.scorer import Measurement, Scorer
+from aedr.measure.record import Measurement
+from aedr.measure.scorer import Scorer
+from aedr.measure.settings import ScoreSettings
 
 
 def calibration(model, center, **provenance):
@@ -71,7 +74,7 @@ def test_jpegs_below_quality_90_carry_a_caution_that_says_which_thresholds_decid
     assert caution_of(64, 48, jpeg_quality=90) == ""
     clean = caution_of(64, 48, jpeg_quality=75)
     assert clean.startswith("tentative: a JPEG of quality 75") and "--jpeg-qualities" in clean
-    assert "--jpeg-method ac" in clean  # the statistic whose JPEG thresholds held best
+    assert "--jpeg-statistic ac" in clean  # the statistic whose JPEG thresholds held best
     fitted = caution_of(64, 48, jpeg_quality=50, jpeg_thresholds=True)
     assert "fitted for its quality" in fitted and "--jpeg-qualities" not in fitted
     assert caution_of(61, 48, jpeg_quality=50).startswith("unreliable")  # the grid comes first
@@ -124,7 +127,7 @@ def test_an_assumed_unverified_identity_applies_to_the_loaded_weights(random_tin
                         assumed_provenance=Provenance("unverified"))  # fmt: skip
     Attributor([assumed], [random_tiny])  # no identity to check: the user stated the settings
     sampled = calibrate(bare, "random-tiny", 0.05, "aedr",
-                        assumed_provenance=Provenance("unverified", latent="sample", seed=1))  # fmt: skip
+                        assumed_provenance=Provenance("unverified", ScoreSettings(latent="sample", seed=1)))  # fmt: skip
     attributor = Attributor([sampled], [random_tiny])
     assert attributor.scorer.settings.latent == "sample" and attributor.scorer.settings.seed == 1
     assert Scorer([random_tiny]).settings.latent == "mode"

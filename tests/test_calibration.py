@@ -17,6 +17,7 @@ from aedr.decide.calibration import (
     records_of_model,
 )
 from aedr.measure.provenance import Provenance
+from aedr.measure.settings import ScoreSettings
 from aedr.records import OutputExistsError
 from aedr.schemas import MAX_SIGNALS
 
@@ -159,14 +160,14 @@ def test_records_of_model_handles_models_errors_and_loss_columns():
 
 def test_provenance_is_read_from_records_and_mixed_provenance_is_refused():
     records = own_records(6)
-    assert provenance_of_records(records) == (Provenance(**TEST_PROVENANCE), False)
+    assert provenance_of_records(records) == (Provenance.from_dict(TEST_PROVENANCE), False)
     bf16 = {**records[0], "provenance": {**TEST_PROVENANCE, "dtype": "bf16"}}
     with pytest.raises(CalibrationError, match=r"mixed provenance.*dtype: 'fp32' vs 'bf16'"):
         calibrate([*records, bf16], "taesd", 0.05, "aedr")
     bare = [{k: v for k, v in r.items() if k != "provenance"} for r in records]
     with pytest.raises(CalibrationError, match="carry no provenance"):
         calibrate(bare, "taesd", 0.05, "aedr")
-    assumed = Provenance("unverified", latent="sample", seed=1, alignment="resize")
+    assumed = Provenance("unverified", ScoreSettings(latent="sample", seed=1, alignment="resize"))
     calibration = calibrate(bare, "taesd", 0.05, "aedr", assumed_provenance=assumed)
     assert calibration.provenance_assumed and calibration.provenance["latent"] == "sample"
     with pytest.raises(CalibrationError, match="some records carry a provenance"):
@@ -175,13 +176,15 @@ def test_provenance_is_read_from_records_and_mixed_provenance_is_refused():
 
 def test_applying_a_calibration_checks_provenance_naming_the_difference():
     calibration = calibrate(own_records(), "taesd", 0.05, "aedr")
-    same = Provenance(**TEST_PROVENANCE)
+    same = Provenance.from_dict(TEST_PROVENANCE)
     calibration.check_provenance(same)
-    newer = Provenance(**{**TEST_PROVENANCE, "aedr_version": "9.9"})
+    newer = Provenance.from_dict({**TEST_PROVENANCE, "aedr_version": "9.9"})
     calibration.check_provenance(newer)  # a release that changed nothing else still applies
+    remeasured = Provenance.from_dict({**TEST_PROVENANCE, "measurement_version": 9})
+    calibration.check_provenance(remeasured)  # a calibration outlives a measurement version
     for field, value in (("dtype", "bf16"), ("device", "cuda"), ("latent", "sample"),
                          ("identity", "sha256:other")):  # fmt: skip
-        run = Provenance(**{**TEST_PROVENANCE, field: value})
+        run = Provenance.from_dict({**TEST_PROVENANCE, field: value})
         with pytest.raises(CalibrationError, match=f"{field}: "):
             calibration.check_provenance(run)
 

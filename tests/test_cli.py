@@ -115,11 +115,11 @@ def test_calibrate_from_authors_loss_columns_states_their_settings(cli, referenc
     refused = cli("calibrate", "--scores", table, "--model", "sd15", "--out", out, code=2)
     assert "can read none of the 500 records" in refused.stderr  # losses alone: no highpass
     assert "use a statistic of the losses (fitted, aedr)" in refused.stderr and not out.exists()
-    refused = cli("calibrate", "--scores", table, "--model", "sd15", "--method", "fitted", "--out",
+    refused = cli("calibrate", "--scores", table, "--model", "sd15", "--statistic", "fitted", "--out",
                   out, code=2)  # fmt: skip
     assert "carry no provenance" in refused.stderr and not out.exists()
     assumed = "latent=sample,seed=1,alignment=resize,dtype=fp32,device=cuda"
-    cli("calibrate", "--scores", table, "--model", "sd15", "--method", "aedr", "--out", out,
+    cli("calibrate", "--scores", table, "--model", "sd15", "--statistic", "aedr", "--out", out,
         "--assume-settings", assumed, code=0)  # fmt: skip
     calibration = Calibration.load(out)
     assert calibration.threshold == pytest.approx(1.0364583773111364, abs=1e-9)  # the paper's
@@ -127,7 +127,7 @@ def test_calibrate_from_authors_loss_columns_states_their_settings(cli, referenc
     assert calibration.provenance_assumed and calibration.provenance["latent"] == "sample"
     assert calibration.provenance["device"] == "cuda" and calibration.provenance["seed"] == 1
     fitted = tmp_path / "fitted.json"
-    cli("calibrate", "--scores", table, "--model", "sd15", "--method", "fitted", "--out", fitted,
+    cli("calibrate", "--scores", table, "--model", "sd15", "--statistic", "fitted", "--out", fitted,
         "--assume-settings", assumed, code=0)  # fmt: skip
     assert Calibration.load(fitted).parameters["beta"] == pytest.approx(0.285, abs=1e-3)
     bad = cli("calibrate", "--scores", table, "--out", tmp_path / "x.json", "--assume-settings",
@@ -139,7 +139,7 @@ def test_calibrate_from_authors_loss_columns_states_their_settings(cli, referenc
 
 
 def test_calibrate_then_attribute(cli, model_file, image_folder, tmp_path, monkeypatch):
-    monkeypatch.setattr("aedr.measure.negatives.TILES_PER_PHOTO", 1)  # 16 of the 64: faster
+    monkeypatch.setattr("aedr.measure.default_photos.TILES_PER_PHOTO", 1)  # 16 of the 64: faster
     calibration = tmp_path / "rand.json"
     scores = tmp_path / "calibration-scores.jsonl"
     made = cli("calibrate", "--model", model_file, image_folder, "--out", calibration,
@@ -178,7 +178,7 @@ def test_calibrate_from_records_takes_their_provenance(cli, model_file, image_fo
     scores = tmp_path / "s.jsonl"
     cli("score", image_folder, "--model", model_file, "--resize", "--out", scores, "-q", code=0)
     out = tmp_path / "c.json"
-    cli("calibrate", "--scores", scores, "--method", "aedr", "--out", out, "-q", code=0)
+    cli("calibrate", "--scores", scores, "--statistic", "aedr", "--out", out, "-q", code=0)
     calibration = Calibration.load(out)
     assert calibration.provenance["alignment"] == "resize" and not calibration.provenance_assumed
     assert calibration.provenance == read_jsonl(scores)[0]["provenance"]
@@ -247,7 +247,7 @@ def test_generator_free_calibration_and_alpha_auto(cli, model_file, tmp_path):
     made = tmp_path / "made"
     # random weights decode every image to the same flat texture: no homogeneity spread to fit
     cli("calibrate", "--model", model_file, "--reference-photos", photos, "--synthetic", "12",
-        "--save-synthetic", made, "--method", "aedr", "--out", free, "--no-default-negatives",
+        "--save-synthetic", made, "--statistic", "aedr", "--out", free, "--no-default-negatives",
         code=0)  # fmt: skip
     calibration = Calibration.load(free)
     assert calibration.n == 12 and len(list(made.glob("*.png"))) == 12
@@ -258,7 +258,7 @@ def test_generator_free_calibration_and_alpha_auto(cli, model_file, tmp_path):
     cli("score", photos, "--model", model_file, "--out", negatives, code=0)
     tuned = tmp_path / "tuned.json"
     result = cli("calibrate", "--scores", scores, "--alpha", "auto", "--negatives", negatives,
-                 "--method", "aedr", "--out", tuned, code=0)  # fmt: skip
+                 "--statistic", "aedr", "--out", tuned, code=0)  # fmt: skip
     assert "alpha auto" in result.stderr
     tuning = Calibration.load(tuned).tuning
     assert tuning["alpha"] == "auto" and 0 <= tuning["tuning_accuracy"] <= 1
@@ -272,7 +272,7 @@ def test_methods_and_evaluate_report(cli, model_file, tmp_path):
     made = tmp_path / "made"
     reference = photo_folder(tmp_path / "ref", size=(260, 260))
     cli("calibrate", "--model", model_file, "--reference-photos", reference, "--synthetic", "8",
-        "--save-synthetic", made, "--method", "aedr", "--out", tmp_path / "c.json",
+        "--save-synthetic", made, "--statistic", "aedr", "--out", tmp_path / "c.json",
         "--no-default-negatives", code=0)  # fmt: skip
     scores = tmp_path / "scores.csv"
     cli("score", made, photos, "--model", model_file, "--out", scores, code=0)
@@ -282,9 +282,48 @@ def test_methods_and_evaluate_report(cli, model_file, tmp_path):
     labels.write_text("path,label\n" + "\n".join(rows) + "\n")
     out = tmp_path / "report"
     for method in ("aedr", "ratio", "single-loss"):
-        result = cli("evaluate", "--scores", scores, "--labels", labels, "--method", method,
+        result = cli("evaluate", "--scores", scores, "--labels", labels, "--statistic", method,
                      "--out", out / method, code=0)  # fmt: skip
         assert "ROC AUC" in result.stdout
         assert json.loads((out / method / "metrics.json").read_text())["statistic"] == method
     again = cli("evaluate", "--scores", scores, "--labels", labels, "--out", out / "aedr", code=2)
     assert "--overwrite" in again.stderr
+
+
+def help_options(*args: str) -> list[str]:
+    import contextlib
+    import io
+
+    from aedr.cli import build_parser
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), pytest.raises(SystemExit):
+        build_parser().parse_args(list(args))
+    return [line.split()[0].rstrip(",") for line in printed.getvalue().splitlines()
+            if line.startswith("  -")]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["score", "calibrate", "attribute", "localize", "serve"])
+def test_the_main_help_shows_at_most_20_options_and_help_all_shows_every_one(command):
+    main_help, full = help_options(command, "--help"), help_options(command, "--help-all")
+    assert len(main_help) <= 20, main_help
+    assert set(main_help) <= set(full) | {"--help-all"}
+    if command in ("score", "calibrate"):
+        assert "--loss-dtype" in full and "--loss-dtype" not in main_help
+        assert "--store" in full and "--store" not in main_help
+
+
+def test_method_is_an_alias_of_statistic():
+    from aedr.cli import build_parser
+
+    args = build_parser().parse_args(["score", "a.png", "--model", "m", "--method", "aedr"])
+    assert args.statistic == "aedr"
+
+
+def test_inversion_resize_without_the_inversion_measurement_is_refused(cli, model_file, tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "a.png")
+    result = cli("score", tmp_path / "a.png", "--model", model_file, "--inversion-resize")
+    assert result.returncode == 2
+    assert "inversion_resize applies only to the inversion measurement" in result.stderr

@@ -1,7 +1,6 @@
 """Degradation-aware measurement: JPEG tables, the grid-phase search, a stated resize, and the
 switch through the scorer, the attribution rows and the CLI."""
 
-import hashlib
 import json
 
 import numpy as np
@@ -10,20 +9,23 @@ import torch
 from conftest import smooth_image
 from PIL import Image
 
+from aedr.attributor import Attributor
 from aedr.autoencoders.base import Autoencoder
-from aedr.decide.attribution import Attributor, caution_of
+from aedr.decide.attribution import caution_of
 from aedr.decide.calibration import CalibrationError, calibrate
 from aedr.measure.degradation import (
     MAX_SEARCH_PHASES,
     QUANTISATION_FLOOR,
     SEARCH_BATCH,
     Degradation,
+    describe,
     save_jpeg_copies,
     search_phase,
 )
 from aedr.measure.images import read_image, to_model_input
 from aedr.measure.provenance import Provenance
-from aedr.measure.scorer import Scorer, ScoreSettings, SettingsError
+from aedr.measure.scorer import Scorer
+from aedr.measure.settings import ScoreSettings, SettingsError
 from aedr.measure.store import ScoreStore
 from aedr.workflows import calibrate_images
 
@@ -72,8 +74,8 @@ def test_tables_are_read_from_colour_jpegs_only(tmp_path):
     Image.fromarray(smooth_image(0)[..., 0]).save(tmp_path / "grey.jpg", quality=75)
     Image.fromarray(smooth_image(0)).save(tmp_path / "c.png")
     first, second = (read_image(tmp_path / n).jpeg for n in ("a.jpg", "b.jpg"))
-    assert (first.quality, first.describe()) == (75, "jpeg q=75 4:2:0")
-    assert (second.quality, second.describe()) == (90, "jpeg q=90 4:4:4")
+    assert describe(Degradation(jpeg=first).as_record()) == "jpeg q=75 4:2:0"
+    assert describe(Degradation(jpeg=second).as_record()) == "jpeg q=90 4:4:4"
     assert len(first.tables) == 2 and len(first.tables[0]) == 64
     assert read_image(tmp_path / "grey.jpg").jpeg is None
     assert read_image(tmp_path / "c.png").jpeg is None
@@ -114,8 +116,9 @@ def test_jpeg_files_alike_in_shape_share_a_batch_each_through_its_own_tables(tmp
     one = [r for (r,) in Scorer([alone], ScoreSettings(robust="auto")).score_images(paths)]
     many = [r for (r,) in Scorer([together], batch_size=4).score_images(paths)]
     assert alone.batches == [1] * 8 and sorted(together.batches) == [1, 1, 3, 3]
-    assert [r.degradation for r in many] == ["jpeg q=90 4:2:0", "jpeg q=70 4:2:0",
-                                             "jpeg q=50 4:2:0", ""]  # fmt: skip
+    assert [describe(r.degradation) for r in many] == [
+        "jpeg q=90 4:2:0", "jpeg q=70 4:2:0", "jpeg q=50 4:2:0", "",
+    ]  # fmt: skip
     for single, batched in zip(one, many, strict=True):
         for field in ("loss1", "loss2", "ac_log_ratio", "highpass_log_ratio"):
             assert getattr(batched, field) == pytest.approx(getattr(single, field), rel=1e-6)
@@ -127,7 +130,7 @@ def test_losses_are_floored_at_quantisation_noise(tmp_path):
     jpeg_file(tmp_path / "a.jpg", smooth_image(2, (64, 64)), quality=60)
     record = Scorer([Identity()], ScoreSettings(robust="auto")).score_file(tmp_path / "a.jpg")[0]
     assert record.ok, record.error
-    assert record.degradation == "jpeg q=60 4:2:0"
+    assert record.degradation == {"jpeg_quality": 60, "subsampling": "4:2:0"}
     assert record.loss2 == pytest.approx(QUANTISATION_FLOOR)
     assert record.loss1 > QUANTISATION_FLOOR  # JPEG is not idempotent: re-encoding moves pixels
 
@@ -141,7 +144,7 @@ def test_a_jpeg_reencodes_what_ac_and_the_losses_read_not_what_highpass_reads(tm
         Scorer([BlockMean()], ScoreSettings(robust=mode)).score_file(tmp_path / "a.jpg")[0]
         for mode in ("off", "auto")
     )
-    assert robust.degradation == "jpeg q=75 4:2:0" and plain.ok and robust.ok
+    assert describe(robust.degradation) == "jpeg q=75 4:2:0" and plain.ok and robust.ok
     for field in ("highpass_log_ratio", "highpass_weight"):
         assert getattr(robust, field) == pytest.approx(getattr(plain, field), rel=1e-9), field
     assert robust.ac_log_ratio != pytest.approx(plain.ac_log_ratio, rel=1e-3)
@@ -200,7 +203,7 @@ def test_a_cropped_image_is_measured_at_its_phase(tmp_path):
         **plain[0].as_dict(),
         "provenance": robust[0].provenance.as_dict(),
     }
-    assert robust[1].degradation == "grid phase (5, 2) (estimated)"
+    assert robust[1].degradation == {"grid_phase": [5, 2]}
     assert plain[1].ratio > 10 and robust[1].ratio < 1.1  # on its own grid it is the decoder's
 
 
@@ -212,14 +215,14 @@ def test_a_stated_resize_is_undone_and_redone(tmp_path):
     assert observation.view.shape == (3, 64, 64) and observation.reference.shape[-2:] == (128, 128)
     robust = Scorer([BlockMean()], settings).score_file(tmp_path / "up.png")[0]
     plain = Scorer([BlockMean()], ScoreSettings(robust="off")).score_file(tmp_path / "up.png")[0]
-    assert robust.degradation == "resized x2 (undone)"
+    assert robust.degradation == {"resized_by": 2.0}
     assert robust.loss1 < 0.5 * plain.loss1
 
 
 @pytest.mark.parametrize(
     "options, message",
-    [({"robust": "off", "resized_by": 1.5}, "needs robust"),
-     ({"alignment": "resize", "resized_by": 1.5}, "needs robust"),
+    [({"robust": "off", "resized_by": 1.5}, "applies only to robust"),
+     ({"alignment": "resize", "resized_by": 1.5}, "applies only to robust"),
      ({"robust": "auto", "resized_by": 1.0}, "not 1"),
      ({"robust": "auto", "alignment": "resize"}, "crop alignment"),
      ({"robust": "auto", "crop": 32}, "no --crop")],
@@ -240,16 +243,16 @@ def test_the_default_is_auto_where_it_applies(options, local_maps, expected):
     assert settings.robust is None or "robust" in options
     resolved = settings.resolved(local_maps)
     assert resolved.robust == expected
-    assert settings.provenance("w").robust == settings.resolved().robust
+    assert settings.provenance("w").settings.robust == settings.resolved().robust
 
 
 def test_the_settings_doctests_hold():
     import doctest
 
-    import aedr.measure.scorer
+    import aedr.measure.settings
 
-    failed, tried = doctest.testmod(aedr.measure.scorer)
-    assert failed == 0 and tried >= 2
+    failed, tried = doctest.testmod(aedr.measure.settings)
+    assert failed == 0 and tried >= 4
 
 
 def test_a_scorer_measures_resolved_settings(tmp_path):
@@ -257,11 +260,11 @@ def test_a_scorer_measures_resolved_settings(tmp_path):
     jpeg_file(tmp_path / "a.jpg", smooth_image(3, (64, 64)), quality=80)
     default = Scorer([BlockMean()])
     (record,) = default.score_file(tmp_path / "a.jpg")
-    assert default.settings.robust == "auto" and record.provenance.robust == "auto"
-    assert record.degradation == "jpeg q=80 4:2:0"
+    assert default.settings.robust == "auto" and record.provenance.settings.robust == "auto"
+    assert describe(record.degradation) == "jpeg q=80 4:2:0"
     local = Scorer([BlockMean()], local_maps=True)
     (record,) = local.score_file(tmp_path / "a.jpg")
-    assert local.settings.robust == "off" and record.degradation == ""
+    assert local.settings.robust == "off" and record.degradation == {}
     with pytest.raises(SettingsError, match="local maps"):
         Scorer([BlockMean()], ScoreSettings(robust="auto"), local_maps=True)
 
@@ -276,7 +279,7 @@ def calibration_measured(model: Autoencoder, settings: ScoreSettings):
 
 def test_an_attributor_measures_as_its_calibrations_and_local_maps_off():
     calibration = calibration_measured(BlockMean(), ScoreSettings())
-    assert calibration.measurement_provenance.robust == "auto"
+    assert calibration.measurement_provenance.settings.robust == "auto"
     assert Attributor([calibration], [BlockMean()]).scorer.settings.robust == "auto"
     older = calibration_measured(Identity(), ScoreSettings(robust="off"))
     assert Attributor([older], [Identity()]).scorer.settings.robust == "off"
@@ -289,12 +292,10 @@ def test_an_attributor_measures_as_its_calibrations_and_local_maps_off():
         Attributor([calibration], [BlockMean()], local_maps=True, robust="auto")
 
 
-def test_old_provenances_keep_their_store_key():
-    plain = Provenance("weights:1", aedr_version="1")
-    values = {k: v for k, v in plain.as_dict().items() if k not in ("robust", "resized_by")}
-    canonical = json.dumps(values, sort_keys=True, separators=(",", ":"))
-    assert plain.digest() == hashlib.sha256(canonical.encode()).hexdigest()[:20]
-    robust = Provenance("weights:1", aedr_version="1", robust="auto")
+def test_corrections_are_kept_apart_in_the_store_but_not_by_calibrations():
+    plain = Provenance("weights:1", ScoreSettings(robust="off"), aedr_version="1")
+    assert "robust" not in plain.as_dict() and "resized_by" not in plain.as_dict()
+    robust = Provenance("weights:1", ScoreSettings(robust="auto"), aedr_version="1")
     assert robust.digest() != plain.digest()  # the store keeps them apart
     assert plain.differences(robust) == []  # a calibration applies across the switch
 
@@ -314,16 +315,16 @@ def test_attribution_rows_carry_the_degradation(tmp_path):
 
 
 def test_caution_names_the_correction():
-    assert caution_of(96, 96, "jpeg q=75 4:2:0") == ""
+    assert caution_of(96, 96, {"jpeg_quality": 75, "subsampling": "4:2:0"}) == ""
     assert caution_of(93, 96).startswith("unreliable")
-    assert "grid phase (5, 2)" in caution_of(93, 96, "grid phase (5, 2) (estimated)")
+    assert "grid phase (5, 2)" in caution_of(93, 96, {"grid_phase": [5, 2]})
 
 
 def test_cli_flags(cli_main, tmp_path, model_file):
     jpeg_file(tmp_path / "a.jpg", smooth_image(3, (64, 64)), quality=80)
     out = tmp_path / "scores.jsonl"
-    for flags, found, provenance in (((), "jpeg q=80 4:2:0", "auto"),
-                                     (("--robust", "off"), "", None)):  # fmt: skip
+    for flags, found, provenance in (((), {"jpeg_quality": 80, "subsampling": "4:2:0"}, "auto"),
+                                     (("--robust", "off"), {}, None)):  # fmt: skip
         rc, err = cli_main("score", tmp_path / "a.jpg", "--model", model_file, *flags,
                            "--out", out, "--no-cache", "--overwrite")  # fmt: skip
         assert rc == 0, err
@@ -332,7 +333,7 @@ def test_cli_flags(cli_main, tmp_path, model_file):
         assert record["provenance"].get("robust") == provenance
     rc, err = cli_main("score", tmp_path / "a.jpg", "--model", model_file, "--resized-by", "2",
                        "--robust", "off", "--no-cache")  # fmt: skip
-    assert rc == 2 and "needs robust" in err and "Traceback" not in err
+    assert rc == 2 and "applies only to robust" in err and "Traceback" not in err
 
 
 @pytest.fixture
@@ -389,7 +390,7 @@ def test_jpeg_thresholds_are_fitted_on_reencoded_images_and_decide_jpeg_files(
 ):
     """Recompression moves a model's own signals; thresholds fitted on its calibration images
     re-encoded at the nearest quality accept what the clean threshold rejects."""
-    monkeypatch.setattr("aedr.measure.negatives.TILES_PER_PHOTO", 1)  # 16 of the 64: faster
+    monkeypatch.setattr("aedr.measure.default_photos.TILES_PER_PHOTO", 1)  # 16 of the 64: faster
     noisy_own_images(tmp_path / "own", range(10))
     scorer = Scorer([BlockMean()], ScoreSettings(robust="off"))
     calibration = calibrate_images(scorer, [tmp_path / "own"], "ratio",
@@ -420,7 +421,7 @@ def test_jpeg_copies_carry_the_quality_asked_for(tmp_path):
     (png,) = noisy_own_images(tmp_path, [1])
     (tmp_path / "broken.png").write_bytes(b"not an image")
     copies = save_jpeg_copies([png, tmp_path / "broken.png"], tmp_path, 70)
-    assert len(copies) == 1 and read_image(copies[0]).jpeg.describe() == "jpeg q=70 4:2:0"
+    assert len(copies) == 1 and read_image(copies[0]).jpeg.quality == 70
     with pytest.raises(ValueError, match="from 1 to 100"):
         save_jpeg_copies([png], tmp_path, 0)
 
@@ -433,14 +434,14 @@ def test_cli_calibrates_jpeg_thresholds(cli_main, tmp_path, model_file, image_fo
     assert "JPEG q=80: highpass threshold" in err
     assert json.loads(out.read_text())["jpeg"]["80"]["n"] == 3
     rc, err = cli_main("calibrate", "--model", model_file, image_folder, "--out", out,
-                       "--overwrite", "--jpeg-qualities", "80", "--jpeg-method", "ac",
+                       "--overwrite", "--jpeg-qualities", "80", "--jpeg-statistic", "ac",
                        "--no-default-negatives")  # fmt: skip
     assert rc == 0 and "JPEG q=80: ac threshold" in err, err
     saved = json.loads(out.read_text())
     assert saved["statistic"] == "highpass" and saved["jpeg"]["80"]["statistic"] == "ac"
     rc, err = cli_main("calibrate", "--model", model_file, image_folder, "--out", out,
-                       "--overwrite", "--jpeg-method", "ac")  # fmt: skip
-    assert rc == 2 and "--jpeg-method chooses the statistic of --jpeg-qualities" in err
+                       "--overwrite", "--jpeg-statistic", "ac")  # fmt: skip
+    assert rc == 2 and "--jpeg-statistic chooses the statistic of --jpeg-qualities" in err
     rc, err = cli_main("calibrate", "--model", model_file, image_folder, "--out", out,
                        "--overwrite", "--jpeg-qualities", "0,80")  # fmt: skip
     assert rc == 2 and "distinct JPEG qualities from 1 to 100" in err
@@ -454,17 +455,17 @@ def test_resize_thresholds_are_fitted_on_resized_copies_and_decide_resized_files
 ):
     """Undoing a resize shifts a model's own signals; a calibration whose images were resized by
     the same factor first holds for such images, and says so in the caution."""
-    monkeypatch.setattr("aedr.measure.negatives.TILES_PER_PHOTO", 1)  # 16 of the 64: faster
+    monkeypatch.setattr("aedr.measure.default_photos.TILES_PER_PHOTO", 1)  # 16 of the 64: faster
     own = noisy_own_images(tmp_path / "own", range(10))
     (tmp_path / "own" / "broken.png").write_bytes(b"not an image")
     clean = calibrate_images(Scorer([BlockMean()]), [tmp_path / "own"], "ratio").calibration
     settings = ScoreSettings(robust="auto", resized_by=1.3)
     run = calibrate_images(Scorer([BlockMean()], settings), [tmp_path / "own"], "ratio")
     resized = run.calibration
-    assert resized.measurement_provenance.resized_by == 1.3 and resized.n == 10
+    assert resized.measurement_provenance.settings.resized_by == 1.3 and resized.n == 10
     assert sorted(r["path"] for r in run.records) == sorted(str(p) for p in own)
     assert [m.path for m in run.failed] == [str(tmp_path / "own" / "broken.png")]
-    assert all((r["width"], r["degradation"]) == (125, "resized x1.3 (undone)")
+    assert all((r["width"], r["degradation"]) == (125, {"resized_by": 1.3})
                for r in run.records)  # fmt: skip
     assert "resized by 1.3" in resized.negatives["sources"][0]
     assert np.mean(resized.signals) > 1.5 * np.mean(clean.signals)

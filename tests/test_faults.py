@@ -228,7 +228,7 @@ def calibrated(cli, model_file, tmp_path) -> tuple[Path, Path]:
         ({"alpha": "x"}, "alpha: Input should be a valid number"),
         ({"format": 1, "settings": []}, "format 1"),
         ({"statistic": "bogus"}, "statistic: Input should be"),
-        ({"provenance": {"identity": "x", "crop": -5}}, "provenance.crop: Input should be greater"),
+        ({"provenance": {"identity": "x", "crop": -5}}, "provenance crop: Input should be greater"),
     ],
 )
 def test_edited_calibrations_are_exit_2(cli, model_file, tmp_path, edit, message):
@@ -240,7 +240,7 @@ def test_edited_calibrations_are_exit_2(cli, model_file, tmp_path, edit, message
 
 def test_negative_crop_is_refused(cli, model_file, tmp_path):
     code, _, err = cli("score", good_image(tmp_path), "--model", model_file, "--crop", "-5")
-    assert code == 2 and "crop must be a positive" in err
+    assert code == 2 and "crop must be a whole number of at least 1" in err
 
 
 # -- memory ------------------------------------------------------------------------------------

@@ -90,10 +90,11 @@ def test_the_published_input_resizing_ends_at_the_native_size(random_tiny):
 
     from aedr.autoencoders.loading import resolve_model
     from aedr.measure.images import LoadedImage
-    from aedr.measure.scorer import Scorer, ScoreSettings
+    from aedr.measure.scorer import Scorer
+    from aedr.measure.settings import ScoreSettings
 
     settings = ScoreSettings.paper("inversion")
-    assert settings.inversion_resize and settings.provenance("x").inversion_resize
+    assert settings.inversion_resize and settings.provenance("x").settings.inversion_resize
     rgb = np.random.default_rng(0).integers(0, 256, (300, 420, 3), dtype=np.uint8)
     image = LoadedImage(Path("x.png"), rgb, rgb[..., 0], "PNG")
     sd21 = resolve_model("sd21", random_weights=True)  # generates at 768

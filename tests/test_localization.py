@@ -1,4 +1,4 @@
-"""Local maps (aedr.measure.localization), their threshold and regions (aedr.decide.localization),
+"""Local maps (aedr.measure.evidence), their threshold and regions (aedr.decide.localization),
 ``aedr localize``, ``calibrate --local`` and the ``partial`` verdict."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 import aedr.decide.localization
-import aedr.measure.localization
+import aedr.measure.evidence
 from aedr.cli import main
 from aedr.decide.calibration import Calibration
 from aedr.decide.localization import (
@@ -23,7 +23,7 @@ from aedr.decide.localization import (
     fit_local_threshold,
     map_samples,
 )
-from aedr.measure.localization import (
+from aedr.measure.evidence import (
     PRIOR_EVIDENCE,
     PRIOR_WEIGHT,
     QUANTISATION_ENERGY,
@@ -32,13 +32,14 @@ from aedr.measure.localization import (
     local_map,
     pixel_evidence,
 )
-from aedr.measure.scorer import Scorer, ScoreSettings, SettingsError
+from aedr.measure.scorer import Scorer
+from aedr.measure.settings import ScoreSettings, SettingsError
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_docstring_examples():
-    for module in (aedr.measure.localization, aedr.decide.localization):
+    for module in (aedr.measure.evidence, aedr.decide.localization):
         failed, tried = doctest.testmod(module)
         assert tried > 0 and failed == 0, module.__name__
 

@@ -8,9 +8,9 @@ from conftest import loss_record
 
 from aedr.decide.attribution import NO_MODEL, attribute
 from aedr.decide.calibration import Calibration, CalibrationError, calibrate
-from aedr.decide.negatives import false_attribution, limit_false_attribution
-from aedr.measure.negatives import TILE, negative_files, negative_tiles
-from aedr.measure.scorer import Measurement
+from aedr.decide.false_attribution import false_attribution, limit_false_attribution
+from aedr.measure.default_photos import TILE, negative_files, negative_tiles
+from aedr.measure.record import Measurement
 
 
 def test_negative_tiles_are_fixed_photo_tiles_cached_as_files(tmp_path):

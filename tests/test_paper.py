@@ -163,7 +163,8 @@ def test_paper_mode_equals_the_authors_loop_on_off_grid_photos(
 
 def test_paper_grid_and_forced_size():
     from aedr.autoencoders.loading import resolve_model
-    from aedr.measure.scorer import Scorer, ScoreSettings
+    from aedr.measure.scorer import Scorer
+    from aedr.measure.settings import ScoreSettings
 
     kandinsky = resolve_model("kandinsky21", random_weights=True)
     flux = resolve_model("taef1", random_weights=True)

@@ -15,7 +15,8 @@ ray = import_or_skip("ray", "the ray extra is not installed")
 pyarrow = import_or_skip("pyarrow", "pyarrow (the ray extra) is not installed")
 
 from aedr.autoencoders import create_autoencoder  # noqa: E402
-from aedr.measure.scorer import MEASUREMENT_FIELDS, Scorer  # noqa: E402
+from aedr.measure.record import MEASUREMENT_FIELDS  # noqa: E402
+from aedr.measure.scorer import Scorer  # noqa: E402
 from aedr.measure.store import file_sha256  # noqa: E402
 from aedr.ray_engine import RayOptions, model_loader, score_with_ray  # noqa: E402
 from aedr.records import read_records  # noqa: E402

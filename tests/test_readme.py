@@ -1,25 +1,76 @@
-"""The README's first command (``aedr demo``) and every Python example in it, run as written."""
+"""The README and docs/ as a user meets them: the demo, the README's three commands with the output
+it shows, every Python example run as written, and every ``aedr`` command line in them parsed by
+the real parser (a renamed or removed flag fails here)."""
 
 import contextlib
 import io
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 
-from aedr.cli import main
+from aedr.cli import build_parser, main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+HUB = "hub"
+"""A fence info word (```python hub) for examples that need the model hub: compiled, not run."""
 
 
-def python_examples() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+def blocks(page: Path, language: str) -> list[tuple[str, str]]:
+    """(info words, text) of each fenced block of ``language`` in ``page``."""
+    found = re.findall(rf"```{language}([^\n]*)\n(.*?)```", page.read_text(), flags=re.S)
+    return [(info.strip(), text) for info, text in found]
+
+
+def command_lines(text: str) -> list[str]:
+    """The ``aedr`` command lines of a shell block: continuations joined, comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    lines = []
+    for line in joined.splitlines():
+        line = line.split(" #")[0].strip()
+        for part in re.split(r"&&|\|", line):
+            words = shlex.split(part.strip(), comments=True)
+            while words and "=" in words[0] and not words[0].startswith("-"):
+                words = words[1:]  # VAR=value prefixes
+            if words and Path(words[0]).name == "aedr":
+                lines.append(" ".join(shlex.quote(w) for w in words[1:]))
+    return lines
+
+
+def all_commands() -> list[tuple[str, str]]:
+    return [
+        (f"{page.relative_to(ROOT)}", command)
+        for page in PAGES
+        for _, text in blocks(page, "bash")
+        for command in command_lines(text)
+    ]
+
+
+@pytest.mark.parametrize(("page", "command"), all_commands())
+def test_every_documented_command_parses(page, command):
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        try:
+            build_parser().parse_args(shlex.split(command))
+        except SystemExit as exc:
+            assert exc.code == 0, f"{page}: aedr {command}\n{errors.getvalue()}"
+
+
+def test_the_command_parser_of_this_test_finds_commands():
+    assert command_lines("x=1 .venv/bin/aedr demo && aedr score a \\\n  --model m  # c") == [
+        "demo",
+        "score a --model m",
+    ]
+    assert len(all_commands()) >= 20
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, tae_dir):
     """(folder, printed table) of ``aedr demo`` run in a fresh folder, whose score store the
-    README's examples then share (they read the demo's images from ``aedr-demo/``)."""
+    examples then share (they read the demo's images from ``aedr-demo/``)."""
     folder = tmp_path_factory.mktemp("readme")
     printed = io.StringIO()
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
@@ -31,8 +82,12 @@ def demo(tmp_path_factory, tae_dir):
 
 
 @pytest.fixture
-def demo_folder(demo):
-    return demo[0]
+def in_demo(demo, tae_dir, monkeypatch):
+    folder = demo[0]
+    monkeypatch.setenv("AEDR_WEIGHTS_DIR", str(tae_dir))
+    monkeypatch.setenv("AEDR_STORE", str(folder / "scores.sqlite"))
+    monkeypatch.chdir(folder)
+    return folder
 
 
 def test_demo_writes_examples_and_gets_the_generated_images_right(demo):
@@ -41,16 +96,30 @@ def test_demo_writes_examples_and_gets_the_generated_images_right(demo):
     assert len(list((folder / "aedr-demo" / "test").rglob("*.png"))) == 16
     assert "AEDR demo: model taesd" in table
     assert re.search(r"taesd\s+n=8 .* correct [78]/8", table), table
+    shown = blocks(README, "text")[0][1]  # the demo's table as the README shows it
+    for line in shown.splitlines():
+        assert line == "..." or line in table, line
 
 
-def test_readme_python_examples_run(demo_folder, tae_dir, monkeypatch, capsys):
-    examples = python_examples()
-    assert len(examples) >= 2
-    monkeypatch.setenv("AEDR_WEIGHTS_DIR", str(tae_dir))
-    monkeypatch.chdir(demo_folder)
+def test_the_readmes_three_commands_print_what_it_shows(in_demo, capsys):
+    (_, steps), (_, shown) = blocks(README, "bash")[3], blocks(README, "text")[1]
+    commands = command_lines(steps)
+    assert commands[0] == "demo" and len(commands) == 3
+    for command in commands[1:]:
+        assert main([*shlex.split(command), "--overwrite"]) == 0
+    printed = capsys.readouterr().err
+    for line in shown.splitlines():
+        assert line in printed, line
+
+
+def test_python_examples_run(in_demo, capsys):
+    examples = [(page, info, text) for page in PAGES for info, text in blocks(page, "python")]
+    assert len(examples) >= 3
     namespace: dict = {}
-    for example in examples:
-        exec(compile(example, str(README), "exec"), namespace)
+    for page, info, text in examples:
+        code = compile(text, str(page), "exec")
+        if HUB not in info.split():
+            exec(code, namespace)
     printed = capsys.readouterr().out
     assert "aedr-demo/test/generated/generated-000.png taesd" in printed
-    assert (demo_folder / "taesd.json").is_file()
+    assert (in_demo / "taesd.json").is_file()

@@ -5,14 +5,9 @@ from conftest import smooth_image
 from PIL import Image
 
 from aedr.measure.provenance import Provenance
-from aedr.measure.scorer import (
-    MEASUREMENT_FIELDS,
-    Measurement,
-    Scorer,
-    ScoreSettings,
-    SettingsError,
-    score_array,
-)
+from aedr.measure.record import MEASUREMENT_FIELDS, Measurement
+from aedr.measure.scorer import Scorer, score_array
+from aedr.measure.settings import ScoreSettings, SettingsError
 
 
 def test_measures_every_image_for_every_model(random_tiny, image_folder):
@@ -25,7 +20,7 @@ def test_measures_every_image_for_every_model(random_tiny, image_folder):
         assert record.ratio == pytest.approx(record.loss1 / record.loss2)
         assert (record.width, record.height) == (48, 64) and len(record.content_sha256) == 64
         assert record.provenance == Provenance(
-            "random:0", aedr_version=record.provenance.aedr_version, robust="auto"
+            "random:0", ScoreSettings(robust="auto"), aedr_version=record.provenance.aedr_version
         )  # the default: auto where it applies
     assert Measurement.from_dict(records[0].as_dict()) == records[0]
 
@@ -64,10 +59,9 @@ def test_alignment_changes_the_pixels_measured(random_tiny, tmp_path):
     (cropped,) = Scorer([random_tiny]).score_file(path)
     (resized,) = Scorer([random_tiny], ScoreSettings(alignment="resize")).score_file(path)
     assert cropped.loss1 != resized.loss1
-    assert (cropped.provenance.alignment, resized.provenance.alignment) == ("crop", "resize")
-    assert (
-        resized.provenance.resize_filter == "bilinear" and cropped.provenance.resize_filter is None
-    )
+    cropped_values, resized_values = cropped.provenance.as_dict(), resized.provenance.as_dict()
+    assert (cropped_values["alignment"], resized_values["alignment"]) == ("crop", "resize")
+    assert resized_values["resize_filter"] == "bilinear" and cropped_values["resize_filter"] is None
 
 
 def test_sampled_latents_are_seeded_and_recorded(small_kl, image_folder):
@@ -84,19 +78,24 @@ def test_sampled_latents_are_seeded_and_recorded(small_kl, image_folder):
     )
     other = measure(ScoreSettings(latent="sample", seed=2))
     assert first.loss1 == same.loss1 and first.loss1 != other.loss1 != mode.loss1
-    assert (first.provenance.latent, first.provenance.seed, mode.provenance.seed) == (
-        "sample", 1, None,
-    )  # fmt: skip
+    first_values, mode_values = first.provenance.as_dict(), mode.provenance.as_dict()
+    assert (first_values["latent"], first_values["seed"], mode_values["seed"]) == (
+        "sample",
+        1,
+        None,
+    )
 
 
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"crop": -5}, "crop must be a positive"),
-        ({"crops": 0}, "crops must be a positive"),
+        ({"crop": -5}, "crop must be a whole number of at least 1"),
+        ({"crops": 0}, "crops must be a whole number of at least 1"),
         ({"latent": "median"}, "latent must be one of"),
         ({"measurement": "magic"}, "measurement must be one of"),
         ({"alignment": "stretch"}, "alignment must be one of"),
+        ({"inversion_resize": True}, "inversion_resize applies only to the inversion measurement"),
+        ({"resized_by": 1.5, "robust": "off"}, "resized_by applies only to robust measurement"),
     ],
 )
 def test_settings_that_cannot_run_are_refused(settings, message):
@@ -241,7 +240,10 @@ def test_crops_and_the_model_pixel_limit(random_tiny, tmp_path):
     (cropped,) = Scorer(
         [random_tiny], ScoreSettings(crop=40, crops=4), max_model_pixels=2000
     ).score_file(path)
-    assert cropped.ok and (cropped.provenance.crop, cropped.provenance.crops) == (40, 4)
+    assert cropped.ok and (cropped.provenance.settings.crop, cropped.provenance.settings.crops) == (
+        40,
+        4,
+    )
 
 
 def test_inversion_is_its_own_measurement_kind(random_tiny, image_folder):
@@ -251,10 +253,32 @@ def test_inversion_is_its_own_measurement_kind(random_tiny, image_folder):
     assert inversion.ok and inversion.measurement == "inversion"
     assert inversion.loss1 is inversion.loss2 is inversion.ratio is None
     assert inversion.inversion_loss < reconstruction.loss1  # the optimiser improved on E(x)
-    assert inversion.provenance.measurement == "inversion"
+    assert inversion.provenance.settings.measurement == "inversion"
 
 
 def test_measurements_are_bitwise_identical_across_runs_on_cpu(random_tiny, image_folder):
     first = [r.as_dict() for r in Scorer([random_tiny]).score_paths([image_folder])]
     second = [r.as_dict() for r in Scorer([random_tiny], workers=1).score_paths([image_folder])]
     assert first == second  # exact equality of every float, not approximate
+
+
+def test_a_release_that_changes_no_number_answers_from_the_same_store(
+    random_tiny, image_folder, tmp_path, monkeypatch
+):
+    """The store keys on the measurement version: a new package version (a docs-only release)
+    finds every measurement; a new measurement version measures again."""
+    import aedr
+    from aedr.measure import settings as settings_module
+    from aedr.measure.store import ScoreStore
+
+    model = counting(random_tiny)
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        first = list(Scorer([model], store=store).score_paths([image_folder]))
+        assert type(model).encoded == 6
+        monkeypatch.setattr(aedr, "__version__", "99.0.0")
+        again = list(Scorer([model], store=store).score_paths([image_folder]))
+        assert type(model).encoded == 6  # answered from the store
+        assert [r.loss1 for r in again] == [r.loss1 for r in first]
+        monkeypatch.setattr(settings_module, "MEASUREMENT_VERSION", 99)
+        list(Scorer([model], store=store).score_paths([image_folder]))
+        assert type(model).encoded == 12  # numbers of another version: measured again

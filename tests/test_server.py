@@ -13,7 +13,7 @@ from PIL import Image
 import_or_skip("fastapi", "the web extra (fastapi) is not installed")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from aedr.decide.attribution import Attributor  # noqa: E402
+from aedr.attributor import Attributor  # noqa: E402
 from aedr.measure.scorer import Scorer  # noqa: E402
 from aedr.measure.store import ScoreStore  # noqa: E402
 from aedr.server import (  # noqa: E402

@@ -1,10 +1,10 @@
 import multiprocessing
-from dataclasses import fields, replace
 
 import pytest
 
 from aedr.measure.provenance import Provenance
 from aedr.measure.store import ScoreStore, StoreError, default_store_path, file_sha256
+from aedr.schemas import provenance_schema
 
 
 def test_records_are_keyed_by_content_and_provenance(tmp_path):
@@ -18,24 +18,41 @@ def test_records_are_keyed_by_content_and_provenance(tmp_path):
         assert reopened.get("c1", "p1") == {"loss1": 1.5} and len(reopened) == 1
 
 
-def test_provenance_digest_covers_every_field():
-    base = Provenance("sha256:a", latent="sample", alignment="resize")
-    assert base.digest() == Provenance("sha256:a", latent="sample", alignment="resize").digest()
-    assert (base.noise, base.grid, base.resize_filter) == ("batch", "model", "bilinear")  # implied
-    changes = (("identity", "sha256:b"), ("dtype", "bf16"), ("device", "cuda"),
-               ("latent", "mode"), ("seed", 1), ("alignment", "crop"),
-               ("resize_filter", "bicubic"), ("crop", 64), ("crops", 2),
-               ("measurement", "inversion"), ("homogeneity_levels", 16), ("aedr_version", "9"),
-               ("grid", "paper"), ("noise", "image"), ("exif", "ignore"), ("loss_dtype", "model"),
-               ("inversion_resize", True), ("preset", "paper"), ("robust", "auto"),
-               ("resized_by", 1.5))  # fmt: skip
-    assert {field for field, _ in changes} == {f.name for f in fields(Provenance)}
-    for field, value in changes:
-        changed = replace(base, **{field: value})
+def test_provenance_digest_covers_every_field_but_the_package_version():
+    flat = {"identity": "sha256:a", "latent": "sample", "alignment": "resize"}
+    base = Provenance.from_dict(flat)
+    assert base.digest() == Provenance.from_dict(dict(flat)).digest()
+    implied = base.as_dict()
+    assert (implied["noise"], implied["grid"], implied["resize_filter"]) == (
+        "batch", "model", "bilinear",
+    )  # fmt: skip
+    crop = {"latent": "mode", "alignment": "crop"}
+    changes = {"identity": {"identity": "sha256:b"}, "dtype": {"dtype": "bf16"},
+               "device": {"device": "cuda"}, "latent": {"latent": "mode"}, "seed": {"seed": 1},
+               "alignment": {"alignment": "crop"}, "resize_filter": {"resize_filter": "bicubic"},
+               "crop": {"crop": 64}, "crops": {"crop": 64, "crops": 2},
+               "measurement": {"measurement": "inversion"},
+               "homogeneity_levels": {"homogeneity_levels": 16}, "grid": {"grid": "paper"},
+               "noise": {"noise": "image"}, "exif": {"exif": "ignore"},
+               "loss_dtype": {"loss_dtype": "model"},
+               "inversion_resize": {"measurement": "inversion", "inversion_resize": True},
+               "preset": {"preset": "paper"}, "robust": {**crop, "robust": "auto"},
+               "resized_by": {**crop, "robust": "auto", "resized_by": 1.5},
+               "measurement_version": {"measurement_version": 7}}  # fmt: skip
+    recorded = set(provenance_schema().model_fields) - {"aedr_version"}
+    assert set(changes) == recorded  # every recorded field but the package version is covered
+    for field, overrides in changes.items():
+        changed = Provenance.from_dict({**flat, **overrides})
         assert changed.digest() != base.digest(), field
-        assert base.differences(changed, version=True) == [
-            f"{field}: {getattr(base, field)!r} vs {value!r}"
-        ]
+        assert any(d.startswith(f"{field}: ") for d in base.differences(changed, version=True))
+
+
+def test_a_release_that_changes_no_number_keeps_the_store_keys():
+    """The package version is information: a docs-only release keeps every stored measurement."""
+    flat = {"identity": "sha256:a", "aedr_version": "0.5.0"}
+    released = Provenance.from_dict({**flat, "aedr_version": "0.5.1"})
+    assert released.digest() == Provenance.from_dict(flat).digest()
+    assert released.differences(Provenance.from_dict(flat), version=True) == []
 
 
 def test_default_location_follows_environment(monkeypatch, tmp_path):

@@ -30,8 +30,8 @@ import pytest
 from conftest import c2pa_signed_jpeg, import_or_skip, skip_unless_ci
 from PIL import Image, PngImagePlugin
 
+from aedr.attributor import Attributor
 from aedr.autoencoders import create_autoencoder
-from aedr.decide.attribution import Attributor
 from aedr.measure.scorer import Scorer
 from aedr.measure.store import file_sha256
 from aedr.synthesis import decoder_images, photo_crops

@@ -5,8 +5,8 @@ import torch
 from conftest import smooth_image
 from PIL import Image
 
+from aedr.attributor import Attributor
 from aedr.autoencoders.tiny import TinyAutoencoder
-from aedr.decide.attribution import Attributor
 from aedr.decide.calibration import CalibrationError
 from aedr.measure.scorer import Scorer
 from aedr.measure.store import ScoreStore

@@ -19,9 +19,10 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"
 
 if TYPE_CHECKING:  # real imports for type checkers and IDEs; at run time they load lazily
+    from aedr.attributor import Attributor
     from aedr.autoencoders import (
         Autoencoder,
         ModelHandle,
@@ -31,7 +32,7 @@ if TYPE_CHECKING:  # real imports for type checkers and IDEs; at run time they l
         list_models,
         resolve_model,
     )
-    from aedr.decide.attribution import Attribution, Attributor, attribute
+    from aedr.decide.attribution import Attribution, attribute
     from aedr.decide.calibration import Calibration, CalibrationError, calibrate, kde_threshold
     from aedr.decide.evaluation import evaluate
     from aedr.decide.report import write_report
@@ -41,7 +42,9 @@ if TYPE_CHECKING:  # real imports for type checkers and IDEs; at run time they l
     from aedr.measure.inversion import latenttracer_losses
     from aedr.measure.provenance import Provenance
     from aedr.measure.reconstruction import reconstruction_measures
-    from aedr.measure.scorer import Measurement, Scorer, ScoreSettings, score_array
+    from aedr.measure.record import Measurement
+    from aedr.measure.scorer import Scorer, score_array
+    from aedr.measure.settings import ScoreSettings
     from aedr.measure.store import ScoreStore
     from aedr.tensors import AEDR, BatchSignals
     from aedr.workflows import (
@@ -69,8 +72,8 @@ _EXPORTS = {
     "latenttracer_losses": "aedr.measure.inversion",
     "Provenance": "aedr.measure.provenance",
     "Scorer": "aedr.measure.scorer",
-    "Measurement": "aedr.measure.scorer",
-    "ScoreSettings": "aedr.measure.scorer",
+    "Measurement": "aedr.measure.record",
+    "ScoreSettings": "aedr.measure.settings",
     "score_array": "aedr.measure.scorer",
     "ScoreStore": "aedr.measure.store",
     "Statistic": "aedr.decide.statistics",
@@ -81,7 +84,7 @@ _EXPORTS = {
     "calibrate": "aedr.decide.calibration",
     "kde_threshold": "aedr.decide.calibration",
     "Attribution": "aedr.decide.attribution",
-    "Attributor": "aedr.decide.attribution",
+    "Attributor": "aedr.attributor",
     "attribute": "aedr.decide.attribution",
     "evaluate": "aedr.decide.evaluation",
     "write_report": "aedr.decide.report",

@@ -15,18 +15,21 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 from aedr import __version__
+from aedr.decide.calibration import DEFAULT_ALPHA
 from aedr.decide.statistics import DEFAULT_STATISTIC, PAPER_STATISTIC, STATISTIC_NAMES
+from aedr.errors import AedrError
+from aedr.measure.evidence import DEFAULT_WINDOW
 from aedr.measure.images import DEFAULT_MAX_PIXELS
-from aedr.measure.localization import DEFAULT_WINDOW
+from aedr.measure.scorer import DEFAULT_WORKERS
 
 EXIT_OK, EXIT_INPUT_ERRORS, EXIT_USAGE = 0, 1, 2
 Commands = Any  # argparse's private _SubParsersAction
 
 
-class UsageError(Exception):
+class UsageError(AedrError):
     """A problem with the command's arguments or set-up: exit code 2."""
 
 
@@ -41,26 +44,43 @@ def _add_output(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
 
+def _advanced(parser: argparse.ArgumentParser, title: str):
+    """An argument group shown by ``--help-all`` only (the paper-reproduction, scale-out and
+    tuning knobs): its options still work everywhere."""
+    group = parser.add_argument_group(title)
+    if not getattr(parser, "full_help", True):
+        add = group.add_argument
+
+        def hidden(*flags: str, **options: Any) -> argparse.Action:
+            return add(*flags, **{**options, "help": argparse.SUPPRESS})
+
+        group.add_argument = hidden  # type: ignore[method-assign]
+    return group
+
+
 def _add_loading(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weights-dir",
         help="folder searched for local weights before the hub (default: $AEDR_WEIGHTS_DIR)",
     )
-    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
-    _add_dtype(parser)
     parser.add_argument(
+        "--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)"
+    )
+    _add_dtype(parser)
+    tuning = _advanced(parser, "models and limits")
+    tuning.add_argument(
         "--compile",
         action="store_true",
         help="torch.compile the autoencoder: ~1 min to compile, ~10%% faster after (long runs)",
     )
-    parser.add_argument(
+    tuning.add_argument(
         "--quantize",
         choices=("auto", "on", "off"),
         default="auto",
         help="VQ models only: decode through the codebook (on) or not (off); "
         "auto = the registry's choice (off)",
     )
-    parser.add_argument(
+    tuning.add_argument(
         "--max-pixels",
         type=int,
         default=DEFAULT_MAX_PIXELS,
@@ -73,147 +93,114 @@ def _add_dtype(parser: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=("auto", "paper", "fp32", "bf16", "fp16"),
         default="auto",
-        help="weights and activations; auto = fp32 on CPU, the family's stable choice on GPU; "
-        "paper = the authors' (fp32, bf16 for FLUX.1 and SD 3.5) on every device",
+        help="weights and activations; auto (default) = fp32 on CPU, the family's stable choice "
+        "on GPU; paper = the authors' (fp32, bf16 for FLUX.1 and SD 3.5) on every device",
     )
 
 
-def _add_method(parser: argparse.ArgumentParser) -> None:
+def _add_statistic(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "--statistic",
         "--method",
         choices=STATISTIC_NAMES,
         default=None,
+        metavar="NAME",
         help=f"decision statistic (default {DEFAULT_STATISTIC}: the weighted high-pass log "
-        "ratio, flat areas weighing nothing); fitted (log ratio + beta log H, beta fitted per "
-        "model), ac (log ratio of the residuals' AC energies in 8 x 8 blocks: what JPEG "
-        "keeps), aedr (the paper's ratio x H), ratio, single-loss (first loss alone), or "
-        "latenttracer (inversion loss, 100 Adam steps: ~100x slower to measure)",
+        "ratio, flat areas weighing nothing; --paper: aedr); fitted (log ratio + beta log H), "
+        "ac (log ratio of the residuals' AC energies in 8 x 8 blocks), aedr (the paper's "
+        "ratio x H), ratio, single-loss, or latenttracer (inversion loss: ~100x slower)",
     )
 
 
-CHOICE_SETTINGS = (
-    ("--resize-filter", ("bilinear", "bicubic"),
-     "with --resize: the filter (default bilinear; the authors' Pillow default is bicubic)"),
-    ("--grid", ("model", "paper"),
-     "with --resize: round to the model's grid (default) or, like the authors, to multiples of 8 "
-     "with Kandinsky 2.1 forced to 512x512"),
-    ("--noise", ("batch", "image"),
-     "with --latent sample: noise drawn per batch on the model's device (default), or per image "
-     "in input order from one CPU generator (independent of batch size and device)"),
-    ("--exif", ("transpose", "ignore"),
-     "apply the EXIF orientation to the pixels (default) or not (the authors' PIL path)"),
-    ("--loss-dtype", ("fp64", "model"),
-     "reduce the MSEs in float64 (default) or in the model's precision (nn.MSELoss)"),
-)  # fmt: skip
-"""The paper's scoring settings, each its own flag (``--paper`` sets them all)."""
-
-
-def _add_settings(parser: argparse.ArgumentParser) -> None:
-    """How images are measured; defaults are None so that a flag given where the measurements'
-    own provenance decides (``calibrate --scores``) can be refused."""
-    parser.add_argument(
-        "--latent",
-        choices=("mode", "sample"),
-        help="posterior mode (deterministic, default) or a seeded sample like the authors' script",
-    )
-    parser.add_argument("--seed", type=int, help="seed for --latent sample (default 0)")
-    parser.add_argument(
-        "--resize",
-        action="store_true",
-        default=None,
-        help="resize each side to the nearest size multiple instead of cropping (the default)",
-    )
-    parser.add_argument(
-        "--crop",
-        type=int,
-        metavar="N",
-        help="measure N x N crops on the autoencoder's grid instead of the whole image",
-    )
-    parser.add_argument(
-        "--crops", type=int, metavar="K", help="with --crop: K crops spread evenly (default 1)"
-    )
-    for flag, choices, text in CHOICE_SETTINGS:
-        parser.add_argument(flag, choices=choices, help=text)
-    _add_robust(parser)
-    parser.add_argument(
-        "--inversion-resize",
-        action="store_true",
-        default=None,
-        help="with --method latenttracer: LatentTracer's input resizing (512x512 by area, then "
-        "the family's native size)",
-    )
-    parser.add_argument(
-        "--paper",
-        action="store_true",
-        help="reproduce the authors' scripts: statistic aedr, bicubic resize to multiples of 8, "
-        "latents sampled per image from one CPU generator seeded 1, --dtype paper, codebook "
-        "decoding for VQ models, no EXIF transpose (and the first 500 images in calibration)",
-    )
-
-
-ROBUST_DEFAULT = (
-    "default: auto where it applies, off with --paper, --resize, --crop, "
-    "--method latenttracer and local maps"
+PAPER_HELP = (
+    "reproduce the authors' scripts: statistic aedr, bicubic resize to multiples of 8, latents "
+    "sampled per image from one CPU generator seeded 1, --dtype paper, codebook decoding for VQ "
+    "models, no EXIF transpose (and the first 500 images in calibration)"
 )
+
+
+def _add_settings(
+    parser: argparse.ArgumentParser,
+    *,
+    only: tuple[str, ...] = (),
+    robust_default: str = "",
+) -> None:
+    """The measurement settings' flags, derived from their declarations
+    (``aedr.measure.settings``), or ``only`` those (commands whose other settings come from
+    their calibrations). Every default is None, so that a flag given where the measurements' own
+    provenance decides (``calibrate --scores``) can be refused."""
+    from aedr.measure.settings import GROUP_TITLES, declarations
+
+    groups: dict[str, Any] = {"measurement": parser}
+    if not only:
+        parser.add_argument("--paper", action="store_true", help=PAPER_HELP)
+        groups.update((n, _advanced(parser, t)) for n, t in GROUP_TITLES.items() if n not in groups)
+    for declared, setting in declarations():
+        if setting.flag is None or (only and declared.name not in only):
+            continue
+        group = groups["measurement" if only else setting.group]
+        text = setting.help
+        if declared.name == "robust" and robust_default:
+            text = text[: text.index("Default:")] + f"Default: {robust_default}"
+        options: dict[str, Any] = {"dest": declared.name, "default": None, "help": text}
+        if setting.kind is bool:
+            options["action"] = "store_true"
+        elif setting.choices:
+            options["choices"] = [choice for choice in setting.choices if choice is not None]
+        else:
+            options["type"] = setting.kind
+        if setting.metavar:
+            options["metavar"] = setting.metavar
+        group.add_argument(setting.flag, **options)
+        if setting.shortcut and not only:
+            flag, value, shortcut_help = setting.shortcut
+            group.add_argument(flag, dest=declared.name, action="store_const", const=value,
+                               help=shortcut_help)  # fmt: skip
+
+
 ROBUST_FROM_CALIBRATIONS = (
-    "default: as the calibrations were measured (auto for those made "
-    "with the defaults since 0.4.0), off with local maps"
+    "as the calibrations were measured (auto for those made with the defaults since 0.4.0), "
+    "off with local maps"
 )
+CORRECTIONS = ("robust", "resized_by")
+"""The settings a command deciding with calibrations may still choose."""
 
 
-def _add_robust(parser: argparse.ArgumentParser, default: str = ROBUST_DEFAULT) -> None:
-    """Degradation-aware measurement (``aedr.measure.degradation``)."""
-    parser.add_argument(
-        "--robust",
-        choices=("off", "auto"),
-        help="auto: JPEG files compared through their own quantisation tables (the losses and "
-        "ac; highpass reads them before the tables, as off does), images off the "
-        "decoder's grid measured at the grid phase found by search (6x the cost of a plain "
-        "score at 256 px: its windows are fixed, so more on smaller images, less on larger); "
-        f"on clean images on the grid the same as off. off: every image as it is. {default}",
-    )
-    parser.add_argument(
-        "--resized-by",
-        type=float,
-        metavar="FACTOR",
-        help="with robust measurement: the images were resized by FACTOR after generation (e.g. 1.5 "
-        "for 720 to 1080 px); each is mapped back onto the decoder's grid, reconstructed there "
-        "and mapped forward again. calibrate resizes its images (and default negatives) by "
-        "FACTOR first, so that its thresholds hold for images resized so",
-    )
+def _setting_flags() -> dict[str, str]:
+    """Each measurement setting that has a flag: its name and flag."""
+    from aedr.measure.settings import declarations
 
-
-SETTING_FLAGS = {"latent": "--latent", "seed": "--seed", "resize": "--resize", "crop": "--crop",
-                 "crops": "--crops", "resize_filter": "--resize-filter", "grid": "--grid",
-                 "noise": "--noise", "exif": "--exif", "loss_dtype": "--loss-dtype",
-                 "inversion_resize": "--inversion-resize", "robust": "--robust",
-                 "resized_by": "--resized-by"}  # fmt: skip
+    return {declared.name: setting.flag for declared, setting in declarations() if setting.flag}
 
 
 def _add_pipeline(parser: argparse.ArgumentParser) -> None:
     from aedr.measure.scorer import DEFAULT_MAX_MODEL_PIXELS
 
-    parser.add_argument(
+    pipeline = _advanced(parser, "store and batching")
+    pipeline.add_argument(
         "--store",
         help="score store (SQLite) reused across runs "
         "(default: $AEDR_STORE or $XDG_CACHE_HOME/aedr/scores.sqlite)",
     )
-    parser.add_argument(
+    pipeline.add_argument(
         "--no-cache", action="store_true", help="neither read nor write the score store"
     )
-    parser.add_argument(
+    pipeline.add_argument(
         "--batch-size",
         type=int,
         help="images of equal size per autoencoder batch (default: 1 on CPU, 8 on GPU)",
     )
-    parser.add_argument(
-        "--workers", type=int, help="threads reading and decoding images ahead (default 2)"
+    pipeline.add_argument(
+        "--workers",
+        type=int,
+        help=f"threads reading and decoding images ahead (default {DEFAULT_WORKERS})",
     )
-    parser.add_argument(
+    pipeline.add_argument(
         "--max-model-pixels",
         type=int,
         default=DEFAULT_MAX_MODEL_PIXELS,
-        help="refuse larger inputs to one autoencoder pass (use --crop for big images)",
+        help="refuse larger inputs to one autoencoder pass (use --crop for big images; "
+        f"default {DEFAULT_MAX_MODEL_PIXELS})",
     )
 
 
@@ -236,9 +223,9 @@ def _add_calibrations(parser: argparse.ArgumentParser) -> None:
 
 
 def _statistic(args: argparse.Namespace) -> str:
-    if getattr(args, "paper", False) and args.method is None:
+    if getattr(args, "paper", False) and args.statistic is None:
         return PAPER_STATISTIC
-    return args.method or DEFAULT_STATISTIC
+    return args.statistic or DEFAULT_STATISTIC
 
 
 def _settings(args: argparse.Namespace):
@@ -247,21 +234,14 @@ def _settings(args: argparse.Namespace):
     from dataclasses import replace
 
     from aedr.decide.statistics import measurement_of
-    from aedr.measure.scorer import ScoreSettings
+    from aedr.measure.settings import MeasurementKind, ScoreSettings
 
-    measurement = measurement_of(_statistic(args))
-    if args.paper:
-        base = ScoreSettings.paper(measurement)
-    else:
-        base = ScoreSettings(measurement=measurement)
-    given = {
-        "latent": args.latent, "seed": args.seed, "crop": args.crop, "crops": args.crops,
-        "alignment": "resize" if args.resize else None, "resize_filter": args.resize_filter,
-        "grid": args.grid, "noise": args.noise, "exif": args.exif, "loss_dtype": args.loss_dtype,
-        "inversion_resize": args.inversion_resize, "robust": args.robust,
-        "resized_by": args.resized_by,
-    }  # fmt: skip
-    return replace(base, **{key: value for key, value in given.items() if value is not None})
+    measurement = cast("MeasurementKind", measurement_of(_statistic(args)))
+    base = (
+        ScoreSettings.paper(measurement) if args.paper else ScoreSettings(measurement=measurement)
+    )
+    given = {name: getattr(args, name) for name in _setting_flags()}
+    return replace(base, **{name: value for name, value in given.items() if value is not None})
 
 
 def _models(models: Sequence[str], args: argparse.Namespace) -> list:
@@ -307,7 +287,7 @@ def _pipeline(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "store": store,
         "batch_size": args.batch_size or (1 if str(args.device).startswith("cpu") else 8),
-        "workers": 2 if args.workers is None else args.workers,
+        "workers": DEFAULT_WORKERS if args.workers is None else args.workers,
         "max_pixels": args.max_pixels,
         "max_model_pixels": args.max_model_pixels,
     }
@@ -388,6 +368,16 @@ def add_score(commands: Commands) -> None:
     )
     _add_output(score, "measurement records")
     score.add_argument(
+        "--resume",
+        action="store_true",
+        help="complete an interrupted --out file: images already in it are skipped",
+    )
+    _add_statistic(score)
+    _add_loading(score)
+    _add_settings(score)
+    _add_pipeline(score)
+    scale = _advanced(score, "scale-out (Ray)")
+    scale.add_argument(
         "--engine",
         choices=("local", "ray"),
         default="local",
@@ -395,40 +385,34 @@ def add_score(commands: Commands) -> None:
         "--out DIR (needs the ray extra); PATH may then be a CSV/Parquet manifest with a 'path' "
         "column, and a re-run skips the records --out holds",
     )
-    score.add_argument(
+    scale.add_argument(
         "--ray-address", help="with --engine ray: cluster to join (default $RAY_ADDRESS or local)"
     )
-    score.add_argument(
-        "--ray-workers", type=int, default=2, help="with --engine ray: scoring actors (default 2)"
+    scale.add_argument(
+        "--ray-workers",
+        type=int,
+        default=DEFAULT_WORKERS,
+        help=f"with --engine ray: scoring actors (default {DEFAULT_WORKERS})",
     )
-    score.add_argument(
+    scale.add_argument(
         "--gpus-per-worker",
         type=float,
         default=0,
         help="with --engine ray: GPUs each actor takes (default 0: CPU)",
     )
-    score.add_argument(
-        "--resume",
-        action="store_true",
-        help="complete an interrupted --out file: images already in it are skipped",
-    )
-    _add_method(score)
-    _add_loading(score)
-    _add_settings(score)
-    _add_pipeline(score)
     score.set_defaults(run=cmd_score)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
     from aedr.measure.images import iter_image_files
-    from aedr.measure.scorer import MEASUREMENT_FIELDS
+    from aedr.measure.record import MEASUREMENT_FIELDS
 
     if args.engine == "ray":
         return _score_with_ray(args)
     scorer = _scorer(args.model, args, _settings(args))
     paths = iter_image_files(args.paths)
     if args.resume:
-        from aedr.measure.scorer import display_path
+        from aedr.measure.record import display_path
         from aedr.records import completed_keys
 
         if not args.out:
@@ -499,7 +483,7 @@ def add_homogeneity(commands: Commands) -> None:
 def cmd_homogeneity(args: argparse.Namespace) -> int:
     from aedr.measure.homogeneity import glcm_homogeneity
     from aedr.measure.images import ImageError, iter_image_files, read_image
-    from aedr.measure.scorer import display_path
+    from aedr.measure.record import display_path
 
     failed = 0
     with _writer(args.out, ("path", "homogeneity", "error"), args.overwrite) as writer:
@@ -520,6 +504,7 @@ def cmd_homogeneity(args: argparse.Namespace) -> int:
 
 def add_calibrate(commands: Commands) -> None:
     calibrate = _command(commands, "calibrate", "fit a model's threshold from images it made")
+    details = _advanced(calibrate, "calibration details")
     calibrate.add_argument(
         "paths", nargs="*", metavar="PATH", help="images the model made (measured with --model)"
     )
@@ -539,10 +524,10 @@ def add_calibrate(commands: Commands) -> None:
     calibrate.add_argument(
         "--synthetic", type=int, default=100, help="with --reference-photos: images to make"
     )
-    calibrate.add_argument("--save-synthetic", metavar="DIR", help="keep the images made")
+    details.add_argument("--save-synthetic", metavar="DIR", help="keep the images made")
     calibrate.add_argument(
         "--alpha",
-        default="0.05",
+        default=str(DEFAULT_ALPHA),
         help="share of the model's own images allowed above the threshold, or 'auto' "
         "(most accurate on --negatives)",
     )
@@ -552,22 +537,22 @@ def add_calibrate(commands: Commands) -> None:
         "scored with `aedr score`): kept in the calibration to measure its false acceptance, "
         "and what --alpha auto tunes on",
     )
-    calibrate.add_argument(
+    details.add_argument(
         "--no-default-negatives",
         dest="default_negatives",
         action="store_false",
         help="do not measure the shipped negative photos (scikit-image's sample photos) with "
         "the model; without them and --negatives, false acceptance is not measured",
     )
-    calibrate.add_argument(
+    details.add_argument(
         "--assume-settings",
         metavar="KEY=VALUE,...",
         help="with --scores whose records carry no provenance (the authors' loss files, a CSV): "
         "how they were measured, e.g. 'latent=sample,seed=1,alignment=resize,dtype=fp32,"
         "device=cuda' (identity=... names the weights); recorded in the calibration as assumed",
     )
-    calibrate.add_argument("--scores-out", help="also save the measurement records of PATHS")
-    calibrate.add_argument(
+    details.add_argument("--scores-out", help="also save the measurement records of PATHS")
+    details.add_argument(
         "--first",
         type=int,
         metavar="N",
@@ -592,14 +577,16 @@ def add_calibrate(commands: Commands) -> None:
         "the images re-encoded at Q (the default negatives too): attribution applies the nearest "
         "quality's threshold to a JPEG file; measures every image once more per quality",
     )
-    calibrate.add_argument(
+    details.add_argument(
+        "--jpeg-statistic",
         "--jpeg-method",
         choices=STATISTIC_NAMES,
+        metavar="NAME",
         default=None,
         help="the statistic the JPEG thresholds read and JPEG files are decided by (default: "
         "--method's); ac keeps more of the evidence through recompression than highpass",
     )
-    _add_method(calibrate)
+    _add_statistic(calibrate)
     _add_loading(calibrate)
     _add_settings(calibrate)
     _add_pipeline(calibrate)
@@ -624,7 +611,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
     from aedr import workflows
-    from aedr.measure.scorer import MEASUREMENT_FIELDS
+    from aedr.measure.record import MEASUREMENT_FIELDS
     from aedr.records import check_output
 
     sources = sum(map(bool, (args.scores, args.paths, args.reference_photos)))
@@ -640,14 +627,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise UsageError("--alpha auto needs --negatives: measurement records of other images")
     if args.local is not None:
         _check_window(args.local)
-    if args.jpeg_method and not args.jpeg_qualities:
-        raise UsageError("--jpeg-method chooses the statistic of --jpeg-qualities: give both")
+    if args.jpeg_statistic and not args.jpeg_qualities:
+        raise UsageError("--jpeg-statistic chooses the statistic of --jpeg-qualities: give both")
     if args.scores:
         if args.local is not None:
             raise UsageError("--local needs images to map: give PATHS or --reference-photos")
         if args.jpeg_qualities:
             raise UsageError("--jpeg-qualities re-encodes images: give PATHS or --reference-photos")
-        given = [flag for name, flag in SETTING_FLAGS.items() if getattr(args, name) is not None]
+        given = [flag for name, flag in _setting_flags().items() if getattr(args, name) is not None]
         if given:
             raise UsageError(
                 f"{', '.join(given)} cannot apply to --scores: the records' provenance says how "
@@ -688,14 +675,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                     seed=0 if args.seed is None else args.seed, save_to=args.save_synthetic,
                     negatives=negatives, default_negatives=args.default_negatives,
                     on_measurement=report, local_window=args.local,
-                    jpeg_qualities=args.jpeg_qualities, jpeg_statistic=args.jpeg_method,
+                    jpeg_qualities=args.jpeg_qualities, jpeg_statistic=args.jpeg_statistic,
                 )  # fmt: skip
             else:
                 run = workflows.calibrate_images(
                     scorer, args.paths, statistic, args.alpha,
                     negatives=negatives, default_negatives=args.default_negatives,
                     on_measurement=report, first=_first(args), local_window=args.local,
-                    jpeg_qualities=args.jpeg_qualities, jpeg_statistic=args.jpeg_method,
+                    jpeg_qualities=args.jpeg_qualities, jpeg_statistic=args.jpeg_statistic,
                 )  # fmt: skip
         failed = len(run.failed)
     calibration = run.calibration
@@ -710,9 +697,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         f"alpha {calibration.alpha} from {calibration.n} images ({failed} skipped) -> {args.out}",
     )
     if calibration.negatives:
-        negatives = calibration.negatives
-        _say(args, f"false acceptance {calibration.false_acceptance:.1%} of {negatives['n']} "
-                   f"negatives ({'; '.join(negatives['sources'])})")  # fmt: skip
+        kept = calibration.negatives
+        _say(args, f"false acceptance {calibration.false_acceptance:.1%} of {kept['n']} "
+                   f"negatives ({'; '.join(kept['sources'])})")  # fmt: skip
     if calibration.local:
         local = calibration.local
         _say(args, f"local threshold {local['threshold']:.4g} (window {local['window']:g} px) "
@@ -727,7 +714,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _check_window(window: float) -> None:
-    from aedr.measure.localization import check_window
+    from aedr.measure.evidence import check_window
 
     try:
         check_window(window)
@@ -747,14 +734,17 @@ def _assumed_provenance(text: str | None):
     """The Provenance that ``--assume-settings KEY=VALUE,...`` states (None when not given)."""
     if not text:
         return None
-    from dataclasses import fields
-
     from aedr import __version__
     from aedr.decide.calibration import UNVERIFIED_IDENTITY
-    from aedr.measure.provenance import VERSION_FIELD, Provenance
+    from aedr.measure.provenance import PACKAGE_FIELD, VERSION_FIELD, Provenance
+    from aedr.schemas import provenance_schema
 
-    keys = [f.name for f in fields(Provenance) if f.name != VERSION_FIELD]
-    values: dict[str, Any] = {"identity": UNVERIFIED_IDENTITY, VERSION_FIELD: __version__}
+    keys = [
+        name
+        for name in provenance_schema().model_fields
+        if name not in (VERSION_FIELD, PACKAGE_FIELD)
+    ]
+    values: dict[str, Any] = {"identity": UNVERIFIED_IDENTITY, PACKAGE_FIELD: __version__}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
         if not sep or key not in keys:
@@ -780,7 +770,7 @@ def add_attribute(commands: Commands) -> None:
         help="load the models as the authors did (--dtype paper, codebook decoding for VQ); "
         "the scoring settings always come from the calibrations",
     )
-    _add_robust(attribute, ROBUST_FROM_CALIBRATIONS)
+    _add_settings(attribute, only=CORRECTIONS, robust_default=ROBUST_FROM_CALIBRATIONS)
     _add_loading(attribute)
     _add_pipeline(attribute)
     attribute.set_defaults(run=cmd_attribute)
@@ -788,7 +778,7 @@ def add_attribute(commands: Commands) -> None:
 
 def _attributor(args: argparse.Namespace):
     """The attributor of ``--calibration`` files, with their models and the pipeline options."""
-    from aedr.decide.attribution import Attributor
+    from aedr.attributor import Attributor
     from aedr.decide.calibration import Calibration
 
     calibrations = [Calibration.load(path) for path in args.calibration]
@@ -856,19 +846,19 @@ def add_localize(commands: Commands) -> None:
     _add_loading(localize)
     _add_settings(localize)
     _add_pipeline(localize)
-    localize.set_defaults(run=cmd_localize, method=None)
+    localize.set_defaults(run=cmd_localize, statistic=None)
 
 
 def _localize_scorer(args: argparse.Namespace):
     """The scorer (keeping local maps) and calibrations by model of ``localize``'s flags."""
-    from aedr.decide.attribution import Attributor
+    from aedr.attributor import Attributor
     from aedr.decide.calibration import Calibration
 
     if not args.calibration:
         if not args.model:
             raise UsageError("give --model MODEL or --calibration CALIB")
         return _scorer(args.model, args, _settings(args), local_maps=True), {}
-    given = [flag for name, flag in SETTING_FLAGS.items() if getattr(args, name) is not None]
+    given = [flag for name, flag in _setting_flags().items() if getattr(args, name) is not None]
     if given or args.paper:
         raise UsageError(
             f"{', '.join(given or ['--paper'])}: with --calibration the calibrations' settings "
@@ -998,7 +988,7 @@ def add_serve(commands: Commands) -> None:
         default=100,
         help="largest request, all its images together (default 100; held in memory)",
     )
-    _add_robust(serve, ROBUST_FROM_CALIBRATIONS)
+    _add_settings(serve, only=CORRECTIONS, robust_default=ROBUST_FROM_CALIBRATIONS)
     _add_loading(serve)
     _add_pipeline(serve)
     serve.set_defaults(run=cmd_serve)
@@ -1064,11 +1054,16 @@ def add_evaluate(commands: Commands) -> None:
         metavar="CALIB",
         help="thresholds to evaluate; a model without one is fitted on half of its own images",
     )
-    _add_method(evaluate)
+    _add_statistic(evaluate)
     evaluate.add_argument(
         "--paper", action="store_true", help="the paper's statistic (aedr) unless --method"
     )
-    evaluate.add_argument("--alpha", type=float, default=0.05, help="for fitted thresholds")
+    evaluate.add_argument(
+        "--alpha",
+        type=float,
+        default=DEFAULT_ALPHA,
+        help=f"for fitted thresholds (default {DEFAULT_ALPHA})",
+    )
     evaluate.add_argument(
         "--max-false-attribution",
         type=float,
@@ -1259,22 +1254,56 @@ COMMANDS: tuple[Callable[[Commands], None], ...] = (
 )  # fmt: skip
 
 
+EXAMPLES = {
+    "score": "aedr score images/ --model taesd --model sdxl --out scores.jsonl",
+    "homogeneity": "aedr homogeneity photos/ --out homogeneity.csv",
+    "calibrate": "aedr calibrate made-by-taesd/ --model taesd --out taesd.json",
+    "attribute": "aedr attribute suspects/ --calibration taesd.json --calibration sdxl.json",
+    "localize": "aedr localize edited.png --calibration taesd.json --out maps/",
+    "serve": "aedr serve --calibration taesd.json --calibration sdxl.json",
+    "evaluate": "aedr evaluate --scores scores.jsonl --labels labels.csv --out report/",
+    "models": "aedr models --check taesd --random-weights",
+    "demo": "aedr demo",
+}
+"""One example per command, printed below its help."""
+
+
+class _FullHelp(argparse.Action):
+    """``--help-all``: the command's help with every option group shown."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any):
+        super().__init__(option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS,
+                         nargs=0, help="show every option (paper reproduction, scale-out, "
+                         "store and limits too) and exit")  # fmt: skip
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        build_parser(full_help=True).parse_args([parser.prog.split()[-1], "--help"])
+
+
 def _command(commands: Commands, name: str, help_text: str) -> argparse.ArgumentParser:
-    sub = commands.add_parser(name, help=help_text, description=help_text)
+    sub = commands.add_parser(
+        name, help=help_text, description=help_text, epilog=f"example: {EXAMPLES[name]}",
+    )  # fmt: skip
+    sub.full_help = commands.full_help  # type: ignore[attr-defined]
     sub.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+    if not commands.full_help:
+        sub.add_argument("--help-all", action=_FullHelp)
     return sub
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(full_help: bool = False) -> argparse.ArgumentParser:
+    """The ``aedr`` parser; ``full_help`` shows the options each command keeps under
+    ``--help-all``."""
     parser = argparse.ArgumentParser(
         prog="aedr",
         description="Which latent diffusion model made this image? Training-free attribution by "
         "autoencoder double-reconstruction (AEDR).",
         epilog="Exit codes: 0 all inputs scored, 1 some inputs failed (see their error records), "
-        "2 usage or set-up error.",
+        "2 usage or set-up error. Guide: docs/usage.md.",
     )
     parser.add_argument("--version", action="version", version=f"aedr {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.full_help = full_help  # type: ignore[attr-defined]
     for add in COMMANDS:
         add(commands)
     return parser
@@ -1296,8 +1325,8 @@ def _release_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _message(exc: Exception) -> str:
-    """A library error's message, with the flag that addresses it where there is one."""
+def _message(exc: AedrError) -> str:
+    """A library error's message, with what to do next: its hint, or the flag that does it."""
     from aedr.autoencoders.base import ModelUnavailableError
     from aedr.measure.store import StoreError
     from aedr.records import OutputExistsError
@@ -1308,7 +1337,7 @@ def _message(exc: Exception) -> str:
         return f"{exc}; pass --overwrite to replace it (score: or --resume to complete it)"
     if isinstance(exc, ModelUnavailableError) and "weights folder" in str(exc):
         return f"{exc} (name the folder with --weights-dir DIR)"
-    return str(exc)
+    return f"{exc} ({exc.hint})" if exc.hint else str(exc)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1318,23 +1347,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
-    from aedr.autoencoders.base import ModelUnavailableError
-    from aedr.decide.calibration import CalibrationError
-    from aedr.decide.evaluation import EvaluationError
-    from aedr.decide.statistics import StatisticError
-    from aedr.measure.negatives import NegativesError
-    from aedr.measure.provenance import ProvenanceError
-    from aedr.measure.scorer import SettingsError
-    from aedr.measure.store import StoreError
-    from aedr.records import RecordFileError
-
     try:
         with contextlib.ExitStack() as args.resources:
             return args.run(args)
-    except (
-        UsageError, ModelUnavailableError, CalibrationError, RecordFileError, StoreError,
-        EvaluationError, StatisticError, ProvenanceError, SettingsError, NegativesError,
-    ) as exc:  # fmt: skip
+    except AedrError as exc:
         _release_stdout()
         print(f"aedr {args.command}: error: {_message(exc)}", file=sys.stderr)
         return EXIT_USAGE

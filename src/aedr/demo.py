@@ -9,6 +9,7 @@ held-out generated images and the real photos.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aedr.decide.attribution import Attributor
-from aedr.decide.calibration import Calibration
+from aedr.attributor import Attributor
+from aedr.decide.calibration import DEFAULT_ALPHA, Calibration
 from aedr.measure.scorer import Scorer
 from aedr.measure.store import ScoreStore
 from aedr.synthesis import decoder_images, save_images
@@ -31,7 +32,7 @@ PHOTO_LOADERS = ("astronaut", "chelsea", "coffee", "rocket")
 class DemoRow:
     file: str
     truth: str
-    ratio: float
+    ratio: float  # nan where the image could not be measured
     signal: float
     verdict: str
 
@@ -81,11 +82,11 @@ def run_demo(
     test_real = save_images(photos, workdir / "test" / "real", "photo-")
     say(f"wrote {len(made)} decoder-made images and {len(photos)} photo crops under {workdir}")
 
-    # The paper's statistic: with only 20 calibration images a fitted beta is too noisy (README,
-    # Complexity calibration), so the walkthrough keeps the paper's fixed beta = 1.
+    # The paper's statistic: with only 20 calibration images a fitted beta is too noisy
+    # (docs/results/complexity.md), so the walkthrough keeps the paper's fixed beta = 1.
     # Its real test photos are scikit-image's, the default negatives: they are not also negatives.
     run = calibrate_images(
-        Scorer([autoencoder], store=store), calibration_paths, "aedr", 0.05,
+        Scorer([autoencoder], store=store), calibration_paths, "aedr", DEFAULT_ALPHA,
         default_negatives=False,
     )  # fmt: skip
     calibration = run.calibration
@@ -96,7 +97,8 @@ def run_demo(
     for truth, paths in ((autoencoder.name, test_generated), ("real", test_real)):
         for path, result in zip(paths, attributor.attribute_paths(paths), strict=True):
             ratio, signal = result.measurements[0].ratio, result.decisions[0].signal
-            rows.append(DemoRow(path.name, truth, ratio, signal, result.verdict))
+            rows.append(DemoRow(path.name, truth, math.nan if ratio is None else ratio,
+                                math.nan if signal is None else signal, result.verdict))  # fmt: skip
     return DemoResult(autoencoder.name, calibration, rows)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import tempfile
 import time
@@ -33,25 +34,32 @@ from typing import Any
 
 import numpy as np
 
+from aedr.errors import AedrError
 from aedr.measure.images import DEFAULT_MAX_PIXELS, iter_image_files
+from aedr.measure.record import MEASUREMENT_FIELDS, display_path
 from aedr.measure.scorer import (
     DEFAULT_MAX_MODEL_PIXELS,
-    MEASUREMENT_FIELDS,
+    DEFAULT_WORKERS,
     PreparedImage,
     Scorer,
-    ScoreSettings,
     content_hash,
     decode,
-    display_path,
 )
-from aedr.records import PARQUET_SUFFIXES, filesystem_of, json_cell, read_parquet_records
+from aedr.measure.settings import ScoreSettings
+from aedr.records import (
+    NESTED_FIELDS,
+    PARQUET_SUFFIXES,
+    filesystem_of,
+    json_cell,
+    read_parquet_records,
+)
 
 RECORD_FIELDS = MEASUREMENT_FIELDS
 MANIFEST_SUFFIXES = (".csv", *PARQUET_SUFFIXES)
 READ_CPUS = 0  # reading is light next to scoring; a CPU reserved for it would idle the actors
 
 
-class RayEngineError(RuntimeError):
+class RayEngineError(AedrError, RuntimeError):
     """A set-up problem of the Ray engine (missing extra, bad manifest or output)."""
 
 
@@ -60,7 +68,7 @@ class RayOptions:
     """How the work is spread: actors, GPUs each, images per batch and per output part."""
 
     address: str | None = None
-    workers: int = 2
+    workers: int = DEFAULT_WORKERS
     gpus_per_worker: float = 0.0
     batch_size: int = 8
     part_size: int = 1000
@@ -194,7 +202,8 @@ class ScoreActor:
         for records in self.scorer.score_prepared(batch["prepared"]):
             for record in records:
                 values = record.as_dict()
-                values["provenance"] = json_cell(values["provenance"])
+                for name in NESTED_FIELDS:
+                    values[name] = json_cell(values[name])
                 for name in RECORD_FIELDS:
                     rows[name].append(values[name])
         return rows
@@ -276,27 +285,27 @@ def score_with_ray(
         return 0, 0
     if not ray.is_initialized():
         ray.init(address=options.address, log_to_driver=False, include_dashboard=False,
-                 logging_level="WARNING")  # fmt: skip
+                 logging_level=logging.WARNING)  # fmt: skip
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = context.print_on_execution_start = False
     levels = settings.homogeneity_levels
     blocks = min(len(todo), max(4 * options.workers, len(todo) // 1000))
     items = [{"source": os.fsencode(p)} for p in todo]
     read = ray.data.from_items(items, override_num_blocks=blocks).map(
-        read_image_row,
+        read_image_row,  # type: ignore[arg-type]  # Ray's stub omits the fn_args it passes
         fn_args=(max_pixels, levels, settings.exif == "transpose"),
         num_cpus=READ_CPUS,
     )
-    gpus = {"num_gpus": options.gpus_per_worker} if options.gpus_per_worker else {}
     scored = read.map_batches(
         ScoreActor,
         fn_constructor_args=(load_models, settings, options.batch_size, options.max_model_pixels),
         batch_size=options.batch_size,
         compute=ray.data.ActorPoolStrategy(size=options.workers),
-        **gpus,
+        num_gpus=options.gpus_per_worker or None,
     )
     for batch in scored.iter_batches(batch_format="pyarrow", batch_size=None):
-        added = writer.add(batch.to_pylist())
+        table: Any = batch  # a pyarrow.Table, as batch_format asks
+        added = writer.add(table.to_pylist())
         if progress is not None and added:
             progress(added)
     writer.flush()

@@ -16,11 +16,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+from aedr.errors import AedrError
+
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
-class RecordFileError(ValueError):
+class RecordFileError(AedrError, ValueError):
     """A records file that cannot be read or written as asked."""
 
 
@@ -39,9 +41,13 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 """What a spreadsheet reads as the start of a formula in a text cell."""
 
 
+NESTED_FIELDS = ("provenance", "degradation")
+"""A measurement's fields that hold a mapping: one JSON text cell each in CSV and Parquet."""
+
+
 def json_cell(value: Mapping[str, Any] | None) -> str:
-    """A nested record field (a measurement's provenance) as one text cell: CSV, Parquet."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":")) if value else ""
+    """A nested record field (``NESTED_FIELDS``) as one text cell: CSV, Parquet."""
+    return "" if value is None else json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def _csv_value(value: Any) -> Any:
@@ -215,8 +221,9 @@ def read_parquet_records(location: str) -> Iterator[dict[str, Any]]:
         dataset = pyarrow.dataset.dataset(path, format="parquet", filesystem=filesystem)
         for batch in dataset.to_batches():
             for record in batch.to_pylist():
-                if isinstance(record.get("provenance"), str):  # one JSON string column
-                    record["provenance"] = json.loads(record["provenance"] or "null")
+                for name in NESTED_FIELDS:
+                    if isinstance(record.get(name), str):  # one JSON string column
+                        record[name] = json.loads(record[name] or "null")
                 yield record
     except (OSError, pyarrow.ArrowInvalid) as exc:
         raise RecordFileError(f"cannot read Parquet records {location}: {exc}") from None

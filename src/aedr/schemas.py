@@ -7,12 +7,21 @@ the modules that read files import this one (pydantic costs a little start-up ti
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 
 from aedr.decide.statistics import STATISTIC_NAMES
-from aedr.measure.provenance import MEASUREMENT_KINDS
+from aedr.measure.settings import declarations
 
 MAX_SIGNALS = 1_000_000
 """Largest calibration kept (signals): a file beyond it is refused rather than loaded for minutes."""
@@ -26,29 +35,26 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
-class ProvenanceFile(_Strict):
-    """A measurement's provenance (see ``aedr.measure.provenance.Provenance``)."""
-
-    identity: Name
-    measurement: Literal[MEASUREMENT_KINDS] = "reconstruction"  # type: ignore[valid-type]
-    dtype: Literal["fp32", "bf16", "fp16"] = "fp32"
-    device: Annotated[str, Field(min_length=1, max_length=32)] = "cpu"
-    latent: Literal["mode", "sample"] = "mode"
-    seed: int | None = None
-    alignment: Literal["crop", "resize"] = "crop"
-    resize_filter: Annotated[str, Field(max_length=32)] | None = None
-    crop: Annotated[int, Field(ge=1)] | None = None
-    crops: Annotated[int, Field(ge=1)] = 1
-    homogeneity_levels: Annotated[int, Field(ge=2, le=256)] = 32
-    aedr_version: Annotated[str, Field(max_length=100)] = ""
-    grid: Literal["model", "paper"] | None = None
-    noise: Literal["batch", "image"] | None = None
-    exif: Literal["transpose", "ignore"] = "transpose"
-    loss_dtype: Literal["fp64", "model"] = "fp64"
-    inversion_resize: bool = False
-    preset: Literal["paper"] | None = None
-    robust: Literal["off", "auto"] = "off"
-    resized_by: Annotated[float, Field(ge=0.1, le=10.0)] | None = None
+@functools.cache
+def provenance_schema() -> type[BaseModel]:
+    """A measurement's provenance (``aedr.measure.provenance.Provenance``), derived from the
+    measurement settings' declarations (``aedr.measure.settings``): a setting may be absent or
+    null (its default, or the value provenances meant before it existed)."""
+    fixed: dict[str, Any] = {
+        "identity": (Name, ...),
+        "dtype": (Literal["fp32", "bf16", "fp16"], "fp32"),
+        "device": (Annotated[str, Field(min_length=1, max_length=32)], "cpu"),
+        "aedr_version": (Annotated[str, Field(max_length=100)], ""),
+        "measurement_version": (Annotated[int, Field(ge=0)], 0),
+    }
+    for declared, setting in declarations():
+        if setting.choices:
+            values = tuple(choice for choice in setting.choices if choice is not None)
+            kind: Any = Literal[values]  # type: ignore[valid-type]
+        else:
+            kind = Annotated[setting.kind, Field(ge=setting.minimum, le=setting.maximum)]
+        fixed[declared.name] = (kind | None, None)
+    return create_model("ProvenanceFile", __base__=_Strict, **fixed)
 
 
 class LocalCalibrationFile(_Strict):
@@ -119,7 +125,7 @@ class CalibrationFile(_Signals):
     threshold: FiniteFloat
     alpha: Annotated[float, Field(gt=0.0, lt=1.0)]
     summary: dict[str, float]
-    provenance: ProvenanceFile
+    provenance: dict[str, Any]  # validated by provenance_schema when read
     parameters: dict[str, Any] = {}
     provenance_assumed: bool = False
     tuning: dict[str, Any] = {}

@@ -31,7 +31,7 @@ import secrets
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -47,7 +47,8 @@ from PIL import Image, UnidentifiedImageError
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from aedr import __version__
-from aedr.decide.attribution import Attribution, Attributor
+from aedr.attributor import Attributor
+from aedr.decide.attribution import Attribution
 from aedr.measure.fileinfo import file_facts
 from aedr.measure.images import DEFAULT_MAX_PIXELS
 
@@ -295,7 +296,7 @@ def records_csv(results: Sequence[dict[str, Any]]) -> str:
 
 def _localization(attribution: Attribution) -> dict[str, Any] | None:
     """For a ``partial`` verdict: the named model's map as a PNG overlay, and its regions."""
-    if attribution.local_map is None:
+    if attribution.local_map is None or attribution.local_threshold is None:
         return None
     from aedr.decide.report import map_overlay_png
 
@@ -312,7 +313,7 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncGenerator[bytes, None]:
     received = 0
     async for chunk in stream:
         received += len(chunk)

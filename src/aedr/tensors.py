@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aedr.decide.statistics import PAPER_STATISTIC, get_statistic
+from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
 from aedr.measure.homogeneity import glcm_homogeneity
 from aedr.measure.images import luma_opencv
 from aedr.measure.reconstruction import evidence_fields, reconstruction_measures
@@ -47,14 +47,14 @@ class AEDR:
     """The AEDR signal of a batch against one autoencoder: ``AEDR(autoencoder)(images)``.
 
     ``images`` is a (B, 3, H, W) tensor in [-1, 1] with sides on the autoencoder's size multiple.
-    The statistic is the paper's (ratio x homogeneity) unless ``statistic`` names another, or a
+    The statistic is the default (``DEFAULT_STATISTIC``, as the CLI's) unless ``statistic`` names another, or a
     ``calibration`` supplies its own statistic, fitted parameters and threshold.
     """
 
     def __init__(
         self,
         autoencoder: Autoencoder,
-        statistic: str = PAPER_STATISTIC,
+        statistic: str = DEFAULT_STATISTIC,
         *,
         calibration: Calibration | None = None,
         latent: LatentMode = "mode",

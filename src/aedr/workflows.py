@@ -10,7 +10,7 @@ fits or applies decisions on the measurements.
 - :func:`evaluate_files`: accuracy tables and a report from records and labels;
 - :func:`localize_images`: per (image, model) the local map, its regions and verdict.
 
-Attribution is :class:`~aedr.decide.attribution.Attributor` itself.
+Attribution is :class:`~aedr.attributor.Attributor` (``aedr.attributor``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 
 from aedr.decide.attribution import NO_MODEL, PARTIAL, decide
 from aedr.decide.calibration import (
+    DEFAULT_ALPHA,
     Calibration,
     CalibrationError,
     calibrate,
@@ -47,10 +48,11 @@ from aedr.decide.localization import (
     measurement_map,
 )  # fmt: skip
 from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
+from aedr.measure.evidence import DEFAULT_WINDOW, local_map
 from aedr.measure.images import ImageError, iter_image_files
-from aedr.measure.localization import DEFAULT_WINDOW, local_map
 from aedr.measure.provenance import Provenance
-from aedr.measure.scorer import Measurement, Scorer
+from aedr.measure.record import Measurement
+from aedr.measure.scorer import Scorer
 from aedr.records import read_records
 
 Alpha = float | str  # a share in (0, 1), or "auto" (tuned on negatives)
@@ -71,7 +73,7 @@ def calibrate_images(
     scorer: Scorer,
     paths: Iterable[str | os.PathLike],
     statistic: str = DEFAULT_STATISTIC,
-    alpha: Alpha = 0.05,
+    alpha: Alpha = DEFAULT_ALPHA,
     *,
     negatives: Sequence[Mapping[str, Any]] = (),
     default_negatives: bool = True,
@@ -85,11 +87,11 @@ def calibrate_images(
 
     ``on_measurement`` sees every measurement as it completes (to save or report it); failed
     images are returned, not fitted. ``negatives`` are measurement records of images the model did
-    not make; with ``default_negatives`` the shipped negative photos (``aedr.measure.negatives``)
+    not make; with ``default_negatives`` the shipped negative photos (``aedr.measure.default_photos``)
     are measured too (once per autoencoder with a store). The calibration keeps their signals, so
     its false acceptance is measured; ``alpha="auto"`` tunes alpha on them. ``first`` fits on the first N measured images in
     input order and measures no more (the authors' ``cal_threshold.py`` reads 500).
-    ``local_window`` also fits the local-map threshold at the same alpha (0.05 with "auto"); the
+    ``local_window`` also fits the local-map threshold at the same alpha (``DEFAULT_ALPHA`` with "auto"); the
     scorer must keep local maps. ``jpeg_qualities`` also fits a threshold for JPEG files at each
     quality, reading ``jpeg_statistic`` (:func:`add_jpeg_thresholds`). A scorer that undoes a resize (``resized_by``)
     measures each image, and each default negative, resized by that factor first, as a platform
@@ -107,7 +109,9 @@ def calibrate_images(
             "qualities or with a resize factor, not both"
         )
     _check_first(first)
-    good, failed, samples = [], [], []
+    good: list[Measurement] = []
+    failed: list[Measurement] = []
+    samples: list[np.ndarray] = []
     with tempfile.TemporaryDirectory(prefix="aedr-resized-") as scratch:
         originals: dict[str, str] = {}
         files = _as_uploaded(scorer, iter_image_files(paths), Path(scratch), originals)
@@ -116,7 +120,7 @@ def calibrate_images(
             if on_measurement is not None:
                 on_measurement(measurement)
             (good if measurement.ok else failed).append(measurement)
-            if measurement.ok and local_window is not None:
+            if measurement.ok and local_window is not None and measurement.evidence is not None:
                 samples.append(map_samples(local_map(measurement.evidence, local_window)))
                 measurement.evidence = None  # kept as samples only: calibration sets can be large
             if first is not None and len(good) >= first:
@@ -158,8 +162,8 @@ def add_jpeg_thresholds(
     to a JPEG file (:meth:`~aedr.decide.calibration.Calibration.at_jpeg_quality`). The
     thresholds read ``statistic`` (default: the calibration's; see
     :func:`~aedr.decide.calibration.fit_jpeg_thresholds`)."""
+    from aedr.measure.default_photos import NEGATIVE_SET, negative_files
     from aedr.measure.degradation import save_jpeg_copies
-    from aedr.measure.negatives import NEGATIVE_SET, negative_files
 
     check_jpeg_qualities(qualities)
     exif = scorer.settings.exif == "transpose"
@@ -186,7 +190,7 @@ def _as_uploaded(
     (``resized_by``), each image resized by that factor as a platform would (a PNG copy in
     ``folder``; ``originals`` maps each copy back to its image). A calibration measured so holds
     for images resized by the factor: undoing a resize shifts every statistic, own images'
-    included (README, Robustness). An unreadable file is passed on to fail as itself."""
+    included (docs/results/robustness.md). An unreadable file is passed on to fail as itself."""
     from aedr.measure.degradation import save_resized_copy
 
     factor = scorer.settings.resized_by
@@ -231,7 +235,7 @@ def calibrate_generator_free(
     photos: str | os.PathLike,
     count: int = 100,
     statistic: str = DEFAULT_STATISTIC,
-    alpha: Alpha = 0.05,
+    alpha: Alpha = DEFAULT_ALPHA,
     *,
     seed: int = 0,
     save_to: str | os.PathLike | None = None,
@@ -282,7 +286,7 @@ def calibrate_measurements(
     records: Iterable[Mapping[str, Any]],
     model: str | None = None,
     statistic: str = DEFAULT_STATISTIC,
-    alpha: Alpha = 0.05,
+    alpha: Alpha = DEFAULT_ALPHA,
     *,
     assumed_provenance: Provenance | None = None,
     negatives: Sequence[Mapping[str, Any]] = (),
@@ -329,7 +333,7 @@ def _with_default_negatives(
     """(negative records, what they are): ``given`` and, with ``default``, the shipped negative
     photos measured by ``scorer`` (those it cannot measure, or the statistic cannot read, are
     left out and counted); resized first, in ``scratch``, when the scorer undoes a resize."""
-    from aedr.measure.negatives import NEGATIVE_SET, negative_files
+    from aedr.measure.default_photos import NEGATIVE_SET, negative_files
 
     records, sources = list(given), _given(given)
     if default:
@@ -365,7 +369,9 @@ def _fit(
         if not negatives:
             raise CalibrationError("alpha auto needs negatives: records of images of other sources")
         # parameters (fitted's beta) come from the belonging images only, as the threshold does
-        probe = calibrate(records, model, 0.05, statistic, assumed_provenance=assumed_provenance)
+        probe = calibrate(
+            records, model, DEFAULT_ALPHA, statistic, assumed_provenance=assumed_provenance
+        )
         reader = get_statistic(statistic)
         negative_values = [reader.value(r, probe.parameters) for r in negatives]
         alpha, accuracy = choose_alpha(probe.signals, negative_values)
@@ -390,7 +396,7 @@ def evaluate_files(
     out: str | os.PathLike,
     calibrations: Sequence[str | os.PathLike] = (),
     statistic: str = DEFAULT_STATISTIC,
-    alpha: float = 0.05,
+    alpha: float = DEFAULT_ALPHA,
     max_false_attribution: float | None = None,
 ) -> tuple[EvaluationResult, Path]:
     """Evaluate measurement files against labels; writes report.html and tables into ``out``."""

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Literal
 
+from aedr.errors import AedrError
+
 if TYPE_CHECKING:  # torch loads only when an autoencoder is actually built
     import torch
 
@@ -15,7 +17,7 @@ TINY_SIZE_MULTIPLE = 8
 """The grid of the TAESD family's output, unless a registry entry says otherwise."""
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(AedrError, RuntimeError):
     """An autoencoder that cannot be loaded here (not cached, offline, gated, bad files)."""
 
 
@@ -95,8 +97,8 @@ class Autoencoder(ABC):
         compiling takes about a minute and gained about 10% on the SD VAE on our 2-core CPU."""
         import torch
 
-        self.encode = torch.compile(self.encode)
-        self.decode = torch.compile(self.decode)
+        self.encode = torch.compile(self.encode)  # type: ignore[method-assign]
+        self.decode = torch.compile(self.decode)  # type: ignore[method-assign]
         return self
 
     @contextmanager

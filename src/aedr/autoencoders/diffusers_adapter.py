@@ -14,6 +14,8 @@ This adapter is the single place that knows how the families differ:
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from aedr.autoencoders.base import Autoencoder, LatentMode
@@ -81,7 +83,7 @@ class DiffusersAutoencoder(Autoencoder):
     ):
         self.name = name
         self.group = group or name
-        self._module = model.eval()
+        self._module: Any = model.eval()  # a diffusers autoencoder of any class
         self._module.requires_grad_(False)
         config = model.config
         self.latent_channels = latent_channels_of(config)

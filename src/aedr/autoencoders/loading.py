@@ -47,6 +47,27 @@ class Location:
     subfolder: str | None = None
     revision: str | None = None  # hub: the cached snapshot, when there is one
 
+    @property
+    def local(self) -> Path:
+        """The file or folder of a checkpoint or folder location."""
+        if self.path is None:
+            raise ValueError(f"a {self.kind} location has no local path")
+        return self.path
+
+    @property
+    def files(self) -> tuple[Path, Path]:
+        """The encoder and decoder files of a pair location."""
+        if self.pair is None:
+            raise ValueError(f"a {self.kind} location has no file pair")
+        return self.pair
+
+    @property
+    def repository(self) -> str:
+        """The hub id of a hub location."""
+        if self.hub_id is None:
+            raise ValueError(f"a {self.kind} location has no hub id")
+        return self.hub_id
+
 
 class ModelHandle:
     """A model resolved to its weights and identity, loaded when first needed.
@@ -247,13 +268,13 @@ def _config_class(location: Location, spec: ModelSpec | None) -> str | None:
     if location.kind == "checkpoint":
         from aedr.autoencoders.checkpoint import config_beside
 
-        config_path = config_beside(location.path)
+        config_path = config_beside(location.local)
         if config_path is None:
             return "AutoencoderKL"  # inferred from the tensor shapes
     elif location.kind == "folder":
-        config_path = location.path / "config.json"
+        config_path = location.local / "config.json"
     else:
-        config_path = _cached_config(location.hub_id, location.subfolder)
+        config_path = _cached_config(location.repository, location.subfolder)
         if config_path is None:
             return None
     return _class_name_in(config_path)
@@ -279,13 +300,13 @@ def weights_identity(
     codebook choice is part of it, since it changes every decoded pixel.
     """
     if location.kind == "pair":
-        base = "sha256:" + files_sha256(list(location.pair))
+        base = "sha256:" + files_sha256(list(location.files))
     elif location.kind == "random":
         base = f"random:{location.name}:seed{seed}"
     elif location.kind == "checkpoint":
-        base = "sha256:" + files_sha256([location.path])
+        base = "sha256:" + files_sha256([location.local])
     elif location.kind == "folder":
-        weight_files = sorted(p for p in location.path.iterdir() if p.is_file() and not
+        weight_files = sorted(p for p in location.local.iterdir() if p.is_file() and not
                               p.name.startswith("."))  # fmt: skip
         base = "sha256:" + files_sha256(weight_files)
     elif (revision or location.revision) is None:
@@ -312,14 +333,28 @@ def _build(
     from aedr.autoencoders.tiny import TinyAutoencoder
 
     tiny_options = {k: v for k, v in options.items() if k != "quantize"}
+    if location.kind == "hub" or location.kind == "folder":
+        return _load_folder_or_hub(location, spec, options, identity)
+    if identity is None:
+        raise ModelUnavailableError(f"the weights of {location.name!r} have no identity")
     if location.kind == "random":
+        if spec is None:
+            raise ModelUnavailableError(
+                f"random weights need a registry model, not {location.name!r}"
+            )
         return _random(spec, seed, identity, options)
     if location.kind == "pair":
-        return TinyAutoencoder.from_files(location.name, *location.pair, identity, **tiny_options)
+        return TinyAutoencoder.from_files(location.name, *location.files, identity, **tiny_options)
     if location.kind == "checkpoint":
         from aedr.autoencoders.checkpoint import load_checkpoint
 
-        return load_checkpoint(location.path, location.name, identity, **options)
+        return load_checkpoint(location.local, location.name, identity, **options)
+    raise ModelUnavailableError(f"unknown weights location {location.kind!r}")
+
+
+def _load_folder_or_hub(
+    location: Location, spec: ModelSpec | None, options: dict[str, Any], identity: str | None
+) -> Autoencoder:
     if location.kind == "folder":
         try:
             return _load_diffusers(str(location.path), None, location, identity, None, options)
@@ -357,7 +392,7 @@ def _load_hub(
 ) -> Autoencoder:
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-    hub_id, subfolder, name = location.hub_id, location.subfolder, location.name
+    hub_id, subfolder, name = location.repository, location.subfolder, location.name
     try:
         return _load_diffusers(hub_id, subfolder, location, identity, spec, options)
     except GatedRepoError as exc:
@@ -409,6 +444,8 @@ def _load_diffusers(
     if identity is None:  # a hub model just downloaded: its revision is known now
         revision = getattr(model.config, "_commit_hash", None) or "unknown-revision"
         identity = weights_identity(location, spec, options, revision=revision)
+    if identity is None:
+        raise ModelUnavailableError(f"the weights of {location.name!r} have no identity")
     return DiffusersAutoencoder(location.name, model, identity, **options)
 
 

@@ -9,6 +9,7 @@ encoder's last three and the decoder's first three blocks; its presence is read 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -114,9 +115,10 @@ class TinyAutoencoder(Autoencoder):
         self.identity = identity
         self.group = group or name
         self.size_multiple = size_multiple
-        self._module = nn.ModuleDict({"encoder": encoder, "decoder": decoder}).eval()
+        self._module: Any = nn.ModuleDict({"encoder": encoder, "decoder": decoder}).eval()
         self._module.requires_grad_(False)
-        self.latent_channels = encoder[-1].out_channels
+        last: Any = encoder[-1]  # the encoder's last convolution
+        self.latent_channels = int(last.out_channels)
 
     @classmethod
     def random(

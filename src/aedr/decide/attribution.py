@@ -14,7 +14,7 @@ that model's own images), which is comparable across models whose thresholds dif
   threshold (``aedr calibrate --local``): that model is the one candidate, ``region_share`` and
   ``regions`` say where (``aedr.decide.localization``).
 
-Calibrations that carry negatives (images their model did not make, ``aedr.decide.negatives``)
+Calibrations that carry negatives (images their model did not make, ``aedr.decide.false_attribution``)
 measure each candidate's ``false_acceptance`` and the run's ``false_attribution``: how often these
 candidates, at these thresholds, name a model for an image none of them made. ``explanation``
 puts the named model's evidence against the runner-up and that rate in words.
@@ -26,30 +26,29 @@ unreliable (see ``caution_of``).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aedr.autoencoders.base import Autoencoder
-from aedr.decide.calibration import Calibration, CalibrationError
+from aedr.decide.calibration import Calibration
+from aedr.decide.false_attribution import (
+    FalseAttribution,
+    false_attribution,
+    limit_false_attribution,
+)
 from aedr.decide.localization import (
     PARTIAL_MIN_SHARE,
     Region,
     consistent_regions,
     measurement_map,
 )  # fmt: skip
-from aedr.decide.negatives import FalseAttribution, false_attribution, limit_false_attribution
-from aedr.measure.degradation import RESIZED, undid_geometry
-from aedr.measure.images import DEFAULT_MAX_PIXELS, iter_image_files
-from aedr.measure.scorer import DEFAULT_MAX_MODEL_PIXELS, Measurement, Scorer, ScoreSettings
+from aedr.measure.degradation import GRID_PHASE, RESIZED, describe
+from aedr.measure.record import Measurement
 
 if TYPE_CHECKING:
-    from aedr.autoencoders.loading import ModelHandle
-    from aedr.measure.degradation import Robust
-    from aedr.measure.store import ScoreStore
+    pass
 
 NO_MODEL = "none"
 AMBIGUOUS = "ambiguous"
@@ -57,10 +56,10 @@ PARTIAL = "partial"
 AMBIGUITY_RATIO = 1.0
 """By default only an exact tie across groups is ``ambiguous``: the p-value ratio has no calibrated
 meaning, and a ratio of 2 turned a quarter of the benchmark's images ambiguous, most of them with
-the right model first (README, Open-set verdicts: verdict accuracy 0.48 at 2, 0.60 at 1)."""
+the right model first (docs/results/open-set.md: verdict accuracy 0.48 at 2, 0.60 at 1)."""
 DECODER_GRID = 8  # every supported autoencoder writes its output in blocks of 8 pixels or more
 JPEG_CAUTION_BELOW = 90
-"""JPEG qualities below this make a verdict tentative: measured at 128 px (README, Robustness),
+"""JPEG qualities below this make a verdict tentative: measured at 128 px (docs/results/robustness.md),
 JPEG 75 takes ROC AUC from 0.83 (clean) to 0.72-0.75 and accuracy from 0.71 to 0.62-0.65 with or
 without thresholds fitted at the quality; JPEG 90-95 costs a few points."""
 ATTRIBUTION_FIELDS = (
@@ -111,7 +110,7 @@ class Attribution:
         """The verdict's evidence in words: the named model against the runner-up, and how often
         these candidates name a model for an image none of them made."""
         scored = sorted((d for d in self.decisions if d.p_value is not None),
-                        key=lambda d: -d.p_value)  # fmt: skip
+                        key=lambda d: -(d.p_value or 0.0))  # fmt: skip
         words = []
         if self.verdict not in (NO_MODEL, AMBIGUOUS, PARTIAL, "") and scored:
             best = scored[0]
@@ -142,7 +141,7 @@ class Attribution:
     def rows(self) -> list[dict[str, Any]]:
         """One flat row per model, each carrying the image's verdict (the output file layout)."""
         family, explanation = self.false_attribution, self.explanation
-        found = {m.model: m.degradation for m in self.measurements}
+        found = {m.model: describe(m.degradation) for m in self.measurements}
         return [
             {
                 "path": self.path, "model": d.model, "group": d.group, "statistic": d.statistic,
@@ -196,12 +195,12 @@ def verdict_of(
     decisions: Sequence[ModelDecision], ambiguity_ratio: float = AMBIGUITY_RATIO
 ) -> tuple[str, tuple[str, ...]]:
     """(verdict, candidates) from per-model decisions; see the module docstring."""
-    accepting = sorted((d for d in decisions if d.belongs), key=lambda d: -d.p_value)
+    accepting = sorted((d for d in decisions if d.belongs), key=lambda d: -(d.p_value or 0.0))
     if not accepting:
         return NO_MODEL, ()
     best = accepting[0]
     rivals = [d for d in accepting[1:] if d.group != best.group]
-    if any(best.p_value <= ambiguity_ratio * d.p_value for d in rivals):
+    if any((best.p_value or 0.0) <= ambiguity_ratio * (d.p_value or 0.0) for d in rivals):
         return AMBIGUOUS, tuple(d.model for d in accepting)
     return best.model, tuple(d.model for d in accepting)
 
@@ -209,7 +208,7 @@ def verdict_of(
 def caution_of(
     width: int | None,
     height: int | None,
-    degradation: str = "",
+    degradation: Mapping[str, Any] | None = None,
     jpeg_quality: int | None = None,
     jpeg_thresholds: bool = False,
     resize_thresholds: bool = False,
@@ -217,7 +216,7 @@ def caution_of(
     """Why a verdict on this image is unreliable or tentative, or "" when nothing says so.
 
     Latent diffusion decoders write sides in multiples of 8 pixels. Other sides mean the image was
-    cropped or resized after generation, which takes AEDR to chance level (README, Robustness):
+    cropped or resized after generation, which takes AEDR to chance level (docs/results/robustness.md):
     then neither an attribution nor ``none`` is evidence. A robust measurement that undid a crop
     or a resize (``degradation``) recovers part of the evidence: the verdict is then tentative.
     So it is for a JPEG below quality :data:`JPEG_CAUTION_BELOW`, whose recompression erased part
@@ -232,14 +231,15 @@ def caution_of(
             return ""
         advice = ("decided at thresholds fitted for its quality" if jpeg_thresholds else
                   "decided at thresholds fitted on clean images (calibrate with --jpeg-qualities "
-                  "for thresholds fitted at its quality; --jpeg-method ac holds best)")  # fmt: skip
+                  "for thresholds fitted at its quality; --jpeg-statistic ac holds best)")  # fmt: skip
         return (
             f"tentative: a JPEG of quality {jpeg_quality}, below {JPEG_CAUTION_BELOW}: "
             f"recompression erases part of the decoder's evidence; {advice}"
         )
-    if undid_geometry(degradation):
+    degradation = degradation or {}
+    if degradation.get(RESIZED) is not None or degradation.get(GRID_PHASE) is not None:
         advice = ""
-        if undid_geometry(degradation, (RESIZED,)):
+        if degradation.get(RESIZED) is not None:
             advice = ("; decided at thresholds fitted on images resized by the same factor"
                       if resize_thresholds else "; decided at thresholds fitted on images that "
                       "were not resized, which undoing a resize shifts (calibrate with "
@@ -247,7 +247,7 @@ def caution_of(
         return (
             f"tentative: {width}x{height} is not a multiple of {DECODER_GRID} pixels, so the "
             f"image was cropped or resized after generation; measured with the correction "
-            f"({degradation}), which recovers only part of the evidence{advice}"
+            f"({describe(degradation)}), which recovers only part of the evidence{advice}"
         )
     return (
         f"unreliable: {width}x{height} is not a multiple of {DECODER_GRID} pixels, so the image "
@@ -276,7 +276,8 @@ def attribute(
     sized = next(r for r, d in zip(records, decisions, strict=True) if not d.error)
     jpeg_thresholds = any(d.threshold_quality is not None for d in decisions)
     resize_thresholds = any(
-        calibrations[r.model].measurement_provenance.resized_by is not None for r in records
+        calibrations[r.model].measurement_provenance.settings.resized_by is not None
+        for r in records
     )
     caution = caution_of(sized.width, sized.height, sized.degradation, sized.jpeg_quality,
                          jpeg_thresholds, resize_thresholds)  # fmt: skip
@@ -353,129 +354,3 @@ class CandidateThresholds:
                 views = limit_false_attribution(views, self._limit)
             self._sets[key] = ({v.model: v for v in views}, false_attribution(views))
         return self._sets[key]
-
-
-def check_compatible(calibrations: Sequence[Calibration]) -> ScoreSettings:
-    """The scoring settings ``calibrations`` share; one model twice, or calibrations measured
-    differently (weights aside), is an error naming the difference."""
-    if not calibrations:
-        raise CalibrationError("no calibrations: attribution needs at least one calibrated model")
-    models = [c.model for c in calibrations]
-    duplicates = sorted({m for m in models if models.count(m) > 1})
-    if duplicates:
-        raise CalibrationError(f"more than one calibration for {', '.join(duplicates)}")
-    first = calibrations[0].measurement_provenance.without_identity()
-    for other in calibrations[1:]:
-        differences = first.differences(other.measurement_provenance.without_identity())
-        if differences:
-            raise CalibrationError(
-                f"calibrations for {calibrations[0].model} and {other.model} were measured "
-                f"differently ({'; '.join(differences)}); attribute with each separately"
-            )
-    return ScoreSettings.of_provenance(calibrations[0].measurement_provenance)
-
-
-class Attributor:
-    """Measures images against every calibrated model and attributes each one.
-
-    ``models`` are loaded autoencoders or handles (loaded on demand), in calibration order; each
-    is checked against its calibration's provenance (weights, precision, device, settings) before
-    any image is read. The other arguments go to the :class:`~aedr.measure.scorer.Scorer`, which
-    keeps local maps (so measures every image afresh) when ``local_maps`` is true or, by
-    default, when a calibration has a local threshold. ``max_false_attribution`` lowers the
-    thresholds, where needed, until at most that share of the calibrations' negatives is
-    attributed to some candidate (:func:`~aedr.decide.negatives.limit_false_attribution`).
-    The images are measured as the calibrations were (``robust`` too: ``auto`` for those
-    calibrated with the defaults since 0.4.0, and where they differ), with local maps ``off``;
-    ``robust`` and ``resized_by`` measure them degradation-aware or not
-    (``aedr.measure.degradation``) whatever the calibrations were measured with: corrections
-    change nothing on the clean images calibrations are fitted on. Undoing a resize shifts the
-    statistic, though: calibrations fitted at the same ``resized_by`` (``aedr calibrate
-    --resized-by``) hold for such images, clean ones leave a caution, and ones fitted at another
-    factor are refused. A JPEG file is decided at
-    the thresholds its calibrations fitted for the nearest JPEG quality, where they have them
-    (``aedr calibrate --jpeg-qualities``); those hold only for JPEG files measured with the
-    same ``robust`` and ``resized_by``.
-    """
-
-    def __init__(
-        self,
-        calibrations: Sequence[Calibration],
-        models: Sequence[Autoencoder | ModelHandle],
-        *,
-        store: ScoreStore | None = None,
-        batch_size: int = 1,
-        workers: int = 2,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
-        max_model_pixels: int = DEFAULT_MAX_MODEL_PIXELS,
-        local_maps: bool | None = None,
-        max_false_attribution: float | None = None,
-        robust: Robust | None = None,
-        resized_by: float | None = None,
-    ):
-        settings = check_compatible(calibrations)
-        if local_maps is None:
-            local_maps = any(c.local for c in calibrations)
-        if local_maps and robust is None:  # local maps are drawn on the image's own grid
-            robust = "off"
-        if robust is None and len({c.measurement_provenance.robust for c in calibrations}) > 1:
-            robust = "auto"  # calibrations measured both ways: the default, whatever their order
-        if robust is not None or resized_by is not None:
-            settings = replace(settings, robust=robust or settings.robust, resized_by=resized_by)
-        # JPEG thresholds hold for JPEGs measured as they were (the README's chain, x1.5 then
-        # JPEG 85, measured with the resize undone: accuracy 0.66 at the clean thresholds, 0.59
-        # at JPEG thresholds fitted without it)
-        run = (settings.robust, settings.resized_by)
-        for calibration in calibrations:
-            provenance = calibration.measurement_provenance
-            if provenance.resized_by not in (None, settings.resized_by):
-                raise CalibrationError(
-                    f"the calibration of {calibration.model!r} holds for images resized by "
-                    f"{provenance.resized_by:g}, not "
-                    + ("unresized ones" if settings.resized_by is None else
-                       f"by {settings.resized_by:g}")
-                    + f": attribute with --resized-by {provenance.resized_by:g}, or with "
-                    "calibrations fitted at the run's factor"
-                )  # fmt: skip
-            if calibration.jpeg and (provenance.robust, provenance.resized_by) != run:
-                raise CalibrationError(
-                    f"the JPEG thresholds of {calibration.model!r} were measured with robust "
-                    f"{provenance.robust}, resized_by {provenance.resized_by}, not robust "
-                    f"{run[0]}, resized_by {run[1]}: attribute with the same settings, or with "
-                    "calibrations without JPEG thresholds"
-                )
-        self.thresholds = CandidateThresholds(calibrations, max_false_attribution)
-        clean, self.false_attribution = self.thresholds.at(None)
-        calibrations = list(clean.values())
-        if len(models) != len(calibrations):
-            raise CalibrationError(
-                f"{len(calibrations)} calibrations but {len(models)} models: give one each"
-            )
-        self.calibrations = {c.model: c for c in calibrations}
-        self.scorer = Scorer(
-            models, settings, store=store, batch_size=batch_size, workers=workers,
-            max_pixels=max_pixels, max_model_pixels=max_model_pixels,
-            local_maps=local_maps,
-        )  # fmt: skip
-        for calibration, model in zip(calibrations, self.scorer.models, strict=True):
-            if model.name != calibration.model:
-                raise CalibrationError(
-                    f"model {model.name!r} given for the calibration of {calibration.model!r}"
-                )
-            provenance = model.provenance
-            if provenance is None:  # a hub model still to be downloaded: its revision decides
-                model.autoencoder  # noqa: B018 -- loads it
-                provenance = model.provenance
-            calibration.check_provenance(provenance)
-
-    def attribute_file(self, path: str | os.PathLike) -> Attribution:
-        return self._attribute(self.scorer.score_file(path))
-
-    def _attribute(self, records: Sequence[Measurement]) -> Attribution:
-        calibrations, family = self.thresholds.at(records[0].jpeg_quality if records else None)
-        return attribute(records, calibrations, family=family)
-
-    def attribute_paths(self, paths: Iterable[str | os.PathLike]) -> Iterator[Attribution]:
-        """An attribution per image file under ``paths`` (directories walked), as they finish."""
-        for records in self.scorer.score_images(iter_image_files(paths)):
-            yield self._attribute(records)

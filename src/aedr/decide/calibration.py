@@ -24,18 +24,21 @@ import numpy as np
 from pydantic import ValidationError
 
 from aedr.decide.statistics import DEFAULT_STATISTIC, Statistic, StatisticError, get_statistic
+from aedr.errors import AedrError
 from aedr.measure.provenance import Provenance, ProvenanceError, common_provenance
 from aedr.records import OutputExistsError
 from aedr.schemas import MAX_CALIBRATION_BYTES, CalibrationFile, validation_message
 
 GRID_SIZE = 10_000
 CALIBRATION_FORMAT = 2
+DEFAULT_ALPHA = 0.05
+"""The share of a model's own images allowed above its threshold, unless stated."""
 ALPHA_GRID = (0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3)
 UNVERIFIED_IDENTITY = "unverified"
 """The identity of an assumed provenance whose weights nobody named: not checked when applied."""
 
 
-class CalibrationError(ValueError):
+class CalibrationError(AedrError, ValueError):
     """A calibration that cannot be fitted, read or applied."""
 
 
@@ -51,7 +54,7 @@ def accepts(signal: float, threshold: float, shortfall: str = "") -> bool:
 
 
 def kde_threshold(
-    signals: Sequence[float], alpha: float = 0.05, grid_size: int = GRID_SIZE
+    signals: Sequence[float] | np.ndarray, alpha: float = DEFAULT_ALPHA, grid_size: int = GRID_SIZE
 ) -> float:
     """The (1 - alpha) quantile of a Gaussian KDE (Scott's rule) fitted on ``signals``.
 
@@ -200,7 +203,7 @@ class Calibration:
 
         Recompression moves a model's own signals as much as anyone's, so a threshold fitted on
         clean images rejects more of them; one fitted on the same images re-encoded at the
-        file's quality follows them (what that buys is measured in README, *Robustness*)."""
+        file's quality follows them (what that buys is measured in docs/results/robustness.md)."""
         if quality is None or not self.jpeg:
             return self
         nearest = min(self.jpeg_qualities, key=lambda q: (abs(q - quality), q))
@@ -284,6 +287,10 @@ class Calibration:
         except ValidationError as exc:
             raise CalibrationError(f"{source}: {validation_message(exc)}") from None
         calibration = cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        try:
+            Provenance.from_dict(calibration.provenance, source)
+        except ProvenanceError as exc:
+            raise CalibrationError(str(exc)) from None
         if calibration.digest != calibration.content_digest():
             raise CalibrationError(
                 f"{source}: its contents do not match its digest (edited or corrupt); "
@@ -361,7 +368,7 @@ def provenance_of_records(
 def calibrate(
     records: Sequence[Mapping[str, Any]],
     model: str,
-    alpha: float = 0.05,
+    alpha: float = DEFAULT_ALPHA,
     statistic: str = DEFAULT_STATISTIC,
     *,
     assumed_provenance: Provenance | None = None,
@@ -380,10 +387,10 @@ def calibrate(
 
     provenance, assumed = provenance_of_records(records, assumed_provenance)
     reader = get_statistic(statistic)
-    if provenance.measurement != reader.measurement:
+    if provenance.settings.measurement != reader.measurement:
         raise CalibrationError(
             f"statistic {statistic} reads {reader.measurement} measurements, but these are "
-            f"{provenance.measurement} measurements"
+            f"{provenance.settings.measurement} measurements"
         )
     try:
         parameters = reader.fit_parameters(records)
@@ -457,7 +464,7 @@ def fit_jpeg_thresholds(
 
     The thresholds read ``statistic``, by default the calibration's own, which keeps the
     parameters fitted on the clean images. Another statistic (``ac`` keeps more of the evidence
-    through recompression than ``highpass``, README *Robustness*) must read the same measurement
+    through recompression than ``highpass``, docs/results/robustness.md) must read the same measurement
     kind; its parameters, if it has any, are fitted on each quality's records, and JPEG files
     are then decided by it (:meth:`Calibration.at_jpeg_quality`)."""
     check_jpeg_qualities(list(records))

@@ -29,12 +29,14 @@ import numpy as np
 
 from aedr.decide.attribution import AMBIGUITY_RATIO, CandidateThresholds, decision, verdict_of
 from aedr.decide.calibration import (
+    DEFAULT_ALPHA,
     UNVERIFIED_IDENTITY,
     Calibration,
     calibrate,
     record_jpeg_quality,
 )
 from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
+from aedr.errors import AedrError
 from aedr.measure.provenance import Provenance
 from aedr.records import read_records
 
@@ -42,7 +44,7 @@ REAL = "real"
 _UNKNOWN_PROVENANCE = Provenance(UNVERIFIED_IDENTITY)  # thresholds fitted here, on loss files
 
 
-class EvaluationError(ValueError):
+class EvaluationError(AedrError, ValueError):
     """Inputs that cannot be evaluated (no labels match, a model without own images, ...)."""
 
 
@@ -197,7 +199,7 @@ def evaluate(
     labels: Mapping[str, str],
     calibrations: Mapping[str, Calibration] | None = None,
     statistic: str = DEFAULT_STATISTIC,
-    alpha: float = 0.05,
+    alpha: float = DEFAULT_ALPHA,
     max_false_attribution: float | None = None,
     ambiguity_ratio: float = AMBIGUITY_RATIO,
 ) -> EvaluationResult:

@@ -1,6 +1,6 @@
 """Deciding on local maps: the calibrated local threshold and the regions consistent with a model.
 
-A map (``aedr.measure.localization``) is low where the image lies on the model's decoder
+A map (``aedr.measure.evidence``) is low where the image lies on the model's decoder
 manifold. Its threshold is the (1 - alpha) quantile of the map's values over the model's own
 images, so a window of an image the model made is called inconsistent with it at rate alpha.
 Regions are the connected areas below the threshold; ``partial`` (``aedr attribute``) names a
@@ -24,10 +24,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from aedr.measure.localization import check_window, image_map, local_map
+from aedr.decide.calibration import DEFAULT_ALPHA
+from aedr.errors import AedrError
+from aedr.measure.evidence import check_window, image_map, local_map
 
 if TYPE_CHECKING:
-    from aedr.measure.scorer import Measurement
+    from aedr.measure.record import Measurement
 
 PARTIAL_MIN_SHARE = 0.05
 """Smallest share of the image a consistent region must cover for a ``partial`` verdict."""
@@ -37,7 +39,7 @@ SAMPLES_PER_IMAGE = 4096
 """Map values each calibration image contributes, on a regular grid (so images weigh alike)."""
 
 
-class LocalCalibrationError(ValueError):
+class LocalCalibrationError(AedrError, ValueError):
     """Local maps that cannot be calibrated; the message says why."""
 
 
@@ -60,7 +62,7 @@ def map_samples(statistic: np.ndarray, count: int = SAMPLES_PER_IMAGE) -> np.nda
 
 
 def fit_local_threshold(
-    samples: Iterable[np.ndarray], window: float, alpha: float = 0.05
+    samples: Iterable[np.ndarray], window: float, alpha: float = DEFAULT_ALPHA
 ) -> dict[str, float | int]:
     """The local section of a calibration, fitted on ``map_samples`` of the model's own images'
     maps (one array per image)."""
@@ -109,6 +111,8 @@ def measurement_map(record: Measurement, window: float) -> np.ndarray:
     """The local statistic of a measurement kept with its evidence, on the image's pixels."""
     if record.evidence is None:
         raise LocalCalibrationError(f"{record.path}: measured without local maps")
-    alignment = record.provenance.alignment if record.provenance else "crop"
+    alignment = record.provenance.settings.alignment if record.provenance else "crop"
+    if record.width is None or record.height is None:
+        raise LocalCalibrationError(f"{record.path}: measured without its size")
     statistic = local_map(record.evidence, window)
     return image_map(statistic, record.width, record.height, alignment)

@@ -21,13 +21,14 @@ from typing import Any
 
 import numpy as np
 
+from aedr.errors import AedrError
 from aedr.measure.reconstruction import SignalError, loss_ratio
 
 Record = Mapping[str, Any]
 Parameters = Mapping[str, Any]
 
 
-class StatisticError(ValueError):
+class StatisticError(AedrError, ValueError):
     """A statistic that does not exist, cannot be fitted, or cannot read a record."""
 
 
@@ -135,10 +136,10 @@ MIN_HIGHPASS_WEIGHT = 0.25
 """The least share of an image that must carry high-pass evidence (``highpass_weight``) for
 ``highpass`` to accept it: below it the image is mostly flat (a blank sky, a page of one colour),
 its statistic rests on a few pixels, and no model is named. On the attribution benchmark's
-calibration data (README, Open-set verdicts) every own and generator-free image carries at least
+calibration data (docs/results/open-set.md) every own and generator-free image carries at least
 0.46, while every default negative under 0.5 is accepted by some candidate; a quarter leaves room
 for generated images with flat backgrounds. (A first bar of 0.05 was raised to it after one look
-at the benchmark's test photos: the README says so beside the numbers.)"""
+at the benchmark's test photos: the results page says so beside the numbers.)"""
 
 
 def _highpass_evidence(record: Record) -> str:
@@ -201,7 +202,7 @@ STATISTICS: dict[str, Statistic] = {
         ),
         Statistic("highpass", "reconstruction", "the weighted high-pass log ratio: "
                   "log(e1 / e2) of the residuals' high-pass energies per pixel, flat areas "
-                  "weighing nothing (aedr.measure.localization)", _measured("highpass_log_ratio"),
+                  "weighing nothing (aedr.measure.evidence)", _measured("highpass_log_ratio"),
                   evidence=_highpass_evidence),
         Statistic("ac", "reconstruction", "log(e1 / e2) of the residuals' AC energies in 8 x 8 "
                   "blocks (each block's mean removed, as JPEG's DC): the evidence JPEG keeps "
@@ -218,10 +219,10 @@ STATISTICS: dict[str, Statistic] = {
 }  # fmt: skip
 STATISTIC_NAMES = tuple(STATISTICS)
 DEFAULT_STATISTIC = "highpass"
-"""Chosen by measurement (README, Open-set verdicts): on the tiny-autoencoder attribution
+"""Chosen by measurement (docs/results/open-set.md): on the tiny-autoencoder attribution
 benchmark it separates each model's images from photos and from the other models' images better
-than ``fitted`` (which beat the paper's on that benchmark and on the authors' SD 1.5 files, README,
-Complexity calibration), enough for the open-set verdicts. ``aedr`` is the paper's exact
+than ``fitted`` (which beat the paper's on that benchmark and on the authors' SD 1.5 files,
+docs/results/complexity.md), enough for the open-set verdicts. ``aedr`` is the paper's exact
 statistic; files of losses alone (the authors') need ``fitted`` or ``aedr``."""
 PAPER_STATISTIC = "aedr"
 

@@ -10,7 +10,7 @@ to the image (:class:`Degradation`) and undoes it where it can:
   (``ac``) are taken, so the JPEG error is on both sides of each comparison. The high-pass
   evidence (``highpass``) is taken before the re-encoding: it reads the finest detail, which
   JPEG quantises away, and through the tables it compares mostly quantisation noise (at JPEG 75
-  its ROC AUC fell from 0.84 to 0.72, README, *Robustness*).
+  its ROC AUC fell from 0.84 to 0.72, docs/results/robustness.md).
 - **Off the decoder's grid** (a side that is not a multiple of the model's grid): the image was
   cropped or resized after generation. The 64 grid phases of a crop are tried on a central
   window of ``SEARCH_WINDOW`` pixels, one first reconstruction each, and the image is measured
@@ -21,18 +21,19 @@ to the image (:class:`Degradation`) and undoes it where it can:
   twice there, and both reconstructions are mapped forward with the same resampler (bicubic).
   Estimating an unknown factor was tried: which hypothesis reconstructs best is biased towards
   enlarging, and the grid's period in the spectrum shows in too few images of most tiny
-  decoders (README, *Robustness*).
+  decoders (docs/results/robustness.md).
 
 Both reconstructions go through the same forward map, and both losses are floored at the energy
 of 8-bit quantisation noise (:data:`QUANTISATION_FLOOR`): re-encoding can make the two
 reconstructions identical, a difference no 8-bit file can show. What was measured to choose this,
-and what it buys, is in the README (*Robustness*).
+and what it buys, is in docs/results/robustness.md.
 """
 
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -73,13 +74,21 @@ QUANTISATION_FLOOR = (2 / 255) ** 2 / 12
 8-bit file can show."""
 RESAMPLER = Image.Resampling.BICUBIC  # Pillow's default, the platforms' most common filter
 SUBSAMPLING_NAMES = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
-RESIZED, GRID_PHASE = "resized", "grid phase"  # how descriptions name the geometric corrections
+RESIZED, GRID_PHASE = "resized_by", "grid_phase"
+"""The fields of a degradation record (``Degradation.as_record``) that name undone geometry."""
 
 
-def undid_geometry(description: str, corrections: tuple[str, ...] = (RESIZED, GRID_PHASE)) -> bool:
-    """Whether a measurement's ``degradation`` description names an undone crop or resize (or
-    only those of ``corrections``, e.g. ``(RESIZED,)``)."""
-    return any(part.startswith(corrections) for part in description.split("; "))
+def describe(record: Mapping[str, Any]) -> str:
+    """A degradation record in words, e.g. ``resized x1.5 (undone); jpeg q=75 4:2:0``; "" when
+    nothing was found."""
+    words = []
+    if record.get(RESIZED) is not None:
+        words.append(f"resized x{record[RESIZED]:.3g} (undone)")
+    if record.get(GRID_PHASE) is not None:
+        words.append(f"grid phase {tuple(record[GRID_PHASE])} (estimated)")
+    if record.get("jpeg_quality") is not None:
+        words.append(f"jpeg q={record['jpeg_quality']} {record['subsampling']}")
+    return "; ".join(words)
 
 
 @dataclass(frozen=True)
@@ -128,9 +137,6 @@ class JpegTables:
                 decoded.append(to_model_input(np.asarray(reread.convert("RGB"))))
         return torch.from_numpy(np.stack(decoded)).to(images.device, images.dtype)
 
-    def describe(self) -> str:
-        return f"jpeg q={self.quality} {SUBSAMPLING_NAMES[self.subsampling]}"
-
 
 @dataclass(frozen=True)
 class Degradation:
@@ -149,16 +155,18 @@ class Degradation:
     def any(self) -> bool:
         return self.jpeg is not None or self.phase is not None or self.resize is not None
 
-    def describe(self) -> str:
-        """e.g. ``jpeg q=75 4:2:0; resized x1.5 (estimated)``; "" when nothing was found."""
-        words = []
+    def as_record(self) -> dict[str, Any]:
+        """What a measurement keeps of it: the resize factor undone, the grid phase found, the
+        JPEG quality and subsampling whose tables were used (only those present)."""
+        record: dict[str, Any] = {}
         if self.resize is not None:
-            words.append(f"{RESIZED} x{self.resize:.3g} (undone)")
+            record[RESIZED] = self.resize
         if self.phase is not None:
-            words.append(f"{GRID_PHASE} {self.phase} (estimated)")
+            record[GRID_PHASE] = list(self.phase)
         if self.jpeg is not None:
-            words.append(self.jpeg.describe())
-        return "; ".join(words)
+            record["jpeg_quality"] = self.jpeg.quality
+            record["subsampling"] = SUBSAMPLING_NAMES[self.jpeg.subsampling]
+        return record
 
     def model_view(self, rgb: np.ndarray, multiple: int) -> np.ndarray:
         """The pixels the autoencoder sees: the image mapped back by the resize factor onto the
@@ -344,10 +352,10 @@ def search_phase(
     reads): the residual's low-frequency colour drift is much the same at every phase and drowned
     the difference in a plain squared error, which found the true phase of decoder images about
     half as often. A 96 px window without its 16 px border found it more often than the 64 px
-    window of earlier versions (README, *The grid-phase search*)."""
+    window of earlier versions (docs/results/robustness.md)."""
     import torch
 
-    from aedr.measure.localization import high_pass
+    from aedr.measure.evidence import high_pass
 
     multiple = max(8, autoencoder.spatial_factor)
     height, width = rgb.shape[:2]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -66,7 +67,7 @@ class FileFacts:
         return asdict(self)
 
 
-def jpeg_quality(table: list[int] | np.ndarray) -> int:
+def jpeg_quality(table: Sequence[int] | np.ndarray) -> int:
     """The IJG quality (1-100) whose scaled standard luminance table is closest to ``table``.
 
     Compared as sorted values, so natural or zig-zag order gives the same answer; an encoder

@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from aedr.errors import AedrError
+
 if TYPE_CHECKING:
     from aedr.measure.degradation import JpegTables
 
@@ -31,7 +33,7 @@ DEFAULT_MAX_PIXELS = 64_000_000
 """Images declaring more pixels than this are refused before decoding (decompression bombs)."""
 
 
-class ImageError(ValueError):
+class ImageError(AedrError, ValueError):
     """An input file that cannot be scored; the message says why in words a user can act on."""
 
 
@@ -199,6 +201,7 @@ def read_image(
     from aedr.measure.degradation import JpegTables
 
     path = Path(path)
+    gray: np.ndarray | None
     with _open(path, max_pixels) as image:
         file_format = image.format or "unknown"
         # a rotated JPEG's blocks no longer start at the oriented image's corner

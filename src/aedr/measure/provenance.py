@@ -1,36 +1,36 @@
 """Where a measurement's numbers come from: the exact weights, and everything that moves them.
 
 A :class:`Provenance` names the autoencoder (its identity: a content hash of local weight files,
-the revision of a hub snapshot), the measurement kind, the precision and device kind the passes
-really ran in, every scoring setting that changes numbers, and the package version. Two
-measurements with equal provenance are interchangeable; the score store keys on it, and a
-calibration is applied only to measurements of the same provenance (the version aside, see
-:meth:`Provenance.differences`).
+the revision of a hub snapshot), the precision and device kind the passes really ran in, the
+measurement settings (``aedr.measure.settings``, canonical: settings that cannot matter at their
+defaults) and the measurement version. Two measurements with equal provenance are
+interchangeable; the score store keys on it, and a calibration is applied only to measurements
+of the same provenance (the lenient settings and the version aside, see
+:meth:`Provenance.differences`). The package version that measured is kept for information; it
+keys nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Literal, get_args
+from dataclasses import dataclass, field, replace
+from typing import Any
 
-MeasurementKind = Literal["reconstruction", "inversion"]
-MEASUREMENT_KINDS: tuple[str, ...] = get_args(MeasurementKind)
-"""``reconstruction``: AEDR's double reconstruction (loss1, loss2); ``inversion``: LatentTracer's
-optimisation of a latent against the decoder (the smallest loss)."""
+from aedr.errors import AedrError
+from aedr.measure.settings import MEASUREMENT_VERSION, ScoreSettings, SettingsError, declarations
 
-VERSION_FIELD = "aedr_version"
-OMITTED_AT_DEFAULT = {"robust": "off", "resized_by": None}
-"""Fields newer than most stored provenances, written only when set so that those stay as they
-were (their records, calibration files and store keys)."""
-LENIENT_FIELDS = (VERSION_FIELD, *OMITTED_AT_DEFAULT)
-"""Fields that do not stop a calibration from applying: a newer release, and the degradation
+VERSION_FIELD = "measurement_version"
+PACKAGE_FIELD = "aedr_version"
+LENIENT_FIELDS = (
+    VERSION_FIELD, PACKAGE_FIELD, *(d.name for d, s in declarations() if s.lenient),
+)  # fmt: skip
+"""Fields that do not stop a calibration from applying: another version, and the degradation
 corrections, which change nothing on the clean images calibrations are fitted on and exist to
 bring degraded images back to them."""
 
 
-class ProvenanceError(ValueError):
+class ProvenanceError(AedrError, ValueError):
     """A provenance that is malformed, or measurements whose provenances do not agree."""
 
 
@@ -39,75 +39,68 @@ class Provenance:
     """How one model's measurements were made; see the module docstring."""
 
     identity: str
-    measurement: str = "reconstruction"
+    settings: ScoreSettings = field(default_factory=lambda: ScoreSettings().canonical())
     dtype: str = "fp32"
     device: str = "cpu"  # the device kind: cpu, cuda, mps, ...
-    latent: str = "mode"
-    seed: int | None = None  # only with latent "sample": the mode draws no noise
-    alignment: str = "crop"
-    resize_filter: str | None = None  # only with alignment "resize"
-    crop: int | None = None
-    crops: int = 1
-    homogeneity_levels: int = 32
-    aedr_version: str = ""
-    grid: str | None = None  # only with alignment "resize": "model" or "paper" (multiples of 8)
-    noise: str | None = None  # only with latent "sample": "batch" or "image" (see ScoreSettings)
-    exif: str = "transpose"  # or "ignore": pixels as stored, the authors' PIL path
-    loss_dtype: str = "fp64"  # or "model": MSE reduced in the model's precision (nn.MSELoss)
-    inversion_resize: bool = False  # inversion only: LatentTracer's 512 then native-size resize
-    preset: str | None = None  # "paper" when the settings came from ``--paper``
-    robust: str = "off"  # or "auto": degradation-aware measurement (aedr.measure.degradation)
-    resized_by: float | None = None  # robust: the known factor images were resized by
+    measurement_version: int = MEASUREMENT_VERSION
+    aedr_version: str = ""  # the package that measured: information only
 
     def __post_init__(self):
-        # Settings that only exist with another one take their defaults there, so provenances
-        # written before they existed (or stated by a user) compare equal to what they meant.
-        implied = {"resize_filter": ("alignment", "resize", "bilinear"),
-                   "grid": ("alignment", "resize", "model"),
-                   "noise": ("latent", "sample", "batch")}  # fmt: skip
-        for name, (owner, value, default) in implied.items():
-            if getattr(self, owner) == value and getattr(self, name) is None:
-                object.__setattr__(self, name, default)
+        object.__setattr__(self, "settings", self.settings.canonical())
 
     def as_dict(self) -> dict[str, Any]:
-        """Every field, but the degradation settings only when set: records, calibrations and
-        store keys written before they existed stay as they were."""
-        return {
-            name: value for name, value in asdict(self).items()
-            if name not in OMITTED_AT_DEFAULT or value != OMITTED_AT_DEFAULT[name]
-        }  # fmt: skip
+        """The flat record written to files: weights, the recorded settings, precision, device
+        and versions (the measurement version only where it is known)."""
+        values = {"identity": self.identity, **self.settings.recorded(), "dtype": self.dtype,
+                  "device": self.device, PACKAGE_FIELD: self.aedr_version}  # fmt: skip
+        if self.measurement_version:
+            values[VERSION_FIELD] = self.measurement_version
+        return values
 
     @classmethod
     def from_dict(
         cls, values: Any, source: str = "provenance", *, from_text: bool = False
     ) -> Provenance:
         """Validate a provenance read from a file (records, calibrations), or typed by a user
-        (``from_text``: numbers may come as strings)."""
+        (``from_text``: numbers may come as strings). A provenance written before measurement
+        versions were kept reads as version 0."""
         from pydantic import ValidationError
 
-        from aedr.schemas import ProvenanceFile, validation_message
+        from aedr.schemas import provenance_schema, validation_message
 
         try:
-            valid = ProvenanceFile.model_validate(values, strict=not from_text)
-            return cls(**valid.model_dump())
+            valid = provenance_schema().model_validate(values, strict=not from_text).model_dump()
+            fixed = {name: valid.pop(name) for name in ("identity", "dtype", "device",
+                                                        VERSION_FIELD, PACKAGE_FIELD)}  # fmt: skip
+            return cls(settings=ScoreSettings.from_recorded(valid), **fixed)
         except ValidationError as exc:
             raise ProvenanceError(f"{source}: provenance {validation_message(exc)}") from None
+        except SettingsError as exc:
+            raise ProvenanceError(f"{source}: provenance {exc}") from None
 
     def digest(self) -> str:
-        """A short digest of every field (the score store's key)."""
-        canonical = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        """A short digest of what decides the numbers (the score store's key): every field but
+        the package version."""
+        key = {k: v for k, v in self.as_dict().items() if k != PACKAGE_FIELD}
+        canonical = json.dumps(key, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:20]
 
     def differences(self, other: Provenance, *, version: bool = False) -> list[str]:
-        """``field: mine vs theirs`` for each field that differs (``LENIENT_FIELDS`` only if
-        asked): a calibration made by an older release, or without degradation corrections,
-        still applies when nothing else changed."""
+        """``field: mine vs theirs`` for each recorded field that differs (``LENIENT_FIELDS``
+        only if asked; the package version never): a calibration made by an older release, or
+        without degradation corrections, still applies when nothing else changed."""
+        mine, theirs = self._compared(), other._compared()
         return [
-            f"{f.name}: {getattr(self, f.name)!r} vs {getattr(other, f.name)!r}"
-            for f in fields(self)
-            if (version or f.name not in LENIENT_FIELDS)
-            and getattr(self, f.name) != getattr(other, f.name)
+            f"{name}: {mine.get(name)!r} vs {theirs.get(name)!r}"
+            for name in dict.fromkeys([*mine, *theirs])
+            if name != PACKAGE_FIELD
+            and (version or name not in LENIENT_FIELDS)
+            and mine.get(name) != theirs.get(name)
         ]
+
+    def _compared(self) -> dict[str, Any]:
+        return {**self.as_dict(), "robust": self.settings.robust,
+                VERSION_FIELD: self.measurement_version}  # fmt: skip
 
     def without_identity(self) -> Provenance:
         return replace(self, identity="")

@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from aedr.errors import AedrError
+
 if TYPE_CHECKING:
     import numpy as np
     import torch
@@ -20,7 +22,7 @@ if TYPE_CHECKING:
     from aedr.measure.degradation import Observations
 
 
-class SignalError(ValueError):
+class SignalError(AedrError, ValueError):
     """A measurement or statistic that is not a finite number; the message says why."""
 
 
@@ -31,11 +33,11 @@ class ReconstructionMeasures:
     loss1: torch.Tensor  # (B,) float64
     loss2: torch.Tensor
     # (B, 2) float64: mean weighted high-pass log ratio and mean weight, on the observed pixels
-    # (``aedr.measure.localization.evidence_means``)
+    # (``aedr.measure.evidence.evidence_means``)
     evidence_means: torch.Tensor
     # (B, 2) float64: the two residuals' mean AC energies per pixel (``ac_energy_means``)
     ac_energies: torch.Tensor
-    evidence: np.ndarray | None = None  # (B, 2, H, W) float32, see aedr.measure.localization
+    evidence: np.ndarray | None = None  # (B, 2, H, W) float32, see aedr.measure.evidence
 
 
 def reconstruction_measures(
@@ -103,7 +105,7 @@ def _double_reconstruction(
     x1 = autoencoder.decode(encode(x, first))
     x2 = autoencoder.decode(encode(x1, second))
     pixel_map = None
-    from aedr.measure.localization import evidence_means, pixel_evidence
+    from aedr.measure.evidence import evidence_means, pixel_evidence
 
     if evidence:
         pixel_map = pixel_evidence(x, x1, x2)
@@ -139,7 +141,7 @@ def ac_energy_means(x: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor) -> torc
     What is left is the residuals' AC energy: by the DCT's orthonormality, exactly the energy of
     every coefficient but the DC of the blocks JPEG transforms. It drops the residuals' slow
     colour drift like the high-pass of ``highpass`` does, but keeps the low and middle
-    frequencies that JPEG quantises least (README, Robustness). Means over equal-sized crops
+    frequencies that JPEG quantises least (docs/results/robustness.md). Means over equal-sized crops
     average to the mean over all their pixels.
 
     >>> import torch
@@ -188,7 +190,7 @@ def ac_log_ratio(energy1: float, energy2: float) -> float:
     >>> ac_log_ratio(0.0, 0.0)
     0.0
     """
-    from aedr.measure.localization import QUANTISATION_ENERGY
+    from aedr.measure.evidence import QUANTISATION_ENERGY
 
     if not (math.isfinite(energy1) and math.isfinite(energy2)) or min(energy1, energy2) < 0:
         raise SignalError(
@@ -211,7 +213,7 @@ def evidence_fields(
     >>> sorted(evidence_fields(0.0, 0.0, 0.0, 0.0).items())
     [('ac_log_ratio', 0.0), ('highpass_log_ratio', 1.0), ('highpass_weight', 0.0)]
     """
-    from aedr.measure.localization import highpass_log_ratio
+    from aedr.measure.evidence import highpass_log_ratio
 
     values = (
         highpass_log_ratio(weighted_mean, weight_mean),

@@ -27,28 +27,22 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aedr import __version__
-from aedr.autoencoders.base import Autoencoder, LatentMode
+from aedr.autoencoders.base import Autoencoder
 from aedr.measure.degradation import (
-    ROBUST_MODES,
     Degradation,
     Observations,
-    Robust,
     off_grid,
     search_phase,
-    valid_resize_factor,
 )
 from aedr.measure.homogeneity import LEVELS, glcm_homogeneity
 from aedr.measure.images import (
     DEFAULT_MAX_PIXELS,
-    RESIZE_FILTER,
-    RESIZE_FILTERS,
     ImageError,
     LoadedImage,
     aligned_crop,
@@ -64,7 +58,7 @@ from aedr.measure.images import (
     rounded_size,
     to_model_input,
 )
-from aedr.measure.provenance import MEASUREMENT_KINDS, MeasurementKind, Provenance
+from aedr.measure.provenance import Provenance
 from aedr.measure.reconstruction import (
     EVIDENCE_FIELDS,
     SignalError,
@@ -72,6 +66,8 @@ from aedr.measure.reconstruction import (
     loss_ratio,
     reconstruction_measures,
 )
+from aedr.measure.record import Measurement, display_path
+from aedr.measure.settings import ScoreSettings, SettingsError
 
 if TYPE_CHECKING:
     import torch
@@ -79,220 +75,14 @@ if TYPE_CHECKING:
     from aedr.autoencoders.loading import ModelHandle
     from aedr.measure.store import ScoreStore
 
-Alignment = Literal["crop", "resize"]
-Grid = Literal["model", "paper"]
-Noise = Literal["batch", "image"]
-ExifHandling = Literal["transpose", "ignore"]
-LossDtype = Literal["fp64", "model"]
-MEASUREMENT_FIELDS = (
-    "path", "model", "group", "measurement", "loss1", "loss2", "ratio", "highpass_log_ratio",
-    "highpass_weight", "ac_log_ratio", "inversion_loss", "homogeneity", "width", "height",
-    "content_sha256", "provenance", "jpeg_quality", "degradation", "error",
-)  # fmt: skip
+DEFAULT_WORKERS = 2
+"""Threads reading and decoding images ahead of the autoencoder (and Ray's scoring actors)."""
 DEFAULT_MAX_MODEL_PIXELS = 4096 * 4096
-"""Largest input one autoencoder pass may take (see README, Performance); larger need crops."""
+"""Largest input one autoencoder pass may take (see docs/performance.md); larger need crops."""
 PAPER_GRID = 8
 """The authors round every side to a multiple of 8, whatever the family's pipeline grid."""
-PAPER_SEED = 1
 LATENTTRACER_SIZE = 512
 """LatentTracer resizes every input to 512 x 512 (cv2 INTER_AREA) before the model's own size."""
-
-
-class SettingsError(ValueError):
-    """Scoring settings that cannot be run (a negative crop, an unknown latent mode, ...)."""
-
-
-@dataclass(frozen=True)
-class ScoreSettings:
-    """Everything besides the autoencoder and its precision that changes a measurement.
-
-    ``alignment`` crop (default) or resize; a resize uses ``resize_filter`` and rounds to the
-    model's grid (``grid="model"``) or, like the authors, to multiples of 8 with the sizes their
-    script forces (``grid="paper"``). ``latent`` mode (default) or sample: sampled noise comes from
-    the model's device per batch (``noise="batch"``) or, like the authors, from one CPU generator
-    drawn per image in input order (``noise="image"``: independent of batch size and device).
-    ``exif="ignore"`` feeds the pixels as stored; ``loss_dtype="model"`` reduces the MSEs in the
-    model's precision as ``nn.MSELoss`` does (default float64). :meth:`paper` sets them all.
-    ``robust="auto"`` makes the measurement degradation-aware (``aedr.measure.degradation``):
-    JPEG files are compared through their own tables (the losses and AC energies; the high-pass
-    evidence is taken before them), images off the decoder's grid at the grid
-    phase found by search, and with ``resized_by`` images are mapped back by that factor.
-    ``robust=None`` (the default) means ``auto`` where it applies (the whole image's double
-    reconstruction, crop alignment, no ``crop`` sampling, no local maps) and ``off`` elsewhere
-    (paper mode among them): :meth:`resolved` decides, and a scorer measures resolved settings.
-    On clean images on the grid ``auto`` measures exactly what ``off`` does.
-    """
-
-    measurement: MeasurementKind = "reconstruction"
-    latent: LatentMode = "mode"
-    seed: int = 0  # used only with latent "sample"
-    alignment: Alignment = "crop"
-    homogeneity_levels: int = LEVELS
-    crop: int | None = None
-    crops: int = 1
-    resize_filter: str = RESIZE_FILTER  # used only with alignment "resize"
-    grid: Grid = "model"  # used only with alignment "resize"
-    noise: Noise = "batch"  # used only with latent "sample"
-    exif: ExifHandling = "transpose"
-    loss_dtype: LossDtype = "fp64"
-    inversion_resize: bool = False  # inversion only: LatentTracer's input resizing
-    preset: Literal["paper"] | None = None
-    robust: Robust | None = None  # None: auto where it applies, else off (see resolved)
-    resized_by: float | None = None  # robust only: the known factor images were resized by
-
-    def __post_init__(self):
-        choices = {"measurement": MEASUREMENT_KINDS, "latent": ("mode", "sample"),
-                   "alignment": ("crop", "resize"), "resize_filter": tuple(RESIZE_FILTERS),
-                   "grid": ("model", "paper"), "noise": ("batch", "image"),
-                   "exif": ("transpose", "ignore"), "loss_dtype": ("fp64", "model"),
-                   "preset": (None, "paper"), "robust": (None, *ROBUST_MODES)}  # fmt: skip
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                shown = ", ".join(str(a) for a in allowed)
-                raise SettingsError(f"{name} must be one of {shown}, not {getattr(self, name)!r}")
-        if self.crop is not None and (not isinstance(self.crop, int) or self.crop < 1):
-            raise SettingsError(f"crop must be a positive number of pixels, not {self.crop!r}")
-        if not isinstance(self.crops, int) or self.crops < 1:
-            raise SettingsError(f"crops must be a positive count, not {self.crops!r}")
-        if not isinstance(self.seed, int):
-            raise SettingsError(f"seed must be an integer, not {self.seed!r}")
-        if self.homogeneity_levels not in (2, 4, 8, 16, 32, 64, 128, 256):
-            raise SettingsError("homogeneity_levels must be a power of 2 up to 256")
-        if self.resized_by is not None and (
-            self._robust_mode() == "off" or not valid_resize_factor(self.resized_by)
-        ):
-            raise SettingsError(
-                "resized_by is the factor images were resized by after generation (0.1 to 10, "
-                f"not 1), and needs robust measurement (the whole image's double reconstruction "
-                f"with crop alignment, no --crop sampling); got {self.resized_by!r}"
-            )
-        if self.robust == "auto" and not self._robust_applies():
-            raise SettingsError(
-                "robust measurement corrects the double reconstruction of the whole image on the "
-                "decoder's grid: it needs the reconstruction measurement with crop alignment and "
-                "no --crop sampling"
-            )
-
-    def _robust_applies(self) -> bool:
-        return (self.measurement, self.alignment, self.crop) == ("reconstruction", "crop", None)
-
-    def _robust_mode(self, local_maps: bool = False) -> Robust:
-        if self.robust is not None:
-            return self.robust
-        return "auto" if self._robust_applies() and not local_maps else "off"
-
-    def resolved(self, local_maps: bool = False) -> ScoreSettings:
-        """These settings with ``robust`` decided: as given, or (``None``) ``auto`` where it
-        applies and ``off`` where it does not: resize alignment (paper mode), ``crop`` sampling,
-        the inversion measurement, and ``local_maps``, which are drawn on the image's own grid.
-
-        >>> ScoreSettings().resolved().robust, ScoreSettings.paper().resolved().robust
-        ('auto', 'off')
-        >>> ScoreSettings().resolved(local_maps=True).robust
-        'off'
-        """
-        return (
-            self if self.robust is not None else replace(self, robust=self._robust_mode(local_maps))
-        )
-
-    @classmethod
-    def paper(cls, measurement: MeasurementKind = "reconstruction") -> ScoreSettings:
-        """The authors' ``cal_loss_ratio.py``: bicubic resize to multiples of 8, latents sampled
-        from one CPU generator seeded 1 per image in order, pixels as PIL stores them, MSE in the
-        model's precision. (Their fp32/bf16 choice and codebook decoding are load options:
-        ``dtype="paper"``, ``quantize=True``; their statistic is ``aedr``.) For the inversion
-        measurement it is LatentTracer's published input resizing."""
-        if measurement == "inversion":
-            return cls(measurement="inversion", inversion_resize=True, preset="paper")
-        return cls(
-            measurement=measurement, latent="sample", seed=PAPER_SEED, alignment="resize",
-            resize_filter="bicubic", grid="paper", noise="image", exif="ignore",
-            loss_dtype="model", preset="paper",
-        )  # fmt: skip
-
-    def provenance(self, identity: str, dtype: str = "fp32", device: str = "cpu") -> Provenance:
-        """The provenance of measurements made with these settings on those weights."""
-        resized, sampled = self.alignment == "resize", self.latent == "sample"
-        return Provenance(
-            identity=identity, measurement=self.measurement, dtype=dtype, device=device,
-            latent=self.latent, seed=self.seed if sampled else None, alignment=self.alignment,
-            resize_filter=self.resize_filter if resized else None, crop=self.crop,
-            crops=self.crops if self.crop else 1, homogeneity_levels=self.homogeneity_levels,
-            aedr_version=__version__, grid=self.grid if resized else None,
-            noise=self.noise if sampled else None, exif=self.exif, loss_dtype=self.loss_dtype,
-            inversion_resize=self.inversion_resize, preset=self.preset,
-            robust=self._robust_mode(), resized_by=self.resized_by,
-        )  # fmt: skip
-
-    @classmethod
-    def of_provenance(cls, provenance: Provenance) -> ScoreSettings:
-        """The settings that reproduce ``provenance`` (its weights and precision aside)."""
-        return cls(
-            measurement=provenance.measurement, latent=provenance.latent,
-            seed=provenance.seed if provenance.seed is not None else 0,
-            alignment=provenance.alignment, homogeneity_levels=provenance.homogeneity_levels,
-            crop=provenance.crop, crops=provenance.crops,
-            resize_filter=provenance.resize_filter or RESIZE_FILTER,
-            grid=provenance.grid or "model", noise=provenance.noise or "batch",
-            exif=provenance.exif, loss_dtype=provenance.loss_dtype,
-            inversion_resize=provenance.inversion_resize, preset=provenance.preset,
-            robust=provenance.robust, resized_by=provenance.resized_by,
-        )  # fmt: skip
-
-
-@dataclass
-class Measurement:
-    """One image measured by one model: numbers and provenance, no decision."""
-
-    path: str
-    model: str
-    group: str = ""
-    measurement: str = "reconstruction"
-    loss1: float | None = None
-    loss2: float | None = None
-    ratio: float | None = None  # loss1 / loss2, checked finite when measured
-    # the whole image's weighted high-pass log ratio (``aedr.measure.localization``)
-    highpass_log_ratio: float | None = None
-    # the share of the image that carries that evidence: the mean weight of its pixels, from 0
-    # (every pixel flat, reproduced by any decoder) to 1 (``aedr.measure.localization``)
-    highpass_weight: float | None = None
-    # the log ratio of the residuals' AC energies in 8 x 8 blocks (``aedr.measure.reconstruction``)
-    ac_log_ratio: float | None = None
-    inversion_loss: float | None = None
-    homogeneity: float | None = None
-    width: int | None = None
-    height: int | None = None
-    content_sha256: str = ""
-    provenance: Provenance | None = None
-    # a colour JPEG's quality (IJG scale, from its luminance table): which of a calibration's
-    # JPEG thresholds applies (``aedr.decide.calibration``); None for any other file
-    jpeg_quality: int | None = None
-    degradation: str = ""  # robust measurement: what was found and undone, e.g. "jpeg q=75 4:2:0"
-    error: str = ""
-    # (2, H, W) per-pixel weighted evidence and weight on the model input's grid, kept only when
-    # the Scorer was asked for local maps (``aedr.measure.localization``); never saved with it
-    evidence: np.ndarray | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def ok(self) -> bool:
-        return not self.error
-
-    def as_dict(self) -> dict[str, Any]:
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "evidence"}
-        values["provenance"] = self.provenance.as_dict() if self.provenance else None
-        return values
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> Measurement:
-        known = {f.name: values[f.name] for f in fields(cls) if f.name in values}
-        if isinstance(known.get("provenance"), Mapping):
-            known["provenance"] = Provenance.from_dict(known["provenance"])
-        return cls(**known)
-
-
-def display_path(path: str | os.PathLike) -> str:
-    """A printable path: undecodable bytes in file names become backslash escapes, not errors."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 class _Model:
@@ -305,6 +95,7 @@ class _Model:
     def __init__(self, source: Autoencoder | ModelHandle, settings: ScoreSettings):
         self._source, self._settings = source, settings
         self._autoencoder = source if isinstance(source, Autoencoder) else None
+        self._handle = None if isinstance(source, Autoencoder) else source
         self.generator: torch.Generator | None = None
         self.name, self.group = source.name, source.group
 
@@ -320,8 +111,10 @@ class _Model:
 
             autoencoder = self._autoencoder
             dtype, device = dtype_name(autoencoder.dtype, None, "cpu"), autoencoder.device.type
+        elif self._handle is not None:
+            dtype, device = self._handle.dtype_name, self._handle.device_kind
         else:
-            dtype, device = self._source.dtype_name, self._source.device_kind
+            return None
         return self._settings.provenance(identity, dtype, device)
 
     @property
@@ -354,14 +147,23 @@ class _Model:
             return None
         return max(PAPER_GRID, factor), spec.paper_size if spec is not None else None
 
+    def loaded_grid(self) -> tuple[int, int | None]:
+        """The grid, loading the model if needed (always known then)."""
+        grid = self.grid(load=True)
+        if grid is None:
+            raise ValueError(f"the grid of {self.name!r} is unknown after loading it")
+        return grid
+
     @property
     def loaded(self) -> bool:
         return self._autoencoder is not None
 
     @property
     def autoencoder(self) -> Autoencoder:
+        if self._autoencoder is None and self._handle is not None:
+            self._autoencoder = self._handle.load()
         if self._autoencoder is None:
-            self._autoencoder = self._source.load()
+            raise ValueError(f"model {self.name!r} has nothing to load")
         if self.generator is None:
             import torch
 
@@ -435,7 +237,7 @@ class Scorer:
         *,
         store: ScoreStore | None = None,
         batch_size: int = 1,
-        workers: int = 2,
+        workers: int = DEFAULT_WORKERS,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_model_pixels: int = DEFAULT_MAX_MODEL_PIXELS,
         local_maps: bool = False,
@@ -503,7 +305,8 @@ class Scorer:
         settings = self.settings
         if settings.inversion_resize:  # LatentTracer: cv2 INTER_AREA to 512, then native size
             square = area_resize(image.rgb, LATENTTRACER_SIZE)
-            pieces = [resize_to(square, (fixed_size, fixed_size), "bilinear")]
+            side = fixed_size or LATENTTRACER_SIZE
+            pieces = [resize_to(square, (side, side), "bilinear")]
         elif settings.crop:
             pieces = grid_crops(image.rgb, multiple, settings.crop, settings.crops)
         elif settings.alignment == "resize":
@@ -587,8 +390,8 @@ class Scorer:
     def _refusal_from_header(self, path: Path) -> str:
         """Why no model could take this image, judged from its header ("" when one can, or when
         a model's grid is unknown before loading)."""
-        grids = [m.grid() for m in self.models]
-        if None in grids:
+        grids = [grid for m in self.models if (grid := m.grid()) is not None]
+        if len(grids) < len(self.models):
             return ""
         try:
             width, height = image_size(path, self.max_pixels)
@@ -603,12 +406,15 @@ class Scorer:
         return errors[0] if len(errors) == len(grids) else ""
 
     def _lookup(self, content: str) -> dict[int, dict[str, Any]]:
-        hits = {}
+        hits: dict[int, dict[str, Any]] = {}
+        store = self.store
+        if store is None:
+            return hits
         with self._store_lock:
             for index, model in enumerate(self.models):
                 provenance = model.provenance
                 if provenance is not None:
-                    hit = self.store.get(content, provenance.digest())
+                    hit = store.get(content, provenance.digest())
                     if hit is not None and _complete(hit):
                         hits[index] = hit
         return hits
@@ -636,6 +442,7 @@ class Scorer:
                 job.records[index] = Measurement.from_dict(stored)
                 continue
             image = prepared.image
+            assert image is not None  # a model not answered from the store has the pixels
             record = Measurement(
                 path, model.name, model.group, self.settings.measurement,
                 homogeneity=prepared.homogeneity, width=image.width, height=image.height,
@@ -643,7 +450,7 @@ class Scorer:
             )  # fmt: skip
             job.records[index] = record
             try:  # a model that cannot load fails here, ending the run as a set-up error
-                grid = model.grid(load=True)
+                grid = model.loaded_grid()
                 self.check_input_size(image.width, image.height, *grid)
                 observation = self._observation(image, model, record)
                 inputs = [observation.view] if observation else self.model_input(image, *grid)
@@ -674,7 +481,7 @@ class Scorer:
         its description in ``record``), or None when nothing was found to undo."""
         if self.settings.robust == "off":
             return None
-        multiple, _ = model.grid(load=True)
+        multiple, _ = model.loaded_grid()
         resized_by = self.settings.resized_by
         degradation = Degradation(jpeg=image.jpeg, resize=resized_by)
         if resized_by is None and off_grid(image.width, image.height, multiple):
@@ -682,7 +489,7 @@ class Scorer:
             if phase and min(image.height - phase[0], image.width - phase[1]) < multiple:
                 phase = None  # cut at it, the image would be smaller than the model's input
             degradation = Degradation(jpeg=image.jpeg, phase=phase)
-        record.degradation = degradation.describe()
+        record.degradation = degradation.as_record()
         if not degradation.any:
             return None
         observation = degradation.observation(image.rgb, multiple)
@@ -706,12 +513,13 @@ class Scorer:
         if items[0][3] is not None:
             observations = Observations(tuple(item[3] for item in items))
         if items[0][2] is not None:  # per-image noise, drawn when the inputs were queued
-            noise = tuple(torch.stack([item[2][i] for item in items]) for i in range(2))
+            first, second = (torch.stack([item[2][i] for item in items]) for i in range(2))
+            noise = (first, second)
         try:
             if settings.measurement == "inversion":
                 from aedr.measure.inversion import latenttracer_losses
 
-                columns = (latenttracer_losses(model.autoencoder, batch),)
+                columns: tuple[torch.Tensor, ...] = (latenttracer_losses(model.autoencoder, batch),)
             else:
                 measures = reconstruction_measures(
                     model.autoencoder, batch, settings.latent, model.generator,

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from aedr.errors import AedrError
+
 STORE_ENV = "AEDR_STORE"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS measurements (
@@ -129,5 +131,5 @@ class ScoreStore:
         self.close()
 
 
-class StoreError(RuntimeError):
+class StoreError(AedrError, RuntimeError):
     """A score store that cannot be opened (not a database, no permission)."""

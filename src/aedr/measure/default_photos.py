@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aedr.errors import AedrError
+
 NEGATIVE_SET = "scikit-image-photos-1"
 """Names this set of tiles (which photos, tile size and positions): a calibration records it."""
 TILE = 128
@@ -34,7 +36,7 @@ PHOTOS = (
 binary images are left out: no one asks whether a chessboard was generated."""
 
 
-class NegativesError(RuntimeError):
+class NegativesError(AedrError, RuntimeError):
     """The default negative photos cannot be read (scikit-image missing or without its data)."""
 
 

@@ -8,7 +8,7 @@ where they carry detail. A map is the weighted mean of the evidence over a Gauss
 (standard deviation half the ``window``), shrunk towards ``PRIOR_EVIDENCE`` (a photo's first
 reconstruction losing e times more) by ``PRIOR_WEIGHT``: windows without information read as
 "not shown to be the decoder's", never as consistent. Lower means "consistent with this decoder",
-like every signal in ``aedr``. Each choice was measured (README, Localization): the high-pass
+like every signal in ``aedr``. Each choice was measured (docs/localization.md): the high-pass
 split removes the low-frequency colour drift of the residuals, which carries no trace of the
 decoder; the floor q keeps noiseless areas finite through the log; the weights keep flat areas
 of photos from reading as decoder-made; per-pixel evidence averaged after the log beats block
@@ -112,7 +112,7 @@ def highpass_log_ratio(weighted_mean: float, weight_mean: float) -> float:
 
     Unlike loss1 / loss2, flat areas, which any decoder reproduces, weigh nothing, so a flat
     photo is not taken for decoder output; and the high-pass split drops the residuals'
-    low-frequency colour drift (README, Open-set verdicts: it separates each tiny autoencoder's
+    low-frequency colour drift (docs/results/open-set.md: it separates each tiny autoencoder's
     images from photos and from the other models' images better than the loss ratio).
 
     >>> highpass_log_ratio(0.0, 0.0) == PRIOR_EVIDENCE  # no information: the prior
