@@ -125,6 +125,15 @@ def data_parser(description: str, size: int) -> argparse.ArgumentParser:
     return parser
 
 
+def split_options(parser: argparse.ArgumentParser, calibration: int) -> None:
+    """The options of the benchmarks that split the data into calibration and test images."""
+    parser.add_argument("--calibration", type=int, default=calibration,
+                        help="calibration images per model")  # fmt: skip
+    parser.add_argument("--test", type=int, default=20, help="test images per model")
+    parser.add_argument("--real", type=int, default=40, help="real test photos")
+    parser.add_argument("--alpha", type=float, default=0.05)
+
+
 def tiny_autoencoders(args, device: str = "cpu", dtype: str = "auto") -> dict:
     weights = args.weights_dir or Path(args.shared_dir) / "weights" / "tae"
     return {name: create_autoencoder(name, weights, device, dtype) for name in MODELS}
@@ -132,10 +141,7 @@ def tiny_autoencoders(args, device: str = "cpu", dtype: str = "auto") -> dict:
 
 def main() -> None:
     parser = data_parser(__doc__.splitlines()[0], 192)
-    parser.add_argument("--calibration", type=int, default=30, help="calibration images per model")
-    parser.add_argument("--test", type=int, default=20, help="test images per model")
-    parser.add_argument("--real", type=int, default=40, help="real test photos")
-    parser.add_argument("--alpha", type=float, default=0.05)
+    split_options(parser, 30)
     parser.add_argument("--tracer-models", default="taesd", help="comma-separated; '' to skip")
     parser.add_argument("--tracer-images", type=int, default=3, help="per test source")
     parser.add_argument("--tracer-only", action="store_true", help="the latenttracer row alone")

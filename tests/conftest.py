@@ -112,8 +112,11 @@ def image_folder(tmp_path) -> Path:
 
 @pytest.fixture(autouse=True)
 def private_score_store(tmp_path_factory, monkeypatch):
-    """Each test gets its own score store, never the user's cache (CLI runs inherit it)."""
-    monkeypatch.setenv("AEDR_STORE", str(tmp_path_factory.mktemp("store") / "scores.sqlite"))
+    """Each test gets its own score store and calibration library, never the user's cache (CLI
+    runs inherit them)."""
+    folder = tmp_path_factory.mktemp("store")
+    monkeypatch.setenv("AEDR_STORE", str(folder / "scores.sqlite"))
+    monkeypatch.setenv("AEDR_CALIBRATIONS", str(folder / "calibrations"))
 
 
 TEST_PROVENANCE = {

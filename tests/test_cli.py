@@ -327,3 +327,66 @@ def test_inversion_resize_without_the_inversion_measurement_is_refused(cli, mode
     result = cli("score", tmp_path / "a.png", "--model", model_file, "--inversion-resize")
     assert result.returncode == 2
     assert "inversion_resize applies only to the inversion measurement" in result.stderr
+
+
+@pytest.fixture
+def quick_builds(monkeypatch):
+    """Built calibrations of 6 decoder-made images (the default is 40): the same path, faster."""
+    monkeypatch.setattr("aedr.library.BUILT_IMAGES", 6)
+
+
+TABLE_COLUMNS = ["file", "verdict", "confidence", "closest", "p-value", "caution"]
+
+
+def test_zero_setup_attribute_builds_a_calibration_once_and_prints_a_table(
+    cli, model_file, image_folder, tmp_path, quick_builds
+):
+    first = cli("attribute", image_folder, "--model", model_file, code=0)
+    lines = first.stdout.splitlines()
+    assert lines[0].split() == TABLE_COLUMNS and len(lines) >= 3 + 3
+    assert "built from the autoencoder" in first.stdout and "false attribution:" in first.stdout
+    assert "building the calibration of" in first.stderr
+    again = cli("attribute", image_folder, "--model", model_file, code=0)
+    assert "building" not in again.stderr and again.stdout.splitlines()[1:4] == lines[1:4]
+    listed = cli("calibrations", code=0).stdout
+    assert "built from the autoencoder" in listed and ".highpass." in listed
+    # the records: --format jsonl on stdout is what --out writes
+    out = tmp_path / "verdicts.jsonl"
+    cli("attribute", image_folder, "--model", model_file, "--out", out, code=0)
+    piped = cli("attribute", image_folder, "--model", model_file, "--format", "jsonl", code=0)
+    written = read_jsonl(out)
+    assert [json.loads(line) for line in piped.stdout.splitlines()] == written
+    assert {r["calibration_origin"] for r in written} == {"built"}
+    assert all(r["confidence"] for r in written)
+
+
+def test_no_candidates_is_a_set_up_error_saying_what_to_do(
+    cli, image_folder, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("AEDR_WEIGHTS_DIR", str(tmp_path))
+    result = cli("attribute", image_folder, code=2)
+    assert "no candidate models" in result.stderr and "--model NAME" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "suggestion"),
+    [(["attrib", "x.png"], "did you mean attribute?"),
+     (["attribute", "x.png", "--modle", "taesd"], "did you mean --model?"),
+     (["score", "x.png", "--model", "m", "--devce", "cpu"], "did you mean --device?")],
+)  # fmt: skip
+def test_typos_get_the_nearest_command_or_option(cli, args, suggestion):
+    result = cli(*args, code=2)
+    assert suggestion in result.stderr
+
+
+def test_calibrate_refuses_one_image_before_measuring_and_warns_below_the_stable_count(
+    cli, model_file, image_folder, tmp_path
+):
+    single = tmp_path / "one"
+    single.mkdir()
+    (image_folder / "a.png").rename(single / "a.png")
+    refused = cli("calibrate", single, "--model", model_file, "--out", tmp_path / "c.json", code=2)
+    assert "found 1 image file" in refused.stderr and not (tmp_path / "c.json").exists()
+    warned = cli("calibrate", image_folder, single, "--model", model_file, "--out",
+                 tmp_path / "c.json", "--no-default-negatives", code=0)  # fmt: skip
+    assert "warning: 3 images" in warned.stderr

@@ -76,6 +76,7 @@ def demo(tmp_path_factory, tae_dir):
     with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
         patch.setenv("AEDR_WEIGHTS_DIR", str(tae_dir))
         patch.setenv("AEDR_STORE", str(folder / "scores.sqlite"))
+        patch.setenv("AEDR_CALIBRATIONS", str(folder / "calibrations"))
         patch.chdir(folder)
         assert main(["demo", "-q"]) == 0
     return folder, printed.getvalue()
@@ -86,30 +87,46 @@ def in_demo(demo, tae_dir, monkeypatch):
     folder = demo[0]
     monkeypatch.setenv("AEDR_WEIGHTS_DIR", str(tae_dir))
     monkeypatch.setenv("AEDR_STORE", str(folder / "scores.sqlite"))
+    monkeypatch.setenv("AEDR_CALIBRATIONS", str(folder / "calibrations"))
     monkeypatch.chdir(folder)
     return folder
 
 
-def test_demo_writes_examples_and_gets_the_generated_images_right(demo):
+def test_demo_writes_examples_and_attributes_them_as_attribute_does(demo):
     folder, table = demo
     assert len(list((folder / "aedr-demo" / "calibration").glob("*.png"))) == 20
     assert len(list((folder / "aedr-demo" / "test").rglob("*.png"))) == 16
-    assert "AEDR demo: model taesd" in table
-    assert re.search(r"taesd\s+n=8 .* correct [78]/8", table), table
-    shown = blocks(README, "text")[0][1]  # the demo's table as the README shows it
+    rows = [line.split() for line in table.splitlines() if line.startswith("aedr-demo/")]
+    generated = [row[1] for row in rows if "/generated/" in row[0]]
+    real = [row[1] for row in rows if "/real/" in row[0]]
+    assert generated.count("taesd") >= 7 and real.count("none") >= 7, table
+    assert "built from the autoencoder" in table and "next: aedr attribute" in table
+    shown = blocks(README, "text")[0][1]  # the demo's output as the README shows it
     for line in shown.splitlines():
         assert line == "..." or line in table, line
 
 
-def test_the_readmes_three_commands_print_what_it_shows(in_demo, capsys):
-    (_, steps), (_, shown) = blocks(README, "bash")[3], blocks(README, "text")[1]
-    commands = command_lines(steps)
-    assert commands[0] == "demo" and len(commands) == 3
-    for command in commands[1:]:
-        assert main([*shlex.split(command), "--overwrite"]) == 0
-    printed = capsys.readouterr().err
+def shown_after(command_fragment: str) -> tuple[str, str]:
+    """(the README's bash block holding ``command_fragment``, the text block after it)."""
+    text = README.read_text()
+    start = text.index(command_fragment)
+    after = re.search(r"```text\n(.*?)```", text[start:], flags=re.S)
+    block = text[text.rindex("```bash", 0, start) : start + len(command_fragment)]
+    return block.split("\n", 1)[1], after.group(1)
+
+
+def test_the_readmes_commands_print_what_it_shows(in_demo, capsys):
+    steps, shown = shown_after("aedr-demo/test/real/photo-002.png --model taesd")
+    (command,) = command_lines(steps)
+    assert main(shlex.split(command)) == 0
+    printed = capsys.readouterr().out
     for line in shown.splitlines():
         assert line in printed, line
+    (add,) = command_lines(next(t for _, t in blocks(README, "bash") if "--add" in t))
+    assert main(shlex.split(add)) == 0
+    assert main(["calibrations"]) == 0
+    listed = capsys.readouterr().out
+    assert "your images" in listed and "built from the autoencoder" in listed
 
 
 def test_python_examples_run(in_demo, capsys):

@@ -8,7 +8,7 @@ calibrations were measured, and decides each image with ``aedr.decide.attributio
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -66,7 +66,8 @@ class Attributor:
     factor are refused. A JPEG file is decided at
     the thresholds its calibrations fitted for the nearest JPEG quality, where they have them
     (``aedr calibrate --jpeg-qualities``); those hold only for JPEG files measured with the
-    same ``robust`` and ``resized_by``.
+    same ``robust`` and ``resized_by``. ``sources`` says, per model, how its calibration was made
+    and which it is (``aedr.library.CalibrationSource``): every row carries it.
     """
 
     def __init__(
@@ -83,7 +84,9 @@ class Attributor:
         max_false_attribution: float | None = None,
         robust: Robust | None = None,
         resized_by: float | None = None,
+        sources: Mapping[str, tuple[str, str]] | None = None,
     ):
+        self.sources = dict(sources or {})
         settings = check_compatible(calibrations)
         if local_maps is None:
             local_maps = any(c.local for c in calibrations)
@@ -151,7 +154,7 @@ class Attributor:
 
     def _attribute(self, records: Sequence[Measurement]) -> Attribution:
         calibrations, family = self.thresholds.at(records[0].jpeg_quality if records else None)
-        return attribute(records, calibrations, family=family)
+        return replace(attribute(records, calibrations, family=family), sources=self.sources)
 
     def attribute_paths(self, paths: Iterable[str | os.PathLike]) -> Iterator[Attribution]:
         """An attribution per image file under ``paths`` (directories walked), as they finish."""

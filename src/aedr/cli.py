@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -64,7 +65,10 @@ def _add_loading(parser: argparse.ArgumentParser) -> None:
         help="folder searched for local weights before the hub (default: $AEDR_WEIGHTS_DIR)",
     )
     parser.add_argument(
-        "--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)"
+        "--device",
+        default="auto",
+        help="torch device, e.g. cpu, cuda, cuda:1, mps; auto (default): a GPU where there is "
+        "one (said in one line), else cpu",
     )
     _add_dtype(parser)
     tuning = _advanced(parser, "models and limits")
@@ -204,13 +208,14 @@ def _add_pipeline(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_calibrations(parser: argparse.ArgumentParser) -> None:
+def _add_calibrations(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument(
         "--calibration",
         action="append",
-        required=True,
+        required=required,
         metavar="CALIB",
-        help="calibration JSON from `aedr calibrate`; repeatable",
+        help="calibration JSON from `aedr calibrate`; repeatable"
+        + ("" if required else " (default: the calibration library's, built where missing)"),
     )
     parser.add_argument(
         "--max-false-attribution",
@@ -314,13 +319,20 @@ def _progress(items: Iterable, quiet: bool, unit: str = "img") -> Iterator:
             bar.update()
 
 
-def _writer(out: str | None, fields: Sequence[str], overwrite: bool, append: bool = False):
-    """Records to ``out`` (.jsonl/.csv), or JSON Lines on stdout when no file is named."""
+def _writer(
+    out: str | None,
+    fields: Sequence[str],
+    overwrite: bool,
+    append: bool = False,
+    fmt: str | None = None,
+):
+    """Records to ``out`` (.jsonl/.csv), or to stdout when no file is named (JSON Lines unless
+    ``fmt`` says csv)."""
     from aedr.records import RecordWriter
 
     if out:
         return RecordWriter(out, fields, overwrite=overwrite, append=append)
-    return RecordWriter(sys.stdout, fields)
+    return RecordWriter(sys.stdout, fields, fmt=fmt or "jsonl")
 
 
 def _say(args: argparse.Namespace, message: str) -> None:
@@ -514,7 +526,13 @@ def add_calibrate(commands: Commands) -> None:
         "loss1, loss2, homogeneity columns also works, with --assume-settings",
     )
     calibrate.add_argument("--model", help="the model: filters --scores, or measures PATHS")
-    calibrate.add_argument("--out", required=True, help="calibration JSON to write")
+    calibrate.add_argument("--out", help="calibration JSON to write (or --add, or both)")
+    calibrate.add_argument(
+        "--add",
+        action="store_true",
+        help="keep it in the calibration library, where `aedr attribute` finds it before one "
+        "built from the autoencoder",
+    )
     calibrate.add_argument("--overwrite", action="store_true")
     calibrate.add_argument(
         "--reference-photos",
@@ -559,7 +577,7 @@ def add_calibrate(commands: Commands) -> None:
         help="fit on the first N images (in input order) only; --paper: 500, as the authors' "
         "cal_threshold.py",
     )
-    calibrate.add_argument(
+    details.add_argument(
         "--local",
         type=float,
         nargs="?",
@@ -617,6 +635,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     sources = sum(map(bool, (args.scores, args.paths, args.reference_photos)))
     if sources != 1:
         raise UsageError("give one of: image PATHS, --scores FILE, or --reference-photos DIR")
+    if not args.out and not args.add:
+        raise UsageError("say where the calibration goes: --out FILE, --add (the library), or both")
     for output in filter(None, (args.out, args.scores_out)):
         check_output(output, args.overwrite)  # before any image is measured
     statistic = _statistic(args)
@@ -653,6 +673,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             raise UsageError("measuring images for calibration needs --model")
         if args.assume_settings:
             raise UsageError("--assume-settings is for --scores records without provenance")
+        if args.paths:
+            _check_calibration_size(args)
         scorer = _scorer([args.model], args, _settings(args), local_maps=args.local is not None)
         out = (
             _writer(args.scores_out, MEASUREMENT_FIELDS, args.overwrite)
@@ -686,7 +708,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 )  # fmt: skip
         failed = len(run.failed)
     calibration = run.calibration
-    calibration.save(args.out, overwrite=args.overwrite)
+    if args.out:
+        calibration.save(args.out, overwrite=args.overwrite)
+    if args.add:
+        from aedr.library import CalibrationLibrary, own_provenance
+
+        added = CalibrationLibrary().add(calibration, own_provenance(calibration), "own")
+        _say(args, f"added to the calibration library: {added}")
     tuned = calibration.tuning
     if "chosen_alpha" in tuned:
         _say(args, f"alpha auto: {tuned['chosen_alpha']} (tuning accuracy "
@@ -694,7 +722,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     _say(
         args,
         f"{calibration.model}: {calibration.statistic} threshold {calibration.threshold:.6g} at "
-        f"alpha {calibration.alpha} from {calibration.n} images ({failed} skipped) -> {args.out}",
+        f"alpha {calibration.alpha} from {calibration.n} images ({failed} skipped)"
+        + (f" -> {args.out}" if args.out else ""),
     )
     if calibration.negatives:
         kept = calibration.negatives
@@ -711,6 +740,25 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                    f"{view.n} images"
                    + ("" if accepted is None else f", false acceptance {accepted:.1%}"))  # fmt: skip
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
+
+
+def _check_calibration_size(args: argparse.Namespace) -> None:
+    """Refuse fewer than 2 images before measuring any; warn below the number at which a
+    threshold is stable (``STABLE_CALIBRATION_IMAGES``, measured: docs/results/zero-setup.md)."""
+    from aedr.decide.calibration import STABLE_CALIBRATION_IMAGES
+    from aedr.measure.images import iter_image_files
+
+    count = sum(1 for _ in iter_image_files(args.paths))
+    if count < 2:
+        raise UsageError(
+            f"found {count} image file{'s' if count != 1 else ''} in {', '.join(args.paths)}: a "
+            f"threshold needs at least 2 images the model made, and is stable from about "
+            f"{STABLE_CALIBRATION_IMAGES}"
+        )
+    if count < STABLE_CALIBRATION_IMAGES:
+        _say(args, f"warning: {count} images: a threshold fitted on fewer than "
+                   f"{STABLE_CALIBRATION_IMAGES} moves a lot with which images they are "
+                   "(docs/results/zero-setup.md); add images the model made if you can")  # fmt: skip
 
 
 def _check_window(window: float) -> None:
@@ -760,10 +808,30 @@ def _assumed_provenance(text: str | None):
 
 
 def add_attribute(commands: Commands) -> None:
-    attribute = _command(commands, "attribute", "attribute images to calibrated models")
-    attribute.add_argument("paths", nargs="+", metavar="PATH")
-    _add_calibrations(attribute)
-    _add_output(attribute, "attribution records")
+    attribute = _command(
+        commands, "attribute", "which candidate model made each image: a verdict per image"
+    )
+    attribute.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    attribute.add_argument(
+        "--model",
+        action="append",
+        metavar="MODEL",
+        help="a candidate (registry name, hub id or path), decided by the calibration library's "
+        "calibration, built from its autoencoder the first time; repeatable (default: every "
+        "registry model whose weights are on this machine)",
+    )
+    _add_calibrations(attribute, required=False)
+    attribute.add_argument(
+        "--out", help="records file, .jsonl or .csv (default: a table on stdout)"
+    )
+    attribute.add_argument(
+        "--format",
+        choices=("table", "jsonl", "csv"),
+        help="what stdout gets without --out: table (default), jsonl or csv (for pipes)",
+    )
+    attribute.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --out file"
+    )
     attribute.add_argument(
         "--paper",
         action="store_true",
@@ -777,41 +845,159 @@ def add_attribute(commands: Commands) -> None:
 
 
 def _attributor(args: argparse.Namespace):
-    """The attributor of ``--calibration`` files, with their models and the pipeline options."""
+    """The attributor of the command's candidates: the ``--calibration`` files with their
+    models, or else the library's calibrations of ``--model`` (every registry model with local
+    weights when none is named), built where missing."""
     from aedr.attributor import Attributor
     from aedr.decide.calibration import Calibration
 
-    calibrations = [Calibration.load(path) for path in args.calibration]
-    models = _models([c.model for c in calibrations], args)
+    pipeline = _pipeline(args)
+    if getattr(args, "calibration", None):
+        if getattr(args, "model", None):
+            raise UsageError("give --calibration files or --model names, not both")
+        calibrations = [Calibration.load(path) for path in args.calibration]
+        sources = {c.model: ("file", str(path)) for c, path in zip(calibrations, args.calibration,
+                                                                   strict=True)}  # fmt: skip
+        models = _models([c.model for c in calibrations], args)
+    else:
+        calibrations, models, sources = _library_candidates(args, pipeline)
     return Attributor(
-        calibrations, models, **_pipeline(args), max_false_attribution=args.max_false_attribution,
-        robust=args.robust, resized_by=args.resized_by,
+        calibrations, models, **pipeline, max_false_attribution=args.max_false_attribution,
+        robust=args.robust, resized_by=args.resized_by, sources=sources,
     )  # fmt: skip
 
 
+def _library_candidates(args: argparse.Namespace, pipeline: dict[str, Any]):
+    """(calibrations, models, sources) of the zero set-up path: the library's calibration of
+    each candidate, built from its autoencoder where there is none."""
+    from aedr import library as calibration_library
+    from aedr.library import CalibrationLibrary, available_models, library_calibrations
+    from aedr.measure.scorer import Scorer
+    from aedr.measure.settings import ScoreSettings
+
+    names = args.model
+    if not names:
+        names = available_models(args.weights_dir)
+        if not names:
+            raise UsageError(
+                "no candidate models: none named, and no registry model's weights are on this "
+                "machine; name one with --model NAME (a registry name from `aedr models`, "
+                "downloaded once from the hub, or a local path), or give --weights-dir DIR"
+            )
+        _say(args, f"candidates: {', '.join(names)} (every registry model with weights here)")
+    models = _models(names, args)
+    scorers = [Scorer([m], ScoreSettings(robust=args.robust), **pipeline) for m in models]
+    library = CalibrationLibrary()
+    count = calibration_library.BUILT_IMAGES
+    with _progress_bar(args.quiet) as bar:
+
+        def building(name: str) -> None:
+            _say(args, f"building the calibration of {name} from its autoencoder (first use: "
+                       f"{count} decoder-made images, the default negatives) ...")  # fmt: skip
+
+        found = library_calibrations(
+            scorers, library, count=count, on_building=building,
+            on_built=lambda name, c: _say(args, f"built {name} ({c.n} images) in {library.folder}"),
+            on_damaged=lambda message: _say(args, message),
+            on_measurement=lambda measurement: bar.update(),
+        )  # fmt: skip
+    calibrations = [calibration for calibration, _ in found]
+    sources = {c.model: (source.origin, source.name) for c, source in found}
+    return calibrations, models, sources
+
+
+ORIGIN_WORDS = {"own": "your images", "built": "built from the autoencoder", "file": "file"}
+SHOWN_FAILURES = 5
+
+
 def cmd_attribute(args: argparse.Namespace) -> int:
+    import contextlib
     from collections import Counter
 
     from aedr.decide.attribution import ATTRIBUTION_FIELDS
 
+    fmt = args.format or ("table" if not args.out else None)
+    if args.out and args.format:
+        raise UsageError("--format chooses what stdout gets; with --out the file's suffix does")
     attributor = _attributor(args)
     verdicts: Counter[str] = Counter()
-    failed, errors = 0, []
-    with _writer(args.out, ATTRIBUTION_FIELDS, args.overwrite) as writer:
-        for attribution in _progress(attributor.attribute_paths(args.paths), args.quiet):
-            for row in attribution.rows():
-                writer.write(row)
-            errors += [d.error for d in attribution.decisions if d.error]
-            failed += any(d.error for d in attribution.decisions)
+    failures: list[str] = []
+    table = _VerdictTable() if fmt == "table" else None
+    writer = None if table else _writer(args.out, ATTRIBUTION_FIELDS, args.overwrite, fmt=fmt)
+    with writer or contextlib.nullcontext():
+        # a table's lines are its progress: no bar beside them
+        decided = _progress(attributor.attribute_paths(args.paths), args.quiet or bool(table))
+        for attribution in decided:
+            if table is not None:
+                table.add(attribution)
+            if writer is not None:
+                for row in attribution.rows():
+                    writer.write(row)
+            errors = [d.error for d in attribution.decisions if d.error]
+            if errors:
+                failures.append(f"{attribution.path}: {attribution.error or errors[0]}")
             verdicts[attribution.verdict or "error"] += 1
     if not verdicts:
         raise UsageError(_no_images(args.paths))
-    _say(args, "verdicts: " + ", ".join(f"{k}={v}" for k, v in sorted(verdicts.items())))
     family = attributor.false_attribution
-    _say(args, "false attribution: " + (family.describe() if family else "not measured "
-                                        "(calibrations without negatives)"))  # fmt: skip
-    _hint(args, errors)
-    return EXIT_INPUT_ERRORS if failed else EXIT_OK
+    stated = "false attribution: " + (family.describe() if family else "not measured "
+                                       "(calibrations without negatives)")  # fmt: skip
+    if table is not None:
+        table.footer(attributor, stated)
+    else:
+        _say(args, "verdicts: " + ", ".join(f"{k}={v}" for k, v in sorted(verdicts.items())))
+        _say(args, stated)
+    for failure in failures[:SHOWN_FAILURES]:
+        print(f"failed: {failure}", file=sys.stderr)
+    if len(failures) > SHOWN_FAILURES:
+        print(f"failed: and {len(failures) - SHOWN_FAILURES} more (see their rows)",
+              file=sys.stderr)  # fmt: skip
+    _hint(args, failures)
+    return EXIT_INPUT_ERRORS if failures else EXIT_OK
+
+
+class _VerdictTable:
+    """The verdicts as a person reads them: a line per image on stdout as it is decided, then
+    the candidates and the stated false-attribution rate."""
+
+    COLUMNS = (("file", 46), ("verdict", 10), ("confidence", 21), ("closest", 10),
+               ("p-value", 8), ("caution", 0))  # fmt: skip
+
+    def __init__(self) -> None:
+        self.header = False
+
+    def _line(self, cells: Sequence[str]) -> str:
+        parts = []
+        for (_, width), cell in zip(self.COLUMNS, cells, strict=True):
+            if width and len(cell) > width - 1:
+                cell = "…" + cell[-(width - 2) :]
+            parts.append(cell.ljust(width) if width else cell)
+        return "".join(parts).rstrip()
+
+    def add(self, attribution) -> None:
+        if not self.header:
+            print(self._line([name for name, _ in self.COLUMNS]), flush=True)
+            self.header = True
+        scored = [d for d in attribution.decisions if d.p_value is not None and not d.error]
+        closest = max(scored, key=lambda d: d.p_value, default=None)
+        p_value = "" if closest is None else _p_value(closest.p_value)
+        caution = attribution.error or attribution.caution.split(":")[0]
+        cells = [attribution.path, attribution.verdict or "error", attribution.confidence,
+                 closest.model if closest else "", p_value, caution]  # fmt: skip
+        print(self._line(cells), flush=True)
+
+    def footer(self, attributor, stated: str) -> None:
+        print()
+        for model, calibration in attributor.calibrations.items():
+            origin, name = attributor.sources.get(model, ("file", ""))
+            print(f"candidate {model}: {calibration.statistic} calibration "
+                  f"{ORIGIN_WORDS.get(origin, origin)} ({calibration.n} images, alpha "
+                  f"{calibration.alpha:g}; {name})")  # fmt: skip
+        print(stated)
+
+
+def _p_value(value: float) -> str:
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1131,7 +1317,7 @@ def add_models(commands: Commands) -> None:
         help="with --check: build the published architecture with random weights (no download)",
     )
     models.add_argument("--size", type=int, default=256, help="image side for --check")
-    models.add_argument("--device", default="cpu")
+    models.add_argument("--device", default="auto", help="torch device (default auto)")
     _add_dtype(models)
     models.set_defaults(run=cmd_models)
 
@@ -1212,45 +1398,104 @@ def _check_models(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# aedr calibrations
+
+
+def add_calibrations(commands: Commands) -> None:
+    library = _command(
+        commands, "calibrations", "list, show or remove the calibration library's calibrations"
+    )
+    library.add_argument(
+        "action", nargs="?", choices=("list", "show", "remove"), default="list",
+        help="list (default), show NAME, or remove NAME",
+    )  # fmt: skip
+    library.add_argument("name", nargs="?", metavar="NAME", help="a calibration's file name")
+    library.set_defaults(run=cmd_calibrations)
+
+
+def cmd_calibrations(args: argparse.Namespace) -> int:
+    from aedr.decide.calibration import Calibration
+    from aedr.library import CalibrationLibrary
+
+    library = CalibrationLibrary()
+    if args.action == "list":
+        entries = library.entries()
+        if not entries:
+            print(f"no calibrations in {library.folder} yet: `aedr attribute` builds them, "
+                  "`aedr calibrate ... --add` adds yours")  # fmt: skip
+            return EXIT_OK
+        _print_table(
+            [{"name": e.name, "model": e.model, "statistic": e.statistic,
+              "origin": ORIGIN_WORDS[e.origin]} for e in entries],
+            {"name": "name", "model": "model", "statistic": "statistic", "origin": "made from"},
+        )  # fmt: skip
+        print(f"({len(entries)} in {library.folder}; the first of a model and statistic decides)")
+        return EXIT_OK
+    if not args.name:
+        raise UsageError(f"calibrations {args.action} needs NAME (see `aedr calibrations list`)")
+    if args.action == "remove":
+        _say(args, f"removed {library.remove(args.name)}")
+        return EXIT_OK
+    entry = next((e for e in library.entries() if e.name == args.name), None)
+    if entry is None:
+        raise UsageError(f"no calibration {args.name!r} in {library.folder}")
+    calibration = Calibration.load(entry.path)
+    summary = {
+        "file": str(entry.path), "model": calibration.model, "made from": ORIGIN_WORDS[entry.origin],
+        "statistic": calibration.statistic, "threshold": calibration.threshold,
+        "alpha": calibration.alpha, "images": calibration.n,
+        "belonging images": calibration.tuning.get("belonging_images", "the model's images"),
+        "false acceptance": calibration.false_acceptance, "created": calibration.created,
+        "identity": calibration.provenance.get("identity"),
+    }  # fmt: skip
+    json.dump(summary, sys.stdout, indent=2)
+    print()
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
 # aedr demo
 
 
 def add_demo(commands: Commands) -> None:
     demo = _command(
-        commands, "demo", "score built-in example photos and decoder-made images, with verdicts"
+        commands, "demo", "attribute built-in examples with zero set-up, as `attribute` does"
     )
     demo.add_argument("--workdir", default="aedr-demo", help="where the example images are written")
     demo.add_argument("--model", default="taesd", help="autoencoder to demonstrate (default taesd)")
-    demo.add_argument("--weights-dir")
-    demo.add_argument("--device", default="cpu")
+    demo.add_argument("--weights-dir", help="folder of local weights (default $AEDR_WEIGHTS_DIR)")
+    demo.add_argument("--device", default="auto", help="torch device (default auto)")
     demo.set_defaults(run=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    """Write the examples, then run ``aedr attribute WORKDIR/test --model MODEL`` itself."""
     from pathlib import Path
 
-    from aedr.demo import format_table, run_demo
-    from aedr.measure.store import ScoreStore, default_store_path
+    from aedr.demo import write_examples
 
-    with ScoreStore(default_store_path()) as store:
-        result = run_demo(
-            Path(args.workdir),
-            model=args.model,
-            weights_dir=args.weights_dir,
-            device=args.device,
-            log=None if args.quiet else lambda message: print(message, file=sys.stderr),
-            store=store,
-        )
-    print(format_table(result))
-    return EXIT_OK
+    examples = write_examples(Path(args.workdir), args.model, args.weights_dir, args.device)
+    _say(args, f"wrote {len(examples.generated)} images {args.model}'s decoder made and "
+               f"{len(examples.real)} photos under {examples.test} (and "
+               f"{len(examples.calibration)} more of the decoder's in {args.workdir}/calibration)")  # fmt: skip
+    command = ["attribute", str(examples.test), "--model", args.model, "--device", args.device]
+    if args.weights_dir:
+        command += ["--weights-dir", args.weights_dir]
+    _say(args, "$ aedr " + " ".join(command))
+    attribute = build_parser().parse_args([*command, *(["-q"] if args.quiet else [])])
+    attribute.resources = args.resources
+    code = cmd_attribute(attribute)
+    print(f"\nnext: aedr attribute YOUR-IMAGES/ --model {args.model}  (or with no --model: every "
+          "model whose weights are on this machine)")  # fmt: skip
+    return code
 
 
 # ---------------------------------------------------------------------------------------------
 # parser and entry point
 
 COMMANDS: tuple[Callable[[Commands], None], ...] = (
-    add_score, add_homogeneity, add_calibrate, add_attribute, add_localize, add_serve,
-    add_evaluate, add_models, add_demo,
+    add_score, add_homogeneity, add_calibrate, add_attribute, add_calibrations, add_localize,
+    add_serve, add_evaluate, add_models, add_demo,
 )  # fmt: skip
 
 
@@ -1263,6 +1508,7 @@ EXAMPLES = {
     "serve": "aedr serve --calibration taesd.json --calibration sdxl.json",
     "evaluate": "aedr evaluate --scores scores.jsonl --labels labels.csv --out report/",
     "models": "aedr models --check taesd --random-weights",
+    "calibrations": "aedr calibrations show taesd.highpass.0123456789abcdef0123.built.json",
     "demo": "aedr demo",
 }
 """One example per command, printed below its help."""
@@ -1280,6 +1526,41 @@ class _FullHelp(argparse.Action):
         build_parser(full_help=True).parse_args([parser.prog.split()[-1], "--help"])
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that suggests the nearest command or option for a typo."""
+
+    def error(self, message: str):  # type: ignore[override]
+        import difflib
+
+        typo = re.search(r"invalid choice: '([^']*)'", message) or re.search(
+            r"unrecognized arguments: (\S+)", message
+        )
+        if typo:
+            word = typo.group(1).split("=")[0]
+            known = [*self._option_strings(), *self._command_names()]
+            near = difflib.get_close_matches(word, known, n=1, cutoff=0.6)
+            if near:
+                message += f" (did you mean {near[0]}?)"
+        super().error(message)
+
+    def _option_strings(self) -> list[str]:
+        options = list(self._option_string_actions)
+        command = getattr(self, "chosen_command", None)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+                options += list(action.choices[command]._option_string_actions)
+        return options
+
+    def _command_names(self) -> list[str]:
+        return [name for action in self._actions
+                if isinstance(action, argparse._SubParsersAction) for name in action.choices]  # fmt: skip
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        words = list(sys.argv[1:] if args is None else args)
+        self.chosen_command = next((w for w in words if w in self._command_names()), None)
+        return super().parse_args(words, namespace)
+
+
 def _command(commands: Commands, name: str, help_text: str) -> argparse.ArgumentParser:
     sub = commands.add_parser(
         name, help=help_text, description=help_text, epilog=f"example: {EXAMPLES[name]}",
@@ -1294,7 +1575,7 @@ def _command(commands: Commands, name: str, help_text: str) -> argparse.Argument
 def build_parser(full_help: bool = False) -> argparse.ArgumentParser:
     """The ``aedr`` parser; ``full_help`` shows the options each command keeps under
     ``--help-all``."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="aedr",
         description="Which latent diffusion model made this image? Training-free attribution by "
         "autoencoder double-reconstruction (AEDR).",
@@ -1302,7 +1583,9 @@ def build_parser(full_help: bool = False) -> argparse.ArgumentParser:
         "2 usage or set-up error. Guide: docs/usage.md.",
     )
     parser.add_argument("--version", action="version", version=f"aedr {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
     commands.full_help = full_help  # type: ignore[attr-defined]
     for add in COMMANDS:
         add(commands)
@@ -1347,6 +1630,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
+    if getattr(args, "device", None) == "auto":
+        from aedr.autoencoders.devices import auto_device
+
+        args.device = auto_device()
+        if args.device != "cpu" and not getattr(args, "quiet", False):
+            print(f"aedr {args.command}: running on {args.device} (--device auto)", file=sys.stderr)
     try:
         with contextlib.ExitStack() as args.resources:
             return args.run(args)

@@ -62,7 +62,8 @@ ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif", "T
 RESULT_ID = re.compile(r"[0-9a-f]{32}")
 RECORD_FIELDS = (
     "result_id", "filename", "sha256", "bytes", "width", "height", "format", "jpeg_quality",
-    "uploaded", "tool", "verdict", "verdict_group", "candidates", "region_share", "caution",
+    "uploaded", "tool", "verdict", "verdict_group", "candidates", "region_share", "confidence",
+    "caution",
     "c2pa", "model", "autoencoder", "calibration_digest", "calibration_n", "calibration_alpha",
     "statistic", "signal", "threshold", "belongs", "p_value", "margin", "false_acceptance",
     "false_attribution", "explanation", "degradation", "threshold_quality", "error",
@@ -216,7 +217,7 @@ class AttributionService:
         result = {
             "id": result_id, "filename": filename, "verdict": attribution.verdict,
             "verdict_group": attribution.verdict_group, "candidates": list(attribution.candidates),
-            "caution": attribution.caution, "rows": rows,
+            "confidence": attribution.confidence, "caution": attribution.caution, "rows": rows,
             "region_share": attribution.region_share, "localization": _localization(attribution),
             "file": facts.as_dict(),
             "uploaded": datetime.now(timezone.utc).isoformat(timespec="seconds"),

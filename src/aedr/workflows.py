@@ -239,44 +239,50 @@ def calibrate_generator_free(
     *,
     seed: int = 0,
     save_to: str | os.PathLike | None = None,
-    negatives: Sequence[Mapping[str, Any]] = (),
-    default_negatives: bool = True,
-    on_measurement: Callable[[Measurement], None] | None = None,
-    local_window: float | None = None,
-    jpeg_qualities: Sequence[int] = (),
-    jpeg_statistic: str | None = None,
+    **options: Any,
 ) -> CalibrationRun:
     """Calibrate without the generator: the scorer's model decodes ``count`` images from the
     photos under ``photos`` (kept in ``save_to`` when given), which are then measured as its own
-    (``local_window``, ``jpeg_qualities`` and ``jpeg_statistic`` as in :func:`calibrate_images`). The model loads
-    once, for both steps."""
-    from aedr.synthesis import decoder_images, photo_crops, save_images
+    (the other ``options`` as in :func:`calibrate_images`). The model loads once, for both
+    steps."""
+    from aedr.synthesis import photo_crops
 
-    if len(scorer.models) != 1:
-        raise CalibrationError("a calibration is fitted for one model: give the scorer one")
     crops = photo_crops([photos])
     if len(crops) < 2:
         raise CalibrationError(
             f"{photos}: need at least 2 readable photos of 256 x 256 pixels or more"
         )
+    return calibrate_decoder_made(
+        scorer, crops, f"{len(crops)} photos", count, statistic, alpha, seed=seed,
+        save_to=save_to, **options,
+    )  # fmt: skip
+
+
+def calibrate_decoder_made(
+    scorer: Scorer,
+    crops: Sequence[np.ndarray],
+    source: str,
+    count: int,
+    statistic: str = DEFAULT_STATISTIC,
+    alpha: Alpha = DEFAULT_ALPHA,
+    *,
+    seed: int = 0,
+    save_to: str | os.PathLike | None = None,
+    **options: Any,
+) -> CalibrationRun:
+    """A calibration fitted on ``count`` images the scorer's model decodes from latent mixtures
+    of the ``crops`` (``source`` says what they are, for the calibration's record)."""
+    from aedr.synthesis import decoder_images, save_images
+
+    if len(scorer.models) != 1:
+        raise CalibrationError("a calibration is fitted for one model: give the scorer one")
     model = scorer.models[0]
     made = decoder_images(model.autoencoder, crops, count, seed, reconstructions=count // 4)
     with tempfile.TemporaryDirectory() as scratch:
         images = save_images(made, Path(save_to or scratch), "synthetic-")
-        run = calibrate_images(
-            scorer,
-            images,
-            statistic,
-            alpha,
-            negatives=negatives,
-            default_negatives=default_negatives,
-            on_measurement=on_measurement,
-            local_window=local_window,
-            jpeg_qualities=jpeg_qualities,
-            jpeg_statistic=jpeg_statistic,
-        )
+        run = calibrate_images(scorer, images, statistic, alpha, **options)
     run.calibration.tuning["belonging_images"] = (
-        f"generator-free: {len(images)} decoder-made images from {len(crops)} photos"
+        f"generator-free: {len(images)} decoder-made images from {source}"
     )
     run.images = images if save_to else []
     return run

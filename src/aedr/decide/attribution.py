@@ -65,8 +65,16 @@ without thresholds fitted at the quality; JPEG 90-95 costs a few points."""
 ATTRIBUTION_FIELDS = (
     "path", "model", "group", "statistic", "signal", "threshold", "belongs", "p_value", "margin", "verdict",
     "verdict_group", "candidates", "region_share", "false_acceptance", "false_attribution",
-    "explanation", "degradation", "threshold_quality", "caution", "error",
+    "explanation", "degradation", "threshold_quality", "caution", "confidence", "calibration",
+    "calibration_origin", "error",
 )  # fmt: skip
+CONFIDENT_P = 0.25
+"""A named model's p-value at or above which its verdict can be ``high`` confidence: the image is
+more typical of the model than a quarter of the model's own images."""
+CLEAR_P = 0.01
+"""The closest candidate's p-value below which ``none`` is ``high`` confidence."""
+STATED_RATE = 0.05
+"""The stated false-attribution rate at or below which a named model can be ``high``."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +112,42 @@ class Attribution:
     local_map: np.ndarray | None = field(default=None, repr=False, compare=False)
     local_threshold: float | None = None
     false_attribution: FalseAttribution | None = None  # of the candidates, on their negatives
+    # "tentative" or "unreliable" when the image itself limits any verdict (``caution_level``)
+    reliability: str = ""
+    # per model: (how its calibration was made, which one), set by the workflow that attributes
+    sources: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+    @property
+    def confidence(self) -> str:
+        """The verdict's confidence in words, from measured quantities (docs/usage.md):
+        ``insufficient evidence`` (too little detail for any candidate), ``unreliable`` (an
+        image off the decoder's grid with nothing undone), else ``high``, ``medium`` or ``low``.
+        A named model is ``high`` when its p-value is at least ``CONFIDENT_P``, the stated false
+        attribution is measured and at most ``STATED_RATE``, and nothing makes the image
+        tentative; ``medium`` when one of these fails; ``low`` when more do. ``none`` is
+        ``high`` when the closest candidate's p-value is under ``CLEAR_P`` and the image is not
+        tentative, else ``medium``. ``ambiguous`` and ``partial`` are ``low``."""
+        usable = [d for d in self.decisions if not d.error]
+        if not self.verdict or not usable:
+            return ""
+        if all(d.shortfall for d in usable):
+            return "insufficient evidence"
+        if self.reliability == "unreliable":
+            return "unreliable"
+        tentative = self.reliability == "tentative"
+        if self.verdict == NO_MODEL:
+            closest = max((d.p_value for d in usable if d.p_value is not None), default=0.0)
+            return "high" if closest < CLEAR_P and not tentative else "medium"
+        if self.verdict in (AMBIGUOUS, PARTIAL):
+            return "low"
+        named = next(d for d in usable if d.model == self.verdict)
+        rate = self.false_attribution.rate if self.false_attribution is not None else None
+        shortfalls = [
+            (named.p_value or 0.0) < CONFIDENT_P,
+            rate is None or rate > STATED_RATE,
+            tentative,
+        ]  # fmt: skip
+        return ("high", "medium")[sum(shortfalls)] if sum(shortfalls) < 2 else "low"
 
     @property
     def explanation(self) -> str:
@@ -153,6 +197,9 @@ class Attribution:
                 "false_attribution": family.rate if family is not None else None,
                 "explanation": explanation, "degradation": found.get(d.model, ""),
                 "threshold_quality": d.threshold_quality, "caution": self.caution,
+                "confidence": self.confidence,
+                "calibration": self.sources.get(d.model, ("", ""))[1],
+                "calibration_origin": self.sources.get(d.model, ("", ""))[0],
                 "error": d.error,
             }
             for d in self.decisions
@@ -213,7 +260,8 @@ def caution_of(
     jpeg_thresholds: bool = False,
     resize_thresholds: bool = False,
 ) -> str:
-    """Why a verdict on this image is unreliable or tentative, or "" when nothing says so.
+    """Why a verdict on this image is unreliable or tentative (``caution_level``), or "" when
+    nothing says so.
 
     Latent diffusion decoders write sides in multiples of 8 pixels. Other sides mean the image was
     cropped or resized after generation, which takes AEDR to chance level (docs/results/robustness.md):
@@ -224,11 +272,15 @@ def caution_of(
     for its quality, else at the clean ones). An undone resize is decided at thresholds fitted
     on images resized by the same factor (``resize_thresholds``) or, with a warning, on clean ones.
     """
-    if width is None or height is None:
+    level = caution_level(width, height, degradation, jpeg_quality)
+    if not level:
         return ""
-    if width % DECODER_GRID == 0 and height % DECODER_GRID == 0:
-        if jpeg_quality is None or jpeg_quality >= JPEG_CAUTION_BELOW:
-            return ""
+    if (
+        width is not None
+        and width % DECODER_GRID == 0
+        and height is not None
+        and height % DECODER_GRID == 0
+    ):
         advice = ("decided at thresholds fitted for its quality" if jpeg_thresholds else
                   "decided at thresholds fitted on clean images (calibrate with --jpeg-qualities "
                   "for thresholds fitted at its quality; --jpeg-statistic ac holds best)")  # fmt: skip
@@ -237,7 +289,7 @@ def caution_of(
             f"recompression erases part of the decoder's evidence; {advice}"
         )
     degradation = degradation or {}
-    if degradation.get(RESIZED) is not None or degradation.get(GRID_PHASE) is not None:
+    if level == "tentative":
         advice = ""
         if degradation.get(RESIZED) is not None:
             advice = ("; decided at thresholds fitted on images resized by the same factor"
@@ -254,6 +306,24 @@ def caution_of(
         "was cropped or resized after generation, where AEDR is at chance level (measure with "
         "--robust auto to search a crop's grid phase, with --resized-by to undo a known resize)"
     )
+
+
+def caution_level(
+    width: int | None,
+    height: int | None,
+    degradation: Mapping[str, Any] | None = None,
+    jpeg_quality: int | None = None,
+) -> str:
+    """``unreliable`` (sides off the decoder's grid, nothing undone), ``tentative`` (a crop or
+    resize undone, or a JPEG below :data:`JPEG_CAUTION_BELOW`) or "" (see ``caution_of``)."""
+    if width is None or height is None:
+        return ""
+    if width % DECODER_GRID == 0 and height % DECODER_GRID == 0:
+        low_jpeg = jpeg_quality is not None and jpeg_quality < JPEG_CAUTION_BELOW
+        return "tentative" if low_jpeg else ""
+    degradation = degradation or {}
+    undone = degradation.get(RESIZED) is not None or degradation.get(GRID_PHASE) is not None
+    return "tentative" if undone else "unreliable"
 
 
 def attribute(
@@ -282,14 +352,15 @@ def attribute(
     caution = caution_of(sized.width, sized.height, sized.degradation, sized.jpeg_quality,
                          jpeg_thresholds, resize_thresholds)  # fmt: skip
     caution = "; ".join(filter(None, (caution, insufficient_evidence(decisions))))
+    reliability = caution_level(sized.width, sized.height, sized.degradation, sized.jpeg_quality)
     found = partial_of(records, decisions, calibrations) if verdict == NO_MODEL else None
     if found is None:
         return Attribution(path, decisions, verdict, candidates, "", caution, measurements,
-                           false_attribution=family)  # fmt: skip
+                           false_attribution=family, reliability=reliability)  # fmt: skip
     model, regions, statistic = found
     return Attribution(
         path, decisions, PARTIAL, (model,), "", caution, measurements, tuple(regions),
-        statistic, calibrations[model].local["threshold"], family,
+        statistic, calibrations[model].local["threshold"], family, reliability,
     )  # fmt: skip
 
 

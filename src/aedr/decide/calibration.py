@@ -33,6 +33,9 @@ GRID_SIZE = 10_000
 CALIBRATION_FORMAT = 2
 DEFAULT_ALPHA = 0.05
 """The share of a model's own images allowed above its threshold, unless stated."""
+STABLE_CALIBRATION_IMAGES = 20
+"""Calibration images from which the share of own images a threshold rejects stays near alpha
+(docs/results/zero-setup.md, threshold stability); ``aedr calibrate`` warns below it."""
 ALPHA_GRID = (0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3)
 UNVERIFIED_IDENTITY = "unverified"
 """The identity of an assumed provenance whose weights nobody named: not checked when applied."""

@@ -62,16 +62,67 @@ def negative_tiles() -> list[tuple[str, np.ndarray]]:
             raise NegativesError(
                 f"cannot read scikit-image's sample photo {name!r} ({exc}): reinstall scikit-image"
             ) from None
-        corners = [
-            (y, x)
-            for y in range(0, photo.shape[0] - TILE + 1, TILE)
-            for x in range(0, photo.shape[1] - TILE + 1, TILE)
-        ]
-        chosen = np.linspace(0, len(corners) - 1, min(TILES_PER_PHOTO, len(corners)))
-        for index in sorted(set(chosen.round().astype(int))):
-            y, x = corners[index]
+        for y, x in _tile_corners(photo):
             tiles.append((f"{name}-{y}-{x}", photo[y : y + TILE, x : x + TILE].copy()))
     return tiles
+
+
+REFERENCE_SIZE = 256
+REFERENCES_PER_PHOTO = 2
+REFERENCE_SET = "scikit-image-photos-1-free-regions"
+"""Names the reference crops: which regions of which photos (a built calibration records it)."""
+
+
+def _tile_corners(photo: np.ndarray) -> list[tuple[int, int]]:
+    """The top-left corners of the photo's negative tiles (see ``negative_tiles``)."""
+    corners = [
+        (y, x)
+        for y in range(0, photo.shape[0] - TILE + 1, TILE)
+        for x in range(0, photo.shape[1] - TILE + 1, TILE)
+    ]
+    chosen = np.linspace(0, len(corners) - 1, min(TILES_PER_PHOTO, len(corners)))
+    return [corners[index] for index in sorted(set(chosen.round().astype(int)))]
+
+
+def _apart(a: tuple[int, int], size_a: int, b: tuple[int, int], size_b: int) -> bool:
+    return (
+        a[0] + size_a <= b[0]
+        or b[0] + size_b <= a[0]
+        or a[1] + size_a <= b[1]
+        or (b[1] + size_b <= a[1])
+    )
+
+
+def reference_crops() -> list[tuple[str, np.ndarray]]:
+    """(name, 8-bit RGB crop) of the reference photos a calibration is built from when the user
+    gives none: ``REFERENCE_SIZE`` crops of the same scikit-image photos that share no pixel
+    with any negative tile (up to ``REFERENCES_PER_PHOTO`` per photo, apart from each other), so
+    that the false attribution stated on the negatives is measured on pixels the calibration
+    never saw.
+
+    >>> len(reference_crops()), reference_crops()[0][1].shape
+    (23, (256, 256, 3))
+    """
+    crops = []
+    size = REFERENCE_SIZE
+    for name in PHOTOS:
+        photo = _photo(name)
+        tiles = _tile_corners(photo)
+        picked: list[tuple[int, int]] = []
+        for corner in (
+            (y, x)
+            for y in range(0, photo.shape[0] - size + 1, size // 4)
+            for x in range(0, photo.shape[1] - size + 1, size // 4)
+        ):
+            if len(picked) == REFERENCES_PER_PHOTO:
+                break
+            if all(_apart(corner, size, t, TILE) for t in tiles) and all(
+                _apart(corner, size, p, size) for p in picked
+            ):
+                picked.append(corner)
+        for y, x in picked:
+            crops.append((f"{name}-{y}-{x}", photo[y : y + size, x : x + size].copy()))
+    return crops
 
 
 def default_negatives_folder() -> Path:

@@ -1,0 +1,144 @@
+"""Zero set-up attribution against calibrations from the models' own images, on the tiny
+autoencoders, with the plain command (``aedr attribute PATHS`` and nothing else).
+
+Usage: python benchmarks/zero_setup.py [--size 256] [--calibration 40] [--test 20] [--real 40]
+
+Data as ``benchmarks/attribution.py`` builds it (shared/images/real only, never holdout/): per
+model, images its decoder made from mixed photo latents, split into calibration and test images,
+and real test photos. Prints:
+
+- the cost of the first ``aedr attribute IMAGE`` with the five models present (it builds their
+  five calibrations from the autoencoders alone and adds them to an empty library) and of a
+  repeat call (the library and the score store answer), each a new process as a user runs it
+  (``--cost-only`` stops there);
+- verdicts and pairwise accuracy with the library's built calibrations (zero set-up) and with
+  calibrations fitted on each model's own calibration images, both measured with the default
+  negatives, on the same test images;
+- how stable a threshold is against the number of calibration images: the share of a model's own
+  test images a threshold fitted on n of its calibration images rejects (alpha 0.05 asked),
+  over 200 draws, per n.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from attribution import (
+    MODELS,
+    build,
+    data_parser,
+    score,
+    split_options,
+    tiny_autoencoders,
+    usable,
+)
+
+from aedr.decide.calibration import Calibration, calibrate, kde_threshold
+from aedr.decide.evaluation import evaluate, mean_table, open_set_metrics
+from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
+from aedr.library import CalibrationLibrary
+from aedr.measure.default_photos import NEGATIVE_SET, negative_files
+from aedr.measure.scorer import Scorer
+from aedr.measure.settings import ScoreSettings
+
+SIZES = (2, 5, 10, 15, 20, 30, 40)
+DRAWS = 200
+
+
+def timed_cli(*args: str) -> float:
+    """Seconds of ``aedr ARGS`` as a user runs it: a new process."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "aedr", *args], capture_output=True, text=True)
+    assert done.returncode == 0, f"aedr {' '.join(args)} exited {done.returncode}: {done.stderr}"
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = data_parser(__doc__.splitlines()[0], 256)
+    split_options(parser, 40)
+    parser.add_argument("--cost-only", action="store_true", help="the cost table alone")
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)
+    weights = args.weights_dir or str(Path(args.shared_dir) / "weights" / "tae")
+    autoencoders = tiny_autoencoders(args)
+    statistic = get_statistic(DEFAULT_STATISTIC)
+    print(f"# zero set-up: {len(MODELS)} tiny autoencoders, {args.size} px, alpha {args.alpha}; "
+          f"{args.calibration} own calibration + {args.test} test images per model, "
+          f"{args.real} real test photos; statistic {statistic.name}")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        environment = {"AEDR_CALIBRATIONS": str(folder / "library"),
+                       "AEDR_STORE": str(folder / "scores.sqlite"), "AEDR_WEIGHTS_DIR": weights}  # fmt: skip
+        os.environ.update(environment)
+        image = next(iter(sorted((Path(args.shared_dir) / "images" / "real").rglob("*.png"))))
+        first = timed_cli("attribute", str(image), "-q")
+        repeat = timed_cli("attribute", str(image), "-q")
+        print("\n### Cost (2-core CPU, each call a new process)")
+        print("| call | seconds |\n|---|---|")
+        print(f"| first `aedr attribute IMAGE` (builds {len(MODELS)} calibrations) | {first:.2f} |")
+        print(f"| repeat call (library and store answer) | {repeat:.2f} |")
+        print(f"| ratio | {first / repeat:.1f}x |")
+        if args.cost_only:
+            return
+        labels, calibration_paths = build(args, folder / "data", autoencoders)
+        library = CalibrationLibrary(folder / "library")
+        built = {entry.model: Calibration.load(entry.path) for entry in library.entries()}
+        assert sorted(built) == sorted(MODELS), sorted(built)
+        test_records, seconds = score(autoencoders, sorted(labels), ScoreSettings())
+        scorer = Scorer(list(autoencoders.values()), ScoreSettings())
+        negatives = [r.as_dict() for r in scorer.score_paths(negative_files())]
+        own = {}
+        own_records = {}
+        for name in MODELS:
+            records, _ = score({name: autoencoders[name]}, calibration_paths[name], ScoreSettings())
+            own_records[name] = usable(records)
+            kept = [r for r in negatives if r["model"] == name and not r["error"]]
+            own[name] = calibrate(own_records[name], name, args.alpha, statistic.name,
+                                  negatives=kept, negative_sources=[NEGATIVE_SET])  # fmt: skip
+        print("\n### Verdicts with all five candidates (the same test images)")
+        print("| calibrations | verdict accuracy | real photos attributed | own images named | "
+              "acc. vs other models | acc. vs real | ROC AUC |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|")
+        for title, calibrations in (("built from the autoencoders (zero set-up, default)", built),
+                                    ("own images (40 per model)", own)):  # fmt: skip
+            result = evaluate(test_records, labels, calibrations, statistic.name, args.alpha)
+            numbers, means = open_set_metrics(result.confusion), mean_table(result)
+            print(f"| {title} | {numbers['verdict_accuracy']:.3f} | "
+                  f"{numbers['real_false_attribution']:.3f} | {numbers['own_recall']:.3f} | "
+                  f"{np.mean([m['vs_models'] for m in means.values()]):.4f} | "
+                  f"{np.mean([m['vs_real'] for m in means.values()]):.4f} | "
+                  f"{np.mean([m['auc'] for m in means.values()]):.4f} |")  # fmt: skip
+            print(f"confusion ({title}): {result.confusion}")
+        print("\n| model | threshold, built | threshold, own images |\n|---|---|---|")
+        for name in MODELS:
+            print(f"| {name} | {built[name].threshold:.4g} | {own[name].threshold:.4g} |")
+
+        print(f"\n### Threshold stability: own test images rejected at alpha {args.alpha} "
+              f"(median, 10th-90th percentile over {DRAWS} draws of n calibration images)")  # fmt: skip
+        print("| n | " + " | ".join(MODELS) + " |\n|---|" + "---|" * len(MODELS))
+        rng = np.random.default_rng(0)
+        for n in SIZES:
+            cells = []
+            for name in MODELS:
+                signals = np.array([statistic.value(r, {}) for r in own_records[name]])
+                tests = np.array([statistic.value(r, {}) for r in usable(test_records)
+                                  if r["model"] == name and labels[r["path"]] == name])  # fmt: skip
+                rates = []
+                for _ in range(DRAWS):
+                    drawn = rng.choice(signals, size=min(n, len(signals)), replace=False)
+                    threshold = kde_threshold(drawn, args.alpha)
+                    rates.append(float(np.mean(tests >= threshold)))
+                low, mid, high = np.percentile(rates, [10, 50, 90])
+                cells.append(f"{mid:.2f} ({low:.2f}-{high:.2f})")
+            print(f"| {n} | " + " | ".join(cells) + " |")
+    print(f"\n(scoring: {seconds:.2f} s per image and model)")
+
+
+if __name__ == "__main__":
+    main()
