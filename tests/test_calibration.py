@@ -83,6 +83,28 @@ def test_calibrate_keeps_the_records_provenance_and_round_trips(tmp_path):
         calibration.save(path)
 
 
+def test_a_failed_overwrite_keeps_the_old_calibration_whole(tmp_path, monkeypatch):
+    """A full disk while writing (simulated after part of the file is out) is an error, and the
+    calibration that was there is still there, byte for byte, with no temporary file left."""
+    import errno
+    import json as json_module
+
+    path = tmp_path / "c.json"
+    calibrate(own_records(), "taesd", 0.05, "aedr").save(path)
+    before = path.read_bytes()
+
+    def full_disk(value, stream, **options):
+        stream.write('{"format": 2, "model": "tae')
+        stream.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(json_module, "dump", full_disk)
+    newer = calibrate(own_records(), "taesd", 0.1, "aedr")
+    with pytest.raises(CalibrationError, match="No space left"):
+        newer.save(path, overwrite=True)
+    assert path.read_bytes() == before and sorted(tmp_path.iterdir()) == [path]
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [

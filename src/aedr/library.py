@@ -145,7 +145,7 @@ class CalibrationLibrary:
 
     def add(self, calibration: Calibration, provenance: Provenance, origin: str) -> Path:
         """File ``calibration`` (measured with ``provenance``) as ``origin``, replacing the one
-        filed so before; written to a temporary file and renamed, so a failure keeps the old."""
+        filed so before (atomically, as every calibration is saved)."""
         if origin not in ORIGINS:
             raise LibraryError(f"origin must be one of {', '.join(ORIGINS)}, not {origin!r}")
         calibration.check_provenance(provenance)
@@ -158,12 +158,9 @@ class CalibrationLibrary:
                 hint=f"set {LIBRARY_ENV} to a writable folder",
             ) from None
         path = self.folder / name
-        partial = path.with_name(f".{name}.{os.getpid()}.part")
         try:
-            calibration.save(partial, overwrite=True)
-            os.replace(partial, path)
-        except (CalibrationError, OSError) as exc:
-            partial.unlink(missing_ok=True)
+            calibration.save(path, overwrite=True)  # atomic: a failure keeps the old file
+        except CalibrationError as exc:
             raise LibraryError(f"cannot add {name} to the library: {exc}") from None
         return path
 

@@ -12,6 +12,7 @@ records that it was assumed. A digest over every field makes an edited file an e
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -243,17 +244,33 @@ class Calibration:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
-        """Write the calibration as JSON, sealed with its digest."""
+        """Write the calibration as JSON, sealed with its digest: into a temporary file beside
+        ``path``, synced, then renamed over it, so that a failed write (a full disk) leaves the
+        file that was there whole."""
+        import tempfile
+
         sealed = self.as_dict()
-        self.digest = sealed["digest"]
+        target = os.fspath(path)
+        if not overwrite and os.path.lexists(target):
+            raise OutputExistsError(f"{path} exists")
+        partial = None
         try:
-            with open(path, "w" if overwrite else "x", encoding="utf-8") as stream:
+            handle, partial = tempfile.mkstemp(
+                dir=os.path.dirname(target) or ".", prefix=f".{os.path.basename(target)}.",
+                suffix=".part",
+            )  # fmt: skip
+            with open(handle, "w", encoding="utf-8") as stream:
                 json.dump(sealed, stream, indent=2)
                 stream.write("\n")
-        except FileExistsError:
-            raise OutputExistsError(f"{path} exists") from None
+                stream.flush()
+                os.fsync(stream.fileno())
+            os.replace(partial, target)
         except OSError as exc:
+            if partial is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(partial)
             raise CalibrationError(f"cannot write {path}: {exc.strerror or exc}") from None
+        self.digest = sealed["digest"]
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Calibration:
