@@ -327,3 +327,22 @@ def test_an_oversized_calibration_is_refused_in_seconds(cli, model_file, tmp_pat
     code, _, err = cli("attribute", folder, "--calibration", out)
     assert code == 2 and "signals: List should have at most 1000000 items" in err
     assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--max-pixels", "0"], "--max-pixels: must be at least 1, not 0"),
+     (["--batch-size", "-1"], "--batch-size: must be at least 1, not -1"),
+     (["--workers", "-3"], "--workers: must be at least 1, not -3"),
+     (["--latent", "sample", "--seed", "99999999999999999999"],
+      "seed must be a whole number from 0 to 9223372036854775807")],
+)  # fmt: skip
+def test_out_of_range_numbers_are_refused_before_any_work(cli, model_file, image_folder, flags,
+                                                          message):  # fmt: skip
+    code, out, err = cli("score", image_folder, "--model", model_file, *flags)
+    assert code == 2 and message in err and out == "" and "Traceback" not in err
+
+
+def test_an_out_path_naming_a_folder_says_so(cli, model_file, image_folder, tmp_path):
+    code, _, err = cli("score", image_folder, "--model", model_file, "--out", tmp_path)
+    assert code == 2 and "is a folder" in err and "unknown output format" not in err

@@ -86,10 +86,21 @@ def _add_loading(parser: argparse.ArgumentParser) -> None:
     )
     tuning.add_argument(
         "--max-pixels",
-        type=int,
+        type=_positive,
         default=DEFAULT_MAX_PIXELS,
         help=f"refuse images declaring more pixels than this (default {DEFAULT_MAX_PIXELS})",
     )
+
+
+def _positive(text: str) -> int:
+    """A whole number of at least 1 (counts, sizes and limits)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def _add_dtype(parser: argparse.ArgumentParser) -> None:
@@ -191,17 +202,17 @@ def _add_pipeline(parser: argparse.ArgumentParser) -> None:
     )
     pipeline.add_argument(
         "--batch-size",
-        type=int,
+        type=_positive,
         help="images of equal size per autoencoder batch (default: 1 on CPU, 8 on GPU)",
     )
     pipeline.add_argument(
         "--workers",
-        type=int,
+        type=_positive,
         help=f"threads reading and decoding images ahead (default {DEFAULT_WORKERS})",
     )
     pipeline.add_argument(
         "--max-model-pixels",
-        type=int,
+        type=_positive,
         default=DEFAULT_MAX_MODEL_PIXELS,
         help="refuse larger inputs to one autoencoder pass (use --crop for big images; "
         f"default {DEFAULT_MAX_MODEL_PIXELS})",
@@ -488,7 +499,7 @@ def add_homogeneity(commands: Commands) -> None:
     homogeneity = _command(commands, "homogeneity", "GLCM homogeneity of images (the paper's H)")
     homogeneity.add_argument("paths", nargs="+", metavar="PATH")
     _add_output(homogeneity, "homogeneity records")
-    homogeneity.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    homogeneity.add_argument("--max-pixels", type=_positive, default=DEFAULT_MAX_PIXELS)
     homogeneity.set_defaults(run=cmd_homogeneity)
 
 
@@ -540,7 +551,7 @@ def add_calibrate(commands: Commands) -> None:
         help="generator-free: make belonging images with the model's decoder from these photos",
     )
     calibrate.add_argument(
-        "--synthetic", type=int, default=100, help="with --reference-photos: images to make"
+        "--synthetic", type=_positive, default=100, help="with --reference-photos: images to make"
     )
     details.add_argument("--save-synthetic", metavar="DIR", help="keep the images made")
     calibrate.add_argument(
@@ -572,7 +583,7 @@ def add_calibrate(commands: Commands) -> None:
     details.add_argument("--scores-out", help="also save the measurement records of PATHS")
     details.add_argument(
         "--first",
-        type=int,
+        type=_positive,
         metavar="N",
         help="fit on the first N images (in input order) only; --paper: 500, as the authors' "
         "cal_threshold.py",
@@ -1166,7 +1177,7 @@ def add_serve(commands: Commands) -> None:
         "--max-upload-mb", type=float, default=50, help="largest accepted image file (default 50)"
     )
     serve.add_argument(
-        "--max-files", type=int, default=32, help="most images in one request (default 32)"
+        "--max-files", type=_positive, default=32, help="most images in one request (default 32)"
     )
     serve.add_argument(
         "--max-request-mb",
@@ -1316,7 +1327,7 @@ def add_models(commands: Commands) -> None:
         action="store_true",
         help="with --check: build the published architecture with random weights (no download)",
     )
-    models.add_argument("--size", type=int, default=256, help="image side for --check")
+    models.add_argument("--size", type=_positive, default=256, help="image side for --check")
     models.add_argument("--device", default="auto", help="torch device (default auto)")
     _add_dtype(models)
     models.set_defaults(run=cmd_models)

@@ -33,6 +33,10 @@ class OutputExistsError(RecordFileError):
 def record_format(path: str | os.PathLike) -> str:
     suffix = Path(path).suffix.lower()
     if suffix not in FORMATS:
+        if Path(path).is_dir():
+            raise RecordFileError(f"{path} is a folder: name a file ending in .jsonl or .csv")
+        if not suffix:
+            raise RecordFileError(f"{path}: name a file ending in .jsonl or .csv")
         raise RecordFileError(f"{path}: unknown output format {suffix!r}; use .jsonl or .csv")
     return FORMATS[suffix]
 

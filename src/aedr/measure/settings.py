@@ -100,10 +100,14 @@ class Setting:
         bounds = {int: "a whole number", float: "a number", bool: "true or false"}
         words = bounds.get(self.kind, "text")
         if self.minimum is not None and self.maximum is not None:
-            words += f" from {self.minimum:g} to {self.maximum:g}"
+            words += f" from {_number(self.minimum)} to {_number(self.maximum)}"
         elif self.minimum is not None:
-            words += f" of at least {self.minimum:g}"
+            words += f" of at least {_number(self.minimum)}"
         return words
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def declare(default: Any, **declaration: Any) -> Any:
@@ -141,7 +145,7 @@ class ScoreSettings:
         help="posterior mode (deterministic, default) or a seeded sample like the authors' script",
     )  # fmt: skip
     seed: int = declare(
-        0, kind=int, applies=_sampled, flag="--seed", group="paper",
+        0, kind=int, minimum=0, maximum=2**63 - 1, applies=_sampled, flag="--seed", group="paper",
         help="seed of the sampled latents (default 0)",
     )  # fmt: skip
     alignment: Literal["crop", "resize"] = declare(
