@@ -393,3 +393,16 @@ def test_a_jpeg_upload_is_decided_and_plotted_at_its_quality(random_tiny, made_i
     assert model["jpeg_signals"] == {"60": calibration.at_jpeg_quality(60).signals}
     png = service.attribute("x.png", png_bytes(made_images[11]))
     assert png["rows"][0]["threshold_quality"] is None
+
+
+def test_head_and_options_answer_and_record_batches_are_bounded(client):
+    from aedr.server import MAX_RECORD_IDS
+
+    head = client.head("/")
+    assert head.status_code == 200 and head.content == b""
+    options = client.options("/api/attribute")
+    assert options.status_code == 204 and "POST" in options.headers["allow"]
+    assert "access-control-allow-origin" not in options.headers
+    many = [("id", "0" * 32)] * (MAX_RECORD_IDS + 1)
+    refused = client.get("/api/records", params=many)
+    assert refused.status_code == 422 and f"at most {MAX_RECORD_IDS}" in refused.json()["detail"]

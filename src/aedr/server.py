@@ -60,6 +60,8 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif", "TIFF": "tif",
                    "BMP": "bmp"}  # fmt: skip
 RESULT_ID = re.compile(r"[0-9a-f]{32}")
+MAX_RECORD_IDS = 256
+"""Most results one ``/api/records`` request may name."""
 RECORD_FIELDS = (
     "result_id", "filename", "sha256", "bytes", "width", "height", "format", "jpeg_quality",
     "uploaded", "tool", "verdict", "verdict_group", "candidates", "region_share", "confidence",
@@ -358,7 +360,9 @@ def create_app(service: AttributionService, access: Access = Access()) -> FastAP
             return JSONResponse(
                 {"detail": f"this server does not answer to the host {host!r}"}, status_code=421
             )
-        unsafe = request.method not in ("GET", "HEAD", "OPTIONS")
+        if request.method == "OPTIONS":  # what is allowed; no cross-origin grant
+            return Response(status_code=204, headers={"Allow": "GET, HEAD, POST, OPTIONS"})
+        unsafe = request.method not in ("GET", "HEAD")
         origin = request.headers.get("origin")
         if unsafe and not access.origin_allowed(origin, host, request.url.scheme):
             return JSONResponse(
@@ -366,7 +370,8 @@ def create_app(service: AttributionService, access: Access = Access()) -> FastAP
             )
         return await call_next(request)
 
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse,
+                   include_in_schema=False)  # fmt: skip
     def page() -> str:
         return resources.files("aedr").joinpath("web/index.html").read_text(encoding="utf-8")
 
@@ -404,7 +409,12 @@ def create_app(service: AttributionService, access: Access = Access()) -> FastAP
         id: Annotated[list[str], Query(description="result ids (repeat for a batch)")],
         format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
     ) -> Response:
-        """Case records of one or more results, as a JSON list or a CSV (one row per model)."""
+        """Case records of one or more results (at most ``MAX_RECORD_IDS``), as a JSON list or a
+        CSV (one row per model)."""
+        if len(id) > MAX_RECORD_IDS:
+            raise HTTPException(
+                422, f"{len(id)} result ids: ask for at most {MAX_RECORD_IDS} in one request"
+            )
         found = [await stored(result_id) for result_id in id]
         name = f"aedr-{found[0]['id'][:8]}" if len(found) == 1 else f"aedr-batch-{len(found)}"
         disposition = {"Content-Disposition": f'attachment; filename="{name}.{format}"'}
