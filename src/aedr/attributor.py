@@ -142,9 +142,7 @@ class Attributor:
                 raise CalibrationError(
                     f"model {model.name!r} given for the calibration of {calibration.model!r}"
                 )
-            if model.provenance is None:  # a hub model still to be downloaded: its revision
-                model.autoencoder  # noqa: B018 -- loads it
-            measured = model.provenance
+            measured = model.loaded_provenance()
             if measured is None:
                 raise CalibrationError(f"model {model.name!r} has no identity to check")
             calibration.check_provenance(measured)

@@ -1447,9 +1447,7 @@ def cmd_calibrations(args: argparse.Namespace) -> int:
     if args.action == "remove":
         _say(args, f"removed {library.remove(args.name)}")
         return EXIT_OK
-    entry = next((e for e in library.entries() if e.name == args.name), None)
-    if entry is None:
-        raise UsageError(f"no calibration {args.name!r} in {library.folder}")
+    entry = library.entry(args.name)
     calibration = Calibration.load(entry.path)
     summary = {
         "file": str(entry.path), "model": calibration.model, "made from": ORIGIN_WORDS[entry.origin],

@@ -164,16 +164,21 @@ class CalibrationLibrary:
             raise LibraryError(f"cannot add {name} to the library: {exc}") from None
         return path
 
-    def remove(self, name: str) -> Path:
-        """Remove the calibration file called ``name`` (a file name from ``entries``)."""
+    def entry(self, name: str) -> LibraryEntry:
+        """The calibration file called ``name`` (a file name from ``entries``)."""
         match = next((e for e in self.entries() if e.name == name), None)
         if match is None:
             raise LibraryError(
                 f"no calibration {name!r} in the library {self.folder}",
                 hint="aedr calibrations list shows their names",
             )
-        match.path.unlink()
-        return match.path
+        return match
+
+    def remove(self, name: str) -> Path:
+        """Remove the calibration file called ``name``."""
+        path = self.entry(name).path
+        path.unlink()
+        return path
 
     def __iter__(self) -> Iterator[LibraryEntry]:
         return iter(self.entries())
@@ -238,10 +243,7 @@ def library_calibrations(
     found = []
     for scorer in scorers:
         (model,) = scorer.models
-        provenance = model.provenance
-        if provenance is None:  # a hub model not yet downloaded: loading tells its revision
-            model.autoencoder  # noqa: B018 (loads it)
-            provenance = model.provenance
+        provenance = model.loaded_provenance()
         if provenance is None:
             raise LibraryError(f"model {model.name!r} has no identity: it cannot be calibrated")
         kept = library.find(model.name, provenance, statistic, on_damaged)

@@ -117,6 +117,13 @@ class _Model:
             return None
         return self._settings.provenance(identity, dtype, device)
 
+    def loaded_provenance(self) -> Provenance | None:
+        """The provenance, loading the model first where only loading tells its identity (a hub
+        model still to be downloaded)."""
+        if self.provenance is None:
+            self.autoencoder  # noqa: B018 (the property loads the model)
+        return self.provenance
+
     @property
     def size_multiple(self) -> int | None:
         """The model's input grid, where it is known without loading the model."""
