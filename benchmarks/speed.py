@@ -1,25 +1,31 @@
 """Side-by-side speed of AEDR implementations on the same images, machine and autoencoder.
 
 Usage: python benchmarks/speed.py [--device cpu|cuda] [--images 32] [--weights-dir DIR]
-       [--plan full|quick] [--shared-dir DIR]
+       [--plan full|quick|default|tracer|sd] [--shared-dir DIR]
 
 For each (autoencoder, size) it times, end to end with model loading, each in its own process
 (so peak memory is its own):
 
 1. ``reference``: the loop as the paper's authors wrote it: one image at a time, fp32, sampled
    latents, PIL + torchvision-style preprocessing, cv2 + scikit-image GLCM, no overlap;
-2. ``aedr default``: this package's pipeline with default settings (posterior mode, fp32 on CPU),
-   and ``aedr sample``: the same pipeline with the reference's sampled latents;
-3. ``aedr fast``: the fastest settings measured here (bf16 on CPU, batches on GPU);
+2. ``aedr default``: this package's pipeline with default settings (posterior mode, ``--dtype
+   auto``: bf16 on a CPU with native bf16 for the models measured in it, else fp32), and ``aedr
+   sample``: the same pipeline with the reference's sampled latents;
+3. the other precision, stated (``--dtype fp32`` where auto chose bf16, ``--dtype bf16`` where it
+   chose fp32; batches of 16 on GPU);
 4. ``latenttracer``: the inversion baseline (100 Adam steps through the decoder), on fewer images;
-5. the score store: a cold CLI run, then a warm re-run over the same files.
+5. the score store: a cold CLI run, then a warm re-run over the same files;
+6. where the plain command's time goes: ``aedr score PATHS --model M --out FILE`` in one process
+   with every stage timed (``aedr.timing``: model loading, hashing, the score store, decoding,
+   homogeneity, preprocessing, encoder, decoder, losses and high-pass evidence, writing).
 
 Half of the images are made by the autoencoder's decoder, half are photo crops from
 shared/images/real (never holdout/). Verdicts use one threshold, fitted (KDE, alpha 0.05) on the
 reference's signals of the decoder-made images; `agree` counts verdicts equal to the reference's.
 Timers start after each process's imports and include model loading; the store rows are whole
-CLI runs (start-up included). FLOP/s counts convolutions and matmuls of the four passes (torch's FlopCounterMode) and is
-compared with a measured dense GEMM peak of this machine in the same dtype.
+CLI runs (start-up included). FLOP/s counts convolutions and matmuls of the four passes (torch's
+FlopCounterMode) and is compared with a measured dense GEMM peak of this machine in the same
+dtype.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ PLANS = {
     # (model, size, images, latenttracer images); None images = --images
     "full": [("taesd", 256, None, 2), ("sd15", 256, 8, 0), ("sd15", 512, 2, 0)],
     "quick": [("taesd", 128, 8, 1)],
+    "default": [("taesd", 256, None, 0)],  # the issue's check: 32 images, 256 px, taesd
     "tracer": [("taesd", 256, 8, 2)],
     "sd": [("sd15", 256, 8, 0), ("sd15", 512, 2, 0)],
 }
@@ -95,7 +102,9 @@ def child_reference(job: dict) -> dict:
     signals = []
     for path in job["paths"]:
         rgb = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255.0
-        x = torch.from_numpy((rgb - 0.5) / 0.5).permute(2, 0, 1)[None].to(job["device"])
+        # torchvision's ToTensor returns a contiguous (C, H, W) tensor: the layout their passes ran in
+        x = torch.from_numpy((rgb - 0.5) / 0.5).permute(2, 0, 1).contiguous()[None]
+        x = x.to(job["device"])
         with torch.no_grad():
             x1 = autoencoder.decode(autoencoder.encode(x, "sample", generator))
             x2 = autoencoder.decode(autoencoder.encode(x1, "sample", generator))
@@ -170,11 +179,30 @@ def child_flops(job: dict) -> dict:
     return {"flops_per_image": counter.get_total_flops(), "gemm_peak_flops": peak}
 
 
+def child_breakdown(job: dict) -> dict:
+    """The plain ``aedr score`` in this process (a fresh store), every stage timed."""
+    from aedr import timing
+    from aedr.cli import main as aedr
+
+    folder = Path(job["folder"])
+    os.environ["AEDR_STORE"] = str(folder / "breakdown.sqlite")
+    arguments = ["score", *job["paths"], "--model", job["model"], "--device", job["device"],
+                 "--out", str(folder / "breakdown.jsonl"), "--overwrite", "-q"]  # fmt: skip
+    if job["weights_dir"]:
+        arguments += ["--weights-dir", job["weights_dir"]]
+    start = time.perf_counter()
+    with timing.collect() as times:
+        code = aedr(arguments)
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "code": code, "stages": times.seconds, "calls": times.calls}
+
+
 CHILDREN = {
     "reference": child_reference,
     "pipeline": child_pipeline,
     "latenttracer": child_latenttracer,
     "flops": child_flops,
+    "breakdown": child_breakdown,
 }
 
 
@@ -234,6 +262,29 @@ def cli_seconds(arguments: list[str]) -> float:
     return time.perf_counter() - start
 
 
+def print_breakdown(model: str, size: int, count: int, run: dict) -> None:
+    """Where the plain command's wall time went, stage by stage."""
+    from aedr.timing import STAGES
+
+    wall, stages = run["seconds"], run["stages"]
+    print(f"\n{model}, {size} px, {count} images: `aedr score` in one process, {wall:.1f} s wall "
+          f"(exit {run['code']}); reader-thread stages (hash, store lookups, decode, homogeneity) "
+          "overlap the passes")  # fmt: skip
+    print("| stage | s | % of wall | ms per image | calls |\n|---|---|---|---|---|")
+    for name in STAGES:
+        seconds = stages.get(name, 0.0)
+        print(f"| {name} | {seconds:.2f} | {100 * seconds / wall:.1f} | "
+              f"{1000 * seconds / count:.1f} | {run['calls'].get(name, 0)} |")  # fmt: skip
+    compute = ("load", "preprocessing", "encoder", "decoder", "evidence", "write")
+    rest = wall - sum(stages.get(name, 0.0) for name in compute)
+    print(
+        f"| wall less the main thread's stages ({', '.join(compute)}): CLI set-up, store "
+        f"saves, Python, waits for reads | {rest:.2f} | "
+        f"{100 * rest / wall:.1f} | {1000 * rest / count:.1f} | |",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     shared_default = os.environ.get("AEDR_SHARED_DIR", str(REPO.parent / "shared"))
@@ -246,11 +297,13 @@ def main() -> None:
 
     import numpy as np
 
+    from aedr.autoencoders import devices, get_spec
+    from aedr.autoencoders.registry import dtype_name
     from aedr.decide.calibration import kde_threshold
 
     cpu = args.device.startswith("cpu")
-    fast = {"dtype": "bf16" if cpu else "auto", "batch_size": 1 if cpu else 16}
-    print(f"# device {args.device}, {os.cpu_count()} CPUs; times include model loading")
+    print(f"# device {args.device}, {os.cpu_count()} CPUs, native bf16: {devices.native_bf16()}; "
+          "times include model loading")  # fmt: skip
     header = ["model", "size", "method", "images", "s", "img/s", "x ref", "peak MB", "GFLOP/s",
               "% peak", "agree"]  # fmt: skip
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header), flush=True)
@@ -259,16 +312,20 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             paths = make_images(model, size, count, Path(tmp), args)
             base = {"model": model, "weights_dir": args.weights_dir, "device": args.device,
-                    "paths": paths, "size": size}  # fmt: skip
-            flops = {
-                dtype: run_child("flops", {**base, "dtype": dtype})
-                for dtype in {"fp32", fast["dtype"]}
-            }
+                    "paths": paths, "size": size, "folder": tmp}  # fmt: skip
+            auto = dtype_name("auto", get_spec(model), args.device)
+            other = {"fp32": "bf16", "bf16": "fp32", "fp16": "fp32"}[auto]
+            batch = 1 if cpu else 16
+            dtypes = {"reference": "fp32", "aedr default": auto, "aedr sample": auto,
+                      f"aedr --dtype {other} (stated), batch {batch}": other}  # fmt: skip
+            flops = {d: run_child("flops", {**base, "dtype": d}) for d in set(dtypes.values())}
             runs = {"reference": run_child("reference", base)}
             configs = {
                 "aedr default": {"dtype": "auto", "batch_size": 1, "latent": "mode"},
                 "aedr sample": {"dtype": "auto", "batch_size": 1, "latent": "sample"},
-                f"aedr fast ({fast['dtype']}, batch {fast['batch_size']})": {**fast, "latent": "mode"},
+                f"aedr --dtype {other} (stated), batch {batch}": {"dtype": other,
+                                                                  "batch_size": batch,
+                                                                  "latent": "mode"},
             }  # fmt: skip
             for name, config in configs.items():
                 runs[name] = run_child("pipeline", {**base, **config})
@@ -278,10 +335,10 @@ def main() -> None:
             reference_rate = count / runs["reference"]["seconds"]
             for name, run in runs.items():
                 rate = count / run["seconds"]
-                dtype = fast["dtype"] if "fast" in name else "fp32"
+                dtype = dtypes[name]
                 achieved = flops[dtype]["flops_per_image"] * rate
                 agree = int(((np.array(run["signals"]) < threshold) == reference_verdicts).sum())
-                row = [model, size, name, count, f"{run['seconds']:.1f}", f"{rate:.3f}",
+                row = [model, size, f"{name} ({dtype})", count, f"{run['seconds']:.1f}", f"{rate:.3f}",
                        f"{rate / reference_rate:.2f}", f"{run.get('peak_mb', 0):.0f}",
                        f"{achieved / 1e9:.1f}",
                        f"{100 * achieved / flops[dtype]['gemm_peak_flops']:.0f}",
@@ -309,6 +366,7 @@ def main() -> None:
             print(f"| {model} | {size} | store: cold CLI run | {count} | {cold:.1f} | | | | | | |")
             print(f"| {model} | {size} | store: warm re-run | {count} | {warm:.2f} | "
                   f"{count / warm:.1f} | cold/warm = {cold / warm:.0f}x | | | | |", flush=True)  # fmt: skip
+            print_breakdown(model, size, count, run_child("breakdown", base))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 autoencoders, with the plain command (``aedr attribute PATHS`` and nothing else).
 
 Usage: python benchmarks/zero_setup.py [--size 256] [--calibration 40] [--test 20] [--real 40]
+       [--cost-only] [--baseline-src OTHER_CHECKOUT/src]
 
 Data as ``benchmarks/attribution.py`` builds it (shared/images/real only, never holdout/): per
 model, images its decoder made from mixed photo latents, split into calibration and test images,
@@ -9,8 +10,9 @@ and real test photos. Prints:
 
 - the cost of the first ``aedr attribute IMAGE`` with the five models present (it builds their
   five calibrations from the autoencoders alone and adds them to an empty library) and of a
-  repeat call (the library and the score store answer), each a new process as a user runs it
-  (``--cost-only`` stops there);
+  repeat call (the library and the score store answer), each a new process as a user runs it,
+  and with ``--baseline-src`` the first call of another checkout (the previous release) before
+  it, side by side (``--cost-only`` stops there);
 - verdicts and pairwise accuracy with the library's built calibrations (zero set-up) and with
   calibrations fitted on each model's own calibration images, both measured with the default
   negatives, on the same test images;
@@ -51,10 +53,15 @@ SIZES = (2, 5, 10, 15, 20, 30, 40)
 DRAWS = 200
 
 
-def timed_cli(*args: str) -> float:
-    """Seconds of ``aedr ARGS`` as a user runs it: a new process."""
+def timed_cli(*args: str, source: str | None = None) -> float:
+    """Seconds of ``aedr ARGS`` as a user runs it: a new process (running the package under
+    ``source``, another checkout's ``src``, when given)."""
+    environment = dict(os.environ)
+    if source:
+        environment["PYTHONPATH"] = source
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "aedr", *args], capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "aedr", *args], capture_output=True, text=True,
+                          env=environment)  # fmt: skip
     assert done.returncode == 0, f"aedr {' '.join(args)} exited {done.returncode}: {done.stderr}"
     return time.perf_counter() - start
 
@@ -63,6 +70,8 @@ def main() -> None:
     parser = data_parser(__doc__.splitlines()[0], 256)
     split_options(parser, 40)
     parser.add_argument("--cost-only", action="store_true", help="the cost table alone")
+    parser.add_argument("--baseline-src", help="another checkout's src folder: its first call "
+                        "too, side by side (e.g. the previous release)")  # fmt: skip
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
     weights = args.weights_dir or str(Path(args.shared_dir) / "weights" / "tae")
@@ -77,11 +86,20 @@ def main() -> None:
                        "AEDR_STORE": str(folder / "scores.sqlite"), "AEDR_WEIGHTS_DIR": weights}  # fmt: skip
         os.environ.update(environment)
         image = next(iter(sorted((Path(args.shared_dir) / "images" / "real").rglob("*.png"))))
+        if args.baseline_src:  # first: its library and store are its own
+            os.environ.update(AEDR_CALIBRATIONS=str(folder / "baseline-library"),
+                              AEDR_STORE=str(folder / "baseline.sqlite"))  # fmt: skip
+            baseline = timed_cli("attribute", str(image), "-q", source=args.baseline_src)
+            os.environ.update(environment)
         first = timed_cli("attribute", str(image), "-q")
         repeat = timed_cli("attribute", str(image), "-q")
-        print("\n### Cost (2-core CPU, each call a new process)")
+        print("\n### Cost (each call a new process)")
         print("| call | seconds |\n|---|---|")
+        if args.baseline_src:
+            print(f"| first call, {args.baseline_src} | {baseline:.2f} |")
         print(f"| first `aedr attribute IMAGE` (builds {len(MODELS)} calibrations) | {first:.2f} |")
+        if args.baseline_src:
+            print(f"| first call: baseline / this checkout | {baseline / first:.2f}x |")
         print(f"| repeat call (library and store answer) | {repeat:.2f} |")
         print(f"| ratio | {first / repeat:.1f}x |")
         if args.cost_only:

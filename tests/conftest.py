@@ -16,6 +16,11 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
+# The suite's numbers must not depend on the CPU that runs it: --dtype auto picks bf16 on CPUs
+# with native bf16, so every test (and every CLI process it starts) sees a CPU without it, unless
+# it states otherwise (tests of the bf16 default).
+os.environ["AEDR_NATIVE_BF16"] = "0"
+
 # diffusers binds its log handler to sys.stderr when first used: bind it now, to the session's
 # stream, not to one test's captured stderr (closed after that test, later logs would fail).
 diffusers_logging.get_logger("diffusers")

@@ -1,4 +1,5 @@
 import pytest
+import torch
 from conftest import TEST_PROVENANCE, loss_record
 
 from aedr.attributor import Attributor
@@ -157,3 +158,19 @@ def test_an_image_with_too_little_detail_is_attributed_to_no_model():
     detailed = attribute([highpass_record("a", 0.3, 0.5), highpass_record("b", 0.9, 0.01)],
                          calibrations)  # fmt: skip
     assert detailed.verdict == "a" and detailed.caution == ""  # b rejects it anyway
+
+
+def test_a_model_left_to_dtype_auto_runs_at_its_calibrations_precision(model_file, image_folder):
+    from aedr.autoencoders import resolve_model
+
+    auto = resolve_model(str(model_file))
+    assert auto.auto_dtype and auto.dtype_name == "fp32"
+    made_in_bf16 = calibration(auto.name, 1.0, identity=auto.identity, dtype="bf16")
+    attributor = Attributor([made_in_bf16], [auto])
+    assert attributor.scorer.models[0].provenance.dtype == "bf16"
+    (decision,) = attributor.attribute_file(image_folder / "a.png").decisions
+    assert decision.signal is not None and not decision.error
+    assert attributor.scorer.models[0].autoencoder.dtype == torch.bfloat16
+    stated = resolve_model(str(model_file), dtype="fp32")
+    with pytest.raises(CalibrationError, match="dtype: 'bf16' vs 'fp32'"):
+        Attributor([made_in_bf16], [stated])

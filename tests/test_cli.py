@@ -53,6 +53,7 @@ def test_models_table_and_json(cli):
     assert rows["sd2base"]["group"] == rows["sd21"]["group"] == "sd2"
     assert rows["sana"]["size_multiple"] == 32 and rows["flux2"]["gated"]
     assert rows["kandinsky22"]["license"] == "Apache-2.0"
+    assert "cpu dtype here" in table.splitlines()[0] and rows["taesd"]["cpu_dtype"] == "fp32"
 
 
 def test_models_check_times_random_weight_architectures_and_reports_failures(cli):
@@ -390,3 +391,23 @@ def test_calibrate_refuses_one_image_before_measuring_and_warns_below_the_stable
     warned = cli("calibrate", image_folder, single, "--model", model_file, "--out",
                  tmp_path / "c.json", "--no-default-negatives", code=0)  # fmt: skip
     assert "warning: 3 images" in warned.stderr
+
+
+def test_dtype_auto_measures_in_bf16_on_a_cpu_with_native_bf16(
+    cli, tae_dir, image_folder, tmp_path, monkeypatch
+):
+    import dataclasses
+
+    from aedr.autoencoders import devices, registry
+
+    measured = dataclasses.replace(registry.get_spec("taesd"), cpu_bf16=True)
+    monkeypatch.setitem(registry._BY_NAME, "taesd", measured)
+    rows = {}
+    for native in ("1", "0"):
+        monkeypatch.setenv(devices.NATIVE_BF16_ENV, native)
+        out = tmp_path / f"native-{native}.jsonl"
+        cli("score", image_folder / "a.png", "--model", "taesd", "--weights-dir", tae_dir,
+            "--out", out, "-q", code=0)  # fmt: skip
+        (rows[native],) = read_jsonl(out)
+    assert rows["1"]["provenance"]["dtype"] == "bf16" and rows["0"]["provenance"]["dtype"] == "fp32"
+    assert rows["1"]["loss1"] != rows["0"]["loss1"]  # the store never serves bf16 to fp32

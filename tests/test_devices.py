@@ -44,3 +44,26 @@ def test_the_cli_resolves_auto_before_any_command_runs(monkeypatch):
     monkeypatch.setattr(cli, "cmd_models", lambda args: seen.setdefault("device", args.device))
     cli.main(["models"])
     assert seen["device"] == devices.auto_device() != "auto"
+
+
+def cpu_info(tmp_path, flags: str):
+    path = tmp_path / f"cpuinfo-{abs(hash(flags))}"
+    path.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    return path
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, monkeypatch):
+    monkeypatch.delenv(devices.NATIVE_BF16_ENV)
+    assert not devices.native_bf16(cpu_info(tmp_path, "fpu sse2 avx2 avx512f avx512_vnni"))
+    assert devices.native_bf16(cpu_info(tmp_path, "fpu avx512f avx512_bf16"))
+    assert devices.native_bf16(cpu_info(tmp_path, "fpu amx_bf16 amx_tile"))
+    assert not devices.native_bf16(tmp_path / "absent")  # not Linux: not measured, fp32
+    assert not devices.native_bf16(cpu_info(tmp_path, "avx512_bf16x"))  # whole flags only
+
+
+def test_native_bf16_can_be_stated(tmp_path, monkeypatch):
+    with_bf16 = cpu_info(tmp_path, "avx512_bf16")
+    monkeypatch.setenv(devices.NATIVE_BF16_ENV, "0")
+    assert not devices.native_bf16(with_bf16)
+    monkeypatch.setenv(devices.NATIVE_BF16_ENV, "1")
+    assert devices.native_bf16(tmp_path / "absent")

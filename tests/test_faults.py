@@ -346,3 +346,94 @@ def test_out_of_range_numbers_are_refused_before_any_work(cli, model_file, image
 def test_an_out_path_naming_a_folder_says_so(cli, model_file, image_folder, tmp_path):
     code, _, err = cli("score", image_folder, "--model", model_file, "--out", tmp_path)
     assert code == 2 and "is a folder" in err and "unknown output format" not in err
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("list.jsonl", b"[1, 2]\n", "list.jsonl:1: not a record (a JSON list)"),
+        ("deep.jsonl", b"[" * 100_000 + b"]" * 100_000 + b"\n", "nested too deeply"),
+        ("latin.csv", b"loss1,loss2,homogeneity,model\n0.1,0.1,0.5,t\xe9\n", "not UTF-8 text"),
+        ("wide.csv", b"loss1,loss2,homogeneity,model\n0.1,0.1,0.5," + b"x" * 200_000 + b"\n",
+         "not a CSV record (field larger than field limit"),
+    ],
+)  # fmt: skip
+def test_unreadable_score_files_are_exit_2(cli, tmp_path, name, content, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    code, _, err = cli("calibrate", "--scores", path, "--out", tmp_path / "c.json")
+    assert code == 2 and message in err, err
+
+
+def test_a_calibration_nested_too_deeply_is_exit_2(cli, image_folder, tmp_path):
+    path = tmp_path / "nested.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    code, _, err = cli("attribute", image_folder, "--calibration", path)
+    assert code == 2 and "nested too deeply" in err
+
+
+def test_a_cache_folder_that_is_a_file_is_exit_2(cli, model_file, image_folder, tmp_path,
+                                                 monkeypatch):  # fmt: skip
+    (tmp_path / "cache").write_text("a file, not a folder")
+    monkeypatch.setenv("AEDR_STORE", str(tmp_path / "cache" / "aedr" / "scores.sqlite"))
+    code, _, err = cli("score", image_folder, "--model", model_file, "--out", tmp_path / "s.jsonl")
+    assert (
+        code == 2 and "cannot create the score store's folder" in err and "Not a directory" in err
+    )
+
+
+def test_a_store_row_that_is_not_json_is_measured_again(model_file, image_folder, tmp_path):
+    from aedr.autoencoders import create_autoencoder
+    from aedr.measure.scorer import Scorer
+    from aedr.measure.store import ScoreStore
+
+    model = create_autoencoder(str(model_file))
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        first = [
+            r.loss1 for r in Scorer([model], store=store).score_paths([image_folder / "a.png"])
+        ]
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:
+        db.execute("UPDATE measurements SET record = '{torn'")
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        again = [
+            r.loss1 for r in Scorer([model], store=store).score_paths([image_folder / "a.png"])
+        ]
+    assert again == first
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:
+        (record,) = db.execute("SELECT record FROM measurements").fetchone()
+    assert json.loads(record)["loss1"] == first[0]  # replaced by the new measurement
+
+
+def test_folders_nested_deeper_than_pythons_recursion_limit_are_walked(model_file, tmp_path):
+    from aedr.measure.images import iter_image_files
+
+    folder = tmp_path / "deep"
+    chain = [folder]
+    try:
+        for _ in range(1_100):
+            chain[-1].mkdir()  # one at a time: os.makedirs recurses too
+            chain.append(chain[-1] / "d")
+        inner = chain[-2]
+        Image.fromarray(smooth_image(0)).save(inner / "x.png")
+        (folder / "a.png").write_bytes(b"")
+        assert list(iter_image_files([folder])) == [folder / "a.png", inner / "x.png"]
+    finally:  # innermost first: pytest's clean-up (shutil.rmtree) recurses too
+        for path in reversed(chain):
+            for file in path.glob("*.png"):
+                file.unlink()
+            if path.is_dir():
+                path.rmdir()
+
+
+def test_a_store_on_a_full_disk_is_called_full_not_damaged(model_file, image_folder, tmp_path):
+    from aedr.autoencoders import create_autoencoder
+    from aedr.measure.scorer import Scorer
+    from aedr.measure.store import ScoreStore, StoreError
+
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+        store._db.execute(f"PRAGMA max_page_count = {pages}")  # as full as a full disk
+        scorer = Scorer([create_autoencoder(str(model_file))], store=store)
+        with pytest.raises(StoreError, match="its disk is full") as caught:
+            list(scorer.score_paths([image_folder]))
+    assert "intact" in caught.value.hint and "damaged" not in str(caught.value)

@@ -105,6 +105,24 @@ def test_calibration_of_own_images_takes_precedence(random_tiny, library, image_
     assert source.origin == "own"
 
 
+def test_own_calibration_at_another_precision_decides_a_model_left_to_auto(
+    model_file, tmp_path, image_folder
+):
+    from aedr.autoencoders import resolve_model
+
+    library = CalibrationLibrary(tmp_path / "library")
+    auto, bf16 = resolve_model(str(model_file)), resolve_model(str(model_file), dtype="bf16")
+    records = [r.as_dict() for r in Scorer([bf16]).score_paths([image_folder])] * 2
+    own = calibrate(records, auto.name, statistic="highpass")
+    path = library.add(own, own_provenance(own), "own")
+    built = []
+    ((found, source),) = build([auto], library, on_built=lambda n, c: built.append(n))
+    assert (source.origin, source.name) == ("own", path.name) and not built
+    assert found.measurement_provenance.dtype == "bf16"
+    stated = resolve_model(str(model_file), dtype="fp32")  # a stated precision is kept
+    assert library.find(auto.name, provenance_of(stated), "highpass") is None
+
+
 def test_other_weights_never_get_the_old_calibration(random_tiny, library):
     changed = counting(random_tiny, identity="sha256:changed-weights")
     assert library.find("random-tiny", provenance_of(changed), "highpass") is None

@@ -36,8 +36,8 @@ def test_losses_are_per_image_and_batch_independent(random_tiny):
 def test_losses_and_ac_energies_follow_the_definition(random_tiny):
     torch.manual_seed(2)
     x = torch.rand(1, 3, 16, 16) * 2 - 1
-    with torch.no_grad():
-        x1 = random_tiny.decode(random_tiny.encode(x))
+    with torch.no_grad():  # the passes in the layout the measurement runs them in
+        x1 = random_tiny.decode(random_tiny.encode(random_tiny.as_input(x)))
         x2 = random_tiny.decode(random_tiny.encode(x1))
     measured = reconstruction_measures(random_tiny, x)
     loss1, loss2 = measured.loss1, measured.loss2
@@ -84,3 +84,15 @@ def test_ac_log_ratio_floors_at_quantisation_noise_and_refuses_what_is_not_energ
     for bad in ((-1.0, 1.0), (math.nan, 1.0), (1.0, math.inf)):
         with pytest.raises(SignalError, match="finite and non-negative"):
             ac_log_ratio(*bad)
+
+
+def test_the_tiny_family_runs_channels_last_on_cpu_and_paper_mode_as_the_authors(random_tiny):
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert random_tiny.channels_last
+    assert random_tiny.as_input(x).is_contiguous(memory_format=torch.channels_last)
+    assert random_tiny.as_input(x, fastest=False).is_contiguous()
+    fast = reconstruction_measures(random_tiny, x)
+    authors = reconstruction_measures(random_tiny, x, fastest_layout=False)
+    # the order of summation only (random weights, 16 px: small losses, 2e-4 apart at most)
+    torch.testing.assert_close(fast.loss1, authors.loss1, rtol=1e-3, atol=0)
+    torch.testing.assert_close(fast.loss2, authors.loss2, rtol=1e-3, atol=0)

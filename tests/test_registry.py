@@ -1,8 +1,10 @@
+import dataclasses
+
 import pytest
 import torch
 
-from aedr.autoencoders import create_autoencoder, get_spec, group_members, list_models
-from aedr.autoencoders.registry import architecture_config, resolve_dtype
+from aedr.autoencoders import create_autoencoder, devices, get_spec, group_members, list_models
+from aedr.autoencoders.registry import architecture_config, dtype_name, resolve_dtype
 
 REQUIRED = {
     "sd15", "sd21", "sd2base", "sdxl", "sdxl-fp16fix", "sd3", "sd35", "flux1", "flux2",
@@ -53,3 +55,24 @@ def test_dtype_resolution():
     assert resolve_dtype("fp16", sdxl, "cpu") == torch.float16
     with pytest.raises(ValueError, match="unknown dtype"):
         resolve_dtype("int8", sdxl, "cpu")
+
+
+def test_dtype_auto_is_bf16_only_where_the_cpu_computes_it_and_it_was_measured(
+    monkeypatch, tmp_path
+):
+    measured = dataclasses.replace(get_spec("taesd"), cpu_bf16=True)
+    unmeasured = dataclasses.replace(measured, cpu_bf16=False)
+    monkeypatch.delenv(devices.NATIVE_BF16_ENV)
+    for flags, expected in (("avx2 avx512f avx512_vnni", "fp32"), ("avx512f avx512_bf16", "bf16"),
+                            ("amx_bf16 amx_tile", "bf16"), (None, "fp32")):  # fmt: skip
+        info = tmp_path / f"cpuinfo-{expected}-{flags}"
+        if flags is not None:  # None: no /proc/cpuinfo (another system)
+            info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        monkeypatch.setattr(devices, "CPU_INFO", info)
+        assert dtype_name("auto", measured, "cpu") == expected, flags
+        assert dtype_name(None, measured, "cpu") == expected
+        assert dtype_name("auto", unmeasured, "cpu") == "fp32"
+        assert dtype_name("auto", None, "cpu") == "fp32"  # a model outside the registry
+        assert dtype_name("auto", measured, "cuda") == measured.gpu_dtype
+        assert dtype_name("fp32", measured, "cpu") == "fp32"  # stated: as stated
+        assert dtype_name("paper", measured, "cpu") == "fp32"

@@ -46,14 +46,28 @@ def check_compatible(calibrations: Sequence[Calibration]) -> ScoreSettings:
     return calibrations[0].measurement_provenance.settings
 
 
+def at_calibration_precision(
+    model: Autoencoder | ModelHandle, calibration: Calibration
+) -> Autoencoder | ModelHandle:
+    """``model`` at the precision ``calibration`` was measured in, where the user left the
+    precision to ``auto``: a calibration's thresholds hold at its own precision only."""
+    from aedr.autoencoders.loading import ModelHandle
+
+    dtype = calibration.measurement_provenance.dtype
+    if isinstance(model, ModelHandle) and model.auto_dtype and not model.loaded:
+        return model.at_dtype(dtype) if model.dtype_name != dtype else model
+    return model
+
+
 class Attributor:
     """Measures images against every calibrated model and attributes each one.
 
-    ``models`` are loaded autoencoders or handles (loaded on demand), in calibration order; each
-    is checked against its calibration's provenance (weights, precision, device, settings) before
-    any image is read. The other arguments go to the :class:`~aedr.measure.scorer.Scorer`, which
-    keeps local maps (so measures every image afresh) when ``local_maps`` is true or, by
-    default, when a calibration has a local threshold. ``max_false_attribution`` lowers the
+    ``models`` are loaded autoencoders or handles (loaded on demand), in calibration order; a
+    handle whose precision is ``auto`` runs at its calibration's; each is checked against its
+    calibration's provenance (weights, precision, device, settings) before any image is read.
+    The other arguments go to the :class:`~aedr.measure.scorer.Scorer`, which keeps local maps
+    (so measures every image afresh) when ``local_maps`` is true or, by default, when a
+    calibration has a local threshold. ``max_false_attribution`` lowers the
     thresholds, where needed, until at most that share of the calibrations' negatives is
     attributed to some candidate (:func:`~aedr.decide.false_attribution.limit_false_attribution`).
     The images are measured as the calibrations were (``robust`` too: ``auto`` for those
@@ -132,6 +146,7 @@ class Attributor:
                 f"{len(calibrations)} calibrations but {len(models)} models: give one each"
             )
         self.calibrations = {c.model: c for c in calibrations}
+        models = [at_calibration_precision(m, c) for m, c in zip(models, calibrations, strict=True)]
         self.scorer = Scorer(
             models, settings, store=store, batch_size=batch_size, workers=workers,
             max_pixels=max_pixels, max_model_pixels=max_model_pixels,

@@ -108,8 +108,10 @@ def _add_dtype(parser: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=("auto", "paper", "fp32", "bf16", "fp16"),
         default="auto",
-        help="weights and activations; auto (default) = fp32 on CPU, the family's stable choice "
-        "on GPU; paper = the authors' (fp32, bf16 for FLUX.1 and SD 3.5) on every device",
+        help="weights and activations; auto (default) = a calibration's own precision where one "
+        "decides, else bf16 on CPUs with native bf16 (AVX512-BF16, AMX) for the models measured "
+        "to keep their verdicts in it and fp32 on other CPUs, the family's stable choice on GPU; "
+        "paper = the authors' (fp32, bf16 for FLUX.1 and SD 3.5) on every device",
     )
 
 
@@ -1351,7 +1353,11 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.check:
         return _check_models(args)
     rows = [
-        {**spec.facts(), "local_weights": str(find_local_weights(spec, args.weights_dir) or "")}
+        {
+            **spec.facts(),
+            "cpu_dtype": spec.default_dtype("cpu"),
+            "local_weights": str(find_local_weights(spec, args.weights_dir) or ""),
+        }
         for spec in list_models()
     ]
     if args.json:
@@ -1363,6 +1369,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         {
             "name": "name", "diffusers_class": "class", "latent_channels": "ch",
             "spatial_factor": "factor", "size_multiple": "multiple", "gpu_dtype": "gpu dtype",
+            "cpu_dtype": "cpu dtype here",
             "group": "group", "gated": "gated", "source": "source",
             "local_weights": "local weights",
         },

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -111,13 +111,14 @@ class CalibrationLibrary:
         provenance: Provenance,
         statistic: str = DEFAULT_STATISTIC,
         on_damaged: Callable[[str], None] | None = None,
+        origins: Sequence[str] = ORIGINS,
     ) -> tuple[Calibration, LibraryEntry] | None:
         """The calibration of ``model`` measured with ``provenance`` and read by ``statistic``:
-        the user's own before a built one; None when there is none. A built file that no longer
-        loads is removed (and ``on_damaged`` told why), so that it is built again; a damaged own
-        file is an error naming it."""
+        the user's own before a built one (of ``origins``); None when there is none. A built
+        file that no longer loads is removed (and ``on_damaged`` told why), so that it is built
+        again; a damaged own file is an error naming it."""
         key = provenance.digest()
-        for origin in ORIGINS:
+        for origin in origins:
             path = self.folder / _file_name(model, statistic, key, origin)
             if not path.is_file():
                 continue
@@ -239,7 +240,9 @@ def library_calibrations(
     on_measurement: Callable[[Measurement], None] | None = None,
 ) -> list[tuple[Calibration, CalibrationSource]]:
     """Each one-model scorer's calibration from the library, built (and added) where it has none:
-    the library's file for exactly these weights, precision, device kind and settings."""
+    the library's file for exactly these weights, precision, device kind and settings. A model
+    whose precision was left to ``auto`` takes the user's own calibration at another precision
+    before a built one at its own (the attribution then runs at the calibration's precision)."""
     found = []
     for scorer in scorers:
         (model,) = scorer.models
@@ -247,6 +250,8 @@ def library_calibrations(
         if provenance is None:
             raise LibraryError(f"model {model.name!r} has no identity: it cannot be calibrated")
         kept = library.find(model.name, provenance, statistic, on_damaged)
+        if kept is None and model.auto_dtype:
+            kept = _own_at_other_precision(library, model.name, provenance, statistic)
         if kept is None:
             if on_building is not None:
                 on_building(model.name)
@@ -259,3 +264,17 @@ def library_calibrations(
         calibration, entry = kept
         found.append((calibration, CalibrationSource(entry.origin, entry.name)))
     return found
+
+
+def _own_at_other_precision(
+    library: CalibrationLibrary, model: str, provenance: Provenance, statistic: str
+) -> tuple[Calibration, LibraryEntry] | None:
+    from aedr.autoencoders.registry import DTYPE_NAMES
+
+    for dtype in DTYPE_NAMES:
+        if dtype != provenance.dtype:
+            other = replace(provenance, dtype=dtype)
+            kept = library.find(model, other, statistic, origins=("own",))
+            if kept is not None:
+                return kept
+    return None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from aedr.errors import AedrError
+from aedr.timing import stage
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -129,11 +130,12 @@ class RecordWriter:
     def write(self, record: Mapping[str, Any]) -> None:
         """Write and flush one record; a failing disk is a RecordFileError naming the file."""
         row = {field: record.get(field) for field in self.fields}
-        if self._csv is not None:
-            self._guarded(self._csv.writerow, {k: _csv_value(v) for k, v in row.items()})
-        else:
-            line = json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n"
-            self._guarded(self._stream.write, line)
+        with stage("write"):
+            if self._csv is not None:
+                self._guarded(self._csv.writerow, {k: _csv_value(v) for k, v in row.items()})
+            else:
+                line = json.dumps(row, ensure_ascii=False, allow_nan=False) + "\n"
+                self._guarded(self._stream.write, line)
 
     def _guarded(self, write, *args) -> None:
         try:
@@ -186,20 +188,35 @@ def read_records(path: str | os.PathLike) -> Iterator[dict[str, Any]]:
     try:
         with open(path, newline="", encoding="utf-8") as stream:
             if fmt == "csv":
-                for row in csv.DictReader(stream):
+                rows = csv.DictReader(stream)
+                for row in rows:
                     yield {key: _parse_csv_value(value) for key, value in row.items()}
                 return
             for number, line in enumerate(stream, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise RecordFileError(
-                        f"{path}:{number}: not a JSON record ({exc.msg})"
-                    ) from None
+                if line.strip():
+                    yield _json_record(line, f"{path}:{number}")
     except OSError as exc:
         raise RecordFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise RecordFileError(
+            f"{path} is not UTF-8 text (byte {exc.start}): save it as UTF-8"
+        ) from None
+    except csv.Error as exc:
+        line = f":{rows.line_num}" if fmt == "csv" else ""
+        raise RecordFileError(f"{path}{line}: not a CSV record ({exc})") from None
+
+
+def _json_record(line: str, where: str) -> dict[str, Any]:
+    """One JSON Lines record: an object, refused with its place otherwise."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise RecordFileError(f"{where}: not a JSON record ({exc.msg})") from None
+    except RecursionError:
+        raise RecordFileError(f"{where}: not a record (nested too deeply)") from None
+    if not isinstance(record, dict):
+        raise RecordFileError(f"{where}: not a record (a JSON {type(record).__name__})")
+    return record
 
 
 def filesystem_of(location: str):

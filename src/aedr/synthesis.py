@@ -36,7 +36,7 @@ def decoder_images(
     generator = torch.Generator().manual_seed(seed)
     batch = torch.from_numpy(np.stack([to_model_input(p) for p in photos]))
     with torch.inference_mode():
-        latents = autoencoder.encode(batch.to(autoencoder.device, autoencoder.dtype)).float()
+        latents = autoencoder.encode(autoencoder.as_input(batch)).float()
         images = []
         for index in range(count):
             if index < reconstructions:

@@ -90,6 +90,7 @@ class DiffusersAutoencoder(Autoencoder):
         self.spatial_factor = spatial_factor_of(config)
         self.size_multiple = size_multiple or self.spatial_factor
         self._video = hasattr(config, "temperal_downsample")  # diffusers' spelling
+        self.channels_last = type(model).__name__ == "AutoencoderTiny"  # the tiny family
         self.quantize = None
         if hasattr(config, "num_vq_embeddings"):
             self.quantize = True if quantize is None else quantize

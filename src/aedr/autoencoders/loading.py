@@ -9,6 +9,7 @@ does both steps at once. Only the autoencoder's subfolder is ever downloaded, ne
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import pickle
@@ -30,6 +31,7 @@ from aedr.autoencoders.registry import (
     weights_dirs,
 )
 from aedr.autoencoders.weights import SINGLE_FILE_SUFFIXES, files_sha256, find_weight_pair
+from aedr.timing import stage
 
 if TYPE_CHECKING:
     import torch
@@ -100,6 +102,19 @@ class ModelHandle:
         return self._autoencoder is not None
 
     @property
+    def auto_dtype(self) -> bool:
+        """Whether the precision was left to ``auto`` (a calibration may then choose it)."""
+        return self.dtype in (None, "auto")
+
+    def at_dtype(self, dtype: str) -> ModelHandle:
+        """This model at precision ``dtype`` (fp32, bf16, fp16), not loaded yet."""
+        if self.loaded:
+            raise ValueError(f"{self.name!r} is loaded already: its precision is fixed")
+        other = copy.copy(self)
+        other.dtype, other.dtype_name = dtype, dtype_name(dtype, self.spec, self.device)
+        return other
+
+    @property
     def size_multiple(self) -> int | None:
         """The grid inputs are aligned to, where it is known before loading (None otherwise)."""
         if self._autoencoder is not None:
@@ -112,7 +127,10 @@ class ModelHandle:
         if self._autoencoder is None:
             import torch
 
-            autoencoder = _build(self.location, self.spec, self.options, self.seed, self.identity)
+            with stage("load"):
+                autoencoder = _build(
+                    self.location, self.spec, self.options, self.seed, self.identity
+                )
             self.identity = autoencoder.identity  # a hub model's revision is known once loaded
             torch_dtype = resolve_dtype(self.dtype, self.spec, self.device)
             try:

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aedr.autoencoders.devices import native_bf16
 from aedr.autoencoders.weights import WEIGHT_SUFFIXES, find_weight_pair
 
 if TYPE_CHECKING:
@@ -31,8 +32,11 @@ CONFIG_DIR = Path(__file__).with_name("configs")
 class ModelSpec:
     """What AEDR needs to know to fetch and run one model's autoencoder.
 
-    ``gpu_dtype`` is the default on accelerators (CPU always defaults to fp32): fp16/bf16 where the
-    family is numerically stable, fp32 where it is not (the SDXL VAE overflows in fp16).
+    ``gpu_dtype`` is the default on accelerators: fp16/bf16 where the family is numerically
+    stable, fp32 where it is not (the SDXL VAE overflows in fp16). ``cpu_bf16``: the default on a
+    CPU with native bf16 is bf16 (fp32 on other CPUs); set only where ``benchmarks/dtypes.py``
+    measured bf16 to flip at most 1% of the model's decisions, which no model met so far
+    (docs/performance.md#precision).
     ``architecture`` names the published config in ``configs/`` (random-weight builds, tests).
     ``quantize`` is the default for VQ models: decode through the codebook or not. It is off for
     every VQ family: snapping both passes to the codebook often makes x2 == x1 exactly (loss2 = 0,
@@ -53,6 +57,7 @@ class ModelSpec:
     spatial_factor: int = 8
     size_multiple: int = 8
     gpu_dtype: str = "fp16"
+    cpu_bf16: bool = False
     group: str = ""
     license: str = ""
     architecture: str | None = None
@@ -75,7 +80,10 @@ class ModelSpec:
         return self.hub_id + (f":{self.subfolder}" if self.subfolder else "")
 
     def default_dtype(self, device: str | torch.device = "cpu") -> str:
-        return "fp32" if str(device).startswith("cpu") else self.gpu_dtype
+        """``--dtype auto``'s precision on ``device``."""
+        if str(device).startswith("cpu"):
+            return "bf16" if self.cpu_bf16 and native_bf16() else "fp32"
+        return self.gpu_dtype
 
     def facts(self) -> dict[str, Any]:
         """Everything about the entry, as plain values (for listings and JSON)."""
@@ -156,7 +164,7 @@ def dtype_name(
 ) -> str:
     """The precision a model will run in, as fp32/bf16/fp16, without importing torch.
 
-    ``auto`` (or None): fp32 on CPU, the family's ``gpu_dtype`` elsewhere (fp32 if unknown).
+    ``auto`` (or None): :meth:`ModelSpec.default_dtype` (fp32 for a model outside the registry).
     ``paper``: the authors' precision for the family on every device (fp32 if unknown).
     """
     if dtype in (None, "auto"):

@@ -100,6 +100,7 @@ def tiny_decoder(latent_channels: int, bottleneck: bool = False) -> nn.Sequentia
 class TinyAutoencoder(Autoencoder):
     """A TAESD-family autoencoder built from its two weight files."""
 
+    channels_last = True
     spatial_factor = 8
 
     def __init__(

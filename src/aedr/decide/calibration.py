@@ -289,6 +289,10 @@ class Calibration:
             ) from None
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise CalibrationError(f"{path} is not a JSON calibration file: {exc}") from None
+        except RecursionError:
+            raise CalibrationError(
+                f"{path} is not a calibration file (JSON nested too deeply)"
+            ) from None
         return cls.from_dict(data, source=str(path))
 
     @classmethod

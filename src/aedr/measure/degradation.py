@@ -376,7 +376,7 @@ def search_phase(
                 to_model_input(rgb[top + r : top + r + side, left + c : left + c + side])
                 for r, c in chunk
             ]))  # fmt: skip
-            x = batch.to(autoencoder.device, autoencoder.dtype)
+            x = autoencoder.as_input(batch)
             residual = autoencoder.decode(autoencoder.encode(x)).float().cpu() - batch
             error = high_pass(residual).square()
             first, last = multiple - 1 + margin, side - margin

@@ -318,11 +318,34 @@ def iter_image_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
         if not path.is_dir():
             yield path
             continue
-        for root, dirs, files in os.walk(path):
-            dirs.sort()
-            for name in sorted(files):
-                if Path(name).suffix.lower() in IMAGE_EXTENSIONS:
-                    yield Path(root) / name
+        for file in _walk(path):
+            if file.suffix.lower() in IMAGE_EXTENSIONS:
+                yield file
+
+
+def _walk(top: Path) -> Iterator[Path]:
+    """The files under ``top`` in ``os.walk``'s order (a folder's files by name, then its
+    subfolders by name, depth first; unreadable folders and links to folders skipped), without
+    recursion: Python 3.11's ``os.walk`` recurses and fails on folders nested ~1,000 deep."""
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError:
+            continue
+        subfolders = []
+        for entry in entries:
+            try:
+                is_folder = entry.is_dir()
+            except OSError:
+                is_folder = False
+            if not is_folder:
+                yield Path(entry.path)
+            elif not entry.is_symlink():
+                subfolders.append(Path(entry.path))
+        stack.extend(reversed(subfolders))
 
 
 def grid_crops(rgb: np.ndarray, multiple: int, size: int, count: int = 1) -> list[np.ndarray]:

@@ -37,7 +37,7 @@ def latenttracer_losses(
     so each image follows the trajectory it would follow alone."""
     import torch
 
-    x = images.to(autoencoder.device, autoencoder.dtype)
+    x = autoencoder.as_input(images)
     target = x.float() * 0.5 + 0.5
     with torch.inference_mode():
         start = autoencoder.inversion_start(x)

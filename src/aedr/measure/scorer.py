@@ -68,6 +68,7 @@ from aedr.measure.reconstruction import (
 )
 from aedr.measure.record import Measurement, display_path
 from aedr.measure.settings import ScoreSettings, SettingsError
+from aedr.timing import stage
 
 if TYPE_CHECKING:
     import torch
@@ -116,6 +117,11 @@ class _Model:
         else:
             return None
         return self._settings.provenance(identity, dtype, device)
+
+    @property
+    def auto_dtype(self) -> bool:
+        """Whether the precision was left to ``auto`` (a calibration may choose it)."""
+        return self._handle is not None and self._handle.auto_dtype
 
     def loaded_provenance(self) -> Provenance | None:
         """The provenance, loading the model first where only loading tells its identity (a hub
@@ -377,12 +383,14 @@ class Scorer:
     def _prepare(self, path: Path) -> PreparedImage:
         prepared = PreparedImage(path)
         try:
-            prepared.content = content_hash(path)
+            with stage("hash"):
+                prepared.content = content_hash(path)
         except ImageError as exc:
             prepared.error = str(exc)
             return prepared
         if self.store is not None and not self.local_maps:
-            prepared.cached = self._lookup(prepared.content)
+            with stage("store"):
+                prepared.cached = self._lookup(prepared.content)
             if len(prepared.cached) == len(self.models):
                 return prepared  # fully answered from the store: nothing to decode
         if not prepared.cached:  # an error now would be every model's, cached ones too
@@ -459,8 +467,9 @@ class Scorer:
             try:  # a model that cannot load fails here, ending the run as a set-up error
                 grid = model.loaded_grid()
                 self.check_input_size(image.width, image.height, *grid)
-                observation = self._observation(image, model, record)
-                inputs = [observation.view] if observation else self.model_input(image, *grid)
+                with stage("preprocessing"):
+                    observation = self._observation(image, model, record)
+                    inputs = [observation.view] if observation else self.model_input(image, *grid)
             except ImageError as exc:
                 record.error = str(exc)
                 continue
@@ -531,7 +540,7 @@ class Scorer:
                 measures = reconstruction_measures(
                     model.autoencoder, batch, settings.latent, model.generator,
                     noise=noise, loss_dtype=settings.loss_dtype, evidence=self.local_maps,
-                    observations=observations,
+                    observations=observations, fastest_layout=settings.preset != "paper",
                 )  # fmt: skip
                 means = measures.evidence_means
                 columns = (measures.loss1, measures.loss2, *means.unbind(dim=1),
@@ -580,7 +589,7 @@ class Scorer:
         if self.store is None or not record.content_sha256 or record.provenance is None:
             return
         stored = {k: v for k, v in record.as_dict().items() if k not in ("path", "content_sha256")}
-        with self._store_lock:
+        with self._store_lock, stage("store"):
             self.store.put(record.content_sha256, record.provenance.digest(), stored)
 
 
@@ -618,8 +627,10 @@ def decode(
 ) -> PreparedImage:
     """Fill in ``prepared``'s pixels and homogeneity from the file ``source``, or its error."""
     try:
-        prepared.image = read_image(source, max_pixels, exif_transpose)
-        prepared.homogeneity = glcm_homogeneity(prepared.image.gray, levels)
+        with stage("decode"):
+            prepared.image = read_image(source, max_pixels, exif_transpose)
+        with stage("homogeneity"):
+            prepared.homogeneity = glcm_homogeneity(prepared.image.gray, levels)
     except (ImageError, ValueError) as exc:
         prepared.error = str(exc)
     except Exception as exc:  # one unreadable file must never end the run

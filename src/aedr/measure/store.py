@@ -68,7 +68,13 @@ class ScoreStore:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the score store's folder {self.path.parent}: {exc.strerror or exc}",
+                hint=f"set {STORE_ENV} to a file in a writable folder, or measure with --no-cache",
+            ) from None
         try:
             # Shared by the reader threads of one run; callers serialise access with a lock.
             self._db = sqlite3.connect(
@@ -88,6 +94,12 @@ class ScoreStore:
         try:
             return self._db.execute(sql, parameters)
         except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "is full" in str(exc):
+                raise StoreError(
+                    f"the score store {self.path} cannot grow: its disk is full ({exc})",
+                    hint="free space there, set $AEDR_STORE to a file on another disk, or "
+                    "measure with --no-cache; the store itself is intact",
+                ) from None
             raise StoreError(
                 f"score store {self.path} is damaged or unreadable ({exc}): measure without it, "
                 "or move the file aside to start a new store"
@@ -98,7 +110,7 @@ class ScoreStore:
             "SELECT record FROM measurements WHERE content_sha256=? AND provenance=?",
             (content, provenance),
         ).fetchone()
-        return json.loads(row[0]) if row else None
+        return _stored(row)
 
     def put(self, content: str, provenance: str, record: Mapping[str, Any]) -> None:
         self._execute(
@@ -116,7 +128,7 @@ class ScoreStore:
 
     def get_result(self, result_id: str) -> dict[str, Any] | None:
         row = self._execute("SELECT result FROM results WHERE id=?", (result_id,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return _stored(row)
 
     def __len__(self) -> int:
         return self._execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
@@ -129,6 +141,21 @@ class ScoreStore:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _stored(row: tuple | None) -> dict[str, Any] | None:
+    """A row's record; one that is not a JSON object (edited by hand, written by a broken tool)
+    is as good as absent: it is measured again and replaced."""
+    if row is None:
+        return None
+    try:
+        record = json.loads(row[0])
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+SQLITE_FULL = 13  # sqlite3.SQLITE_FULL from Python 3.11
 
 
 class StoreError(AedrError, RuntimeError):
