@@ -6,7 +6,13 @@ import torch
 from conftest import smooth_image
 from PIL import Image
 
-from aedr.autoencoders import ModelUnavailableError, create_autoencoder, get_spec, list_models
+from aedr.autoencoders import (
+    ModelUnavailableError,
+    create_autoencoder,
+    get_spec,
+    list_models,
+    resolve_model,
+)
 from aedr.autoencoders.diffusers_adapter import DiffusersAutoencoder
 from aedr.autoencoders.tiny import TinyAutoencoder
 from aedr.measure.images import aligned_crop, read_image, to_model_input
@@ -14,7 +20,11 @@ from aedr.measure.reconstruction import reconstruction_measures
 from aedr.measure.scorer import Scorer
 
 TINY_MODELS = ("taesd", "taesdxl", "taesd3", "taef1", "taef2")
-FAMILIES = [spec.name for spec in list_models() if spec.architecture]
+ARCHITECTURES: dict[str, str] = {}  # published config -> the first registry entry using it
+for _spec in list_models():
+    if _spec.architecture:
+        ARCHITECTURES.setdefault(_spec.architecture, _spec.name)
+FAMILIES = list(ARCHITECTURES.values())  # one build per architecture: the suite's slowest test
 
 
 def random_kl() -> DiffusersAutoencoder:
@@ -34,6 +44,15 @@ def test_kl_adapter_mode_is_deterministic_and_sample_is_seeded():
         torch.testing.assert_close(first, again)
         assert not torch.allclose(first, mode)
         assert autoencoder.decode(mode).shape == x.shape
+
+
+@pytest.mark.parametrize("name", [spec.name for spec in list_models() if spec.architecture])
+def test_every_registry_entry_carries_its_facts_to_the_model(name):
+    """Entries sharing an architecture (built once, below) differ in the facts they pass on."""
+    spec = get_spec(name)
+    handle = resolve_model(name, random_weights=True)
+    assert handle.size_multiple == spec.size_multiple and handle.group == spec.equivalence_group
+    assert spec.architecture in ARCHITECTURES
 
 
 @pytest.mark.parametrize("name", FAMILIES)
