@@ -53,6 +53,7 @@ def test_threshold_is_the_kde_quantile():
     [
         ([1.0], 0.05, "at least 2"),
         ([1.0, 1.0, 1.0], 0.05, "identical"),
+        ([0.1] * 6, 0.05, "identical"),  # a std of 1.5e-17: gaussian_kde raised LinAlgError
         ([1.0, float("nan")], 0.05, "NaN"),
         ([1.0, 2.0], 1.5, "alpha"),
     ],

@@ -29,10 +29,27 @@ def authors_order(folder: Path) -> list[Path]:
     return sorted(names, key=lambda p: tuple(map(int, re.findall(r"\d+", p.name))))
 
 
-def authors_losses(autoencoder, paths: list[Path], model_name: str = "") -> list[list[float]]:
+def authors_criterion(distance: str):
+    """``cal_loss_ratio.py``'s ``--distance_metric`` criteria, called (reconstruction, input)."""
+    if distance == "l2":
+        return torch.nn.MSELoss()
+    if distance == "l1":
+        return torch.nn.L1Loss()
+    from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
+
+    if distance == "ssim":
+        ssim = StructuralSimilarityIndexMeasure(data_range=2.0)
+        return lambda a, b: 1 - ssim((a + 1) / 2, (b + 1) / 2)
+    psnr = PeakSignalNoiseRatio(data_range=2.0)
+    return lambda a, b: -psnr((a + 1) / 2, (b + 1) / 2)
+
+
+def authors_losses(
+    autoencoder, paths: list[Path], model_name: str = "", distance: str = "l2"
+) -> list[list[float]]:
     """``cal_loss_ratio.py``'s loop: (L1, L2) per image, one CPU generator for the whole run."""
     generator = torch.Generator().manual_seed(1)
-    criterion = torch.nn.MSELoss()
+    criterion = authors_criterion(distance)
     rows = []
     for path in paths:
         image = Image.open(path).convert("RGB")
@@ -159,6 +176,25 @@ def test_paper_mode_equals_the_authors_loop_on_off_grid_photos(
     tiny = create_autoencoder(model, tae_dir)
     expected = authors_losses(DiffusersTiny(tiny), paths)
     assert_agree(paper_scores(tmp_path, model, paths), expected, paths)
+
+
+@pytest.mark.parametrize("distance", ["l1", "ssim", "psnr"])
+def test_paper_mode_distances_equal_the_authors_criteria(distance, samples, sampling_vae, tmp_path):
+    """On- and off-grid images (the Real photos are off the 8-pixel grid): the ratio agrees with
+    the authors' nn.L1Loss and torchmetrics' SSIM and PSNR to 1e-4, the issue's bar."""
+    module, folder = sampling_vae
+    paths = [p for p in samples if p.parent.name in ("Real", "SD1.5")][::2]
+    assert any(Image.open(p).size[0] % 8 for p in paths)  # off the grid
+    assert any(not Image.open(p).size[0] % 8 for p in paths)
+    expected = authors_losses(module, paths, distance=distance)
+    records = {
+        r["path"]: r for r in paper_scores(tmp_path, str(folder), paths, "--distance", distance)
+    }
+    for path, (loss1, loss2) in zip(paths, expected, strict=True):
+        record = records[str(path)]
+        assert record["provenance"]["distance"] == distance
+        assert record["ratio"] == pytest.approx(loss1 / loss2, rel=1e-4), path
+        assert record["loss1"] == pytest.approx(loss1, rel=1e-4), path
 
 
 def test_paper_grid_and_forced_size():

@@ -1,4 +1,6 @@
 import multiprocessing
+import os
+import stat
 
 import pytest
 
@@ -34,7 +36,7 @@ def test_provenance_digest_covers_every_field_but_the_package_version():
                "measurement": {"measurement": "inversion"},
                "homogeneity_levels": {"homogeneity_levels": 16}, "grid": {"grid": "paper"},
                "noise": {"noise": "image"}, "exif": {"exif": "ignore"},
-               "loss_dtype": {"loss_dtype": "model"},
+               "loss_dtype": {"loss_dtype": "model"}, "distance": {"distance": "ssim"},
                "inversion_resize": {"measurement": "inversion", "inversion_resize": True},
                "preset": {"preset": "paper"}, "robust": {**crop, "robust": "auto"},
                "resized_by": {**crop, "robust": "auto", "resized_by": 1.5},
@@ -92,3 +94,17 @@ def test_concurrent_processes_do_not_corrupt_the_store(tmp_path):
 def test_file_sha256(tmp_path):
     (tmp_path / "a").write_bytes(b"abc")
     assert file_sha256(tmp_path / "a").startswith("ba7816bf")
+
+
+def test_a_new_store_is_readable_by_its_owner_only(tmp_path):
+    old = os.umask(0o022)  # the usual umask, under which files are created 0644
+    try:
+        store = ScoreStore(tmp_path / "cache" / "aedr" / "scores.sqlite")
+        store.put("a" * 64, "p", {"loss1": 1.0})
+    finally:
+        os.umask(old)
+    files = [store.path, store.path.with_name("scores.sqlite-wal")]
+    assert all(path.exists() for path in files)
+    assert {stat.S_IMODE(path.stat().st_mode) for path in files} == {0o600}
+    assert stat.S_IMODE(store.path.parent.stat().st_mode) == 0o700
+    assert store.get("a" * 64, "p")["loss1"] == 1.0

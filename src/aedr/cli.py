@@ -1311,6 +1311,84 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+# aedr reproduce
+
+
+def add_reproduce(commands: Commands) -> None:
+    reproduce = _command(
+        commands, "reproduce", "the paper's Tables 1-3 on real autoencoders, beside its numbers"
+    )
+    reproduce.add_argument(
+        "folder", help="one folder per source: the paper's names (SD1.5/, ..., VQDM/) or registry "
+        "names, and Real/",
+    )  # fmt: skip
+    reproduce.add_argument("--out", help="also write tables.md and metrics.json into this folder")
+    reproduce.add_argument("--weights-dir", help="folder searched for local weights before the hub")
+    reproduce.add_argument("--device", default="auto", help="torch device (default auto)")
+    reproduce.add_argument(
+        "--generate", type=int, metavar="N",
+        help="first make N images per model with its diffusers pipeline into FOLDER/<model>/ "
+        "(the generate extra and the hub; --prompts), for the models in --models",
+    )  # fmt: skip
+    reproduce.add_argument("--prompts", help="with --generate: a text file, one prompt per line")
+    reproduce.add_argument(
+        "--models", default=",".join(_paper_models()),
+        help="with --generate: comma-separated paper names (default: all eight)",
+    )  # fmt: skip
+    reproduce.add_argument(
+        "--random-weights", action="store_true",
+        help="the published architectures with seeded random weights (a dry run, no download)",
+    )  # fmt: skip
+    reproduce.set_defaults(run=cmd_reproduce)
+
+
+def _paper_models() -> list[str]:
+    from aedr.reproduction import PAPER_MODELS
+
+    return list(PAPER_MODELS)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from aedr.reproduction import PAPER_MODELS, generate_images, reproduce
+
+    device = args.device  # "auto" resolved by main
+    if args.generate is not None:
+        if args.generate < 1 or not args.prompts:
+            raise UsageError("--generate needs N of at least 1 and --prompts FILE")
+        try:
+            prompts = [line.strip() for line in Path(args.prompts).read_text().splitlines()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--prompts: cannot read {args.prompts}: {exc}") from None
+        names = [name for name in args.models.split(",") if name]
+        unknown = [name for name in names if name not in PAPER_MODELS]
+        if unknown:
+            raise UsageError(f"--models: not paper models: {', '.join(unknown)}")
+        for name in names:
+            _say(args, f"generating {args.generate} images with {name}")
+            generate_images(PAPER_MODELS[name], [p for p in prompts if p], args.generate,
+                            Path(args.folder) / name, device=device)  # fmt: skip
+    run = reproduce(
+        args.folder, weights_dir=args.weights_dir, device=device,
+        random_weights=args.random_weights, progress=lambda text: _say(args, text),
+    )  # fmt: skip
+    tables = run.markdown()
+    print(tables, end="")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "tables.md").write_text(tables)
+        metrics = {mode: result.summary() for mode, result in run.results.items()}
+        (out / "metrics.json").write_text(json.dumps(
+            {"tables": run.tables(), "seconds": run.seconds, "results": metrics}, indent=2,
+            default=str))  # fmt: skip
+        _say(args, f"wrote {out / 'tables.md'} and {out / 'metrics.json'}")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------------------------
 # aedr models
 
 
@@ -1511,7 +1589,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS: tuple[Callable[[Commands], None], ...] = (
     add_score, add_homogeneity, add_calibrate, add_attribute, add_calibrations, add_localize,
-    add_serve, add_evaluate, add_models, add_demo,
+    add_serve, add_evaluate, add_reproduce, add_models, add_demo,
 )  # fmt: skip
 
 
@@ -1523,6 +1601,7 @@ EXAMPLES = {
     "localize": "aedr localize edited.png --calibration taesd.json --out maps/",
     "serve": "aedr serve --calibration taesd.json --calibration sdxl.json",
     "evaluate": "aedr evaluate --scores scores.jsonl --labels labels.csv --out report/",
+    "reproduce": "aedr reproduce Imgs/ --out tables/",
     "models": "aedr models --check taesd --random-weights",
     "calibrations": "aedr calibrations show taesd.highpass.0123456789abcdef0123.built.json",
     "demo": "aedr demo",

@@ -24,7 +24,13 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
-from aedr.decide.statistics import DEFAULT_STATISTIC, Statistic, StatisticError, get_statistic
+from aedr.decide.statistics import (
+    DEFAULT_STATISTIC,
+    Statistic,
+    StatisticError,
+    check_distance_applies,
+    get_statistic,
+)
 from aedr.errors import AedrError
 from aedr.measure.provenance import Provenance, ProvenanceError, common_provenance
 from aedr.records import OutputExistsError
@@ -75,7 +81,7 @@ def kde_threshold(
     if not np.all(np.isfinite(values)):
         raise CalibrationError("signals contain NaN or infinite values")
     spread = values.std(ddof=1)
-    if spread == 0.0:
+    if np.ptp(values) == 0.0:  # the std of equal floats may round to a tiny non-zero number
         raise CalibrationError("all signals are identical: a KDE has no width to fit")
     grid = np.linspace(values.min() - spread, values.max() + spread, grid_size)
     cumulative = np.cumsum(gaussian_kde(values)(grid))
@@ -417,6 +423,7 @@ def calibrate(
             f"{provenance.settings.measurement} measurements"
         )
     try:
+        check_distance_applies(statistic, provenance.settings.distance)
         parameters = reader.fit_parameters(records)
         signals = [reader.value(r, parameters) for r in records]
         negative_signals = [reader.value(r, parameters) for r in negatives]

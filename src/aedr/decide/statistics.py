@@ -43,6 +43,7 @@ class Statistic:
     fit: Callable[[Sequence[Record]], dict[str, Any]] | None = None
     # why a record holds too little evidence for this statistic to accept it ("" when enough)
     evidence: Callable[[Record], str] | None = None
+    reads_losses: bool = False  # reads loss1 and loss2: what the --distance setting changes
 
     @property
     def fitted(self) -> bool:
@@ -198,7 +199,7 @@ STATISTICS: dict[str, Statistic] = {
         Statistic(
             "fitted", "reconstruction",
             "log(loss1 / loss2) + beta log(H), beta fitted per model on its own images",
-            _fitted, fit_beta,
+            _fitted, fit_beta, reads_losses=True,
         ),
         Statistic("highpass", "reconstruction", "the weighted high-pass log ratio: "
                   "log(e1 / e2) of the residuals' high-pass energies per pixel, flat areas "
@@ -208,11 +209,13 @@ STATISTICS: dict[str, Statistic] = {
                   "blocks (each block's mean removed, as JPEG's DC): the evidence JPEG keeps "
                   "(aedr.measure.reconstruction); like highpass it accepts no image with too little "
                   "detail", _measured("ac_log_ratio"), evidence=_highpass_evidence),
-        Statistic("aedr", "reconstruction", "the paper's (loss1 / loss2) x H", _paper),
+        Statistic("aedr", "reconstruction", "the paper's (loss1 / loss2) x H", _paper,
+                  reads_losses=True),
         Statistic("ratio", "reconstruction", "loss1 / loss2, without homogeneity",
-                  lambda record, _: _ratio(record)),
+                  lambda record, _: _ratio(record), reads_losses=True),
         Statistic("single-loss", "reconstruction", "loss1 alone (the idea behind RONAN, "
-                  "LatentTracer and AEROBLADE)", lambda record, _: float(record["loss1"])),
+                  "LatentTracer and AEROBLADE)", lambda record, _: float(record["loss1"]),
+                  reads_losses=True),
         Statistic("latenttracer", "inversion", "LatentTracer's smallest inversion loss",
                   lambda record, _: float(record["inversion_loss"])),
     )
@@ -235,6 +238,24 @@ def get_statistic(name: str) -> Statistic:
         raise StatisticError(
             f"unknown statistic {name!r}; use one of {', '.join(STATISTIC_NAMES)}"
         ) from None
+
+
+def check_distance_applies(name: str, distance: str) -> None:
+    """Refuse a statistic that ``distance`` would not change: a distance other than l2 is read
+    only by the statistics of the losses, and for the others it would only split the store.
+
+    >>> check_distance_applies("aedr", "ssim")
+    >>> check_distance_applies("highpass", "ssim")  # doctest: +ELLIPSIS +IGNORE_EXCEPTION_DETAIL
+    Traceback (most recent call last):
+    StatisticError: statistic highpass does not read loss1 and loss2, ...
+    """
+    statistic = get_statistic(name)
+    if distance != "l2" and not statistic.reads_losses:
+        readers = ", ".join(s.name for s in STATISTICS.values() if s.reads_losses)
+        raise StatisticError(
+            f"statistic {name} does not read loss1 and loss2, so the {distance} distance would "
+            f"change nothing for it; the distance applies to {readers}"
+        )
 
 
 def measurement_of(name: str) -> str:

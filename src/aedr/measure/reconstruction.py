@@ -52,6 +52,7 @@ def reconstruction_measures(
     evidence: bool = False,
     observations: Observations | None = None,
     fastest_layout: bool = True,
+    distance: str = "l2",
 ) -> ReconstructionMeasures:
     """The double reconstruction of a (B, 3, H, W) batch in [-1, 1]: its losses, and with
     ``evidence`` the per-pixel map computed from the same x, x1 and x2 (no extra passes).
@@ -70,13 +71,15 @@ def reconstruction_measures(
     without it the noise comes from ``generator``. A batch that comes out non-finite in half
     precision is recomputed with float32 arithmetic on the same weights (with generator noise the
     recomputation draws fresh noise); what is still non-finite is left for ``loss_ratio`` to flag.
+    ``distance`` is what the losses measure (``aedr.measure.distances``; MSE by default); the
+    high-pass evidence and AC energies do not depend on it. Observations need the MSE.
     """
     import torch
 
     def measure() -> ReconstructionMeasures:
         return _double_reconstruction(
             autoencoder, images, latent, generator, noise, loss_dtype, evidence, observations,
-            fastest_layout,
+            fastest_layout, distance,
         )  # fmt: skip
 
     with torch.inference_mode():
@@ -98,6 +101,7 @@ def _double_reconstruction(
     evidence: bool,
     observations: Observations | None,
     fastest_layout: bool,
+    distance: str,
 ) -> ReconstructionMeasures:
     def encode(images: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
         if given is None:  # autoencoders written before per-image noise existed still work
@@ -116,7 +120,7 @@ def _double_reconstruction(
     x1 = reconstruct(x, first)
     x2 = reconstruct(x1, second)
     with stage("evidence"):
-        return _measures(x, x1, x2, loss_dtype, evidence, observations)
+        return _measures(x, x1, x2, loss_dtype, evidence, observations, distance)
 
 
 def _measures(
@@ -126,9 +130,14 @@ def _measures(
     loss_dtype: str,
     evidence: bool,
     observations: Observations | None,
+    distance: str,
 ) -> ReconstructionMeasures:
     import torch
 
+    from aedr.measure.distances import distance_losses
+
+    if observations is not None and distance != "l2":
+        raise ValueError("measurement through observations needs the l2 distance")
     pixel_map = None
     from aedr.measure.evidence import evidence_means, pixel_evidence
 
@@ -145,8 +154,8 @@ def _measures(
     ac_energies = ac_energy_means(x, x1, x2).cpu()
     if loss_dtype != "model":
         x, x1, x2 = (t.to(torch.float64) for t in (x, x1, x2))
-    loss1 = (x - x1).square().mean(dim=(1, 2, 3))
-    loss2 = (x1 - x2).square().mean(dim=(1, 2, 3))
+    loss1 = distance_losses(distance, x, x1)
+    loss2 = distance_losses(distance, x1, x2)
     if observations is not None:
         loss1, loss2 = loss1.clamp(min=QUANTISATION_FLOOR), loss2.clamp(min=QUANTISATION_FLOOR)
     return ReconstructionMeasures(
@@ -193,16 +202,26 @@ def ac_energy_means(x: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor) -> torc
 
 
 def loss_ratio(loss1: float, loss2: float) -> float:
-    """loss1 / loss2, refusing values that would put NaN or infinity into results."""
+    """loss1 / loss2, refusing values that would put NaN or infinity into results. Losses are
+    non-negative, or both negative for the ``psnr`` distance (-PSNR).
+
+    >>> loss_ratio(0.02, 0.01), loss_ratio(-30.0, -40.0)
+    (2.0, 0.75)
+    """
+    if loss2 == 0.0 or loss2 == -math.inf:  # -inf: -PSNR of reconstructions that coincide
+        raise SignalError(
+            "loss2 is zero: the two reconstructions coincide exactly, so the ratio is undefined "
+            "(typically a flat, single-colour image)"
+        )
     if not (math.isfinite(loss1) and math.isfinite(loss2)):
         raise SignalError(
             "non-finite reconstruction loss: the autoencoder's output holds NaN or infinite "
             "values (broken weights, or an overflow in half precision)"
         )
-    if loss2 <= 0.0:
+    if (loss1 < 0) != (loss2 < 0):
         raise SignalError(
-            "loss2 is zero: the two reconstructions coincide exactly, so the ratio is undefined "
-            "(typically a flat, single-colour image)"
+            f"loss1 ({loss1:g}) and loss2 ({loss2:g}) have opposite signs: no distance the "
+            "ratio is defined for measures them (a reconstruction identical to its input)"
         )
     return loss1 / loss2
 

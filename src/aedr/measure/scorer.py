@@ -40,6 +40,7 @@ from aedr.measure.degradation import (
     off_grid,
     search_phase,
 )
+from aedr.measure.distances import check_distance
 from aedr.measure.homogeneity import LEVELS, glcm_homogeneity
 from aedr.measure.images import (
     DEFAULT_MAX_PIXELS,
@@ -267,6 +268,7 @@ class Scorer:
                 "local maps come from one double reconstruction of the whole image: they need "
                 "the reconstruction measurement with crop or resize alignment, not sampled crops"
             )
+        check_distance(self.settings.distance)  # LPIPS weights: missing is a set-up error
         self.local_maps = local_maps
         self.models = [_Model(m, self.settings) for m in models]
         self.max_pixels = max_pixels
@@ -541,6 +543,7 @@ class Scorer:
                     model.autoencoder, batch, settings.latent, model.generator,
                     noise=noise, loss_dtype=settings.loss_dtype, evidence=self.local_maps,
                     observations=observations, fastest_layout=settings.preset != "paper",
+                    distance=settings.distance,
                 )  # fmt: skip
                 means = measures.evidence_means
                 columns = (measures.loss1, measures.loss2, *means.unbind(dim=1),

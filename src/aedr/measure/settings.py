@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from aedr.errors import AedrError
 from aedr.measure.degradation import Robust
+from aedr.measure.distances import Distance
 from aedr.measure.homogeneity import LEVELS
 from aedr.measure.images import RESIZE_FILTER, RESIZE_FILTERS
 
@@ -35,10 +36,11 @@ MEASUREMENT_KINDS: tuple[str, ...] = get_args(MeasurementKind)
 """``reconstruction``: AEDR's double reconstruction (loss1, loss2); ``inversion``: LatentTracer's
 optimisation of a latent against the decoder (the smallest loss)."""
 PAPER_SEED = 1
-Group = Literal["measurement", "paper", "sampling"]
+Group = Literal["measurement", "paper", "ablation", "sampling"]
 GROUP_TITLES: dict[str, str] = {
     "measurement": "measurement (how images are measured; recorded in every provenance)",
     "paper": "paper reproduction (each part of --paper on its own)",
+    "ablation": "the paper's ablations (research settings; the defaults decide best)",
     "sampling": "crops of large images",
 }
 
@@ -189,6 +191,15 @@ class ScoreSettings:
         "fp64", flag="--loss-dtype", group="paper",
         help="reduce the MSEs in float64 (default) or in the model's precision (nn.MSELoss)",
     )  # fmt: skip
+    distance: Distance = declare(
+        "l2", omit=("l2", None), flag="--distance", group="ablation",
+        applies=lambda s: s.measurement == "reconstruction",
+        requires="to the reconstruction measurement",
+        help="what loss1 and loss2 measure, with the authors' criteria: l2 (MSE, the paper's, "
+        "default), l1, ssim (1 - SSIM), psnr (-PSNR) or lpips (AlexNet; its weights must be "
+        "local, docs/method.md). Read by the statistics of the losses (aedr, fitted, ratio, "
+        "single-loss), not by highpass or ac; robust measurement needs l2",
+    )  # fmt: skip
     inversion_resize: bool = declare(
         False, kind=bool, applies=lambda s: s.measurement == "inversion", unused=False,
         requires="to the inversion measurement (--statistic latenttracer)",
@@ -204,7 +215,8 @@ class ScoreSettings:
         help="auto: JPEG files compared through their own quantisation tables, images off the "
         "decoder's grid measured at the grid phase found by search (docs/method.md); on clean "
         "images on the grid the same as off. off: every image as it is. Default: auto where it "
-        "applies, off with --paper, --resize, --crop, --statistic latenttracer and local maps",
+        "applies, off with --paper, --resize, --crop, a --distance other than l2, --statistic "
+        "latenttracer and local maps",
     )  # fmt: skip
     resized_by: float | None = declare(
         None, kind=float, minimum=0.1, maximum=10.0, check=lambda f: f != 1, lenient=True,
@@ -230,12 +242,14 @@ class ScoreSettings:
         if self.robust == "auto" and not self._robust_applies():
             raise SettingsError(
                 "robust measurement corrects the double reconstruction of the whole image on the "
-                "decoder's grid: it needs the reconstruction measurement with crop alignment and "
-                "no --crop sampling"
+                "decoder's grid: it needs the reconstruction measurement with crop alignment, "
+                "no --crop sampling and the l2 distance"
             )
 
     def _robust_applies(self) -> bool:
-        return (self.measurement, self.alignment, self.crop) == ("reconstruction", "crop", None)
+        return (self.measurement, self.alignment, self.crop, self.distance) == (
+            "reconstruction", "crop", None, "l2",
+        )  # fmt: skip
 
     def robust_mode(self, local_maps: bool = False) -> Robust:
         """``robust`` as measured: as given, or (``None``) auto where it applies."""

@@ -13,6 +13,7 @@ The store also keeps the attributions ``aedr serve`` answered, by result id, to 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -48,6 +49,14 @@ def default_store_path() -> Path:
     return Path(cache) / "aedr" / "scores.sqlite"
 
 
+def _create_private(path: Path) -> None:
+    """Create ``path`` readable by its owner only, where it does not exist yet: the store holds
+    every image's metadata and the server's results. SQLite gives its WAL and shared-memory
+    files the database file's permissions."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 def file_sha256(path: str | os.PathLike, limit: int | None = None) -> str:
     """SHA-256 of the file's bytes, reading at most ``limit`` bytes when given (a file that grows
     while it is read cannot make the read endless)."""
@@ -69,7 +78,8 @@ class ScoreStore:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _create_private(self.path)
         except OSError as exc:
             raise StoreError(
                 f"cannot create the score store's folder {self.path.parent}: {exc.strerror or exc}",

@@ -1,0 +1,89 @@
+"""The paper's distance ablation on the attribution benchmark: what loss1 and loss2 measure.
+
+Usage: python benchmarks/distances.py [--size 192] [--calibration 30] [--test 20] [--real 40]
+       [--distances l2,l1,ssim,psnr,lpips]
+
+Data as ``benchmarks/attribution.py`` builds it (shared/images/real only, never holdout/): per
+tiny autoencoder, calibration and test images its decoder made from mixed photo latents, and real
+test photos. For each distance the shipped scorer measures every test image under every model and
+each model's calibration images under it (``ScoreSettings(distance=...)``, the settings of
+``aedr score --distance D``); thresholds are fitted per model (alpha 0.05) and the paper's tables
+computed for the paper's statistic (``aedr``, the ratio x H) and ``fitted``. The default statistic
+(``highpass``) reads no distance: its row, measured once, is the reference. LPIPS needs AlexNet's
+ImageNet weights; where they are not on the machine its row says so.
+
+Prints one table: per distance and statistic, mean accuracy against the other models' images,
+against real images, ROC AUC, and the seconds per (image, model) score.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from attribution import MODELS, build, data_parser, score, split_options, tiny_autoencoders, usable
+
+from aedr.decide.calibration import calibrate
+from aedr.decide.evaluation import evaluate, mean_table
+from aedr.decide.statistics import DEFAULT_STATISTIC
+from aedr.errors import AedrError
+from aedr.measure.distances import DISTANCES, check_distance
+from aedr.measure.settings import ScoreSettings
+
+STATISTICS = ("aedr", "fitted")
+
+
+def measure(args, autoencoders, labels, calibration_paths, distance: str):
+    """Test and calibration records at ``distance``, and the seconds per score."""
+    settings = ScoreSettings(distance=distance)
+    test_records, seconds = score(autoencoders, sorted(labels), settings)
+    calibration_records = {
+        name: score({name: autoencoders[name]}, calibration_paths[name], settings)[0]
+        for name in MODELS
+    }
+    return test_records, calibration_records, seconds
+
+
+def row(args, test_records, calibration_records, labels, statistic: str) -> dict[str, float]:
+    calibrations = {
+        name: calibrate(usable(calibration_records[name]), name, args.alpha, statistic)
+        for name in MODELS
+    }
+    means = mean_table(evaluate(test_records, labels, calibrations, statistic, args.alpha))
+    return {key: sum(r[key] for r in means.values()) / len(means)
+            for key in ("vs_models", "vs_real", "auc")}  # fmt: skip
+
+
+def main() -> None:
+    parser = data_parser(__doc__.splitlines()[0], 192)
+    split_options(parser, 30)
+    parser.add_argument("--distances", default=",".join(DISTANCES))
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)
+    autoencoders = tiny_autoencoders(args)
+    print(f"# {len(MODELS)} tiny autoencoders, {args.size} px, alpha {args.alpha}; "
+          f"{args.calibration} calibration + {args.test} test images per model, {args.real} real")  # fmt: skip
+    print(
+        "\n| distance | statistic | acc. vs other models | acc. vs real | ROC AUC | s per score |"
+    )
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        labels, calibration_paths = build(args, Path(tmp), autoencoders)
+        for distance in args.distances.split(","):
+            try:
+                check_distance(distance)
+            except AedrError as exc:
+                print(f"| {distance} | | not measured: {exc} | | | |")
+                continue
+            measured = measure(args, autoencoders, labels, calibration_paths, distance)
+            test_records, calibration_records, seconds = measured
+            statistics = (*STATISTICS, DEFAULT_STATISTIC) if distance == "l2" else STATISTICS
+            for statistic in statistics:
+                values = row(args, test_records, calibration_records, labels, statistic)
+                print(f"| {distance} | {statistic} | {values['vs_models']:.4f} | "
+                      f"{values['vs_real']:.4f} | {values['auc']:.4f} | {seconds:.3f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
