@@ -1,7 +1,7 @@
 """The paper's distance ablation on the attribution benchmark: what loss1 and loss2 measure.
 
 Usage: python benchmarks/distances.py [--size 192] [--calibration 30] [--test 20] [--real 40]
-       [--distances l2,l1,ssim,psnr,lpips]
+       [--distances l2,l1,ssim,psnr,lpips] [--cost-only --repeats 3]
 
 Data as ``benchmarks/attribution.py`` builds it (shared/images/real only, never holdout/): per
 tiny autoencoder, calibration and test images its decoder made from mixed photo latents, and real
@@ -13,11 +13,14 @@ computed for the paper's statistic (``aedr``, the ratio x H) and ``fitted``. The
 ImageNet weights; where they are not on the machine its row says so.
 
 Prints one table: per distance and statistic, mean accuracy against the other models' images,
-against real images, ROC AUC, and the seconds per (image, model) score.
+against real images, ROC AUC, and the seconds per (image, model) score. ``--cost-only`` times the
+distances side by side instead: the same test images under taesd, the distances interleaved in
+each of ``--repeats`` rounds (min and median seconds per score, and the ratio to l2's).
 """
 
 from __future__ import annotations
 
+import statistics
 import sys
 import tempfile
 from pathlib import Path
@@ -55,31 +58,51 @@ def row(args, test_records, calibration_records, labels, statistic: str) -> dict
             for key in ("vs_models", "vs_real", "auc")}  # fmt: skip
 
 
+def cost(args, autoencoders, labels, distances: list[str]) -> None:
+    """Seconds per score of each distance, interleaved rounds on the same images and model."""
+    paths = sorted(labels)[:: max(1, len(labels) // 20)][:20]
+    taesd = {"taesd": autoencoders["taesd"]}
+    seconds: dict[str, list[float]] = {d: [] for d in distances}
+    for _ in range(args.repeats):
+        for distance in distances:
+            seconds[distance].append(score(taesd, paths, ScoreSettings(distance=distance))[1])
+    print(f"\n| distance | s per score, min | median | x l2 (min) |  ({len(paths)} images, "
+          f"taesd, {args.repeats} interleaved rounds)\n|---|---|---|---|")  # fmt: skip
+    for distance, times in seconds.items():
+        print(f"| {distance} | {min(times):.4f} | {statistics.median(times):.4f} | "
+              f"{min(times) / min(seconds['l2']):.2f} |")  # fmt: skip
+
+
 def main() -> None:
     parser = data_parser(__doc__.splitlines()[0], 192)
     split_options(parser, 30)
     parser.add_argument("--distances", default=",".join(DISTANCES))
+    parser.add_argument("--cost-only", action="store_true")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)
     autoencoders = tiny_autoencoders(args)
     print(f"# {len(MODELS)} tiny autoencoders, {args.size} px, alpha {args.alpha}; "
           f"{args.calibration} calibration + {args.test} test images per model, {args.real} real")  # fmt: skip
-    print(
-        "\n| distance | statistic | acc. vs other models | acc. vs real | ROC AUC | s per score |"
-    )
-    print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         labels, calibration_paths = build(args, Path(tmp), autoencoders)
+        measurable = []
         for distance in args.distances.split(","):
             try:
                 check_distance(distance)
+                measurable.append(distance)
             except AedrError as exc:
-                print(f"| {distance} | | not measured: {exc} | | | |")
-                continue
+                print(f"{distance}: not measured: {exc}")
+        if args.cost_only:
+            cost(args, autoencoders, labels, measurable)
+            return
+        print("\n| distance | statistic | acc. vs other models | acc. vs real | ROC AUC | "
+              "s per score |\n|---|---|---|---|---|---|")  # fmt: skip
+        for distance in measurable:
             measured = measure(args, autoencoders, labels, calibration_paths, distance)
             test_records, calibration_records, seconds = measured
-            statistics = (*STATISTICS, DEFAULT_STATISTIC) if distance == "l2" else STATISTICS
-            for statistic in statistics:
+            readers = (*STATISTICS, DEFAULT_STATISTIC) if distance == "l2" else STATISTICS
+            for statistic in readers:
                 values = row(args, test_records, calibration_records, labels, statistic)
                 print(f"| {distance} | {statistic} | {values['vs_models']:.4f} | "
                       f"{values['vs_real']:.4f} | {values['auc']:.4f} | {seconds:.3f} |")  # fmt: skip
