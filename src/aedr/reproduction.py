@@ -213,14 +213,14 @@ def generate_images(
         raise ReproductionError("no prompts: give a file with one prompt per line")
     if count < 1:
         raise ReproductionError(f"count must be at least 1, not {count}")
+    import torch
+
     build = pipeline or _diffusers_pipeline
     text_to_image = build(spec.hub_id, device)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     saved = []
     for index in range(count):
-        import torch
-
         generator = torch.Generator(device).manual_seed(seed + index)
         image = text_to_image(prompt=prompts[index % len(prompts)], generator=generator).images[0]
         path = folder / f"{index:03d}.png"
