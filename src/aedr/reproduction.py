@@ -62,7 +62,7 @@ class Reproduction:
     def tables(self) -> dict[str, dict[str, dict[str, float | None]]]:
         """``{table: {model: {"published": x, mode: y, ...}}}`` for vs_models, vs_real, seconds."""
         means = {mode: mean_table(result) for mode, result in self.results.items()}
-        models = [m for m in self.results[next(iter(self.results))].models]
+        models = list(next(iter(self.results.values())).models)
         out: dict[str, dict[str, dict[str, float | None]]] = {}
         for table in ("vs_models", "vs_real", "seconds"):
             out[table] = {}

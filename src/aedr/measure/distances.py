@@ -68,9 +68,7 @@ def distance_losses(
     if distance == "ssim":
         return 1 - ssim((reconstructions + 1) / 2, (images + 1) / 2)
     if distance == "lpips":
-        network = lpips_network(str(images.device))
-        with_float = (images.float(), reconstructions.float())
-        return network(*with_float)
+        return lpips_network(str(images.device))(images.float(), reconstructions.float())
     raise DistanceError(f"unknown distance {distance!r}; use one of {', '.join(DISTANCES)}")
 
 

@@ -103,14 +103,12 @@ def _double_reconstruction(
     fastest_layout: bool,
     distance: str,
 ) -> ReconstructionMeasures:
-    def encode(images: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
-        if given is None:  # autoencoders written before per-image noise existed still work
-            return autoencoder.encode(images, latent, generator)
-        return autoencoder.encode(images, latent, generator, given)
-
     def reconstruct(images: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
         with stage("encoder"):
-            latents = encode(images, given)
+            if given is None:  # autoencoders written before per-image noise existed still work
+                latents = autoencoder.encode(images, latent, generator)
+            else:
+                latents = autoencoder.encode(images, latent, generator, given)
         with stage("decoder"):
             return autoencoder.decode(latents)
 
@@ -135,12 +133,11 @@ def _measures(
     import torch
 
     from aedr.measure.distances import distance_losses
+    from aedr.measure.evidence import evidence_means, pixel_evidence
 
     if observations is not None and distance != "l2":
         raise ValueError("measurement through observations needs the l2 distance")
     pixel_map = None
-    from aedr.measure.evidence import evidence_means, pixel_evidence
-
     if evidence:
         pixel_map = pixel_evidence(x, x1, x2)
     if observations is not None:
