@@ -246,29 +246,31 @@ def test_negative_crop_is_refused(cli, model_file, tmp_path):
 # -- memory ------------------------------------------------------------------------------------
 
 
-def png_header_only(width: int, height: int) -> bytes:
-    """A small PNG that declares width x height (its pixel data is one compressed row)."""
+def png_file(width: int, height: int, rows: int = 1) -> bytes:
+    """A PNG that declares width x height with ``rows`` black rows of pixel data (one: the header
+    alone is real; ``height``: a whole flat image in a few kilobytes)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         body = kind + data
         return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
 
+    packer, row = zlib.compressobj(9), b"\x00" * (3 * width + 1)
+    data = b"".join(packer.compress(row) for _ in range(rows)) + packer.flush()
     header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes([8, 2, 0, 0, 0])
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * (3 * width + 1))) + chunk(b"IEND", b""))  # fmt: skip
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data)
+            + chunk(b"IEND", b""))  # fmt: skip
 
 
-def test_an_image_over_the_model_limit_is_refused_from_its_header(model_file, tmp_path):
-    """7999 x 8000 (under --max-pixels, over --max-model-pixels): refused without decoding."""
-    (tmp_path / "huge.png").write_bytes(png_header_only(7999, 8000))
-    good_image(tmp_path)
+def peak_rise(model_file: Path, folder: Path, image: Path, *flags: str):
+    """(MB the process's peak rose by, exit code, stdout, stderr) of scoring ``image`` in a fresh
+    process, after a small image has loaded the model."""
+    good = good_image(folder)
     code = (
         "import resource, sys; from aedr.cli import main\n"
-        f"main(['score', {str(tmp_path / 'good.png')!r}, '--model', {str(model_file)!r}, '-q',"
-        " '--no-cache'])\n"
+        f"main(['score', {str(good)!r}, '--model', {str(model_file)!r}, '-q', '--no-cache'])\n"
         "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        f"rc = main(['score', {str(tmp_path / 'huge.png')!r}, '--model', {str(model_file)!r},"
-        " '-q', '--no-cache'])\n"
+        f"rc = main(['score', {str(image)!r}, '--model', {str(model_file)!r}, '--no-cache',"
+        f" *{list(flags)!r}])\n"
         "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "print('RSS', (after - before) // 1024, rc, file=sys.stderr)\n"
     )
@@ -276,8 +278,15 @@ def test_an_image_over_the_model_limit_is_refused_from_its_header(model_file, tm
                             timeout=TIMEOUT)  # fmt: skip
     line = next(x for x in result.stderr.splitlines() if x.startswith("RSS"))
     _, megabytes, returncode = line.split()
-    assert returncode == "1" and int(megabytes) < 100, result.stderr
-    assert "model-pixel limit" in result.stdout
+    return int(megabytes), int(returncode), result.stdout, result.stderr
+
+
+def test_an_image_over_the_model_limit_is_refused_from_its_header(model_file, tmp_path):
+    """7999 x 8000 (under --max-pixels, over --max-model-pixels): refused without decoding."""
+    (tmp_path / "huge.png").write_bytes(png_file(7999, 8000))
+    megabytes, code, out, err = peak_rise(model_file, tmp_path, tmp_path / "huge.png", "-q")
+    assert code == 1 and megabytes < 100, err
+    assert "model-pixel limit" in out
 
 
 # -- spreadsheets and evaluation -----------------------------------------------------------------
@@ -334,6 +343,8 @@ def test_an_oversized_calibration_is_refused_in_seconds(cli, model_file, tmp_pat
     [(["--max-pixels", "0"], "--max-pixels: must be at least 1, not 0"),
      (["--batch-size", "-1"], "--batch-size: must be at least 1, not -1"),
      (["--workers", "-3"], "--workers: must be at least 1, not -3"),
+     (["--max-memory", "0"], "--max-memory: must be above 0, not 0"),
+     (["--max-memory", "nan"], "--max-memory: must be above 0, not nan"),
      (["--latent", "sample", "--seed", "99999999999999999999"],
       "seed must be a whole number from 0 to 9223372036854775807")],
 )  # fmt: skip
@@ -437,3 +448,247 @@ def test_a_store_on_a_full_disk_is_called_full_not_damaged(model_file, image_fol
         with pytest.raises(StoreError, match="its disk is full") as caught:
             list(scorer.score_paths([image_folder]))
     assert "intact" in caught.value.hint and "damaged" not in str(caught.value)
+
+
+def test_a_failed_overwrite_of_records_keeps_the_old_file(cli, model_file, tmp_path, monkeypatch):
+    """Disk full while ``--overwrite`` replaces a records file: the old file stays whole."""
+    import errno
+
+    import aedr.records
+
+    folder = tmp_path / "in"
+    for seed in range(3):
+        good_image(folder, f"{seed}.png", seed)
+    out = tmp_path / "s.jsonl"
+    assert cli("score", folder, "--model", model_file, "--out", out)[0] == 0
+    before = out.read_bytes()
+
+    class FullDisk:  # a file whose disk fills after the first record
+        def __init__(self, stream):
+            self.stream, self.written = stream, 0
+
+        def write(self, text):
+            self.written += 1
+            if self.written > 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.stream.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.stream, name)
+
+    monkeypatch.setattr(aedr.records, "open", lambda *a, **k: FullDisk(open(*a, **k)),  # noqa: SIM115
+                        raising=False)  # fmt: skip
+    code, _, err = cli("score", folder, "--model", model_file, "--out", out, "--overwrite",
+                       "--no-cache")  # fmt: skip
+    assert code == 2 and "No space left on device" in err and "is unchanged" in err, err
+    assert out.read_bytes() == before and sorted(tmp_path.iterdir()) == [folder, out]
+
+
+def test_an_overwrite_replaces_the_records_when_the_run_ends(cli, model_file, tmp_path):
+    folder = tmp_path / "in"
+    good_image(folder)
+    out = tmp_path / "s.csv"
+    out.write_text("old,header\n")
+    assert cli("score", folder, "--model", model_file, "--out", out, "--overwrite")[0] == 0
+    assert out.read_text().startswith("path,") and sorted(tmp_path.iterdir()) == [folder, out]
+
+
+# -- round three: memory, the server under hostile clients -------------------------------------
+
+
+def test_a_large_flat_image_is_refused_for_memory_not_run(model_file, tmp_path):
+    """The probe's 56 KB 4000x4000 flat PNG took 17.6 GB: now an error record naming the
+    budget, in seconds, with the process's peak barely moved."""
+    (tmp_path / "flat.png").write_bytes(png_file(4000, 4000, rows=4000))
+    assert (tmp_path / "flat.png").stat().st_size < 100_000
+    started = time.monotonic()
+    megabytes, code, out, err = peak_rise(
+        model_file, tmp_path, tmp_path / "flat.png", "--max-memory", "4"
+    )
+    assert code == 1 and megabytes < 1000, err  # decoding: ~400 MB
+    assert "over the memory budget of 4 GiB" in out
+    assert "raise --max-memory" in err  # the hint names the flag
+    assert time.monotonic() - started < 60
+
+
+def serve_process(calibration: Path, model: Path, port: int, folder: Path, *flags):
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TMPDIR": str(folder)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "aedr", "serve", "--calibration", calibration, "--weights-dir",
+         model.parent, "--port", str(port), "--store", folder / "store.sqlite", *flags],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def served_calibration(model_file, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("served")
+    for seed in range(6):
+        good_image(folder / "made", f"{seed}.png", seed)
+    out = folder / "cal.json"
+    assert main(["calibrate", "--model", str(model_file), str(folder / "made"), "--out", str(out),
+                 "--no-default-negatives", "-q", "--no-cache"]) == 0  # fmt: skip
+    return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[0]
+        try:
+            with urllib.request.urlopen(url + "/api/health", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"no answer at {url}")
+
+
+def test_sigterm_stops_the_server_while_it_scores(served_calibration, model_file, tmp_path):
+    """Scoring a 1 MP image takes the tiny model many seconds: SIGTERM mid-way ends the
+    service within seconds (exit 0), the waiting upload gets 503, the upload folder is gone."""
+    import threading
+    import urllib.request
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = serve_process(served_calibration, model_file, port, tmp_path)
+    try:
+        wait_for(url, server)
+        buffer = __import__("io").BytesIO()
+        rng = np.random.default_rng(0)
+        Image.fromarray((rng.random((1024, 1024, 3)) * 255).astype(np.uint8)).save(buffer, "PNG")
+        boundary = "aedrboundary"
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+            f'filename="big.png"\r\nContent-Type: image/png\r\n\r\n'
+        ).encode()
+        body += buffer.getvalue() + f"\r\n--{boundary}--\r\n".encode()  # fmt: skip
+        answers = []
+
+        def upload():
+            request = urllib.request.Request(
+                url + "/api/attribute", data=body, method="POST",
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            )  # fmt: skip
+            try:
+                urllib.request.urlopen(request, timeout=TIMEOUT)
+                answers.append(200)
+            except urllib.error.HTTPError as exc:
+                answers.append(exc.code)
+            except OSError as exc:
+                answers.append(str(exc))
+
+        uploader = threading.Thread(target=upload)
+        uploader.start()
+        deadline = time.monotonic() + 30
+        while not list(tmp_path.glob("aedr-serve-*/*.png")):  # the upload is being scored
+            assert time.monotonic() < deadline and not answers, answers
+            time.sleep(0.05)
+        time.sleep(1)
+        stopped = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=30)[0]
+        assert time.monotonic() - stopped < 10, output
+        uploader.join(timeout=30)
+    finally:
+        if server.poll() is None:
+            server.kill()
+    assert server.returncode == 0 and "Traceback" not in output, output
+    assert answers == [503], answers
+    assert not list(tmp_path.glob("aedr-serve-*")), "the upload folder was left behind"
+
+
+def test_slow_request_headers_are_cut_off(tmp_path):
+    """1,000 connections that each send one byte of headers and wait: closed after the header
+    timeout, while a normal request on a new connection is answered."""
+    import asyncio
+    import socket
+    import threading
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from aedr.server import _protocol
+
+    app = FastAPI()
+    app.get("/")(lambda: {"ok": True})
+    port = free_port()
+    config = uvicorn.Config(app, port=port, log_level="error", http=_protocol(1.0))
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        slow = []
+        for _ in range(1000):
+            connection = socket.create_connection(("127.0.0.1", port))
+            connection.sendall(b"G")
+            slow.append(connection)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as normal:
+            normal.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert b"200 OK" in normal.recv(4096)
+        time.sleep(2.5)
+        for connection in slow:  # closed by the server: reads end
+            connection.settimeout(5)
+            assert connection.recv(10) == b""
+            connection.close()
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_a_png_of_30000_text_chunks_is_capped_in_the_record():
+    """The probe's 1.29 MB PNG of 30,000 zTXt chunks made each result 60 MB."""
+    from PIL import PngImagePlugin
+
+    from aedr.measure.fileinfo import MAX_ENTRIES, file_facts
+
+    info = PngImagePlugin.PngInfo()
+    for index in range(30_000):
+        info.add_text(f"k{index}", "v" * 2000, zip=True)
+    buffer = __import__("io").BytesIO()
+    Image.fromarray(smooth_image(0, (32, 32))).save(buffer, "PNG", pnginfo=info)
+    facts = file_facts(buffer.getvalue())
+    assert len(facts.png_text) == MAX_ENTRIES
+    assert "PNG text: 30000 chunks, the first 32 kept" in facts.problems
+    assert len(json.dumps(facts.as_dict())) < 200_000
+
+
+def test_a_calibration_edited_and_resealed_is_refused_by_a_trusted_key(cli, served_calibration,
+                                                                      tmp_path):  # fmt: skip
+    """The probe edited a threshold and recomputed the digest: accepted. Signed, the edit breaks
+    the signature; stripped of it, the calibration is refused by --trust-key."""
+    from aedr.decide.calibration import Calibration
+    from aedr.seals import digest_of, load_signing_key
+
+    assert cli("keys", tmp_path / "lab")[0] == 0
+    signed = Calibration.load(served_calibration)
+    signed.sign(load_signing_key(tmp_path / "lab.key"))
+    signed.save(tmp_path / "signed.json")
+    image = good_image(tmp_path / "in")
+    for name, keep_signature in (("edited", True), ("stripped", False)):
+        document = json.loads((tmp_path / "signed.json").read_text())
+        document["threshold"] = 1e9  # would attribute everything
+        if not keep_signature:
+            del document["signature"]
+        content = {k: v for k, v in document.items() if k not in ("digest", "signature")}
+        document["digest"] = digest_of(content)  # recomputed, as anyone can
+        (tmp_path / f"{name}.json").write_text(json.dumps(document))
+    code, _, err = cli("attribute", image, "--calibration", tmp_path / "edited.json")
+    assert code == 2 and "signature does not match its contents" in err
+    code, _, err = cli("attribute", image, "--calibration", tmp_path / "stripped.json",
+                       "--trust-key", tmp_path / "lab.pub")  # fmt: skip
+    assert code == 2 and "is not signed" in err
+    code, out, _ = cli("verify", tmp_path / "signed.json", "--trust-key", tmp_path / "lab.pub")
+    assert code == 0 and out.startswith("OK")

@@ -406,3 +406,105 @@ def test_head_and_options_answer_and_record_batches_are_bounded(client):
     many = [("id", "0" * 32)] * (MAX_RECORD_IDS + 1)
     refused = client.get("/api/records", params=many)
     assert refused.status_code == 422 and f"at most {MAX_RECORD_IDS}" in refused.json()["detail"]
+
+
+def test_every_answer_carries_the_security_headers_and_docs_load_nothing_foreign(client):
+    import base64
+    import hashlib
+    import re
+
+    page = client.get("/").text
+    script = re.search(r"<script>(.*?)</script>", page, re.DOTALL).group(1)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    for path in ("/", "/api/health", "/api/results/" + "0" * 32, "/docs", "/openapi.json"):
+        headers = client.get(path).headers
+        assert headers["x-content-type-options"] == "nosniff", path
+        assert headers["x-frame-options"] == "DENY", path
+        policy = headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy, path
+    policy = client.get("/").headers["content-security-policy"]
+    assert f"script-src 'sha256-{digest}'" in policy  # the page's own script, nothing else
+    docs = client.get("/docs").text
+    assert "/api/attribute" in docs and "<script" not in docs and "cdn" not in docs.lower()
+    answers = client.get("/openapi.json").json()["paths"]["/api/attribute"]["post"]["responses"]
+    assert {"200", "408", "413", "415", "422", "503"} <= set(answers)
+
+
+def test_uploads_beyond_the_pending_limit_get_503_at_once(client, service):
+    service.pending = service.limits.max_pending  # that many uploads under way
+    response = post(client, ("a.png", png_bytes(smooth_image(1)), "image/png"))
+    assert response.status_code == 503 and response.headers["retry-after"] == "5"
+    service.pending = 0
+    assert post(client, ("a.png", png_bytes(smooth_image(1)), "image/png")).status_code == 200
+
+
+def test_a_body_that_arrives_too_slowly_is_refused():
+    import asyncio
+
+    from aedr.server import _BodyTooSlow, _capped
+
+    async def trickle():
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            yield b"x"
+
+    async def read(seconds):
+        return [chunk async for chunk in _capped(trickle(), 10**6, seconds)]
+
+    with pytest.raises(_BodyTooSlow):
+        asyncio.run(read(0.5))
+    assert len(asyncio.run(read(30))) == 100
+
+
+def test_uploads_are_written_for_their_owner_only(client, service, monkeypatch):
+    import os
+
+    modes = []
+    scored = service.attributor.attribute_file
+
+    def attribute_file(path):
+        modes.append(os.stat(path).st_mode & 0o777)
+        return scored(path)
+
+    monkeypatch.setattr(service.attributor, "attribute_file", attribute_file)
+    post(client, ("a.png", png_bytes(smooth_image(2)), "image/png"))
+    assert modes == [0o600]
+
+
+def test_results_expire_after_the_days_kept(random_tiny, tiny_calibration, made_images, tmp_path):
+    service = make_service(random_tiny, tiny_calibration, tmp_path, keep_days=30)
+    with TestClient(create_app(service), base_url=LOCAL) as client:
+        old, new = (post(client, (f"{n}.png", png_bytes(made_images[i]), "image/png"))
+                    .json()["results"][0]["id"] for n, i in (("old", 10), ("new", 11)))  # fmt: skip
+        service.store._execute(
+            "UPDATE results SET created = datetime('now', '-31 days') WHERE id=?", (old,)
+        )
+        assert client.get(f"/api/results/{old}").status_code == 404  # expired: not served
+        assert client.get(f"/api/results/{new}").status_code == 200
+    again = make_service(random_tiny, tiny_calibration, tmp_path, keep_days=30)  # deletes it
+    count = again.store._execute("SELECT COUNT(*) FROM results").fetchone()[0]
+    assert count == 1
+
+
+def test_case_records_are_sealed_and_verify_with_the_servers_key(
+    random_tiny, tiny_calibration, made_images, tmp_path
+):
+    from aedr.seals import create_keys, load_public_key, load_signing_key
+    from aedr.workflows import verify_file
+
+    create_keys(tmp_path / "server")
+    service = make_service(random_tiny, tiny_calibration, tmp_path)
+    service.signing_key = load_signing_key(tmp_path / "server.key")
+    with TestClient(create_app(service), base_url=LOCAL) as client:
+        result = post(client, ("a.png", png_bytes(made_images[11]), "image/png")).json()
+        result_id = result["results"][0]["id"]
+        records = client.get("/api/records", params={"id": result_id}).content
+        csv_text = client.get("/api/records", params={"id": result_id, "format": "csv"}).text
+    (tmp_path / "records.json").write_bytes(records)
+    trusted = [load_public_key(tmp_path / "server.pub")]
+    assert [c.ok for c in verify_file(tmp_path / "records.json", trusted)] == [True]
+    digest = result["results"][0]["seal"]["digest"]
+    assert digest in csv_text  # the CSV names the record it was made from
+    edited = records.replace(b'"a.png"', b'"b.png"')
+    (tmp_path / "edited.json").write_bytes(edited)
+    assert [c.ok for c in verify_file(tmp_path / "edited.json", trusted)] == [False]

@@ -94,6 +94,7 @@ class Attributor:
         workers: int = DEFAULT_WORKERS,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_model_pixels: int = DEFAULT_MAX_MODEL_PIXELS,
+        max_memory: int | None = None,
         local_maps: bool | None = None,
         max_false_attribution: float | None = None,
         robust: Robust | None = None,
@@ -149,7 +150,7 @@ class Attributor:
         models = [at_calibration_precision(m, c) for m, c in zip(models, calibrations, strict=True)]
         self.scorer = Scorer(
             models, settings, store=store, batch_size=batch_size, workers=workers,
-            max_pixels=max_pixels, max_model_pixels=max_model_pixels,
+            max_pixels=max_pixels, max_model_pixels=max_model_pixels, max_memory=max_memory,
             local_maps=local_maps,
         )  # fmt: skip
         for calibration, model in zip(calibrations, self.scorer.models, strict=True):

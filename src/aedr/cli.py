@@ -22,6 +22,7 @@ from aedr import __version__
 from aedr.decide.calibration import DEFAULT_ALPHA
 from aedr.decide.statistics import DEFAULT_STATISTIC, PAPER_STATISTIC, STATISTIC_NAMES
 from aedr.errors import AedrError
+from aedr.files import replacing, write_atomic
 from aedr.measure.evidence import DEFAULT_WINDOW
 from aedr.measure.images import DEFAULT_MAX_PIXELS
 from aedr.measure.scorer import DEFAULT_WORKERS
@@ -100,6 +101,17 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    """A finite number above 0 (amounts such as GiB)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
     return value
 
 
@@ -219,6 +231,13 @@ def _add_pipeline(parser: argparse.ArgumentParser) -> None:
         help="refuse larger inputs to one autoencoder pass (use --crop for big images; "
         f"default {DEFAULT_MAX_MODEL_PIXELS})",
     )
+    pipeline.add_argument(
+        "--max-memory",
+        type=_positive_float,
+        metavar="GIB",
+        help="refuse an image whose autoencoder pass is estimated to need more memory, and "
+        "shrink batches to fit (default: 3/4 of the memory available when the model first runs)",
+    )
 
 
 def _add_calibrations(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -238,6 +257,40 @@ def _add_calibrations(parser: argparse.ArgumentParser, required: bool = True) ->
         "negatives (images no candidate made) is attributed to some candidate, e.g. 0.05; "
         "trades own-image recall for it",
     )
+    _add_trust_key(parser)
+
+
+def _add_trust_key(parser: argparse.ArgumentParser) -> None:
+    _advanced(parser, "signatures").add_argument(
+        "--trust-key",
+        action="append",
+        metavar="PUB",
+        help="use only calibrations signed by this public key (from `aedr keys`); repeatable",
+    )
+
+
+def _add_sign_key(parser, what: str) -> None:
+    parser.add_argument(
+        "--sign-key",
+        metavar="KEY",
+        help=f"sign {what} with this private key (`aedr keys NAME` makes NAME.key), so that "
+        "whoever trusts its public key can check who made it",
+    )
+
+
+def _signing_key(args: argparse.Namespace):
+    from aedr.seals import load_signing_key
+
+    return None if args.sign_key is None else load_signing_key(args.sign_key)
+
+
+def _trusted(args: argparse.Namespace, calibrations, sources: Sequence[str]) -> None:
+    """Refuse calibrations not signed by a ``--trust-key`` (no such flag: no check)."""
+    from aedr.seals import check_trusted, load_public_key
+
+    keys = [load_public_key(path) for path in args.trust_key or ()]
+    for calibration, source in zip(calibrations, sources, strict=True):
+        check_trusted(calibration.signer(source), keys, source)
 
 
 def _statistic(args: argparse.Namespace) -> str:
@@ -308,6 +361,7 @@ def _pipeline(args: argparse.Namespace) -> dict[str, Any]:
         "workers": DEFAULT_WORKERS if args.workers is None else args.workers,
         "max_pixels": args.max_pixels,
         "max_model_pixels": args.max_model_pixels,
+        "max_memory": None if args.max_memory is None else int(args.max_memory * 2**30),
     }
 
 
@@ -357,6 +411,8 @@ ERROR_HINTS = {
     "model-pixel limit": "measure big images in crops with --crop N [--crops K], or raise "
     "--max-model-pixels",
     "over the limit of": "raise --max-pixels for trusted files",
+    "memory budget": "raise --max-memory (GiB) if the machine has the memory, or measure big "
+    "images in crops with --crop N [--crops K]",
 }
 """Library error phrases, and the flags that address them (record errors name no flags)."""
 
@@ -547,6 +603,7 @@ def add_calibrate(commands: Commands) -> None:
         "built from the autoencoder",
     )
     calibrate.add_argument("--overwrite", action="store_true")
+    _add_sign_key(details, "the calibration")
     calibrate.add_argument(
         "--reference-photos",
         metavar="DIR",
@@ -650,6 +707,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise UsageError("give one of: image PATHS, --scores FILE, or --reference-photos DIR")
     if not args.out and not args.add:
         raise UsageError("say where the calibration goes: --out FILE, --add (the library), or both")
+    key = _signing_key(args)  # a bad key file is refused before any image is measured
     for output in filter(None, (args.out, args.scores_out)):
         check_output(output, args.overwrite)  # before any image is measured
     statistic = _statistic(args)
@@ -721,6 +779,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                 )  # fmt: skip
         failed = len(run.failed)
     calibration = run.calibration
+    if key is not None:
+        calibration.sign(key)
     if args.out:
         calibration.save(args.out, overwrite=args.overwrite)
     if args.add:
@@ -874,6 +934,7 @@ def _attributor(args: argparse.Namespace):
         models = _models([c.model for c in calibrations], args)
     else:
         calibrations, models, sources = _library_candidates(args, pipeline)
+    _trusted(args, calibrations, [sources[c.model][1] for c in calibrations])
     return Attributor(
         calibrations, models, **pipeline, max_false_attribution=args.max_false_attribution,
         robust=args.robust, resized_by=args.resized_by, sources=sources,
@@ -1032,6 +1093,7 @@ def add_localize(commands: Commands) -> None:
         help="calibration JSON (from `aedr calibrate --local` for a threshold and regions); "
         "repeatable; its model is mapped, measured with its settings",
     )
+    _add_trust_key(localize)
     localize.add_argument(
         "--out", required=True, metavar="DIR", help="folder for the maps and localize.jsonl"
     )
@@ -1064,6 +1126,7 @@ def _localize_scorer(args: argparse.Namespace):
             "decide how images are measured"
         )
     calibrations = [Calibration.load(path) for path in args.calibration]
+    _trusted(args, calibrations, args.calibration)
     names = [c.model for c in calibrations]
     if args.model and sorted(args.model) != sorted(names):
         raise UsageError(
@@ -1123,7 +1186,8 @@ def cmd_localize(args: argparse.Namespace) -> int:
             row = {**result.row(), "map": "", "heatmap": ""}
             if result.statistic is not None:
                 name = _map_name(row["path"], row["model"], used)
-                np.save(folder / f"{name}.npy", result.statistic)
+                with replacing(folder / f"{name}.npy", "wb") as stream:
+                    np.save(stream, result.statistic)
                 row["map"] = f"{name}.npy"
                 try:
                     if decoded[0] != result.measurement.path:
@@ -1187,6 +1251,23 @@ def add_serve(commands: Commands) -> None:
         default=100,
         help="largest request, all its images together (default 100; held in memory)",
     )
+    from aedr.limits import Limits
+
+    limits = Limits()
+    serve.add_argument(
+        "--max-pending",
+        type=_positive,
+        default=limits.max_pending,
+        help="uploads received or waiting for the model at once; more get 503 "
+        f"(default {limits.max_pending}; each may hold --max-request-mb in memory)",
+    )
+    serve.add_argument(
+        "--keep-days",
+        type=_positive_float,
+        default=limits.keep_days,
+        help=f"delete results this many days after they were made (default {limits.keep_days:g})",
+    )
+    _add_sign_key(_advanced(serve, "signatures"), "each result (its case record)")
     _add_settings(serve, only=CORRECTIONS, robust_default=ROBUST_FROM_CALIBRATIONS)
     _add_loading(serve)
     _add_pipeline(serve)
@@ -1194,19 +1275,12 @@ def add_serve(commands: Commands) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import contextlib
     import os
 
     try:
-        import uvicorn
-
-        from aedr.server import (
-            TOKEN_ENV,
-            Access,
-            AttributionService,
-            Limits,
-            create_app,
-            needs_token,
-        )
+        from aedr.limits import Limits
+        from aedr.server import TOKEN_ENV, Access, AttributionService, needs_token, serve
     except ImportError as exc:
         raise UsageError(
             f"aedr serve needs the web extra: pip install 'aedr[web]' ({exc})"
@@ -1221,13 +1295,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError("--max-upload-mb, --max-request-mb and --max-files must be positive")
     limits = Limits(
         int(args.max_upload_mb * 2**20), args.max_files, args.max_pixels,
-        int(args.max_request_mb * 2**20),
+        int(args.max_request_mb * 2**20), max_pending=args.max_pending, keep_days=args.keep_days,
     )  # fmt: skip
-    service = AttributionService(_attributor(args), limits)
-    _say(args, f"aedr serve: http://{args.host}:{args.port}/ (API docs at /docs)")
+    key = _signing_key(args)
+    service = AttributionService(_attributor(args), limits, key)
+    _say(args, f"aedr serve: http://{args.host}:{args.port}/ (API docs at /docs; results kept "
+               f"{args.keep_days:g} days)")  # fmt: skip
     access = Access.for_bind(args.host, token, args.allowed_host, args.allowed_origin)
-    uvicorn.run(create_app(service, access), host=args.host, port=args.port,
-                log_level="warning" if args.quiet else "info")  # fmt: skip
+    with contextlib.suppress(KeyboardInterrupt):  # the signal that stopped it, raised again
+        serve(service, access, args.host, args.port, "warning" if args.quiet else "info")
+    _say(args, "aedr serve: stopped")
+    if service.abandoned:  # a scoring thread is still running: end without waiting for it
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_OK)
     return EXIT_OK
 
 
@@ -1379,9 +1460,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / "tables.md").write_text(tables)
+        write_atomic(out / "tables.md", tables)
         metrics = {mode: result.summary() for mode, result in run.results.items()}
-        (out / "metrics.json").write_text(json.dumps(
+        write_atomic(out / "metrics.json", json.dumps(
             {"tables": run.tables(), "seconds": run.seconds, "results": metrics}, indent=2,
             default=str))  # fmt: skip
         _say(args, f"wrote {out / 'tables.md'} and {out / 'metrics.json'}")
@@ -1587,9 +1668,54 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------
 # parser and entry point
 
+# ---------------------------------------------------------------------------------------------
+# aedr keys, aedr verify
+
+
+def add_keys(commands: Commands) -> None:
+    keys = _command(commands, "keys", "make a key pair to sign calibrations and case records")
+    keys.add_argument("name", metavar="NAME", help="writes NAME.key (private, 0600) and NAME.pub")
+    keys.set_defaults(run=cmd_keys)
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from aedr.seals import create_keys, load_public_key
+
+    private, public = create_keys(args.name)
+    key_id = load_public_key(public).key_id
+    _say(args, f"wrote {private} (keep it private) and {public} (key {key_id}: give it to "
+               "whoever checks what you sign)")  # fmt: skip
+    return EXIT_OK
+
+
+def add_verify(commands: Commands) -> None:
+    verify = _command(commands, "verify", "check the seals of calibrations and case records")
+    verify.add_argument("files", nargs="+", metavar="FILE",
+                        help="calibration JSON, or case records JSON from aedr serve")  # fmt: skip
+    verify.add_argument(
+        "--trust-key", action="append", metavar="PUB",
+        help="also require a signature by this public key; repeatable",
+    )  # fmt: skip
+    verify.set_defaults(run=cmd_verify)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """One line per document: its digest holds and who signed it, or why not (exit 1)."""
+    from aedr.seals import load_public_key
+    from aedr.workflows import verify_file
+
+    keys = [load_public_key(path) for path in args.trust_key or ()]
+    failed = 0
+    for path in args.files:
+        for check in verify_file(path, keys):
+            failed += not check.ok
+            print(f"{'OK' if check.ok else 'FAILED'}  {check.source}: {check.detail}")
+    return EXIT_INPUT_ERRORS if failed else EXIT_OK
+
+
 COMMANDS: tuple[Callable[[Commands], None], ...] = (
     add_score, add_homogeneity, add_calibrate, add_attribute, add_calibrations, add_localize,
-    add_serve, add_evaluate, add_reproduce, add_models, add_demo,
+    add_serve, add_evaluate, add_reproduce, add_models, add_keys, add_verify, add_demo,
 )  # fmt: skip
 
 
@@ -1604,6 +1730,8 @@ EXAMPLES = {
     "reproduce": "aedr reproduce Imgs/ --out tables/",
     "models": "aedr models --check taesd --random-weights",
     "calibrations": "aedr calibrations show taesd.highpass.0123456789abcdef0123.built.json",
+    "keys": "aedr keys lab  (then: aedr calibrate ... --sign-key lab.key)",
+    "verify": "aedr verify taesd.json aedr-records.json --trust-key lab.pub",
     "demo": "aedr demo",
 }
 """One example per command, printed below its help."""

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from aedr.errors import AedrError
+from aedr.files import commit, replaceable, temporary_beside
 from aedr.timing import stage
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -100,17 +101,28 @@ class RecordWriter:
         append: bool = False,
     ):
         self.fields = list(fields)
-        resuming = False
+        resuming = self._failed = False
+        self._partial: str | None = None
+        self._replaced = ""
+        self._stream: IO[str]
         if isinstance(target, (str, os.PathLike)):
             self.format = fmt or record_format(target)
             check_output(target, overwrite, append)
             resuming = append and Path(target).is_file() and Path(target).stat().st_size > 0
-            mode = "a" if append else "w" if overwrite else "x"
             self.name = os.fsdecode(target)
             try:
-                self._stream = open(  # noqa: SIM115 -- closed by close() / __exit__
-                    target, mode, newline="", encoding="utf-8"
-                )
+                replaced = replaceable(target) if overwrite and not append else None
+                if replaced is not None and os.path.exists(replaced):
+                    # renamed over the old file on close: until then, and after a failed
+                    # write, the old file is whole (aedr.files)
+                    handle, self._partial = temporary_beside(replaced)
+                    self._replaced = replaced
+                    self._stream = open(handle, "w", newline="", encoding="utf-8")  # noqa: SIM115
+                else:
+                    mode = "a" if append else "w" if overwrite else "x"
+                    self._stream = open(  # noqa: SIM115 -- closed by close() / __exit__
+                        target, mode, newline="", encoding="utf-8"
+                    )
             except FileExistsError:
                 raise OutputExistsError(f"{target} exists") from None
             except OSError as exc:
@@ -142,12 +154,33 @@ class RecordWriter:
             write(*args)
             self._stream.flush()
         except OSError as exc:
+            if self._partial is not None:  # the file being replaced stays as it was
+                self._failed = True
+                raise RecordFileError(
+                    f"cannot write {self.name}: {exc.strerror or exc}; {self.name} is unchanged "
+                    "(the new records were written beside it, and removed)"
+                ) from None
             raise _write_error(self.name, exc) from None
 
     def close(self) -> None:
-        if self._owns_stream:
-            with contextlib.suppress(OSError):  # a full disk, already reported by write
-                self._stream.close()
+        """Close the file; a replaced file is renamed into place now (an interrupted run's
+        records too, for ``--resume``), unless a write failed."""
+        if not self._owns_stream:
+            return
+        with contextlib.suppress(OSError):  # a full disk, already reported by write
+            self._stream.close()
+        partial, self._partial = self._partial, None
+        if partial is None:
+            return
+        try:
+            if self._failed:
+                raise OSError("a write failed")
+            commit(partial, self._replaced)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(partial)
+            if not self._failed:
+                raise _write_error(self.name, exc) from None
 
     def __enter__(self) -> RecordWriter:
         return self

@@ -24,6 +24,7 @@ from typing import Any
 from aedr.decide.evaluation import REAL, EvaluationResult, evaluate, mean_table
 from aedr.decide.statistics import DEFAULT_STATISTIC, PAPER_STATISTIC
 from aedr.errors import AedrError
+from aedr.files import replacing
 from aedr.measure.images import iter_image_files
 from aedr.measure.settings import ScoreSettings
 
@@ -224,7 +225,8 @@ def generate_images(
         generator = torch.Generator(device).manual_seed(seed + index)
         image = text_to_image(prompt=prompts[index % len(prompts)], generator=generator).images[0]
         path = folder / f"{index:03d}.png"
-        image.save(path)
+        with replacing(path, "wb") as stream:
+            image.save(stream, "PNG")
         saved.append(path)
     return saved
 

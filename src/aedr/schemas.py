@@ -135,6 +135,7 @@ class CalibrationFile(_Signals):
     aedr_version: Annotated[str, Field(max_length=100)] = ""
     created: Annotated[str, Field(max_length=100)] = ""
     digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    signature: dict[str, Annotated[str, Field(max_length=200)]] | None = None
 
 
 def validation_message(error: ValidationError, limit: int = 4) -> str:

@@ -19,20 +19,35 @@
   ``allowed_hosts``), which defeats DNS rebinding; a state-changing request that a browser sends
   from another origin is refused (``allowed_origins`` lists exceptions); binding beyond loopback
   requires a token (``$AEDR_TOKEN``), checked on every API call as ``Authorization: Bearer TOKEN``.
+  Every answer carries a content security policy that allows only the page's own script and
+  style (by hash) and this origin, and forbids framing; ``/docs`` is rendered here, with no
+  third-party script.
+- Bounded under hostile clients (``Limits``): at most ``max_pending`` uploads are received or
+  waiting for the model at once (more get 503 at once, before their bodies are read); request
+  headers must arrive within ``header_timeout`` seconds and an upload's body within
+  ``body_timeout``; file metadata is capped (``aedr.measure.fileinfo``); results expire after
+  ``keep_days``. SIGTERM stops the service within ``shutdown_timeout`` seconds even while an
+  image is being scored (that result is dropped), and removes the upload folder.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import csv
+import hashlib
+import html
 import io
+import os
+import queue
 import re
 import secrets
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -49,8 +64,9 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from aedr import __version__
 from aedr.attributor import Attributor
 from aedr.decide.attribution import Attribution
+from aedr.limits import Limits
 from aedr.measure.fileinfo import file_facts
-from aedr.measure.images import DEFAULT_MAX_PIXELS
+from aedr.seals import SigningKey, seal
 
 if TYPE_CHECKING:
     from aedr.measure.store import ScoreStore
@@ -69,6 +85,7 @@ RECORD_FIELDS = (
     "c2pa", "model", "autoencoder", "calibration_digest", "calibration_n", "calibration_alpha",
     "statistic", "signal", "threshold", "belongs", "p_value", "margin", "false_acceptance",
     "false_attribution", "explanation", "degradation", "threshold_quality", "error",
+    "record_digest",
 )  # fmt: skip
 """Columns of a CSV case record: one row per (image, candidate model)."""
 FAVICON = (
@@ -121,16 +138,6 @@ class Access:
         return origin in (f"{scheme}://{host_header}", *self.allowed_origins)
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What one request may send; ``max_pixels`` is checked from the header, before decoding."""
-
-    max_upload_bytes: int = 50 * 2**20
-    max_files: int = 32
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_request_bytes: int = 100 * 2**20  # a whole request, held in memory while it is parsed
-
-
 class UploadError(Exception):
     """A refused upload: ``status`` is the HTTP status, the message says why."""
 
@@ -175,27 +182,98 @@ def image_format(data: bytes, max_pixels: int) -> str:
     return file_format
 
 
+class Worker:
+    """One daemon thread running queued calls in order.
+
+    A daemon, unlike ``ThreadPoolExecutor``'s threads, does not hold the process at exit: a
+    shutdown need not wait for the image being scored.
+    """
+
+    def __init__(self, name: str):
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._busy = threading.Event()
+        threading.Thread(target=self._loop, name=name, daemon=True).start()
+
+    def submit(self, function, *args) -> Future:
+        future: Future = Future()
+        self._jobs.put((future, function, args))
+        return future
+
+    def _loop(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            future, function, args = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            self._busy.set()
+            try:
+                future.set_result(function(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
+            finally:
+                self._busy.clear()
+
+    def stop(self) -> bool:
+        """Cancel the queued calls and end the thread after the current one; whether a call was
+        still running."""
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                job[0].cancel()
+        self._jobs.put(None)
+        return self._busy.is_set()
+
+
 class AttributionService:
     """The attributor, its store and its upload folder, with every call on one worker thread."""
 
-    def __init__(self, attributor: Attributor, limits: Limits = Limits()):
-        self.attributor, self.limits = attributor, limits
+    def __init__(
+        self, attributor: Attributor, limits: Limits | None = None,
+        signing_key: SigningKey | None = None,
+    ):  # fmt: skip
+        self.attributor, self.limits = attributor, limits or Limits()
+        self.signing_key = signing_key  # signs each result's seal (aedr.seals), when given
+        limits = self.limits
         self.store: ScoreStore | None = attributor.scorer.store  # scores and results, one file
         self.calibrations = list(attributor.calibrations.values())
         self.identities = self._identities()  # fixed for the service's life: part of each record
-        self._worker = ThreadPoolExecutor(1, thread_name_prefix="aedr-serve")
+        self._worker = Worker("aedr-serve")
         self.upload_folder = Path(tempfile.mkdtemp(prefix="aedr-serve-"))
+        self.pending = 0  # uploads being received or waiting for the worker (event loop only)
+        self.abandoned = False  # closed while a call was running (see close)
+        self._stopping: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        if self.store is not None:
+            self.store.expire_results(limits.keep_days)
 
     async def run(self, function, *args):
-        """Queue ``function`` on the worker thread and await its result."""
-        import asyncio
+        """Queue ``function`` on the worker thread and await its result; once the service is
+        stopping, a 503 instead (the call is dropped, or abandoned if it is running)."""
+        if self._stopping is None:
+            self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
+        result = asyncio.wrap_future(self._worker.submit(function, *args))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait((result, stopping), return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not result.done():
+            result.cancel()
+            raise HTTPException(503, "the service is stopping: this upload was not scored")
+        return result.result()
 
-        return await asyncio.get_running_loop().run_in_executor(self._worker, function, *args)
+    def stop(self) -> None:
+        """Answer the requests waiting for the worker with 503 now (from a signal handler)."""
+        if self._loop is not None and self._stopping is not None:
+            self._loop.call_soon_threadsafe(self._stopping.set)
 
     def close(self) -> None:
-        self._worker.shutdown(wait=True)
+        """Stop at once: queued calls are cancelled, a call under way is abandoned (its daemon
+        thread ends with the process: ``abandoned``; the store is crash-safe), the upload
+        folder removed."""
+        self.abandoned = self._worker.stop()
         shutil.rmtree(self.upload_folder, ignore_errors=True)
-        if self.store is not None:
+        if self.store is not None and not self.abandoned:
             self.store.close()
 
     def attribute(self, filename: str, data: bytes) -> dict[str, Any]:
@@ -208,7 +286,8 @@ class AttributionService:
         extension = ALLOWED_FORMATS[image_format(data, self.limits.max_pixels)]
         facts = file_facts(data)  # opens: image_format has just read its header
         path = self.upload_folder / f"{uuid.uuid4().hex}.{extension}"
-        path.write_bytes(data)
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as stream:
+            stream.write(data)
         try:
             attribution = self.attributor.attribute_file(path)
         finally:
@@ -229,7 +308,9 @@ class AttributionService:
             else attribution.false_attribution.as_dict(),
             "explanation": attribution.explanation,
         }  # fmt: skip
+        result = seal(result, self.signing_key)  # `aedr verify` checks it
         if self.store is not None:
+            self.store.expire_results(self.limits.keep_days)
             self.store.put_result(result_id, result)
         return result
 
@@ -247,7 +328,9 @@ class AttributionService:
         ]  # fmt: skip
 
     def get_result(self, result_id: str) -> dict[str, Any] | None:
-        return None if self.store is None else self.store.get_result(result_id)
+        if self.store is None:
+            return None
+        return self.store.get_result(result_id, self.limits.keep_days)
 
     def models(self) -> list[dict[str, Any]]:
         """Each calibrated model with its threshold and calibration signals (for the page's plot),
@@ -281,6 +364,7 @@ def record_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
             "autoencoder": calibration.get("autoencoder"),
             "calibration_digest": calibration.get("calibration_digest"),
             "calibration_n": calibration.get("n"), "calibration_alpha": calibration.get("alpha"),
+            "record_digest": result.get("seal", {}).get("digest"),
         }  # fmt: skip
         rows.append({k: values.get(k) for k in RECORD_FIELDS})
     return rows
@@ -316,13 +400,105 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncGenerator[bytes, None]:
-    received = 0
-    async for chunk in stream:
+class _BodyTooSlow(Exception):
+    pass
+
+
+async def _capped(
+    stream: AsyncIterator[bytes], limit: int, seconds: float
+) -> AsyncGenerator[bytes, None]:
+    """The body's chunks, refused past ``limit`` bytes or ``seconds`` after the first read."""
+    loop = asyncio.get_running_loop()
+    received, deadline = 0, loop.time() + seconds
+    chunks = aiter(stream)
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(chunks), max(deadline - loop.time(), 0))
+        except StopAsyncIteration:
+            return
+        except asyncio.TimeoutError:  # TimeoutError itself only from Python 3.11
+            raise _BodyTooSlow from None
         received += len(chunk)
         if received > limit:
             raise _BodyTooLarge
         yield chunk
+
+
+def content_policy(page: str) -> str:
+    """The page's content security policy: its inline script and style allowed by hash, images
+    from this origin and the data/blob URLs it makes, requests to this origin only, no framing."""
+
+    def hashes(tag: str) -> str:
+        blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.DOTALL)
+        digests = (base64.b64encode(hashlib.sha256(b.encode()).digest()).decode() for b in blocks)
+        return " ".join(f"'sha256-{d}'" for d in digests)
+
+    return (
+        f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
+        "img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    )
+
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+"""Sent with every answer, besides the content security policy."""
+
+
+def api_docs(schema: dict[str, Any]) -> str:
+    """The API's reference as a static page, from its OpenAPI schema (no script, no CDN)."""
+    info = schema["info"]
+    parts = [
+        f"<h1>{html.escape(info['title'])} {html.escape(info['version'])} API</h1>"
+        f"<p>{html.escape(info.get('description', ''))} The OpenAPI schema: "
+        "<a href='/openapi.json'>/openapi.json</a>.</p>"
+    ]
+    for path, methods in schema.get("paths", {}).items():
+        for method, operation in methods.items():
+            text = operation.get("description") or operation.get("summary") or ""
+            parts.append(
+                f"<h2><code>{method.upper()} {html.escape(path)}</code></h2>"
+                f"<p>{html.escape(text)}</p>"
+            )
+            rows = "".join(
+                f"<tr><td><code>{html.escape(p['name'])}</code></td><td>{html.escape(p['in'])}"
+                f"</td><td>{html.escape(p.get('description', ''))}</td></tr>"
+                for p in operation.get("parameters", [])
+            )
+            if rows:
+                parts.append(
+                    f"<table><tr><th>parameter</th><th>in</th><th></th></tr>{rows}</table>"
+                )
+            answers = "; ".join(
+                f"{code} {html.escape(answer.get('description', ''))}"
+                for code, answer in operation.get("responses", {}).items()
+            )
+            parts.append(f"<p>Answers: {answers}</p>")
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>aedr API</title>"
+        f"<style>{DOCS_STYLE}</style></head><body>{''.join(parts)}</body></html>"
+    )
+
+
+DOCS_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto}td{padding:2px 8px}"
+)
+ERROR_ANSWERS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "a malformed upload, or no images"},
+    401: {"description": "missing or wrong token"},
+    408: {"description": "the upload's body did not arrive in time"},
+    413: {"description": "request over the size limit"},
+    415: {"description": "not multipart/form-data"},
+    422: {"description": "every file refused: each result names its reason and status"},
+    503: {"description": "too many uploads at once: retry after Retry-After seconds"},
+}
+"""What ``/api/attribute`` answers besides 200 (its OpenAPI description); every error's body is
+``{"detail": message}``, a refused file's ``{"filename", "status", "error"}`` in ``results``."""
 
 
 def create_app(service: AttributionService, access: Access = Access()) -> FastAPI:
@@ -350,11 +526,23 @@ def create_app(service: AttributionService, access: Access = Access()) -> FastAP
         version=__version__,
         description="Which latent diffusion model made this image? AEDR attribution over HTTP.",
         lifespan=lifespan,
+        docs_url=None,  # Swagger UI loads its script from a CDN: /docs is rendered here
+        redoc_url=None,
     )
     api = APIRouter(prefix="/api", dependencies=[Depends(check_token)])
+    page_html = resources.files("aedr").joinpath("web/index.html").read_text(encoding="utf-8")
+    docs_policy = content_policy(f"<style>{DOCS_STYLE}</style>")
+    policy = content_policy(page_html)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
+        response = await _guarded(request, call_next)
+        response.headers.update(SECURITY_HEADERS)
+        docs = request.url.path == "/docs"
+        response.headers["Content-Security-Policy"] = docs_policy if docs else policy
+        return response
+
+    async def _guarded(request: Request, call_next):
         host = request.headers.get("host", "")
         if not access.host_allowed(host):
             return JSONResponse(
@@ -373,7 +561,11 @@ def create_app(service: AttributionService, access: Access = Access()) -> FastAP
     @app.api_route("/", methods=["GET", "HEAD"], response_class=HTMLResponse,
                    include_in_schema=False)  # fmt: skip
     def page() -> str:
-        return resources.files("aedr").joinpath("web/index.html").read_text(encoding="utf-8")
+        return page_html
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs() -> str:
+        return api_docs(app.openapi())
 
     @app.get("/results/{result_id}", response_class=HTMLResponse, include_in_schema=False)
     def result_page(result_id: str) -> str:
@@ -422,7 +614,7 @@ def create_app(service: AttributionService, access: Access = Access()) -> FastAP
             return Response(records_csv(found), media_type="text/csv", headers=disposition)
         return JSONResponse(found, headers=disposition)
 
-    @api.post("/attribute", openapi_extra={"requestBody": UPLOAD_BODY})
+    @api.post("/attribute", openapi_extra={"requestBody": UPLOAD_BODY}, responses=ERROR_ANSWERS)
     async def attribute(request: Request) -> JSONResponse:
         """Attribute each uploaded image (form field ``files``, one or more).
 
@@ -431,8 +623,20 @@ def create_app(service: AttributionService, access: Access = Access()) -> FastAP
         """
         if not request.headers.get("content-type", "").startswith("multipart/form-data"):
             raise HTTPException(415, "send the images as multipart/form-data in field 'files'")
+        if service.pending >= limits.max_pending:  # refused before the body is read
+            raise HTTPException(
+                503, f"{service.pending} uploads are being received or scored: retry shortly",
+                headers={"Retry-After": "5"},
+            )  # fmt: skip
+        service.pending += 1
+        try:
+            return await _attribute(request)
+        finally:
+            service.pending -= 1
+
+    async def _attribute(request: Request) -> JSONResponse:
         parser = InMemoryParser(
-            request.headers, _capped(request.stream(), request_limit),
+            request.headers, _capped(request.stream(), request_limit, limits.body_timeout),
             max_files=limits.max_files, max_fields=limits.max_files,
         )  # fmt: skip
         try:
@@ -440,6 +644,10 @@ def create_app(service: AttributionService, access: Access = Access()) -> FastAP
         except _BodyTooLarge:
             raise HTTPException(
                 413, f"request over {request_limit} bytes: send fewer images per request"
+            ) from None
+        except _BodyTooSlow:
+            raise HTTPException(
+                408, f"the upload did not arrive within {limits.body_timeout:g} seconds"
             ) from None
         except MultiPartException as exc:
             raise HTTPException(400, f"malformed upload: {exc.message}") from None
@@ -468,3 +676,70 @@ async def _attribute_upload(service: AttributionService, upload) -> dict[str, An
         return await service.run(service.attribute, filename, data)
     except UploadError as exc:
         return {"filename": filename, "status": exc.status, "error": str(exc)}
+
+
+def serve(
+    service: AttributionService, access: Access, host: str, port: int, log_level: str = "info"
+) -> None:
+    """Serve with uvicorn, with the service's header timeout and prompt shutdown: on SIGTERM or
+    Ctrl-C the requests waiting for the model get 503 at once and the service closes within
+    ``shutdown_timeout`` seconds, even while an image is being scored (``service.abandoned``:
+    the caller should then end the process without waiting for that thread)."""
+    import uvicorn
+
+    limits = service.limits
+    config = uvicorn.Config(
+        create_app(service, access), host=host, port=port, log_level=log_level,
+        http=_protocol(limits.header_timeout), timeout_graceful_shutdown=limits.shutdown_timeout,
+    )  # fmt: skip
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            super().handle_exit(sig, frame)
+            service.stop()
+
+    Server(config).run()
+
+
+def _protocol(header_timeout: float):
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers take longer than
+    ``header_timeout`` seconds (uvicorn's keep-alive timeout does not cover a client that sends
+    a byte at a time)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def on_response_complete(self) -> None:
+            self._arm()  # the next request on this connection gets its own deadline
+            super().on_response_complete()  # (which disarms it if that request is here already)
+
+        def handle_events(self) -> None:
+            cycle = self.cycle
+            super().handle_events()
+            if self.cycle is not cycle:  # a request's headers arrived
+                self._disarm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._deadline = self.loop.call_later(header_timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return Protocol

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from aedr.files import replacing
 from aedr.measure.images import ImageError, iter_image_files, read_image, to_model_input
 
 SIZE = 256
@@ -76,6 +77,7 @@ def save_images(images: Sequence[np.ndarray], folder: Path, prefix: str) -> list
     paths = []
     for index, image in enumerate(images):
         path = folder / f"{prefix}{index:03d}.png"
-        Image.fromarray(image).save(path)
+        with replacing(path, "wb") as stream:
+            Image.fromarray(image).save(stream, "PNG")
         paths.append(path)
     return paths

@@ -48,12 +48,14 @@ from aedr.decide.localization import (
     measurement_map,
 )  # fmt: skip
 from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
+from aedr.errors import AedrError
 from aedr.measure.evidence import DEFAULT_WINDOW, local_map
 from aedr.measure.images import ImageError, iter_image_files
 from aedr.measure.provenance import Provenance
 from aedr.measure.record import Measurement
 from aedr.measure.scorer import Scorer
 from aedr.records import read_records
+from aedr.seals import PublicKey, check_seal, check_trusted
 
 Alpha = float | str  # a share in (0, 1), or "auto" (tuned on negatives)
 
@@ -512,3 +514,65 @@ def _localization(
     elif not decision.error:
         result.verdict = NO_MODEL
     return result
+
+
+@dataclass(frozen=True)
+class SealCheck:
+    """One document's verification: where it is, whether it holds, and what was found."""
+
+    source: str
+    ok: bool
+    detail: str
+
+
+def verify_file(path: str | os.PathLike, trusted: Sequence[PublicKey] = ()) -> list[SealCheck]:
+    """Check every document of a calibration file or a case-records file (one result or a list,
+    as ``aedr serve`` downloads them): its digest, its signature where it has one, and with
+    ``trusted`` keys that one of them signed it. Problems are failed checks, never raised."""
+    import json
+
+    from aedr.schemas import MAX_CALIBRATION_BYTES
+
+    source = os.fspath(path)
+    try:
+        if os.path.getsize(path) > MAX_CALIBRATION_BYTES:
+            return [SealCheck(source, False, f"over {MAX_CALIBRATION_BYTES} bytes: not checked")]
+        with open(path, encoding="utf-8") as stream:
+            document = json.load(stream)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return [SealCheck(source, False, f"not a JSON document ({exc})")]
+    if isinstance(document, Mapping) and "digest" in document and "seal" not in document:
+        return [_check_calibration(document, source, trusted)]
+    documents = document if isinstance(document, list) else [document]
+    return [
+        _check_record(item, f"{source}[{index}]" if isinstance(document, list) else source,
+                      trusted)
+        for index, item in enumerate(documents)
+    ]  # fmt: skip
+
+
+def _check_calibration(document, source: str, trusted: Sequence[PublicKey]) -> SealCheck:
+    try:
+        calibration = Calibration.from_dict(document, source)
+        signer = calibration.signer(source)
+        check_trusted(signer, trusted, source)
+    except AedrError as exc:
+        return SealCheck(source, False, str(exc))
+    return SealCheck(source, True, f"calibration of {calibration.model}, digest "
+                     f"{calibration.digest[:16]}..., {_signed_by(signer)}")  # fmt: skip
+
+
+def _check_record(document, source: str, trusted: Sequence[PublicKey]) -> SealCheck:
+    if not isinstance(document, Mapping):
+        return SealCheck(source, False, "not a case record (a JSON object)")
+    try:
+        signer = check_seal(document, source)
+        check_trusted(signer, trusted, source)
+    except AedrError as exc:
+        return SealCheck(source, False, str(exc))
+    return SealCheck(source, True, f"case record {document.get('id', '?')} of "
+                     f"{document.get('filename', '?')}, {_signed_by(signer)}")  # fmt: skip
+
+
+def _signed_by(signer: PublicKey | None) -> str:
+    return "unsigned (digest only)" if signer is None else f"signed by key {signer.key_id}"

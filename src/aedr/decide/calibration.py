@@ -12,8 +12,6 @@ records that it was assumed. A digest over every field makes an edited file an e
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,9 +30,11 @@ from aedr.decide.statistics import (
     get_statistic,
 )
 from aedr.errors import AedrError
+from aedr.files import replacing
 from aedr.measure.provenance import Provenance, ProvenanceError, common_provenance
 from aedr.records import OutputExistsError
 from aedr.schemas import MAX_CALIBRATION_BYTES, CalibrationFile, validation_message
+from aedr.seals import PublicKey, SealError, SigningKey, check_signature, digest_of, sign
 
 GRID_SIZE = 10_000
 CALIBRATION_FORMAT = 2
@@ -126,6 +126,8 @@ class Calibration:
     created: str = ""
     format: int = CALIBRATION_FORMAT
     digest: str = ""
+    # an Ed25519 signature over the digest (``aedr.seals``), by whoever calibrated; optional
+    signature: dict[str, str] | None = None
 
     @property
     def measurement_provenance(self) -> Provenance:
@@ -237,44 +239,45 @@ class Calibration:
     def _content(self) -> dict[str, Any]:
         # sections left empty are left out: the content (and digest) of a file written before
         # they existed stays the same
-        skip = {"digest"} | {n for n in ("local", "negatives", "jpeg") if not getattr(self, n)}
+        skip = {"digest", "signature"} | {
+            n for n in ("local", "negatives", "jpeg") if not getattr(self, n)
+        }
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
     def as_dict(self) -> dict[str, Any]:
-        """Every field, sealed with the digest of the others (what is saved)."""
-        return {**self._content(), "digest": self.content_digest()}
+        """Every field, sealed with the digest of the others (what is saved), and the signature
+        when signed."""
+        sealed = {**self._content(), "digest": self.content_digest()}
+        return sealed if self.signature is None else {**sealed, "signature": self.signature}
 
     def content_digest(self) -> str:
-        """SHA-256 over every field but the digest itself."""
-        canonical = json.dumps(self._content(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        """SHA-256 over every field but the digest and signature (``aedr.seals.digest_of``)."""
+        return digest_of(self._content())
+
+    def sign(self, key: SigningKey) -> None:
+        """Vouch for this calibration with ``key`` (checked by readers who trust its public
+        half: ``--trust-key``)."""
+        self.signature = sign(self.content_digest(), key)
+
+    def signer(self, source: str = "calibration") -> PublicKey | None:
+        """The key that signed this calibration (None if unsigned); SealError if the signature
+        does not hold."""
+        if self.signature is None:
+            return None
+        return check_signature(self.content_digest(), self.signature, source)
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> None:
-        """Write the calibration as JSON, sealed with its digest: into a temporary file beside
-        ``path``, synced, then renamed over it, so that a failed write (a full disk) leaves the
-        file that was there whole."""
-        import tempfile
-
+        """Write the calibration as JSON, sealed with its digest, atomically
+        (:func:`aedr.files.replacing`): a failed write (a full disk) leaves the file that was
+        there whole."""
         sealed = self.as_dict()
-        target = os.fspath(path)
-        if not overwrite and os.path.lexists(target):
+        if not overwrite and os.path.lexists(path):
             raise OutputExistsError(f"{path} exists")
-        partial = None
         try:
-            handle, partial = tempfile.mkstemp(
-                dir=os.path.dirname(target) or ".", prefix=f".{os.path.basename(target)}.",
-                suffix=".part",
-            )  # fmt: skip
-            with open(handle, "w", encoding="utf-8") as stream:
+            with replacing(path) as stream:
                 json.dump(sealed, stream, indent=2)
                 stream.write("\n")
-                stream.flush()
-                os.fsync(stream.fileno())
-            os.replace(partial, target)
         except OSError as exc:
-            if partial is not None:
-                with contextlib.suppress(OSError):
-                    os.unlink(partial)
             raise CalibrationError(f"cannot write {path}: {exc.strerror or exc}") from None
         self.digest = sealed["digest"]
 
@@ -326,6 +329,10 @@ class Calibration:
                 f"{source}: its contents do not match its digest (edited or corrupt); "
                 "recalibrate rather than edit a calibration"
             )
+        try:
+            calibration.signer(source)  # a signature present must hold, trusted or not
+        except SealError as exc:
+            raise CalibrationError(str(exc)) from None
         return calibration
 
 

@@ -37,6 +37,7 @@ from aedr.decide.calibration import (
 )
 from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
 from aedr.errors import AedrError
+from aedr.files import replacing, write_atomic
 from aedr.measure.provenance import Provenance
 from aedr.records import read_records
 
@@ -362,15 +363,15 @@ def write_tables(result: EvaluationResult, folder: Path) -> None:
     """metrics.json, pairwise.csv, per_model.csv and confusion.csv in ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     summary = json.dumps(_finite(result.summary()), indent=2, allow_nan=False)
-    (folder / "metrics.json").write_text(summary + "\n")
-    with open(folder / "pairwise.csv", "w", newline="") as stream:
+    write_atomic(folder / "metrics.json", summary + "\n")
+    with replacing(folder / "pairwise.csv", newline="") as stream:
         writer = csv.writer(stream)
         writer.writerow(["model", "source", "TP", "FN", "FP", "TN", "accuracy"])
         for name, report in result.models.items():
             for row in report.pairwise:
                 writer.writerow([name, row["source"], row["TP"], row["FN"], row["FP"],
                                  row["TN"], f"{row['accuracy']:.6f}"])  # fmt: skip
-    with open(folder / "per_model.csv", "w", newline="") as stream:
+    with replacing(folder / "per_model.csv", newline="") as stream:
         writer = csv.writer(stream)
         keys = ["roc_auc", "average_precision", "tpr_at_1pct_fpr", "tpr_at_5pct_fpr"]
         writer.writerow(["model", "threshold", "vs_models", "vs_real", *keys])
@@ -378,7 +379,7 @@ def write_tables(result: EvaluationResult, folder: Path) -> None:
         for name, report in result.models.items():
             writer.writerow([name, report.calibration.threshold, means[name]["vs_models"],
                              means[name]["vs_real"], *(report.metrics.get(k) for k in keys)])  # fmt: skip
-    with open(folder / "confusion.csv", "w", newline="") as stream:
+    with replacing(folder / "confusion.csv", newline="") as stream:
         verdicts = sorted({v for row in result.confusion.values() for v in row})
         writer = csv.writer(stream)
         writer.writerow(["true source", *verdicts])

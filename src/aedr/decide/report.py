@@ -17,6 +17,7 @@ from aedr.decide.evaluation import (
     write_tables,
 )
 from aedr.decide.localization import Region
+from aedr.files import replacing, write_atomic
 
 COLOURS = ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666")
 
@@ -200,7 +201,7 @@ def write_report(result: EvaluationResult, folder: Path) -> Path:
         f"<style>{style}</style></head><body>{''.join(sections)}</body></html>\n"
     )
     path = folder / "report.html"
-    path.write_text(page, encoding="utf-8")
+    write_atomic(path, page)
     return path
 
 
@@ -246,7 +247,8 @@ def plot_local_map(
     axis.set_title(title, fontsize=10)
     axis.set_xticks([])
     axis.set_yticks([])
-    figure.savefig(path, dpi=100)
+    with replacing(path, "wb") as stream:
+        figure.savefig(stream, dpi=100, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(figure)
     return path
 

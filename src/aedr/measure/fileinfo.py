@@ -28,6 +28,9 @@ import numpy as np
 
 MAX_TEXT = 2000
 """Longest metadata text kept (PNG parameters of some generators run to many kilobytes)."""
+MAX_ENTRIES = 32
+"""Most PNG text chunks (and C2PA list items) kept: a file of 30,000 text chunks must not make
+every record that quotes it 60 MB."""
 EXIF_FIELDS = {  # tag -> label; 0x8769 is the Exif sub-IFD holding the capture dates
     0x010F: "camera make", 0x0110: "camera model", 0x0131: "software", 0x0132: "modified",
     0x013B: "artist", 0x8298: "copyright", 0x9003: "taken", 0x9004: "digitised",
@@ -154,7 +157,10 @@ def _png_text(image, problems: list[str]) -> dict[str, str]:
     except Exception as exc:
         problems.append(f"PNG text: {exc}")
         return {}
-    return {_cut(str(key)): _cut(str(value)) for key, value in chunks.items()}
+    if len(chunks) > MAX_ENTRIES:
+        problems.append(f"PNG text: {len(chunks)} chunks, the first {MAX_ENTRIES} kept")
+    entries = list(chunks.items())[:MAX_ENTRIES]
+    return {_cut(str(key)): _cut(str(value)) for key, value in entries}
 
 
 def _icc_name(profile: bytes | None, problems: list[str]) -> str | None:
@@ -222,8 +228,8 @@ def c2pa_summary(data: bytes, image_format: str) -> dict[str, Any]:
         )),
         "signed": signature.get("time"),
         "generated": bool(generative),
-        "generators": [_cut(str(a)) for a in agents if a],
+        "generators": [_cut(str(a)) for a in agents if a][:MAX_ENTRIES],
         "validation_failures": [
             _cut(str(s.get("code", ""))) for s in store.get("validation_status", [])
-        ],
+        ][:MAX_ENTRIES],
     }  # fmt: skip

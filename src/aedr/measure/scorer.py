@@ -59,6 +59,7 @@ from aedr.measure.images import (
     rounded_size,
     to_model_input,
 )
+from aedr.measure.memory import check_budget, default_budget, estimate, peak_bytes_per_pixel
 from aedr.measure.provenance import Provenance
 from aedr.measure.reconstruction import (
     EVIDENCE_FIELDS,
@@ -83,6 +84,9 @@ DEFAULT_MAX_MODEL_PIXELS = 4096 * 4096
 """Largest input one autoencoder pass may take (see docs/performance.md); larger need crops."""
 PAPER_GRID = 8
 """The authors round every side to a multiple of 8, whatever the family's pipeline grid."""
+UNPROBED_PER_PIXEL = 16 * 1024
+"""An input that fits the budget at this many bytes per pixel (4x the SD VAE's measured peak) is
+measured without probing its model's real figure."""
 LATENTTRACER_SIZE = 512
 """LatentTracer resizes every input to 512 x 512 (cv2 INTER_AREA) before the model's own size."""
 
@@ -100,6 +104,14 @@ class _Model:
         self._handle = None if isinstance(source, Autoencoder) else source
         self.generator: torch.Generator | None = None
         self.name, self.group = source.name, source.group
+        self._per_pixel: float | None = None
+
+    def peak_per_pixel(self) -> float:
+        """Peak bytes per input pixel of one double reconstruction (probed once, when first
+        needed: ``aedr.measure.memory``)."""
+        if self._per_pixel is None:
+            self._per_pixel = peak_bytes_per_pixel(self.autoencoder)
+        return self._per_pixel
 
     @property
     def provenance(self) -> Provenance | None:
@@ -242,6 +254,9 @@ class Scorer:
     autoencoder pass. ``local_maps`` keeps each measurement's per-pixel evidence (its
     ``evidence``), computed from the same reconstructions as the losses; such runs measure every
     image afresh (the store keeps no maps) and need one input per image (no ``crop`` sampling).
+    ``max_memory`` bounds one pass's estimated peak in bytes (``aedr.measure.memory``; default:
+    3/4 of the memory available on the model's device when it first runs); an input over it is
+    an error record, and batches shrink to fit.
     """
 
     def __init__(
@@ -255,6 +270,7 @@ class Scorer:
         max_pixels: int = DEFAULT_MAX_PIXELS,
         max_model_pixels: int = DEFAULT_MAX_MODEL_PIXELS,
         local_maps: bool = False,
+        max_memory: int | None = None,
     ):
         if not models:
             raise ValueError("at least one autoencoder is needed")
@@ -278,6 +294,8 @@ class Scorer:
         self.batch_size = max(1, batch_size)
         self.workers = max(1, workers)
         self.max_model_pixels = max_model_pixels
+        self.max_memory = max_memory
+        self._budgets: dict[str, int | None] = {}
         self._store_lock = threading.Lock()
 
     # -- public API -------------------------------------------------------------------------
@@ -358,6 +376,32 @@ class Scorer:
                 f"exceed the model-pixel limit {self.max_model_pixels}; measure it in crops, or "
                 "raise the limit"
             )
+
+    def check_memory(self, model: _Model, rows: int, cols: int) -> None:
+        """Refuse an input whose pass would exceed the memory budget (``MemoryBudgetError``).
+
+        Inputs that would fit even at ``UNPROBED_PER_PIXEL`` bytes per pixel pass unprobed."""
+        budget = self._budget(model)
+        if budget is None or estimate(UNPROBED_PER_PIXEL, rows * cols) <= budget:
+            return
+        check_budget(model.name, model.peak_per_pixel(), rows, cols, 1, budget)
+
+    def _batch_limit(self, model: _Model, rows: int, cols: int) -> int:
+        """The batch size, lowered to what the memory budget holds for inputs of this size."""
+        budget = self._budget(model)
+        if self.batch_size == 1 or budget is None:
+            return self.batch_size
+        if estimate(UNPROBED_PER_PIXEL, rows * cols * self.batch_size) <= budget:
+            return self.batch_size
+        return max(1, min(self.batch_size, budget // estimate(model.peak_per_pixel(), rows * cols)))
+
+    def _budget(self, model: _Model) -> int | None:
+        if self.max_memory is not None:
+            return self.max_memory
+        device = str(model.autoencoder.device)
+        if device not in self._budgets:  # once per device: after the models are loaded
+            self._budgets[device] = default_budget(device)
+        return self._budgets[device]
 
     # -- background stage ---------------------------------------------------------------------
 
@@ -472,6 +516,8 @@ class Scorer:
                 with stage("preprocessing"):
                     observation = self._observation(image, model, record)
                     inputs = [observation.view] if observation else self.model_input(image, *grid)
+                for array in inputs:  # what each pass takes: crops, an undone resize
+                    self.check_memory(model, *array.shape[1:])
             except ImageError as exc:
                 record.error = str(exc)
                 continue
@@ -488,7 +534,7 @@ class Scorer:
                 noise = model.draw_noise(array.shape)  # now: in input order, whatever the batch
                 buckets.setdefault(key, []).append((job, array, noise, observation))
                 job.waiting += 1
-                if len(buckets[key]) >= self.batch_size:
+                if len(buckets[key]) >= self._batch_limit(model, *array.shape[1:]):
                     self._run(key, buckets.pop(key), done)
         job.sealed = True
         if job.waiting == 0:

@@ -136,9 +136,19 @@ class ScoreStore:
             (result_id, json.dumps(dict(result))),
         )
 
-    def get_result(self, result_id: str) -> dict[str, Any] | None:
-        row = self._execute("SELECT result FROM results WHERE id=?", (result_id,)).fetchone()
+    def get_result(self, result_id: str, keep_days: float | None = None) -> dict[str, Any] | None:
+        """The result kept under ``result_id``; None if absent, or older than ``keep_days``."""
+        row = self._execute(
+            "SELECT result FROM results WHERE id=? AND created >= datetime('now', ?)",
+            (result_id, _age(keep_days)),
+        ).fetchone()
         return _stored(row)
+
+    def expire_results(self, keep_days: float) -> int:
+        """Delete the results made more than ``keep_days`` ago; how many were deleted."""
+        return self._execute(
+            "DELETE FROM results WHERE created < datetime('now', ?)", (_age(keep_days),)
+        ).rowcount
 
     def __len__(self) -> int:
         return self._execute("SELECT COUNT(*) FROM measurements").fetchone()[0]
@@ -151,6 +161,11 @@ class ScoreStore:
 
     def __exit__(self, *exc_info) -> None:
         self.close()
+
+
+def _age(keep_days: float | None) -> str:
+    """An SQLite date modifier ``keep_days`` back (all results when None)."""
+    return "-1000000 days" if keep_days is None else f"-{int(keep_days * 86400)} seconds"
 
 
 def _stored(row: tuple | None) -> dict[str, Any] | None:
