@@ -21,23 +21,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from speed import REPO, handle, make_images, run_child
+from speed import REPO, device_name, handle, make_images, run_child
 
 DTYPES = ("fp32", "bf16", "fp16")
-
-
-def device_name(device: str) -> str:
-    import torch
-
-    if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
-    return platform.processor() or platform.machine()
 
 
 def main() -> int:

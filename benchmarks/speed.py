@@ -51,6 +51,17 @@ PLANS = {
 }
 
 
+def device_name(device: str) -> str:
+    """The CPU or GPU a benchmark ran on, for its table's heading."""
+    import platform
+
+    import torch
+
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
+    return platform.processor() or platform.machine()
+
+
 # ---------------------------------------------------------------------------------------------
 # children: one measurement each, printed as JSON
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 
 import torch
+from speed import device_name
 
 from aedr.autoencoders import ModelUnavailableError, create_autoencoder, list_models
 from aedr.autoencoders.check import check_autoencoder
@@ -34,10 +34,8 @@ def main() -> int:
 
     torch.set_grad_enabled(False)
     device = torch.device(args.device)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-    print(
-        f"# {where or platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}"
-    )
+    print(f"# {device_name(args.device)}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}")  # fmt: skip
     header = ("model", "class", "ch", "factor", "multiple", "dtype", "group", "weights",
               "encode ms", "decode ms", "enc+dec ms", "finite")  # fmt: skip
     print("| " + " | ".join(header) + " |")

@@ -232,3 +232,10 @@ def c2pa_signed_jpeg(rgb: np.ndarray, generator: str = "Example Diffusion 3") ->
     with c2pa.Builder(json.dumps(manifest)) as builder:
         builder.sign(c2pa.Signer.from_info(info), "image/jpeg", source, signed)
     return signed.getvalue()
+
+
+def cpu_info(tmp_path: Path, flags: str) -> Path:
+    """A /proc/cpuinfo of two processors with these ``flags``, for mocking the CPU."""
+    path = tmp_path / f"cpuinfo-{abs(hash(flags))}"
+    path.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    return path

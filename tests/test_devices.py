@@ -3,6 +3,7 @@
 import sys
 
 import pytest
+from conftest import cpu_info
 
 from aedr.autoencoders import devices
 
@@ -44,12 +45,6 @@ def test_the_cli_resolves_auto_before_any_command_runs(monkeypatch):
     monkeypatch.setattr(cli, "cmd_models", lambda args: seen.setdefault("device", args.device))
     cli.main(["models"])
     assert seen["device"] == devices.auto_device() != "auto"
-
-
-def cpu_info(tmp_path, flags: str):
-    path = tmp_path / f"cpuinfo-{abs(hash(flags))}"
-    path.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
-    return path
 
 
 def test_native_bf16_is_read_from_the_cpu_flags(tmp_path, monkeypatch):

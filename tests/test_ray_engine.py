@@ -150,3 +150,11 @@ def test_score_command_with_the_ray_engine(local_ray, tae_dir, tmp_path):
     assert main([*command, "--out", str(tmp_path / "out")]) == 1  # broken.png is an error record
     records = list(read_records(tmp_path / "out"))
     assert len(records) == 3 and sum(bool(r["error"]) for r in records) == 1
+
+
+def test_the_memory_budget_reaches_each_worker(random_tiny):
+    from aedr.measure.settings import ScoreSettings
+    from aedr.ray_engine import ScoreActor
+
+    actor = ScoreActor(lambda: [random_tiny], ScoreSettings(), 1, 4096**2, 3 * 2**30)
+    assert actor.scorer.max_memory == 3 * 2**30

@@ -2,6 +2,7 @@ import dataclasses
 
 import pytest
 import torch
+from conftest import cpu_info
 
 from aedr.autoencoders import create_autoencoder, devices, get_spec, group_members, list_models
 from aedr.autoencoders.registry import architecture_config, dtype_name, resolve_dtype
@@ -65,9 +66,8 @@ def test_dtype_auto_is_bf16_only_where_the_cpu_computes_it_and_it_was_measured(
     monkeypatch.delenv(devices.NATIVE_BF16_ENV)
     for flags, expected in (("avx2 avx512f avx512_vnni", "fp32"), ("avx512f avx512_bf16", "bf16"),
                             ("amx_bf16 amx_tile", "bf16"), (None, "fp32")):  # fmt: skip
-        info = tmp_path / f"cpuinfo-{expected}-{flags}"
-        if flags is not None:  # None: no /proc/cpuinfo (another system)
-            info.write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        # None: no /proc/cpuinfo (another system)
+        info = tmp_path / "absent" if flags is None else cpu_info(tmp_path, flags)
         monkeypatch.setattr(devices, "CPU_INFO", info)
         assert dtype_name("auto", measured, "cpu") == expected, flags
         assert dtype_name(None, measured, "cpu") == expected

@@ -70,3 +70,24 @@ def test_verify_reads_calibrations_and_record_lists(keys, tmp_path):
     assert "signed by key " + lab_public.key_id in checks[0].detail
     (tmp_path / "junk.json").write_text("{")
     assert not verify_file(tmp_path / "junk.json")[0].ok
+
+
+def test_a_signed_calibration_edited_and_resealed_is_refused_on_load(keys, tmp_path):
+    """Library level: ``Calibration.load`` checks a signature present, trusted keys or not."""
+    from conftest import loss_record
+
+    from aedr.decide.calibration import Calibration, CalibrationError, calibrate
+    from aedr.seals import digest_of
+
+    records = [loss_record(0.015 + 0.001 * i, 0.01, 0.3) for i in range(10)]
+    calibration = calibrate(records, "taesd", 0.05, "aedr")
+    calibration.sign(keys["lab"][0])
+    calibration.save(tmp_path / "signed.json")
+    assert Calibration.load(tmp_path / "signed.json").signer() == keys["lab"][1]
+    document = json.loads((tmp_path / "signed.json").read_text())
+    document["threshold"] = 1e9
+    content = {k: v for k, v in document.items() if k not in ("digest", "signature")}
+    document["digest"] = digest_of(content)
+    (tmp_path / "edited.json").write_text(json.dumps(document))
+    with pytest.raises(CalibrationError, match="signature does not match its contents"):
+        Calibration.load(tmp_path / "edited.json")

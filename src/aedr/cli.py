@@ -285,7 +285,8 @@ def _signing_key(args: argparse.Namespace):
 
 
 def _trusted(args: argparse.Namespace, calibrations, sources: Sequence[str]) -> None:
-    """Refuse calibrations not signed by a ``--trust-key`` (no such flag: no check)."""
+    """Check each calibration's signature where it has one, and with ``--trust-key`` refuse
+    those that no given key signed."""
     from aedr.seals import check_trusted, load_public_key
 
     keys = [load_public_key(path) for path in args.trust_key or ()]
@@ -361,8 +362,13 @@ def _pipeline(args: argparse.Namespace) -> dict[str, Any]:
         "workers": DEFAULT_WORKERS if args.workers is None else args.workers,
         "max_pixels": args.max_pixels,
         "max_model_pixels": args.max_model_pixels,
-        "max_memory": None if args.max_memory is None else int(args.max_memory * 2**30),
+        "max_memory": _pipeline_memory(args),
     }
+
+
+def _pipeline_memory(args: argparse.Namespace) -> int | None:
+    """``--max-memory`` in bytes (None: the default budget)."""
+    return None if args.max_memory is None else int(args.max_memory * 2**30)
 
 
 def _scorer(models: Sequence[str], args: argparse.Namespace, settings, local_maps: bool = False):
@@ -534,7 +540,7 @@ def _score_with_ray(args: argparse.Namespace) -> int:
     batch_size = args.batch_size or (8 if args.gpus_per_worker else 1)
     options = RayOptions(
         args.ray_address, args.ray_workers, args.gpus_per_worker, batch_size,
-        max_model_pixels=args.max_model_pixels,
+        max_model_pixels=args.max_model_pixels, max_memory=_pipeline_memory(args),
     )  # fmt: skip
     with _progress_bar(args.quiet, "rec") as bar:
         try:

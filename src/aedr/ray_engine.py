@@ -73,6 +73,7 @@ class RayOptions:
     batch_size: int = 8
     part_size: int = 1000
     max_model_pixels: int = DEFAULT_MAX_MODEL_PIXELS
+    max_memory: int | None = None  # bytes per pass on each worker (None: each worker's default)
 
 
 def record_schema():
@@ -192,10 +193,12 @@ class ScoreActor:
         settings: ScoreSettings,
         batch_size: int,
         max_model_pixels: int,
+        max_memory: int | None = None,
     ):
         self.scorer = Scorer(
-            load_models(), settings, batch_size=batch_size, max_model_pixels=max_model_pixels
-        )
+            load_models(), settings, batch_size=batch_size, max_model_pixels=max_model_pixels,
+            max_memory=max_memory,
+        )  # fmt: skip
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         rows: dict[str, list] = {name: [] for name in RECORD_FIELDS}
@@ -298,7 +301,13 @@ def score_with_ray(
     )
     scored = read.map_batches(
         ScoreActor,
-        fn_constructor_args=(load_models, settings, options.batch_size, options.max_model_pixels),
+        fn_constructor_args=(
+            load_models,
+            settings,
+            options.batch_size,
+            options.max_model_pixels,
+            options.max_memory,
+        ),
         batch_size=options.batch_size,
         compute=ray.data.ActorPoolStrategy(size=options.workers),
         num_gpus=options.gpus_per_worker or None,

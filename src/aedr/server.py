@@ -251,8 +251,9 @@ class AttributionService:
     async def run(self, function, *args):
         """Queue ``function`` on the worker thread and await its result; once the service is
         stopping, a 503 instead (the call is dropped, or abandoned if it is running)."""
-        if self._stopping is None:
+        if self._loop is not asyncio.get_running_loop():  # the event belongs to one loop
             self._loop, self._stopping = asyncio.get_running_loop(), asyncio.Event()
+        assert self._stopping is not None
         result = asyncio.wrap_future(self._worker.submit(function, *args))
         stopping = asyncio.ensure_future(self._stopping.wait())
         await asyncio.wait((result, stopping), return_when=asyncio.FIRST_COMPLETED)

@@ -187,6 +187,9 @@ def _lpips() -> Any:
         activations at five taps, squared differences weighted by the linear layers, averaged
         over space and summed over taps."""
 
+        shift: torch.Tensor  # LPIPS's input scaling, as buffers: they follow .to(device)
+        scale: torch.Tensor
+
         def __init__(self):
             super().__init__()
             self.features = nn.Sequential(
@@ -199,6 +202,8 @@ def _lpips() -> Any:
             self.linear = nn.ModuleList(
                 nn.Conv2d(channels, 1, 1, bias=False) for channels in (64, 192, 384, 256, 256)
             )
+            for name, value in (("shift", LPIPS_SHIFT), ("scale", LPIPS_SCALE)):
+                self.register_buffer(name, torch.tensor(value).view(1, 3, 1, 1), persistent=False)
 
         def load(self, alexnet: dict, linear: dict) -> None:
             features = {k.removeprefix("features."): v for k, v in alexnet.items()
@@ -208,9 +213,7 @@ def _lpips() -> Any:
                 layer.weight.data.copy_(linear[f"lin{tap}.model.1.weight"])
 
         def taps(self, x: torch.Tensor) -> list[torch.Tensor]:
-            shift, scale = (torch.tensor(v, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-                            for v in (LPIPS_SHIFT, LPIPS_SCALE))  # fmt: skip
-            x = (x - shift) / scale
+            x = (x - self.shift.to(x.dtype)) / self.scale.to(x.dtype)
             out = []
             for index, layer in enumerate(self.features):
                 x = layer(x)
