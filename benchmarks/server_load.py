@@ -3,9 +3,11 @@
 Starts ``aedr serve`` (a taesd calibration made here on noise images: the verdicts do not
 matter, the load does) and samples its resident memory every 20 ms while:
 
-1. ``--uploads`` clients (default 8) each POST a ``--upload-mb`` (default 95) MB file at once:
+1. one flat PNG at a time of each of ``--sizes`` megapixels (default 0.25, 1, 4, 16): its
+   answer, time and the server's peak memory, under the default memory budget;
+2. ``--uploads`` clients (default 8) each POST a ``--upload-mb`` (default 95) MB file at once:
    every answer's status and time, and the server's peak memory;
-2. ``--slow`` connections (default 1,000) each send one byte of a request and wait: the time of a
+3. ``--slow`` connections (default 1,000) each send one byte of a request and wait: the time of a
    normal request made meanwhile, and when the server has closed all of them.
 
     python benchmarks/server_load.py   # needs the web extra and taesd in $AEDR_WEIGHTS_DIR
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import io
 import os
 import socket
 import subprocess
@@ -73,6 +76,13 @@ def post(port: int, body: bytes, boundary: str) -> tuple[int, float]:
     return status, time.perf_counter() - started
 
 
+def multipart(payload: bytes, boundary: str) -> bytes:
+    """A multipart/form-data body with ``payload`` as the one file of field ``files``."""
+    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+            'filename="upload.png"\r\nContent-Type: image/png\r\n\r\n').encode()  # fmt: skip
+    return head + payload + f"\r\n--{boundary}--\r\n".encode()
+
+
 def get_health(port: int) -> tuple[int, float]:
     started = time.perf_counter()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -87,6 +97,7 @@ def main() -> None:
     parser.add_argument("--uploads", type=int, default=8)
     parser.add_argument("--upload-mb", type=float, default=95)
     parser.add_argument("--slow", type=int, default=1000)
+    parser.add_argument("--sizes", nargs="*", type=float, default=[0.25, 1, 4, 16])
     args = parser.parse_args()
     aedr = [sys.executable, "-m", "aedr"]
     with tempfile.TemporaryDirectory() as scratch:
@@ -117,12 +128,16 @@ def main() -> None:
             print(f"server idle: {idle / 2**20:.0f} MiB resident")
 
             boundary = "aedrbenchmark"
-            payload = os.urandom(int(args.upload_mb * 2**20))
-            body = (
-                f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
-                'filename="big.png"\r\nContent-Type: image/png\r\n\r\n'
-            ).encode()
-            body += payload + f"\r\n--{boundary}--\r\n".encode()  # fmt: skip
+            for size in args.sizes:
+                side = round((size * 1e6) ** 0.5 / 8) * 8
+                buffer = io.BytesIO()
+                Image.new("RGB", (side, side)).save(buffer, "PNG")
+                status, seconds = post(port, multipart(buffer.getvalue(), boundary), boundary)
+                print(f"a flat {side} px PNG ({size:g} MP, {buffer.tell() // 1024} KB): HTTP "
+                      f"{status} after {seconds:.1f} s; server peak {watch.reset() / 2**20:.0f} "
+                      "MiB resident", flush=True)  # fmt: skip
+
+            body = multipart(os.urandom(int(args.upload_mb * 2**20)), boundary)
             with ThreadPoolExecutor(args.uploads) as pool:
                 answers = list(pool.map(lambda _: post(port, body, boundary), range(args.uploads)))
             print(f"\n{args.uploads} concurrent uploads of {args.upload_mb:g} MB:")
