@@ -454,7 +454,7 @@ def test_a_failed_overwrite_of_records_keeps_the_old_file(cli, model_file, tmp_p
     """Disk full while ``--overwrite`` replaces a records file: the old file stays whole."""
     import errno
 
-    import aedr.records
+    import aedr.files
 
     folder = tmp_path / "in"
     for seed in range(3):
@@ -476,7 +476,13 @@ def test_a_failed_overwrite_of_records_keeps_the_old_file(cli, model_file, tmp_p
         def __getattr__(self, name):
             return getattr(self.stream, name)
 
-    monkeypatch.setattr(aedr.records, "open", lambda *a, **k: FullDisk(open(*a, **k)),  # noqa: SIM115
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            self.stream.close()
+
+    monkeypatch.setattr(aedr.files, "open", lambda *a, **k: FullDisk(open(*a, **k)),  # noqa: SIM115
                         raising=False)  # fmt: skip
     code, _, err = cli("score", folder, "--model", model_file, "--out", out, "--overwrite",
                        "--no-cache")  # fmt: skip

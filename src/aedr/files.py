@@ -49,7 +49,8 @@ def replacing(
         with opened(os.fspath(path)) as stream:
             yield stream
         return
-    handle, partial = temporary_beside(target)
+    folder, name = os.path.split(target)
+    handle, partial = tempfile.mkstemp(dir=folder or ".", prefix=f".{name}.", suffix=".part")
     try:
         with opened(handle) as stream:
             yield stream
@@ -72,24 +73,10 @@ def replaceable(path: str | os.PathLike) -> str | None:
     return target
 
 
-def temporary_beside(target: str) -> tuple[int, str]:
-    """An open descriptor and the name of a new temporary file in ``target``'s folder."""
-    folder, name = os.path.split(target)
-    return tempfile.mkstemp(dir=folder or ".", prefix=f".{name}.", suffix=".part")
-
-
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> None:
     """Replace ``path`` with ``data`` (text as UTF-8) atomically; see :func:`replacing`."""
     with replacing(path, "wb" if isinstance(data, bytes) else "w") as stream:
         stream.write(data)
-
-
-def commit(partial: str, target: str) -> None:
-    """Sync ``partial`` (a finished temporary file) and rename it over ``target``."""
-    with open(partial, "rb") as stream:
-        os.fsync(stream.fileno())
-    _keep_mode(target, partial)
-    os.replace(partial, target)
 
 
 def _keep_mode(target: str, partial: str) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from aedr.errors import AedrError
-from aedr.files import commit, replaceable, temporary_beside
+from aedr.files import replaceable, replacing
 from aedr.timing import stage
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -101,27 +101,28 @@ class RecordWriter:
         append: bool = False,
     ):
         self.fields = list(fields)
-        resuming = self._failed = False
-        self._partial: str | None = None
-        self._replaced = ""
+        resuming = self._replacing = False
+        self._failure: OSError | None = None  # a write that failed (then nothing is renamed)
+        self._files = contextlib.ExitStack()
         self._stream: IO[str]
         if isinstance(target, (str, os.PathLike)):
             self.format = fmt or record_format(target)
             check_output(target, overwrite, append)
             resuming = append and Path(target).is_file() and Path(target).stat().st_size > 0
             self.name = os.fsdecode(target)
+            self._replacing = (
+                overwrite and not append and Path(target).exists()
+                and replaceable(target) is not None
+            )  # fmt: skip
             try:
-                replaced = replaceable(target) if overwrite and not append else None
-                if replaced is not None and os.path.exists(replaced):
+                if self._replacing:
                     # renamed over the old file on close: until then, and after a failed
                     # write, the old file is whole (aedr.files)
-                    handle, self._partial = temporary_beside(replaced)
-                    self._replaced = replaced
-                    self._stream = open(handle, "w", newline="", encoding="utf-8")  # noqa: SIM115
+                    self._stream = self._files.enter_context(replacing(target, newline=""))
                 else:
                     mode = "a" if append else "w" if overwrite else "x"
-                    self._stream = open(  # noqa: SIM115 -- closed by close() / __exit__
-                        target, mode, newline="", encoding="utf-8"
+                    self._stream = self._files.enter_context(
+                        open(target, mode, newline="", encoding="utf-8")  # noqa: SIM115
                     )
             except FileExistsError:
                 raise OutputExistsError(f"{target} exists") from None
@@ -154,8 +155,8 @@ class RecordWriter:
             write(*args)
             self._stream.flush()
         except OSError as exc:
-            if self._partial is not None:  # the file being replaced stays as it was
-                self._failed = True
+            self._failure = exc
+            if self._replacing:  # the file being replaced stays as it was
                 raise RecordFileError(
                     f"cannot write {self.name}: {exc.strerror or exc}; {self.name} is unchanged "
                     "(the new records were written beside it, and removed)"
@@ -167,20 +168,16 @@ class RecordWriter:
         records too, for ``--resume``), unless a write failed."""
         if not self._owns_stream:
             return
-        with contextlib.suppress(OSError):  # a full disk, already reported by write
-            self._stream.close()
-        partial, self._partial = self._partial, None
-        if partial is None:
-            return
+        failure = self._failure
         try:
-            if self._failed:
-                raise OSError("a write failed")
-            commit(partial, self._replaced)
+            if failure is None:
+                self._files.close()
+            else:  # the replacement is discarded (aedr.files.replacing)
+                self._files.__exit__(type(failure), failure, None)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(partial)
-            if not self._failed:
+            if self._replacing and failure is None:  # the rename itself failed
                 raise _write_error(self.name, exc) from None
+            # else a full disk while closing, already reported by write
 
     def __enter__(self) -> RecordWriter:
         return self

@@ -235,7 +235,6 @@ class AttributionService:
     ):  # fmt: skip
         self.attributor, self.limits = attributor, limits or Limits()
         self.signing_key = signing_key  # signs each result's seal (aedr.seals), when given
-        limits = self.limits
         self.store: ScoreStore | None = attributor.scorer.store  # scores and results, one file
         self.calibrations = list(attributor.calibrations.values())
         self.identities = self._identities()  # fixed for the service's life: part of each record
@@ -246,7 +245,7 @@ class AttributionService:
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         if self.store is not None:
-            self.store.expire_results(limits.keep_days)
+            self.store.expire_results(self.limits.keep_days)
 
     async def run(self, function, *args):
         """Queue ``function`` on the worker thread and await its result; once the service is

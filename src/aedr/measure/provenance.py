@@ -12,13 +12,12 @@ keys nothing.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aedr.errors import AedrError
 from aedr.measure.settings import MEASUREMENT_VERSION, ScoreSettings, SettingsError, declarations
+from aedr.seals import digest_of
 
 VERSION_FIELD = "measurement_version"
 PACKAGE_FIELD = "aedr_version"
@@ -81,9 +80,7 @@ class Provenance:
     def digest(self) -> str:
         """A short digest of what decides the numbers (the score store's key): every field but
         the package version."""
-        key = {k: v for k, v in self.as_dict().items() if k != PACKAGE_FIELD}
-        canonical = json.dumps(key, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:20]
+        return digest_of({k: v for k, v in self.as_dict().items() if k != PACKAGE_FIELD})[:20]
 
     def differences(self, other: Provenance, *, version: bool = False) -> list[str]:
         """``field: mine vs theirs`` for each recorded field that differs (``LENIENT_FIELDS``
