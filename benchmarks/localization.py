@@ -38,6 +38,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter, uniform_filter
 from scipy.stats import rankdata
 
+from aedr.attributor import Attributor
 from aedr.autoencoders import create_autoencoder
 from aedr.measure.evidence import DEFAULT_WINDOW
 from aedr.measure.images import to_model_input
@@ -46,6 +47,8 @@ from aedr.synthesis import decoder_images, photo_crops, save_images
 from aedr.workflows import calibrate_images, localize_images
 
 MODELS = ("taesd", "taesdxl", "taesd3", "taef1", "taef2")
+PATCH_SIDES = (48, 64, 96, 128, 160)
+"""Sides of the pasted squares of ``--patches`` (in a 256 px photo: 4% to 39% of it)."""
 CONDITIONS = ("clean", "jpeg90", "crop3")
 
 
@@ -129,15 +132,49 @@ def degrade(rgb: np.ndarray, truth: np.ndarray | None, condition: str, folder: P
     return path, truth
 
 
-def run_model(args, name: str, photos: list[np.ndarray], own: list[np.ndarray], scratch: Path):
+def calibrated(args, name: str, own: list[np.ndarray], folder: Path):
+    """The model, a scorer keeping local maps, and its calibration with a local threshold."""
     autoencoder = create_autoencoder(name, args.weights_dir)
-    folder = scratch / name
     calibration_images = save_images(
         decoder_images(autoencoder, own, args.calibration, seed=1), folder / "own", "own-"
     )
     scorer = Scorer([autoencoder], local_maps=True)
     calibration = calibrate_images(scorer, calibration_images, local_window=args.window)
-    calibration = calibration.calibration
+    return autoencoder, scorer, calibration.calibration
+
+
+def run_patches(args, name: str, photos: list[np.ndarray], own: list[np.ndarray], scratch: Path):
+    """Per patch side: the share of photos with a pasted square of the decoder's image (hard
+    edges, on the 8-pixel grid) called ``partial`` by ``aedr attribute`` and the web page (the
+    Attributor) and by ``aedr localize``; side 0: the untouched photos."""
+    autoencoder, scorer, calibration = calibrated(args, name, own, scratch / name)
+    attributor = Attributor([calibration], [autoencoder])
+    rng = np.random.default_rng(2)
+    folder = scratch / name / "patches"
+    folder.mkdir(parents=True)
+    rows = {}
+    for side in (0, *PATCH_SIDES):
+        paths = []
+        for index, photo in enumerate(photos):
+            rgb = photo.copy()
+            if side:
+                made = decoder_view(autoencoder, photo, rng)
+                top, left = 8 * rng.integers(0, (photo.shape[0] - side) // 8 + 1, 2)
+                rgb[top : top + side, left : left + side] = made[
+                    top : top + side, left : left + side
+                ]
+            paths.append(folder / f"{side}-{index}.png")
+            Image.fromarray(rgb).save(paths[-1])
+        attributed = [a.verdict == "partial" for a in map(attributor.attribute_file, paths)]
+        localized = [r.verdict == "partial" for r in
+                     localize_images(scorer, paths, {name: calibration})]  # fmt: skip
+        rows[side] = (float(np.mean(attributed)), float(np.mean(localized)))
+    return rows
+
+
+def run_model(args, name: str, photos: list[np.ndarray], own: list[np.ndarray], scratch: Path):
+    folder = scratch / name
+    autoencoder, scorer, calibration = calibrated(args, name, own, folder)
     rng = np.random.default_rng(1)
     rows = {}
     for condition in args.conditions.split(","):
@@ -212,6 +249,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--window", type=float, default=DEFAULT_WINDOW)
     parser.add_argument("--conditions", default=",".join(CONDITIONS))
+    parser.add_argument("--patches", action="store_true", help="only: the share of photos with "
+                        "a pasted square of each side called partial (attribute and localize)")  # fmt: skip
     args = parser.parse_args()
     args.weights_dir = args.weights_dir or str(Path(args.shared_dir) / "weights" / "tae")
     crops = photo_crops([Path(args.shared_dir) / "images" / "real"], args.size)
@@ -223,8 +262,12 @@ def main() -> None:
     table = {}
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.models.split(","):
-            table[name] = run_model(args, name, photos, own, Path(scratch))
+            run = run_patches if args.patches else run_model
+            table[name] = run(args, name, photos, own, Path(scratch))
             print(f"{name} done", file=sys.stderr, flush=True)
+    if args.patches:
+        print_patches(table, args.size)
+        return
     columns = list(next(iter(next(iter(table.values())).values())))
     print("| model | condition | " + " | ".join(columns) + " |")
     print("|---|---|" + "---|" * len(columns))
@@ -240,6 +283,18 @@ def main() -> None:
         print(
             f"| **mean** | {condition} | " + " | ".join(f"{means[c]:.3f}" for c in columns) + " |"
         )
+
+
+def print_patches(table: dict, size: int) -> None:
+    print("| model | " + " | ".join(
+        f"{side} px ({side * side / size**2:.0%})" if side else "untouched" for side in
+        (0, *PATCH_SIDES)) + " |")  # fmt: skip
+    print("|---|" + "---|" * (1 + len(PATCH_SIDES)))
+    for name, rows in table.items():
+        print(f"| {name} | " + " | ".join(f"{a:.2f} / {b:.2f}" for a, b in rows.values()) + " |")
+    means = [np.mean([rows[side] for rows in table.values()], axis=0) for side in (0, *PATCH_SIDES)]
+    print("| **mean** | " + " | ".join(f"{a:.2f} / {b:.2f}" for a, b in means) + " |")
+    print("(cells: share called partial by aedr attribute and the page / by aedr localize)")
 
 
 if __name__ == "__main__":

@@ -73,3 +73,22 @@ def test_a_c2pa_manifest_declaring_a_generator_is_reported_with_its_signer():
     assert "signingCredential.untrusted" in c2pa["validation_failures"]  # a throw-away CA
     assert file_facts(encoded(smooth_image(5), "JPEG")).c2pa == {"status": "absent"}
     assert file_facts(encoded(smooth_image(5), "BMP")).c2pa["status"] == "not checked"
+
+
+@pytest.mark.parametrize("file_format", ["PNG", "JPEG", "WEBP", "BMP"])
+def test_data_appended_after_the_image_is_counted(file_format):
+    from aedr.measure.fileinfo import appended_bytes
+
+    buffer = io.BytesIO()
+    options = {"progressive": True, "exif": Image.Exif()} if file_format == "JPEG" else {}
+    Image.fromarray(smooth_image(1, (40, 56))).save(buffer, file_format, **options)
+    data = buffer.getvalue()
+    assert appended_bytes(data, file_format) == 0
+    assert file_facts(data + b"PK\x03\x04" + bytes(996)).appended_bytes == 1000
+    assert appended_bytes(data[: len(data) // 2], file_format) is None  # truncated: no end
+
+
+def test_formats_whose_end_is_not_read_say_so():
+    buffer = io.BytesIO()
+    Image.fromarray(smooth_image(2, (16, 16))).save(buffer, "GIF")
+    assert file_facts(buffer.getvalue() + b"extra").appended_bytes is None

@@ -508,3 +508,133 @@ def test_case_records_are_sealed_and_verify_with_the_servers_key(
     edited = records.replace(b'"a.png"', b'"b.png"')
     (tmp_path / "edited.json").write_bytes(edited)
     assert [c.ok for c in verify_file(tmp_path / "edited.json", trusted)] == [False]
+
+
+def test_kept_results_are_listed_searched_annotated_and_deleted(
+    client, service, made_images, tmp_path
+):
+    from aedr.workflows import verify_file
+
+    sent = {}
+    for name, rgb in (("first.png", made_images[9]), ("second.png", made_images[10]),
+                      ("third.png", made_images[11])):  # fmt: skip
+        sent[name] = png_bytes(rgb)
+        post(client, (name, sent[name], "image/png"))
+    listed = client.get("/api/results").json()
+    assert [r["filename"] for r in listed] == ["third.png", "second.png", "first.png"]
+    ids = {r["filename"]: r["id"] for r in listed}
+    sha = listed[1]["sha256"]
+    assert [r["filename"] for r in client.get("/api/results", params={"text": "SECOND"}).json()] \
+        == ["second.png"]  # fmt: skip
+    assert [r["id"] for r in client.get("/api/results", params={"text": sha[5:20]}).json()] \
+        == [ids["second.png"]]  # fmt: skip
+    verdict = listed[0]["verdict"]
+    chosen = client.get("/api/results", params={"verdict": verdict}).json()
+    assert ids["third.png"] in [r["id"] for r in chosen]
+    assert all(r["verdict"] == verdict for r in chosen)
+    assert client.get("/api/results", params={"verdict": "no-such-model"}).json() == []
+
+    (drawn,) = client.get(f"/api/results/{ids['first.png']}/maps").json()  # on demand
+    assert (drawn["model"], drawn["width"], drawn["height"]) == ("random-tiny", 64, 64)
+    assert drawn["overlay"].startswith("data:image/png;base64,") and drawn["regions"] == []
+    assert drawn["threshold"] is None  # this calibration fitted no local threshold
+    image = client.get(f"/api/results/{ids['first.png']}/image")
+    assert image.content == sent["first.png"] and image.headers["content-type"] == "image/png"
+    note = {"case": "C-2026-114", "note": "seized phone, folder DCIM"}
+    assert client.patch(f"/api/results/{ids['first.png']}", json=note).json() == note
+    record = client.get(f"/api/results/{ids['first.png']}").json()
+    assert record["annotation"] == note and record["image_kept"] is True
+    assert [r["id"] for r in client.get("/api/results", params={"text": "c-2026"}).json()] == [
+        ids["first.png"]
+    ]
+    (tmp_path / "annotated.json").write_text(__import__("json").dumps(record))
+    assert [c.ok for c in verify_file(tmp_path / "annotated.json")] == [True]  # seal unchanged
+    rows = client.get("/api/records", params={"id": ids["first.png"], "format": "csv"}).text
+    assert "C-2026-114" in rows and "seized phone" in rows
+    too_long = client.patch(f"/api/results/{ids['first.png']}", json={"note": "x" * 5000})
+    assert too_long.status_code == 422 and isinstance(too_long.json()["detail"], str)
+
+    assert client.delete(f"/api/results/{ids['first.png']}").status_code == 204
+    assert client.get(f"/api/results/{ids['first.png']}").status_code == 404
+    assert client.get(f"/api/results/{ids['first.png']}/image").status_code == 404
+    assert client.delete(f"/api/results/{ids['first.png']}").status_code == 404
+    assert ids["first.png"] not in [r["id"] for r in client.get("/api/results").json()]
+    assert service.store.get_result(ids["first.png"]) is None
+    assert service.store.result_image(ids["first.png"]) is None
+    assert client.get(f"/api/results/{ids['second.png']}").status_code == 200
+
+
+def test_hashes_only_keeps_no_image(random_tiny, tiny_calibration, made_images, tmp_path):
+    service = make_service(random_tiny, tiny_calibration, tmp_path, keep_images=False)
+    with TestClient(create_app(service), base_url=LOCAL) as client:
+        result = post(client, ("a.png", png_bytes(made_images[11]), "image/png")).json()
+        result_id = result["results"][0]["id"]
+        assert client.get(f"/api/results/{result_id}/image").status_code == 404
+        assert client.get(f"/api/results/{result_id}/maps").status_code == 404
+        record = client.get(f"/api/results/{result_id}").json()
+        listed = client.get("/api/results").json()
+        assert service.store.result_image(result_id) is None
+    assert record["image_kept"] is False and record["settings"]["keep_images"] is False
+    assert record["file"]["sha256"] and listed[0]["image_kept"] is False
+
+
+def test_errors_share_one_shape_and_the_schema_documents_it(client):
+    answers = [
+        client.get("/api/results", params={"limit": 0}),
+        client.get("/api/records", params={"format": "xml", "id": "0" * 32}),
+        client.get("/api/results/not-an-id"),
+        client.get("/api/results/" + "0" * 32 + "/image"),
+        client.delete("/api/results/" + "0" * 32),
+        client.post("/api/attribute", data={"x": "1"}),
+    ]
+    assert [a.status_code for a in answers] == [422, 422, 404, 404, 404, 415]
+    for answer in answers:
+        assert list(answer.json()) == ["detail"] and isinstance(answer.json()["detail"], str)
+    assert "limit" in answers[0].json()["detail"]
+    schema = client.get("/openapi.json").json()
+    shape = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, method, code in (("/api/attribute", "post", "413"), ("/api/results", "get", "422"),
+                               ("/api/results/{result_id}", "delete", "404")):  # fmt: skip
+        content = schema["paths"][path][method]["responses"][code]["content"]
+        assert content["application/json"]["schema"] == shape, (path, method, code)
+    page = client.get("/results/not-an-id")
+    assert page.status_code == 404 and page.text == client.get("/").text
+    assert client.get("/history").text == client.get("/").text
+
+
+def test_case_records_carry_settings_resolution_and_appended_data(client, made_images):
+    import csv
+
+    data = png_bytes(made_images[11]) + b"PK\x03\x04" + b"\0" * 60  # a zip's start after IEND
+    result = post(client, ("appended.png", data, "image/png")).json()["results"][0]
+    assert result["file"]["appended_bytes"] == 64
+    (row,) = result["rows"]
+    measured = result["settings"]["measurement"][row["model"]]
+    assert (measured["dtype"], measured["device"]) == ("fp32", "cpu")
+    assert measured["robust"] and measured["alignment"] == "crop"
+    assert result["settings"]["max_false_attribution"] is None
+    n = result["calibrations"][0]["n"]
+    assert result["calibrations"][0]["caution"].startswith(f"calibrated on only {n} images")
+    assert row["p_value_resolution"] == pytest.approx(1 / (n + 1))
+    text = client.get("/api/records", params={"id": result["id"], "format": "csv"}).text
+    (line,) = csv.DictReader(io.StringIO(text))
+    assert line["appended_bytes"] == "64" and line["dtype"] == "fp32"
+    assert float(line["p_value_resolution"]) == pytest.approx(1 / (n + 1))
+
+
+def test_csv_rows_carry_the_partial_verdicts_regions_and_metadata():
+    from aedr.server import record_rows
+
+    result = {
+        "id": "a" * 32, "filename": "x.png",
+        "rows": [{"model": "taesd", "verdict": "partial"}, {"model": "taef1"}],
+        "file": {"png_text": {"parameters": "a fox"}, "exif": {"software": "GIMP"}},
+        "localization": {"model": "taesd", "threshold": 0.7,
+                         "regions": [{"box": [20, 10, 50, 30], "share": 0.25}]},
+        "annotation": {"case": "C-1"},
+    }  # fmt: skip
+    taesd, taef1 = record_rows(result)
+    assert taesd["regions"] == "25% x 20-50 y 10-30" and taesd["local_threshold"] == 0.7
+    assert taef1["regions"] is None and taef1["local_threshold"] is None
+    assert taesd["metadata"] == "parameters: a fox | EXIF software: GIMP"
+    assert taesd["case"] == "C-1" and taesd["note"] is None

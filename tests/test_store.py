@@ -108,3 +108,38 @@ def test_a_new_store_is_readable_by_its_owner_only(tmp_path):
     assert {stat.S_IMODE(path.stat().st_mode) for path in files} == {0o600}
     assert stat.S_IMODE(store.path.parent.stat().st_mode) == 0o700
     assert store.get("a" * 64, "p")["loss1"] == 1.0
+
+
+def test_a_store_made_before_kept_images_gains_them_and_keeps_its_results(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:  # the results table as 0.8.0 made it
+        db.executescript(
+            "CREATE TABLE results (id TEXT PRIMARY KEY, result TEXT NOT NULL, "
+            "created TEXT NOT NULL DEFAULT (datetime('now'))) WITHOUT ROWID;"
+        )
+        db.execute("INSERT INTO results (id, result) VALUES (?, ?)",
+                   ("a" * 32, '{"filename": "old.png", "verdict": "none"}'))  # fmt: skip
+    with ScoreStore(path) as store:
+        assert store.get_result("a" * 32) == {
+            "filename": "old.png", "verdict": "none", "annotation": {}
+        }  # fmt: skip
+        assert store.result_image("a" * 32) is None
+        assert [r["filename"] for r in store.find_results()] == ["old.png"]
+        store.put_result("b" * 32, {"filename": "new.png", "verdict": "x"}, b"bytes")
+        assert store.result_image("b" * 32) == b"bytes"
+        assert [r["filename"] for r in store.find_results()] == ["new.png", "old.png"]
+
+
+def test_results_are_found_by_name_hash_or_note_with_wildcards_taken_literally(tmp_path):
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        store.put_result("a" * 32, {"filename": "100%_done.png", "file": {"sha256": "ab12"}})
+        store.put_result("b" * 32, {"filename": "other.png", "file": {"sha256": "cd34"}})
+        store.annotate_result("b" * 32, {"case": "Case-7", "note": "from the seized phone"})
+        found = {text: [r["id"][0] for r in store.find_results(text)]
+                 for text in ("%", "_", "AB12", "seized", "case-7", "note", "")}  # fmt: skip
+        assert found == {"%": ["a"], "_": ["a"], "AB12": ["a"], "seized": ["b"],
+                         "case-7": ["b"], "note": [], "": ["b", "a"]}  # fmt: skip
+        assert store.delete_result("a" * 32) and not store.delete_result("a" * 32)
+        assert [r["id"][0] for r in store.find_results()] == ["b"]

@@ -102,6 +102,7 @@ class Attributor:
         sources: Mapping[str, tuple[str, str]] | None = None,
     ):
         self.sources = dict(sources or {})
+        self.max_false_attribution = max_false_attribution
         settings = check_compatible(calibrations)
         if local_maps is None:
             local_maps = any(c.local for c in calibrations)

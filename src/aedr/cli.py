@@ -1062,7 +1062,7 @@ class _VerdictTable:
             self.header = True
         scored = [d for d in attribution.decisions if d.p_value is not None and not d.error]
         closest = max(scored, key=lambda d: d.p_value, default=None)
-        p_value = "" if closest is None else _p_value(closest.p_value)
+        p_value = "" if closest is None else closest.p_value_text
         caution = attribution.error or attribution.caution.split(":")[0]
         cells = [attribution.path, attribution.verdict or "error", attribution.confidence,
                  closest.model if closest else "", p_value, caution]  # fmt: skip
@@ -1076,10 +1076,6 @@ class _VerdictTable:
                   f"{ORIGIN_WORDS.get(origin, origin)} ({calibration.n} images, alpha "
                   f"{calibration.alpha:g}; {name})")  # fmt: skip
         print(stated)
-
-
-def _p_value(value: float) -> str:
-    return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1275,6 +1271,12 @@ def add_serve(commands: Commands) -> None:
         default=limits.keep_days,
         help=f"delete results this many days after they were made (default {limits.keep_days:g})",
     )
+    serve.add_argument(
+        "--hashes-only",
+        action="store_true",
+        help="keep each result with the file's hashes and facts but not the image itself (for "
+        "sensitive material: permanent links then show no picture)",
+    )
     _add_sign_key(_advanced(serve, "signatures"), "each result (its case record)")
     _add_settings(serve, only=CORRECTIONS, robust_default=ROBUST_FROM_CALIBRATIONS)
     _add_loading(serve)
@@ -1304,11 +1306,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     limits = Limits(
         int(args.max_upload_mb * 2**20), args.max_files, args.max_pixels,
         int(args.max_request_mb * 2**20), max_pending=args.max_pending, keep_days=args.keep_days,
+        keep_images=not args.hashes_only,
     )  # fmt: skip
     key = _signing_key(args)
     service = AttributionService(_attributor(args), limits, key)
     _say(args, f"aedr serve: http://{args.host}:{args.port}/ (API docs at /docs; results kept "
-               f"{args.keep_days:g} days)")  # fmt: skip
+               f"{args.keep_days:g} days, " + ("without" if args.hashes_only else "with")
+               + " their images)")  # fmt: skip
     access = Access.for_bind(args.host, token, args.allowed_host, args.allowed_origin)
     with contextlib.suppress(KeyboardInterrupt):  # the signal that stopped it, raised again
         serve(service, access, args.host, args.port, "warning" if args.quiet else "info")

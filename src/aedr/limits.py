@@ -1,5 +1,5 @@
-"""What ``aedr serve`` accepts and how long it waits: its limits, declared once for the service
-and its flags (importable without the web extra)."""
+"""What ``aedr serve`` accepts, how long it waits and what it keeps: its limits, declared once
+for the service and its flags (importable without the web extra)."""
 
 from __future__ import annotations
 
@@ -21,4 +21,5 @@ class Limits:
     header_timeout: float = 10.0  # seconds for a request's headers to arrive
     body_timeout: float = 120.0  # seconds for an upload's whole body to arrive
     keep_days: float = 30.0  # a result is deleted this long after it was made
+    keep_images: bool = True  # keep each upload with its result (False: its hashes and facts only)
     shutdown_timeout: int = 3  # seconds SIGTERM waits for answers under way

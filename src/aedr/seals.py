@@ -29,6 +29,11 @@ PUBLIC_PREFIX = "aedr-ed25519 "
 """A public key file's one line: this prefix, then the raw key in base64."""
 
 
+UNSEALED = ("seal", "annotation")
+"""Fields a seal does not cover: itself, and the analyst's case label and note, which are added
+after the record was made (a case record shows them beside the sealed evidence)."""
+
+
 class SealError(AedrError, ValueError):
     """A signature or key that cannot be made, read or trusted; the message says which."""
 
@@ -187,13 +192,14 @@ def check_trusted(
 
 
 def seal(document: Mapping[str, Any], key: SigningKey | None = None) -> dict[str, Any]:
-    """``document`` with a ``seal``: the digest of the rest, and a signature with ``key``."""
-    content = {k: v for k, v in document.items() if k != "seal"}
+    """``document`` with a ``seal``: the digest of the rest (but ``UNSEALED``), and a
+    signature with ``key``."""
+    content = {k: v for k, v in document.items() if k not in UNSEALED}
     digest = digest_of(content)
     stamp: dict[str, Any] = {"digest": digest}
     if key is not None:
         stamp["signature"] = sign(digest, key)
-    return {**content, "seal": stamp}
+    return {**document, "seal": stamp}
 
 
 def check_seal(document: Mapping[str, Any], source: str) -> PublicKey | None:
@@ -201,7 +207,7 @@ def check_seal(document: Mapping[str, Any], source: str) -> PublicKey | None:
     stamp = document.get("seal")
     if not isinstance(stamp, Mapping) or "digest" not in stamp:
         raise SealError(f"{source} has no seal")
-    content = {k: v for k, v in document.items() if k != "seal"}
+    content = {k: v for k, v in document.items() if k not in UNSEALED}
     if digest_of(content) != stamp["digest"]:
         raise SealError(f"{source}: its contents do not match its digest (edited or corrupt)")
     if "signature" not in stamp:

@@ -46,29 +46,36 @@ import shutil
 import tempfile
 import threading
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from concurrent.futures import Future
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel, Field
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from aedr import __version__
 from aedr.attributor import Attributor
 from aedr.decide.attribution import Attribution
+from aedr.decide.calibration import STABLE_CALIBRATION_IMAGES
+from aedr.decide.localization import Region
 from aedr.limits import Limits
 from aedr.measure.fileinfo import file_facts
 from aedr.seals import SigningKey, seal
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from aedr.measure.scorer import Scorer
     from aedr.measure.store import ScoreStore
 
 TOKEN_ENV = "AEDR_TOKEN"
@@ -76,6 +83,7 @@ LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif", "TIFF": "tif",
                    "BMP": "bmp"}  # fmt: skip
 RESULT_ID = re.compile(r"[0-9a-f]{32}")
+ALLOWED_METHODS = "GET, HEAD, POST, PATCH, DELETE, OPTIONS"
 MAX_RECORD_IDS = 256
 """Most results one ``/api/records`` request may name."""
 RECORD_FIELDS = (
@@ -83,9 +91,10 @@ RECORD_FIELDS = (
     "uploaded", "tool", "verdict", "verdict_group", "candidates", "region_share", "confidence",
     "caution",
     "c2pa", "model", "autoencoder", "calibration_digest", "calibration_n", "calibration_alpha",
-    "statistic", "signal", "threshold", "belongs", "p_value", "margin", "false_acceptance",
-    "false_attribution", "explanation", "degradation", "threshold_quality", "error",
-    "record_digest",
+    "statistic", "signal", "threshold", "belongs", "p_value", "p_value_resolution", "margin",
+    "false_acceptance", "false_attribution", "explanation", "degradation", "threshold_quality",
+    "local_threshold", "regions", "appended_bytes", "metadata", "dtype", "device", "robust",
+    "alignment", "max_false_attribution", "case", "note", "error", "record_digest",
 )  # fmt: skip
 """Columns of a CSV case record: one row per (image, candidate model)."""
 FAVICON = (
@@ -242,6 +251,7 @@ class AttributionService:
         self.upload_folder = Path(tempfile.mkdtemp(prefix="aedr-serve-"))
         self.pending = 0  # uploads being received or waiting for the worker (event loop only)
         self.abandoned = False  # closed while a call was running (see close)
+        self._maps: Scorer | None = None  # local maps on demand (see local_maps)
         self._stopping: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         if self.store is not None:
@@ -280,18 +290,13 @@ class AttributionService:
         """The attribution of one uploaded image; raises ``UploadError`` for a bad upload.
 
         The result gets a random id: it is this upload's alone (another upload of the same bytes
-        reuses the measurements from the store, not this result or its file name).
+        reuses the measurements from the store, not this result or its file name). It is kept
+        with the image unless the limits say hashes only.
         """
         result_id = secrets.token_hex(16)
-        extension = ALLOWED_FORMATS[image_format(data, self.limits.max_pixels)]
-        facts = file_facts(data)  # opens: image_format has just read its header
-        path = self.upload_folder / f"{uuid.uuid4().hex}.{extension}"
-        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as stream:
-            stream.write(data)
-        try:
+        with self._upload_file(data) as path:
+            facts = file_facts(data)  # opens: the upload's header has been read already
             attribution = self.attributor.attribute_file(path)
-        finally:
-            path.unlink(missing_ok=True)
         if attribution.error:
             raise UploadError(422, attribution.error)
         rows = [{**row, "path": filename} for row in attribution.rows()]
@@ -300,9 +305,10 @@ class AttributionService:
             "verdict_group": attribution.verdict_group, "candidates": list(attribution.candidates),
             "confidence": attribution.confidence, "caution": attribution.caution, "rows": rows,
             "region_share": attribution.region_share, "localization": _localization(attribution),
-            "file": facts.as_dict(),
+            "file": facts.as_dict(), "image_kept": self.limits.keep_images,
             "uploaded": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "tool": f"aedr {__version__}", "calibrations": self.identities,
+            "settings": self._settings(),
             "false_attribution": None
             if attribution.false_attribution is None
             else attribution.false_attribution.as_dict(),
@@ -311,8 +317,31 @@ class AttributionService:
         result = seal(result, self.signing_key)  # `aedr verify` checks it
         if self.store is not None:
             self.store.expire_results(self.limits.keep_days)
-            self.store.put_result(result_id, result)
-        return result
+            self.store.put_result(result_id, result, data if self.limits.keep_images else None)
+        return {**result, "annotation": {}}
+
+    @contextmanager
+    def _upload_file(self, data: bytes) -> Iterator[Path]:
+        """``data``, an allowed image (else ``UploadError``), as a file in the upload folder under
+        a random name, readable by its owner only, removed after the block."""
+        extension = ALLOWED_FORMATS[image_format(data, self.limits.max_pixels)]
+        path = self.upload_folder / f"{uuid.uuid4().hex}.{extension}"
+        with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as stream:
+            stream.write(data)
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+    def _settings(self) -> dict[str, Any]:
+        """How the images are measured (per model: weights, precision, device and every
+        measurement setting) and decided, and what the server keeps."""
+        models = self.attributor.scorer.models
+        return {
+            "measurement": {m.name: p.as_dict() for m in models if (p := m.loaded_provenance())},
+            "max_false_attribution": self.attributor.max_false_attribution,
+            "keep_days": self.limits.keep_days, "keep_images": self.limits.keep_images,
+        }  # fmt: skip
 
     def _identities(self) -> list[dict[str, Any]]:
         """What each candidate's decision rests on: its autoencoder and its calibration."""
@@ -321,6 +350,9 @@ class AttributionService:
                 "model": c.model, "autoencoder": c.measurement_provenance.identity,
                 "calibration_digest": c.digest or c.content_digest(), "n": c.n,
                 "alpha": c.alpha, "statistic": c.statistic, "threshold": c.threshold,
+                "caution": "" if c.n >= STABLE_CALIBRATION_IMAGES else
+                f"calibrated on only {c.n} images: its threshold moves with which images they "
+                f"were ({STABLE_CALIBRATION_IMAGES} or more give a stable one)",
                 "negatives": {"n": c.negatives["n"], "sources": c.negatives["sources"],
                               "false_acceptance": c.false_acceptance} if c.negatives else None,
             }
@@ -331,6 +363,51 @@ class AttributionService:
         if self.store is None:
             return None
         return self.store.get_result(result_id, self.limits.keep_days)
+
+    def result_image(self, result_id: str) -> bytes | None:
+        if self.store is None:
+            return None
+        return self.store.result_image(result_id, self.limits.keep_days)
+
+    def find_results(self, text: str, verdict: str, limit: int) -> list[dict[str, Any]]:
+        if self.store is None:
+            return []
+        return self.store.find_results(text, verdict, self.limits.keep_days, limit)
+
+    def local_maps(self, result_id: str) -> list[dict[str, Any]] | None:
+        """Every candidate's local map of a kept result's image, drawn now (the result keeps
+        only a partial verdict's); None when the image is not kept."""
+        from aedr.workflows import localize_images
+
+        data = self.result_image(result_id)
+        if data is None:
+            return None
+        with self._upload_file(data) as path:
+            found = list(localize_images(self._map_scorer(), [path], self.attributor.calibrations))
+        return [
+            {**_drawn_map(f.measurement.model, f.statistic, f.threshold, f.regions),
+             "share": f.share, "window": f.window, "verdict": f.verdict}
+            if f.statistic is not None else {"model": f.measurement.model, "error": f.error}
+            for f in found
+        ]  # fmt: skip
+
+    def _map_scorer(self) -> Scorer:
+        """A scorer keeping local maps (on the image's own grid) over the same loaded models."""
+        if self._maps is None:
+            from aedr.measure.scorer import Scorer
+
+            scorer = self.attributor.scorer
+            self._maps = Scorer(
+                [m.autoencoder for m in scorer.models], replace(scorer.settings, robust="off"),
+                max_pixels=scorer.max_pixels, max_memory=scorer.max_memory, local_maps=True,
+            )  # fmt: skip
+        return self._maps
+
+    def annotate(self, result_id: str, annotation: dict[str, str]) -> bool:
+        return self.store is not None and self.store.annotate_result(result_id, annotation)
+
+    def delete(self, result_id: str) -> bool:
+        return self.store is not None and self.store.delete_result(result_id)
 
     def models(self) -> list[dict[str, Any]]:
         """Each calibrated model with its threshold and calibration signals (for the page's plot),
@@ -349,21 +426,35 @@ def record_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     """A result's CSV case record: one row per candidate model, ``RECORD_FIELDS`` in order."""
     file, c2pa = result.get("file", {}), result.get("file", {}).get("c2pa", {})
     calibrations = {c["model"]: c for c in result.get("calibrations", [])}
+    settings, local = result.get("settings", {}), result.get("localization") or {}
     provenance = c2pa.get("status", "")
     if c2pa.get("generated"):
         provenance = "declares generation by " + (", ".join(c2pa["generators"]) or "a generator")
+    metadata = [f"{k}: {v}" for k, v in file.get("png_text", {}).items()]
+    metadata += [f"EXIF {k}: {v}" for k, v in file.get("exif", {}).items()]
+    regions = " ".join(
+        "{}% x {}-{} y {}-{}".format(round(100 * r["share"]), *r["box"][::2], *r["box"][1::2])
+        for r in local.get("regions", [])
+    )
     rows = []
     for row in result["rows"]:
         calibration = calibrations.get(row["model"], {})
+        measured = settings.get("measurement", {}).get(row["model"], {})
+        named = local.get("model") == row["model"]
         values = {
             **{k: file.get(k) for k in ("sha256", "bytes", "width", "height", "format",
-                                        "jpeg_quality")},
+                                        "jpeg_quality", "appended_bytes")},
+            **{k: measured.get(k) for k in ("dtype", "device", "robust", "alignment")},
             **row,  # the attribution row: verdict, candidates, model and every number
             "result_id": result["id"], "filename": result["filename"],
             "uploaded": result.get("uploaded"), "tool": result.get("tool"), "c2pa": provenance,
             "autoencoder": calibration.get("autoencoder"),
             "calibration_digest": calibration.get("calibration_digest"),
             "calibration_n": calibration.get("n"), "calibration_alpha": calibration.get("alpha"),
+            "local_threshold": local.get("threshold") if named else None,
+            "regions": regions if named else None, "metadata": " | ".join(metadata),
+            "max_false_attribution": settings.get("max_false_attribution"),
+            **{k: result.get("annotation", {}).get(k) for k in ("case", "note")},
             "record_digest": result.get("seal", {}).get("digest"),
         }  # fmt: skip
         rows.append({k: values.get(k) for k in RECORD_FIELDS})
@@ -385,13 +476,22 @@ def _localization(attribution: Attribution) -> dict[str, Any] | None:
     """For a ``partial`` verdict: the named model's map as a PNG overlay, and its regions."""
     if attribution.local_map is None or attribution.local_threshold is None:
         return None
+    return _drawn_map(attribution.candidates[0], attribution.local_map,
+                      attribution.local_threshold, attribution.regions)  # fmt: skip
+
+
+def _drawn_map(
+    model: str, statistic: np.ndarray, threshold: float | None, regions: Sequence[Region]
+) -> dict[str, Any]:
+    """A model's local map as the page draws it: a PNG overlay of the image's size (a data
+    URL), the calibrated local threshold (None without one) and the consistent regions."""
     from aedr.decide.report import map_overlay_png
 
-    height, width = attribution.local_map.shape
-    overlay = map_overlay_png(attribution.local_map, attribution.local_threshold)
+    height, width = statistic.shape
+    overlay = map_overlay_png(statistic, threshold)
     return {
-        "model": attribution.candidates[0], "width": width, "height": height,
-        "threshold": attribution.local_threshold, "regions": [r.as_dict() for r in attribution.regions],
+        "model": model, "width": width, "height": height, "threshold": threshold,
+        "regions": [r.as_dict() for r in regions],
         "overlay": "data:image/png;base64," + base64.b64encode(overlay).decode(),
     }  # fmt: skip
 
@@ -488,17 +588,57 @@ def api_docs(schema: dict[str, Any]) -> str:
 DOCS_STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:900px;margin:2em auto}td{padding:2px 8px}"
 )
-ERROR_ANSWERS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "a malformed upload, or no images"},
-    401: {"description": "missing or wrong token"},
-    408: {"description": "the upload's body did not arrive in time"},
-    413: {"description": "request over the size limit"},
-    415: {"description": "not multipart/form-data"},
-    422: {"description": "every file refused: each result names its reason and status"},
-    503: {"description": "too many uploads at once: retry after Retry-After seconds"},
+
+
+class ErrorBody(BaseModel):
+    """Every error answer's body: what went wrong, in words (a refused file of an upload is a
+    result ``{"filename", "status", "error"}`` instead, beside the others)."""
+
+    detail: str
+
+
+class Annotation(BaseModel):
+    """The analyst's case label and note on a result (not part of its sealed record)."""
+
+    case: str = Field("", max_length=100, description="a case number or label")
+    note: str = Field("", max_length=4000, description="the analyst's note")
+
+
+def _answers(**codes: str) -> dict[int | str, dict[str, Any]]:
+    return {
+        int(code[1:]): {"description": text, "model": ErrorBody} for code, text in codes.items()
+    }
+
+
+COMMON_ANSWERS = _answers(
+    _401="missing or wrong token", _422="a parameter out of its range or of the wrong type",
+    _503="the service is stopping",
+)  # fmt: skip
+RESULT_ANSWERS = {
+    **COMMON_ANSWERS,
+    **_answers(_404="no such result (deleted, expired or never made)"),
 }
+ERROR_ANSWERS = {
+    **COMMON_ANSWERS,
+    **_answers(
+        _400="a malformed upload, or no images", _408="the upload's body did not arrive in time",
+        _413="request over the size limit", _415="not multipart/form-data",
+        _422="every file refused: each result names its reason and status",
+        _503="too many uploads at once (retry after Retry-After seconds), or stopping",
+    ),
+}  # fmt: skip
 """What ``/api/attribute`` answers besides 200 (its OpenAPI description); every error's body is
-``{"detail": message}``, a refused file's ``{"filename", "status", "error"}`` in ``results``."""
+an ``ErrorBody``."""
+MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif",
+               "TIFF": "image/tiff", "BMP": "image/bmp"}  # fmt: skip
+
+
+def validation_text(error: RequestValidationError) -> str:
+    """A request validation error in one line: where, and what is wrong."""
+    return "; ".join(
+        f"{' '.join(str(part) for part in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+        for e in error.errors()
+    )
 
 
 def create_app(service: AttributionService, access: Access = Access()) -> FastAPI:
@@ -549,7 +689,7 @@ def create_app(service: AttributionService, access: Access = Access()) -> FastAP
                 {"detail": f"this server does not answer to the host {host!r}"}, status_code=421
             )
         if request.method == "OPTIONS":  # what is allowed; no cross-origin grant
-            return Response(status_code=204, headers={"Allow": "GET, HEAD, POST, OPTIONS"})
+            return Response(status_code=204, headers={"Allow": ALLOWED_METHODS})
         unsafe = request.method not in ("GET", "HEAD")
         origin = request.headers.get("origin")
         if unsafe and not access.origin_allowed(origin, host, request.url.scheme):
@@ -568,35 +708,101 @@ def create_app(service: AttributionService, access: Access = Access()) -> FastAP
         return api_docs(app.openapi())
 
     @app.get("/results/{result_id}", response_class=HTMLResponse, include_in_schema=False)
-    def result_page(result_id: str) -> str:
-        return page()  # the page reads the id from its address and fetches the record
+    def result_page(result_id: str) -> HTMLResponse:
+        # the page reads the id from its address and fetches the record, or says it is no id
+        return HTMLResponse(page_html, status_code=200 if RESULT_ID.fullmatch(result_id) else 404)
+
+    @app.get("/history", response_class=HTMLResponse, include_in_schema=False)
+    def history_page() -> str:
+        return page_html  # the page shows the kept results first at this address
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_text(error)}, status_code=422)
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon() -> Response:
         return Response(FAVICON, media_type="image/svg+xml")
 
-    @api.get("/health")
+    @api.get("/health", responses=COMMON_ANSWERS)
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": __version__,
-                "models": [c.model for c in service.calibrations]}  # fmt: skip
+                "models": [c.model for c in service.calibrations],
+                "keep_days": limits.keep_days, "keep_images": limits.keep_images}  # fmt: skip
 
-    @api.get("/models")
+    @api.get("/models", responses=COMMON_ANSWERS)
     def models() -> list[dict[str, Any]]:
         return service.models()
 
+    def checked(result_id: str) -> str:
+        if not RESULT_ID.fullmatch(result_id):
+            raise HTTPException(404, f"no result with id {result_id!r}")
+        return result_id
+
     async def stored(result_id: str) -> dict[str, Any]:
-        found = None
-        if RESULT_ID.fullmatch(result_id):
-            found = await service.run(service.get_result, result_id)
+        found = await service.run(service.get_result, checked(result_id))
         if found is None:
             raise HTTPException(404, f"no result with id {result_id!r}")
         return found
 
-    @api.get("/results/{result_id}")
+    @api.get("/results", responses=COMMON_ANSWERS)
+    async def results(
+        text: Annotated[str, Query(max_length=200, description="part of a file name, SHA-256, "
+                                   "case label or note (any case)")] = "",
+        verdict: Annotated[str, Query(max_length=200, description="only this verdict (a model, "
+                                      "none, ambiguous or partial)")] = "",
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """The kept results, newest first: id, file name, SHA-256, verdict, candidates,
+        confidence, upload time, whether the image is kept, and the annotation."""
+        return await service.run(service.find_results, text, verdict, limit)
+
+    @api.get("/results/{result_id}", responses=RESULT_ANSWERS)
     async def result(result_id: str) -> dict[str, Any]:
+        """A kept result: its sealed case record, with the analyst's ``annotation`` beside."""
         return await stored(result_id)
 
-    @api.get("/records")
+    @api.get("/results/{result_id}/image", responses=RESULT_ANSWERS, response_class=Response)
+    async def result_image(result_id: str) -> Response:
+        """The image a result was made on, as uploaded (404 when the server keeps hashes only)."""
+        data = await service.run(service.result_image, checked(result_id))
+        if data is None:
+            raise HTTPException(404, f"no image kept for result {result_id!r}")
+        try:
+            kind = MEDIA_TYPES[image_format(data, service.limits.max_pixels)]
+        except UploadError:  # kept under other limits
+            kind = "application/octet-stream"
+        return Response(data, media_type=kind, headers={"Cache-Control": "private, no-store"})
+
+    @api.get("/results/{result_id}/maps", responses=RESULT_ANSWERS)
+    async def result_maps(result_id: str) -> list[dict[str, Any]]:
+        """Every candidate's local map of the result's image, drawn now: a PNG overlay, the
+        calibrated local threshold and consistent regions where the calibration has one (404
+        when the server keeps hashes only)."""
+        try:
+            maps = await service.run(service.local_maps, checked(result_id))
+        except UploadError as exc:
+            raise HTTPException(exc.status, str(exc)) from None
+        if maps is None:
+            raise HTTPException(404, f"no image kept for result {result_id!r}: maps need it")
+        return maps
+
+    @api.patch("/results/{result_id}", responses=RESULT_ANSWERS)
+    async def annotate(result_id: str, annotation: Annotated[Annotation, Body()]) -> Annotation:
+        """Set the result's case label and note (outside its seal: the evidence is unchanged)."""
+        if not await service.run(service.annotate, checked(result_id), annotation.model_dump()):
+            raise HTTPException(404, f"no result with id {result_id!r}")
+        return annotation
+
+    @api.delete("/results/{result_id}", status_code=204, responses=RESULT_ANSWERS,
+                response_class=Response)  # fmt: skip
+    async def delete(result_id: str) -> Response:
+        """Delete the result and its image from the server's store."""
+        if not await service.run(service.delete, checked(result_id)):
+            raise HTTPException(404, f"no result with id {result_id!r}")
+        return Response(status_code=204)
+
+    @api.get("/records", responses=RESULT_ANSWERS)
     async def records(
         id: Annotated[list[str], Query(description="result ids (repeat for a batch)")],
         format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",

@@ -63,7 +63,8 @@ JPEG_CAUTION_BELOW = 90
 JPEG 75 takes ROC AUC from 0.83 (clean) to 0.72-0.75 and accuracy from 0.71 to 0.62-0.65 with or
 without thresholds fitted at the quality; JPEG 90-95 costs a few points."""
 ATTRIBUTION_FIELDS = (
-    "path", "model", "group", "statistic", "signal", "threshold", "belongs", "p_value", "margin", "verdict",
+    "path", "model", "group", "statistic", "signal", "threshold", "belongs", "p_value",
+    "p_value_resolution", "margin", "verdict",
     "verdict_group", "candidates", "region_share", "false_acceptance", "false_attribution",
     "explanation", "degradation", "threshold_quality", "caution", "confidence", "calibration",
     "calibration_origin", "error",
@@ -94,6 +95,26 @@ class ModelDecision:
     # why the statistic cannot accept this image whatever its signal (``Statistic.shortfall``:
     # too little detail); "" when it can
     shortfall: str = ""
+    # 1 / (n + 1) for a calibration of n images: a p-value below it says no more than "below
+    # it" (the smallest share of n + 1 images), however far the fitted KDE's tail reaches
+    p_value_resolution: float | None = None
+
+    @property
+    def p_value_text(self) -> str:
+        """The p-value as a person should read it: at most what the calibration can resolve.
+
+        >>> ModelDecision("m", "m", "aedr", 2.0, 1.0, False, 0.0, None,
+        ...               p_value_resolution=1 / 13).p_value_text
+        '<0.077'
+        >>> ModelDecision("m", "m", "aedr", 0.9, 1.0, True, 0.4, 0.1,
+        ...               p_value_resolution=1 / 41).p_value_text
+        '0.400'
+        """
+        if self.p_value is None:
+            return ""
+        if self.p_value_resolution is not None and self.p_value < self.p_value_resolution:
+            return f"<{self.p_value_resolution:.3f}"
+        return f"{self.p_value:.3f}"
 
 
 @dataclass(frozen=True)
@@ -191,7 +212,7 @@ class Attribution:
                 "path": self.path, "model": d.model, "group": d.group, "statistic": d.statistic,
                 "signal": d.signal,
                 "threshold": d.threshold, "belongs": d.belongs, "p_value": d.p_value,
-                "margin": d.margin, "verdict": self.verdict, "verdict_group": self.verdict_group,
+                "p_value_resolution": d.p_value_resolution, "margin": d.margin, "verdict": self.verdict, "verdict_group": self.verdict_group,
                 "candidates": " ".join(self.candidates), "region_share": self.region_share,
                 "false_acceptance": d.false_acceptance,
                 "false_attribution": family.rate if family is not None else None,
@@ -221,6 +242,7 @@ def decide(record: Measurement, calibration: Calibration) -> ModelDecision:
     return ModelDecision(
         record.model, group, calibration.statistic, None, calibration.threshold, False, None,
         None, error, calibration.false_acceptance, calibration.tuning.get("jpeg_quality"),
+        p_value_resolution=1 / (calibration.n + 1),
     )  # fmt: skip
 
 
@@ -235,6 +257,7 @@ def decision(
         calibration.belongs(signal, shortfall), calibration.p_value(signal),
         (threshold - signal) / abs(threshold) if threshold else None, "",
         calibration.false_acceptance, calibration.tuning.get("jpeg_quality"), shortfall,
+        1 / (calibration.n + 1),
     )  # fmt: skip
 
 

@@ -253,19 +253,21 @@ def plot_local_map(
     return path
 
 
-def map_overlay_png(statistic: np.ndarray, threshold: float) -> bytes:
+def map_overlay_png(statistic: np.ndarray, threshold: float | None) -> bytes:
     """The local map as a translucent RGBA PNG of the image's size (for the web page's overlay):
-    coloured like ``plot_local_map``, more opaque where the region is consistent with the model."""
+    coloured like ``plot_local_map``, more opaque where the region is consistent with the model
+    (evenly translucent without a calibrated ``threshold``)."""
     import io
 
     from matplotlib import colormaps
     from PIL import Image
 
     low, high = np.percentile(statistic, [1, 99])
-    low, high = min(low, threshold), max(high, threshold)
+    if threshold is not None:
+        low, high = min(low, threshold), max(high, threshold)
     scaled = np.clip((statistic - low) / max(high - low, 1e-12), 0, 1)
     rgba = colormaps["viridis_r"](scaled)
-    rgba[..., 3] = np.where(statistic < threshold, 0.5, 0.2)
+    rgba[..., 3] = 0.35 if threshold is None else np.where(statistic < threshold, 0.5, 0.2)
     buffer = io.BytesIO()
     Image.fromarray((rgba * 255).round().astype(np.uint8), "RGBA").save(buffer, "PNG")
     return buffer.getvalue()

@@ -64,6 +64,9 @@ class FileFacts:
     png_text: dict[str, str] = field(default_factory=dict)
     icc_profile: str | None = None
     c2pa: dict[str, Any] = field(default_factory=dict)  # see ``c2pa_summary``
+    # bytes after the image's end (PNG's IEND chunk, JPEG's end marker, the RIFF or BMP size):
+    # not part of the picture that was scored; None for formats not checked (GIF, TIFF)
+    appended_bytes: int | None = None
     problems: list[str] = field(default_factory=list)  # metadata that could not be read
 
     def as_dict(self) -> dict[str, Any]:
@@ -110,7 +113,77 @@ def file_facts(data: bytes) -> FileFacts:
         facts["png_text"] = _png_text(image, problems)
         facts["icc_profile"] = _icc_name(image.info.get("icc_profile"), problems)
     facts["c2pa"] = c2pa_summary(data, facts["format"])
+    facts["appended_bytes"] = appended_bytes(data, facts["format"])
     return FileFacts(**facts, problems=problems)
+
+
+def appended_bytes(data: bytes, image_format: str) -> int | None:
+    """How many bytes follow the end of the image in ``data`` (a file with something hidden or
+    left after it); None where the format's end is not checked or cannot be found.
+
+    >>> import io
+    >>> from PIL import Image
+    >>> buffer = io.BytesIO()
+    >>> Image.new("RGB", (8, 8)).save(buffer, "PNG")
+    >>> appended_bytes(buffer.getvalue(), "PNG"), appended_bytes(buffer.getvalue() + b"zip", "PNG")
+    (0, 3)
+    """
+    end = {"PNG": _png_end, "JPEG": _jpeg_end, "WEBP": _riff_end, "BMP": _bmp_end}.get(
+        image_format, lambda _: None
+    )(data)
+    return None if end is None or end > len(data) else len(data) - end
+
+
+def _png_end(data: bytes) -> int | None:
+    """The offset after the IEND chunk, walking the chunks from the signature."""
+    offset = 8
+    while offset + 12 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        kind = data[offset + 4 : offset + 8]
+        offset += 12 + length
+        if kind == b"IEND":
+            return offset
+    return None
+
+
+def _jpeg_end(data: bytes) -> int | None:
+    """The offset after the end-of-image marker, walking the segments and the entropy-coded
+    data (where 0xFF is followed by 0x00 or a restart marker) of every scan."""
+    offset = 2  # after the start-of-image marker
+    while offset + 2 <= len(data):
+        if data[offset] != 0xFF:
+            return None
+        marker = data[offset + 1]
+        if marker == 0xFF:  # fill byte
+            offset += 1
+            continue
+        if marker == 0xD9:
+            return offset + 2
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            offset += 2
+            continue
+        if offset + 4 > len(data):
+            return None
+        offset += 2 + int.from_bytes(data[offset + 2 : offset + 4], "big")
+        if marker == 0xDA:  # a scan: its data runs to the next marker that is not escaped
+            while True:
+                offset = data.find(b"\xff", offset)
+                if offset < 0 or offset + 1 >= len(data):
+                    return None
+                following = data[offset + 1]
+                if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
+                    offset += 1 if following == 0xFF else 2
+                    continue
+                break
+    return None
+
+
+def _riff_end(data: bytes) -> int | None:
+    return 8 + int.from_bytes(data[4:8], "little") if len(data) >= 8 else None
+
+
+def _bmp_end(data: bytes) -> int | None:
+    return int.from_bytes(data[2:6], "little") if len(data) >= 6 else None
 
 
 def _cut(text: str) -> str:

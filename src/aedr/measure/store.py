@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
@@ -39,6 +40,10 @@ CREATE TABLE IF NOT EXISTS results (
     created TEXT NOT NULL DEFAULT (datetime('now'))
 ) WITHOUT ROWID;
 """
+_RESULT_COLUMNS = {"image": "BLOB", "annotation": "TEXT", "seq": "INTEGER"}
+"""Added to ``results`` since 0.9.0 (a store made earlier gains them when opened): the uploaded
+image (NULL when only its hashes are kept), the analyst's case label and note (JSON) and the
+order results were kept in (the history's, newest first; NULL for results kept earlier)."""
 
 
 def default_store_path() -> Path:
@@ -93,6 +98,10 @@ class ScoreStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            present = {row[1] for row in self._db.execute("PRAGMA table_info(results)")}
+            for column, kind in _RESULT_COLUMNS.items():
+                if column not in present:
+                    self._db.execute(f"ALTER TABLE results ADD COLUMN {column} {kind}")
         except sqlite3.DatabaseError as exc:
             raise StoreError(
                 f"cannot use score store {self.path}: {exc}; measure without it, or move the "
@@ -129,20 +138,82 @@ class ScoreStore:
             (content, provenance, json.dumps(dict(record))),
         )
 
-    def put_result(self, result_id: str, result: Mapping[str, Any]) -> None:
-        """Keep a finished attribution (what ``aedr serve`` answered) under its id."""
+    def put_result(
+        self, result_id: str, result: Mapping[str, Any], image: bytes | None = None
+    ) -> None:
+        """Keep a finished attribution (what ``aedr serve`` answered) under its id, with the
+        image it was made on when given."""
         self._execute(
-            "INSERT OR REPLACE INTO results (id, result) VALUES (?, ?)",
-            (result_id, json.dumps(dict(result))),
+            "INSERT OR REPLACE INTO results (id, result, image, seq) "
+            "VALUES (?, ?, ?, (SELECT coalesce(max(seq), 0) + 1 FROM results))",
+            (result_id, json.dumps(dict(result)), image),
         )
 
     def get_result(self, result_id: str, keep_days: float | None = None) -> dict[str, Any] | None:
-        """The result kept under ``result_id``; None if absent, or older than ``keep_days``."""
+        """The result kept under ``result_id``, with its ``annotation`` (``{}`` when none);
+        None if absent, or older than ``keep_days``."""
         row = self._execute(
-            "SELECT result FROM results WHERE id=? AND created >= datetime('now', ?)",
+            "SELECT result, annotation FROM results WHERE id=? AND created >= datetime('now', ?)",
             (result_id, _age(keep_days)),
         ).fetchone()
-        return _stored(row)
+        result = _stored(row)
+        return None if result is None else {**result, "annotation": _annotation(row[1])}
+
+    def result_image(self, result_id: str, keep_days: float | None = None) -> bytes | None:
+        """The image a kept result was made on; None when absent or not kept."""
+        row = self._execute(
+            "SELECT image FROM results WHERE id=? AND created >= datetime('now', ?)",
+            (result_id, _age(keep_days)),
+        ).fetchone()
+        return None if row is None else row[0]
+
+    def annotate_result(self, result_id: str, annotation: Mapping[str, str]) -> bool:
+        """Set a kept result's annotation (case label, note); whether it exists."""
+        return (
+            self._execute(
+                "UPDATE results SET annotation=? WHERE id=?",
+                (json.dumps(dict(annotation)), result_id),
+            ).rowcount
+            == 1
+        )
+
+    def find_results(
+        self,
+        text: str = "",
+        verdict: str = "",
+        keep_days: float | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Summaries of kept results, newest first: those whose file name, SHA-256, case label
+        or note contains ``text`` (any case) and whose verdict is ``verdict`` (when given)."""
+        pattern = "%" + re.sub(r"([\\%_])", r"\\\1", text.lower()) + "%"
+        rows = self._execute(
+            "SELECT id, result, annotation, image IS NOT NULL FROM results "
+            "WHERE created >= datetime('now', ?) AND lower(json_extract(result, '$.filename') "
+            "|| ' ' || coalesce(json_extract(result, '$.file.sha256'), '') || ' ' || "
+            "coalesce(json_extract(annotation, '$.case'), '') || ' ' || "
+            "coalesce(json_extract(annotation, '$.note'), '')) LIKE ? ESCAPE '\\' "
+            "AND (? = '' OR json_extract(result, '$.verdict') = ?) "
+            "ORDER BY coalesce(seq, 0) DESC, created DESC LIMIT ?",
+            (_age(keep_days), pattern, verdict, verdict, limit),
+        ).fetchall()
+        found = []
+        for result_id, text_record, annotation, kept in rows:
+            record = _stored((text_record,))
+            if record is None:
+                continue
+            found.append({
+                "id": result_id, "filename": record.get("filename"),
+                "sha256": record.get("file", {}).get("sha256"), "verdict": record.get("verdict"),
+                "candidates": record.get("candidates", []), "confidence": record.get("confidence"),
+                "uploaded": record.get("uploaded"), "image_kept": bool(kept),
+                "annotation": _annotation(annotation),
+            })  # fmt: skip
+        return found
+
+    def delete_result(self, result_id: str) -> bool:
+        """Remove a kept result and its image; whether there was one."""
+        return self._execute("DELETE FROM results WHERE id=?", (result_id,)).rowcount == 1
 
     def expire_results(self, keep_days: float) -> int:
         """Delete the results made more than ``keep_days`` ago; how many were deleted."""
@@ -178,6 +249,15 @@ def _stored(row: tuple | None) -> dict[str, Any] | None:
     except (TypeError, ValueError, RecursionError):
         return None
     return record if isinstance(record, dict) else None
+
+
+def _annotation(text: str | None) -> dict[str, str]:
+    """A stored annotation; an unreadable one is as good as none."""
+    try:
+        value = json.loads(text) if text else {}
+    except (TypeError, ValueError, RecursionError):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(v, str)} if isinstance(value, dict) else {}
 
 
 SQLITE_FULL = 13  # sqlite3.SQLITE_FULL from Python 3.11
