@@ -242,7 +242,7 @@ def decide(record: Measurement, calibration: Calibration) -> ModelDecision:
     return ModelDecision(
         record.model, group, calibration.statistic, None, calibration.threshold, False, None,
         None, error, calibration.false_acceptance, calibration.tuning.get("jpeg_quality"),
-        p_value_resolution=1 / (calibration.n + 1),
+        p_value_resolution=calibration.p_value_resolution,
     )  # fmt: skip
 
 
@@ -257,7 +257,7 @@ def decision(
         calibration.belongs(signal, shortfall), calibration.p_value(signal),
         (threshold - signal) / abs(threshold) if threshold else None, "",
         calibration.false_acceptance, calibration.tuning.get("jpeg_quality"), shortfall,
-        1 / (calibration.n + 1),
+        calibration.p_value_resolution,
     )  # fmt: skip
 
 

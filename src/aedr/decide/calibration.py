@@ -170,6 +170,11 @@ class Calibration:
         signal (too little evidence), or "" (``Statistic.shortfall``)."""
         return get_statistic(self.statistic).shortfall(record)
 
+    @property
+    def p_value_resolution(self) -> float:
+        """1 / (n + 1): the smallest p-value n calibration images can tell apart from zero."""
+        return 1 / (self.n + 1)
+
     def p_value(self, signal: float) -> float:
         """Upper tail at ``signal`` of the fitted KDE, restricted like the threshold to the
         paper's grid range [min - s, max + s]: the share of this model's own images expected to
