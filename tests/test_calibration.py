@@ -11,6 +11,7 @@ from aedr.decide.calibration import (
     calibrate,
     choose_alpha,
     fit_jpeg_thresholds,
+    fit_size_thresholds,
     kde_threshold,
     provenance_of_records,
     record_jpeg_quality,
@@ -330,3 +331,55 @@ def test_record_jpeg_quality_reads_ints_and_csv_cells():
         75, 75, None, None, None,
     ]  # fmt: skip
     assert record_jpeg_quality({}) is None
+
+
+def test_smaller_images_are_decided_at_thresholds_interpolated_towards_their_crops(tmp_path):
+    """Own images of 256 px score around 1.0, their 128 px centre crops around 2.0: an image
+    of 128 px or less takes the crops' threshold, one of 181 px (halfway on a log scale) one
+    halfway between, one of 256 px or more the calibration's own."""
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio")
+    crops = _jpeg_records(2.0, seed=1)
+    fitted = fit_size_thresholds(clean, {128: crops}, 256)
+    small, middle = fitted.at_size(100), fitted.at_size(181)
+    assert fitted.at_size(256) is fitted and fitted.at_size(900) is fitted
+    assert fitted.at_size(None) is fitted and clean.at_size(128) is clean
+    assert small.tuning["size_side"] == 128 and small is fitted.at_size(128)
+    assert small.threshold == pytest.approx(kde_threshold([r["loss1"] for r in crops], 0.05))
+    assert middle.tuning["size_side"] == 184  # the side on the 8-pixel grid
+    halfway = (clean.threshold + small.threshold) / 2
+    assert middle.threshold == pytest.approx(halfway, abs=0.05)
+    assert clean.threshold + 0.8 < small.threshold and small.negatives == clean.negatives
+    fitted.save(tmp_path / "c.json")
+    loaded = Calibration.load(tmp_path / "c.json")
+    assert loaded.at_size(128).threshold == pytest.approx(small.threshold)
+    assert "sizes" not in clean.as_dict()  # the content (and digest) of calibrations without
+    with pytest.raises(CalibrationError, match="not smaller"):
+        fit_size_thresholds(clean, {256: crops}, 256)
+
+
+def test_candidate_thresholds_take_each_images_size_and_jpegs_their_quality():
+    from aedr.decide.attribution import CandidateThresholds
+
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio")
+    sized = fit_size_thresholds(clean, {128: _jpeg_records(2.0, seed=1)}, 256)
+    both = fit_jpeg_thresholds(sized, {75: _jpeg_records(1.5, seed=2)})
+    thresholds = CandidateThresholds([both])
+    assert thresholds.at(None, 128)[0]["m"].tuning["size_side"] == 128
+    assert thresholds.at(None, 256)[0]["m"].threshold == both.threshold
+    jpeg = thresholds.at(75, 128)[0]["m"]  # a JPEG takes its quality's threshold
+    assert jpeg.tuning["jpeg_quality"] == 75 and "size_side" not in jpeg.tuning
+    plain = CandidateThresholds([sized]).at(75, 128)[0]["m"]  # no JPEG thresholds: its size's
+    assert plain.tuning["size_side"] == 128
+
+
+def test_a_smaller_images_threshold_attributes_no_more_negatives_than_the_calibration():
+    negatives = _jpeg_records(1.9, n=40, seed=5)  # photos that score near the crops
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio", negatives=negatives,
+                      negative_sources=["photos"])  # fmt: skip
+    assert clean.false_acceptance == 0.0
+    fitted = fit_size_thresholds(clean, {128: _jpeg_records(2.0, seed=1)}, 256)
+    small = fitted.at_size(128)
+    uncapped = kde_threshold(fitted.sizes["crops"]["128"]["signals"], 0.05)
+    assert small.threshold < uncapped  # capped: the crops' own threshold accepts many photos
+    assert small.false_acceptance <= 0.05 and clean.false_acceptance <= 0.05
+    assert np.mean(clean.negative_signals < uncapped) > 0.5

@@ -127,3 +127,38 @@ def test_generator_free_calibration_loads_the_model_once(random_tiny, tmp_path):
         "generator-free: 8 decoder-made images from 3 photos"
         in (run.calibration.tuning["belonging_images"])
     )
+
+
+def test_calibrations_carry_thresholds_for_smaller_images_measured_once_per_image(
+    random_tiny, tmp_path
+):
+    folder = tmp_path / "own"
+    folder.mkdir()
+    for index in range(6):
+        Image.fromarray(smooth_image(index, (128, 128))).save(folder / f"{index}.png")
+    model = copy_of(random_tiny)
+    Counting.encoded = 0
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        runs = [
+            calibrate_images(Scorer([model], store=store), [folder], s, default_negatives=False)
+            for s in ("ratio", "aedr")
+        ]
+    assert Counting.encoded == (6 + 6) * 2  # each image and its crop once, for both statistics
+    calibration = runs[0].calibration
+    assert calibration.sizes["side"] == 128 and list(calibration.sizes["crops"]) == ["64"]
+    assert calibration.sizes["crops"]["64"]["n"] == 6
+    bare = calibrate_images(Scorer([model]), [folder], "ratio", default_negatives=False,
+                            size_thresholds=False).calibration  # fmt: skip
+    assert not bare.sizes and bare.threshold == calibration.threshold
+
+    crop = tmp_path / "crop.png"
+    Image.fromarray(smooth_image(9, (128, 128))[32:96, 32:96]).save(crop)
+    whole = tmp_path / "whole.png"
+    Image.fromarray(smooth_image(9, (128, 128))).save(whole)
+    attributor = Attributor([calibration], [model])
+    small, large = attributor.attribute_file(crop), attributor.attribute_file(whole)
+    assert small.decisions[0].threshold_side == 64
+    assert small.decisions[0].threshold == calibration.at_size(64).threshold
+    assert large.decisions[0].threshold_side is None
+    assert large.decisions[0].threshold == calibration.threshold
+    assert small.rows()[0]["threshold_side"] == 64

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from aedr.autoencoders.base import Autoencoder
 from aedr.decide.attribution import Attribution, CandidateThresholds, attribute
-from aedr.decide.calibration import Calibration, CalibrationError
+from aedr.decide.calibration import Calibration, CalibrationError, image_side
 from aedr.measure.images import DEFAULT_MAX_PIXELS, iter_image_files
 from aedr.measure.record import Measurement
 from aedr.measure.scorer import DEFAULT_MAX_MODEL_PIXELS, DEFAULT_WORKERS, Scorer
@@ -168,7 +168,9 @@ class Attributor:
         return self._attribute(self.scorer.score_file(path))
 
     def _attribute(self, records: Sequence[Measurement]) -> Attribution:
-        calibrations, family = self.thresholds.at(records[0].jpeg_quality if records else None)
+        first = records[0] if records else None
+        side = image_side(first.width, first.height) if first else None
+        calibrations, family = self.thresholds.at(first.jpeg_quality if first else None, side)
         return replace(attribute(records, calibrations, family=family), sources=self.sources)
 
     def attribute_paths(self, paths: Iterable[str | os.PathLike]) -> Iterator[Attribution]:

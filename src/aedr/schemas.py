@@ -116,6 +116,23 @@ class JpegThresholdFile(_Signals):
 JpegQuality = Annotated[str, Field(pattern=r"^(100|[1-9][0-9]?)$")]
 
 
+class SizeThresholdFile(_Signals):
+    """A calibration's threshold for centre crops of one side of its own images."""
+
+    threshold: FiniteFloat
+    summary: dict[str, float]
+
+
+class SizesFile(_Strict):
+    """A calibration's thresholds for smaller images (``Calibration.at_size``)."""
+
+    side: Annotated[float, Field(gt=0.0, allow_inf_nan=False)]
+    crops: Annotated[
+        dict[Annotated[str, Field(pattern=r"^[1-9][0-9]{0,4}$")], SizeThresholdFile],
+        Field(min_length=1, max_length=20),
+    ]
+
+
 class CalibrationFile(_Signals):
     """A calibration file (``aedr calibrate --out``), format 2."""
 
@@ -132,6 +149,7 @@ class CalibrationFile(_Signals):
     local: LocalCalibrationFile | None = None
     negatives: NegativesFile | None = None
     jpeg: Annotated[dict[JpegQuality, JpegThresholdFile], Field(max_length=100)] | None = None
+    sizes: SizesFile | None = None
     aedr_version: Annotated[str, Field(max_length=100)] = ""
     created: Annotated[str, Field(max_length=100)] = ""
     digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]

@@ -19,7 +19,7 @@ import itertools
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from aedr.decide.calibration import (
     check_jpeg_qualities,
     choose_alpha,
     fit_jpeg_thresholds,
+    fit_size_thresholds,
     records_of_model,
 )
 from aedr.decide.evaluation import EvaluationResult, evaluate, read_labels
@@ -50,7 +51,7 @@ from aedr.decide.localization import (
 from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
 from aedr.errors import AedrError
 from aedr.measure.evidence import DEFAULT_WINDOW, local_map
-from aedr.measure.images import ImageError, iter_image_files
+from aedr.measure.images import ImageError, iter_image_files, read_image
 from aedr.measure.provenance import Provenance
 from aedr.measure.record import Measurement
 from aedr.measure.scorer import Scorer
@@ -84,6 +85,7 @@ def calibrate_images(
     local_window: float | None = None,
     jpeg_qualities: Sequence[int] = (),
     jpeg_statistic: str | None = None,
+    size_thresholds: bool = True,
 ) -> CalibrationRun:
     """Measure images the scorer's one model made and fit its calibration on them.
 
@@ -95,7 +97,10 @@ def calibrate_images(
     input order and measures no more (the authors' ``cal_threshold.py`` reads 500).
     ``local_window`` also fits the local-map threshold at the same alpha (``DEFAULT_ALPHA`` with "auto"); the
     scorer must keep local maps. ``jpeg_qualities`` also fits a threshold for JPEG files at each
-    quality, reading ``jpeg_statistic`` (:func:`add_jpeg_thresholds`). A scorer that undoes a resize (``resized_by``)
+    quality, reading ``jpeg_statistic`` (:func:`add_jpeg_thresholds`). ``size_thresholds``
+    also fits thresholds for smaller images, on centre crops of the images
+    (:func:`add_size_thresholds`; where the scorer measures whole images on their own grid). A
+    scorer that undoes a resize (``resized_by``)
     measures each image, and each default negative, resized by that factor first, as a platform
     would: the calibration then holds for images resized so (images that already were go
     through ``aedr score`` and :func:`calibrate_measurements`).
@@ -138,12 +143,79 @@ def calibrate_images(
             calibration.local = fit_local_threshold(samples, local_window, calibration.alpha)
         except (LocalCalibrationError, ValueError) as exc:
             raise CalibrationError(str(exc)) from None
+    if size_thresholds and _whole_images(scorer):
+        sides = [(m.width * m.height) ** 0.5 for m in good if m.width and m.height]
+        if sides and size_ladder(float(np.median(sides))):
+            calibration = add_size_thresholds(
+                scorer, calibration, [m.path for m in good], float(np.median(sides))
+            )
     if jpeg_qualities:
         calibration = add_jpeg_thresholds(
             scorer, calibration, [m.path for m in good], jpeg_qualities,
             default_negatives=default_negatives, statistic=jpeg_statistic,
         )  # fmt: skip
     return CalibrationRun(calibration, records, failed)
+
+
+CROP_FRACTION = 0.5
+"""The centre crops a calibration measures for smaller images, as a share of its images' side:
+thresholds between are interpolated (a 192 px crop of 256 px images: docs/results/robustness.md#image-size)."""
+MIN_CROP_SIDE = 64
+"""No size thresholds for crops smaller than this (tiny images get a caution instead)."""
+
+
+def size_ladder(side: float) -> list[int]:
+    """The sides of the centre crops measured for images of ``side``: half of it, on the
+    8-pixel grid, where that is at least ``MIN_CROP_SIDE``.
+
+    >>> size_ladder(256), size_ladder(1024), size_ladder(100)
+    ([128], [512], [])
+    """
+    crop = int(side * CROP_FRACTION) // 8 * 8
+    return [crop] if crop >= MIN_CROP_SIDE else []
+
+
+def _whole_images(scorer: Scorer) -> bool:
+    """Whether the scorer measures each image whole on its own grid (not resized to a fixed
+    size, not in sampled crops, not undoing a resize): where a crop is a smaller image."""
+    settings = scorer.settings
+    return (
+        settings.alignment == "crop" and settings.crop is None and settings.resized_by is None
+        and settings.measurement == "reconstruction"
+    )  # fmt: skip
+
+
+def add_size_thresholds(
+    scorer: Scorer, calibration: Calibration, images: Sequence[str | os.PathLike], side: float
+) -> Calibration:
+    """``calibration`` with thresholds for smaller images: the centre crops (on the 8-pixel
+    grid) of ``images``, whose median side is ``side``, at each side of ``size_ladder(side)``,
+    measured by ``scorer`` once each (:func:`~aedr.decide.calibration.fit_size_thresholds`)."""
+    from aedr.synthesis import save_images
+
+    transpose = scorer.settings.exif == "transpose"
+    records: dict[int, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="aedr-crops-") as scratch:
+        for crop in size_ladder(side):
+            cut = []
+            for path in images:
+                try:
+                    rgb = read_image(path, scorer.max_pixels, exif_transpose=transpose).rgb
+                except ImageError:
+                    continue
+                height, width = rgb.shape[:2]
+                if min(height, width) < crop:
+                    continue
+                top, left = (height - crop) // 2 // 8 * 8, (width - crop) // 2 // 8 * 8
+                cut.append(np.ascontiguousarray(rgb[top : top + crop, left : left + crop]))
+            paths = save_images(cut, Path(scratch) / str(crop), "crop-")
+            records[crop] = [m.as_dict() for m in scorer.score_paths(paths) if m.ok]
+    try:
+        return fit_size_thresholds(calibration, records, side)
+    except CalibrationError as exc:  # the calibration holds for its own size all the same
+        return replace(
+            calibration, tuning={**calibration.tuning, "size_thresholds": f"none: {exc}"}
+        )
 
 
 def add_jpeg_thresholds(

@@ -66,7 +66,7 @@ ATTRIBUTION_FIELDS = (
     "path", "model", "group", "statistic", "signal", "threshold", "belongs", "p_value",
     "p_value_resolution", "margin", "verdict",
     "verdict_group", "candidates", "region_share", "false_acceptance", "false_attribution",
-    "explanation", "degradation", "threshold_quality", "caution", "confidence", "calibration",
+    "explanation", "degradation", "threshold_quality", "threshold_side", "caution", "confidence", "calibration",
     "calibration_origin", "error",
 )  # fmt: skip
 CONFIDENT_P = 0.25
@@ -98,6 +98,8 @@ class ModelDecision:
     # 1 / (n + 1) for a calibration of n images: a p-value below it says no more than "below
     # it" (the smallest share of n + 1 images), however far the fitted KDE's tail reaches
     p_value_resolution: float | None = None
+    # the image side whose threshold applied (``Calibration.at_size``); None: the calibration's
+    threshold_side: int | None = None
 
     @property
     def p_value_text(self) -> str:
@@ -217,7 +219,8 @@ class Attribution:
                 "false_acceptance": d.false_acceptance,
                 "false_attribution": family.rate if family is not None else None,
                 "explanation": explanation, "degradation": found.get(d.model, ""),
-                "threshold_quality": d.threshold_quality, "caution": self.caution,
+                "threshold_quality": d.threshold_quality, "threshold_side": d.threshold_side,
+                "caution": self.caution,
                 "confidence": self.confidence,
                 "calibration": self.sources.get(d.model, ("", ""))[1],
                 "calibration_origin": self.sources.get(d.model, ("", ""))[0],
@@ -243,6 +246,7 @@ def decide(record: Measurement, calibration: Calibration) -> ModelDecision:
         record.model, group, calibration.statistic, None, calibration.threshold, False, None,
         None, error, calibration.false_acceptance, calibration.tuning.get("jpeg_quality"),
         p_value_resolution=calibration.p_value_resolution,
+        threshold_side=calibration.tuning.get("size_side"),
     )  # fmt: skip
 
 
@@ -257,7 +261,7 @@ def decision(
         calibration.belongs(signal, shortfall), calibration.p_value(signal),
         (threshold - signal) / abs(threshold) if threshold else None, "",
         calibration.false_acceptance, calibration.tuning.get("jpeg_quality"), shortfall,
-        calibration.p_value_resolution,
+        calibration.p_value_resolution, calibration.tuning.get("size_side"),
     )  # fmt: skip
 
 
@@ -425,7 +429,9 @@ class CandidateThresholds:
     """The candidates' calibrations as they apply to one image, and their false attribution.
 
     A JPEG file takes each calibration's thresholds for the nearest JPEG quality it has
-    (:meth:`~aedr.decide.calibration.Calibration.at_jpeg_quality`); with
+    (:meth:`~aedr.decide.calibration.Calibration.at_jpeg_quality`), any other image (and a JPEG
+    where the calibration has no JPEG thresholds) those for its size
+    (:meth:`~aedr.decide.calibration.Calibration.at_size`); with
     ``max_false_attribution`` every such set is limited on its own negatives. Each set is made
     once; the sets for the calibrated qualities are made (and refused, if they cannot be) now.
     """
@@ -434,15 +440,20 @@ class CandidateThresholds:
         self, calibrations: Sequence[Calibration], max_false_attribution: float | None = None
     ):
         self._candidates, self._limit = list(calibrations), max_false_attribution
-        self._sets: dict[tuple[int | None, ...], Any] = {}
+        self._sets: dict[tuple, Any] = {}
         for quality in (None, *sorted({q for c in calibrations for q in c.jpeg_qualities})):
             self.at(quality)
 
-    def at(self, quality: int | None) -> tuple[dict[str, Calibration], FalseAttribution | None]:
-        """(calibrations by model, false attribution) for a JPEG of ``quality``, or any other
-        image (None)."""
-        views = [c.at_jpeg_quality(quality) for c in self._candidates]
-        key = tuple(v.tuning.get("jpeg_quality") for v in views)
+    def at(
+        self, quality: int | None, side: float | None = None
+    ) -> tuple[dict[str, Calibration], FalseAttribution | None]:
+        """(calibrations by model, false attribution) for a JPEG of ``quality`` (None: any other
+        image) whose side (the square root of its pixel count) is ``side``."""
+        views = [
+            c.at_jpeg_quality(quality) if quality is not None and c.jpeg else c.at_size(side)
+            for c in self._candidates
+        ]
+        key = tuple((v.tuning.get("jpeg_quality"), v.tuning.get("size_side")) for v in views)
         if key not in self._sets:
             if self._limit is not None and views:
                 views = limit_false_attribution(views, self._limit)

@@ -12,6 +12,7 @@ records that it was assumed. A digest over every field makes an edited file an e
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -122,6 +123,10 @@ class Calibration:
     # thresholds for JPEG files (``fit_jpeg_thresholds``): IJG quality (as text) -> threshold, n,
     # signals, summary and negatives of the same images re-encoded at that quality
     jpeg: dict[str, Any] = field(default_factory=dict)
+    # thresholds for smaller images (``fit_size_thresholds``): ``side``, the median side (square
+    # root of the pixel count) of the calibration's own images, and ``crops``: side (as text) ->
+    # threshold, n, signals and summary of those images' centre crops of that side
+    sizes: dict[str, Any] = field(default_factory=dict)
     aedr_version: str = ""
     created: str = ""
     format: int = CALIBRATION_FORMAT
@@ -236,6 +241,57 @@ class Calibration:
             )  # fmt: skip
         return views[nearest]
 
+    def at_size(self, side: float | None) -> Calibration:
+        """This calibration as it applies to an image of ``side`` (the square root of its pixel
+        count): itself at or above the side of its own images, or without size thresholds;
+        below it, the signals of its own images interpolated towards those of their centre
+        crops, quantile by quantile on a log scale of the side (the smallest crop's below it),
+        with the threshold fitted on them at the same alpha, noted in ``tuning["size_side"]``
+        (the side rounded to 8 pixels).
+
+        A smaller view of the same image keeps more of its border, where a decoder's
+        reconstruction is worst, so a model's own images score higher (less like it) the
+        smaller they are: thresholds fitted on full-size images reject most crops and
+        thumbnails (docs/results/robustness.md#image-size)."""
+        if side is None or not self.sizes or side >= self.sizes["side"]:
+            return self
+        crops = sorted((float(s), np.asarray(e["signals"], float))
+                       for s, e in self.sizes["crops"].items())  # fmt: skip
+        key = int(round(max(side, crops[0][0]) / 8) * 8)
+        views = self.__dict__.setdefault("_size_views", {})
+        if key not in views:
+            points = [*crops, (float(self.sizes["side"]), np.asarray(self.signals, float))]
+            values = list(points[0][1])  # at or below the smallest crop: its own signals
+            for (lower, low), (upper, high) in itertools.pairwise(points):
+                if lower < key <= upper:
+                    count = min(len(low), len(high))
+                    quantiles = (np.arange(count) + 0.5) / count
+                    weight = np.log(upper / key) / np.log(upper / lower)
+                    mixed = weight * np.quantile(low, quantiles)
+                    values = list(mixed + (1 - weight) * np.quantile(high, quantiles))
+                    break
+            values = [float(v) for v in values]
+            views[key] = replace(
+                self, threshold=self._capped(kde_threshold(values, self.alpha)), n=len(values),
+                signals=values, summary=signal_summary(values), sizes={},
+                tuning={**self.tuning, "size_side": key},
+            )  # fmt: skip
+        return views[key]
+
+    def _capped(self, threshold: float) -> float:
+        """``threshold``, lowered where needed so that it accepts no larger a share of the
+        negatives than this calibration does, or alpha if that is larger: a smaller image is
+        also harder to tell from a photo (measured: docs/results/robustness.md#image-size), and
+        a smaller view must not attribute more of them than the calibration states."""
+        signals = self.negative_signals
+        if not signals.size:
+            return threshold
+        cap = max(self.alpha, self.false_acceptance or 0.0)
+        shortfalls = self.negatives.get("shortfalls") or [""] * signals.size
+        eligible = np.sort([v for v, why in zip(signals, shortfalls, strict=True) if not why])
+        allowed = int(np.floor(cap * signals.size + 1e-9))
+        return threshold if allowed >= eligible.size else min(threshold, float(eligible[allowed]))
+
     @property
     def negative_signals(self) -> np.ndarray:
         """The statistic on images the model did not make (empty when none were measured)."""
@@ -245,7 +301,7 @@ class Calibration:
         # sections left empty are left out: the content (and digest) of a file written before
         # they existed stays the same
         skip = {"digest", "signature"} | {
-            n for n in ("local", "negatives", "jpeg") if not getattr(self, n)
+            n for n in ("local", "negatives", "jpeg", "sizes") if not getattr(self, n)
         }
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
@@ -471,6 +527,21 @@ def _negatives_section(
     return section
 
 
+def image_side(width: Any, height: Any) -> float | None:
+    """The side of an image of ``width`` x ``height`` as ``Calibration.at_size`` reads it: the
+    square root of its pixel count (None where the size is unknown).
+
+    >>> image_side(256, 64), image_side(None, 64)
+    (128.0, None)
+    """
+    sides = (width, height)
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in sides):
+        return None
+    if min(width, height) <= 0:
+        return None
+    return float((width * height) ** 0.5)
+
+
 def record_jpeg_quality(record: Mapping[str, Any]) -> int | None:
     """A measurement record's JPEG quality (None for other files, and for records without one,
     such as older files): an int, or its text in a CSV cell."""
@@ -491,6 +562,33 @@ def check_jpeg_qualities(qualities: Sequence[int]) -> None:
             "JPEG qualities are distinct whole numbers from 1 to 100, not "
             + ", ".join(map(repr, qualities))
         )
+
+
+def fit_size_thresholds(
+    calibration: Calibration,
+    records: Mapping[int, Sequence[Mapping[str, Any]]],
+    side: float,
+) -> Calibration:
+    """A copy of ``calibration`` with thresholds for smaller images: ``records[s]`` measure
+    centre crops of side s of the calibration's own images, whose median side is ``side``
+    (:meth:`Calibration.at_size` interpolates between them). Same statistic, parameters and
+    alpha; measurements made another way are refused."""
+    reader = get_statistic(calibration.statistic)
+    crops = {}
+    for crop, crop_records in sorted(records.items()):
+        if not 0 < crop < side:
+            raise CalibrationError(f"a crop of {crop} px is not smaller than the images' {side:g}")
+        usable = [r for r in crop_records if reader.usable(r)]
+        if len(usable) < 2:
+            raise CalibrationError(
+                f"{len(usable)} usable measurements of {crop} px centre crops: need at least 2"
+            )
+        _check_same_provenance(calibration, usable, f"centre crops of {crop} px")
+        signals = [calibration.value(r) for r in usable]
+        crops[str(crop)] = {"threshold": kde_threshold(signals, calibration.alpha),
+                            "n": len(signals), "signals": signals,
+                            "summary": signal_summary(signals)}  # fmt: skip
+    return replace(calibration, sizes={"side": float(side), "crops": crops}, digest="")
 
 
 def fit_jpeg_thresholds(

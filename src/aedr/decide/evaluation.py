@@ -33,6 +33,7 @@ from aedr.decide.calibration import (
     UNVERIFIED_IDENTITY,
     Calibration,
     calibrate,
+    image_side,
     record_jpeg_quality,
 )
 from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
@@ -228,12 +229,16 @@ def evaluate(
     if not rows:
         raise EvaluationError("no score record matches a label (compare their path columns)")
     sources = sorted(set(truth.values()))
-    # a JPEG record is decided at its quality's thresholds, where the calibrations have them
-    qualities = {path: record_jpeg_quality(record)
-                 for model_rows in rows.values() for path, record in model_rows.items()}  # fmt: skip
+    # a JPEG record is decided at its quality's thresholds, where the calibrations have them,
+    # any other at its size's (as ``aedr attribute`` decides them)
+    at = {
+        path: (record_jpeg_quality(record), image_side(record.get("width"), record.get("height")))
+        for model_rows in rows.values()
+        for path, record in model_rows.items()
+    }
 
     def decided_at(path: str) -> dict[str, Calibration]:
-        return thresholds.at(qualities[path])[0]
+        return thresholds.at(*at[path])[0]
 
     reports = {
         model: _model_report(
