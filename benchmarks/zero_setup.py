@@ -71,6 +71,22 @@ def timed_cli(*args: str, source: str | None = None) -> float:
     return time.perf_counter() - start
 
 
+def print_verdicts(records, labels, alpha, statistic, calibrations) -> None:
+    """One table row (and confusion) per set of calibrations, on the same records."""
+    print("| calibrations | verdict accuracy | real photos attributed | own images named | "
+          "acc. vs other models | acc. vs real | ROC AUC |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for title, chosen in calibrations.items():
+        result = evaluate(records, labels, chosen, statistic, alpha)
+        numbers, means = open_set_metrics(result.confusion), mean_table(result)
+        print(f"| {title} | {numbers['verdict_accuracy']:.3f} | "
+              f"{numbers['real_false_attribution']:.3f} | {numbers['own_recall']:.3f} | "
+              f"{np.mean([m['vs_models'] for m in means.values()]):.4f} | "
+              f"{np.mean([m['vs_real'] for m in means.values()]):.4f} | "
+              f"{np.mean([m['auc'] for m in means.values()]):.4f} |")  # fmt: skip
+        print(f"confusion ({title}): {result.confusion}")
+
+
 def centre_crops(labels: dict[str, str], folder: Path, side: int) -> dict[str, str]:
     """The centre ``side`` px crop (on the 8-pixel grid) of each labelled image, labelled alike."""
     folder.mkdir(parents=True)
@@ -138,40 +154,17 @@ def main() -> None:
             own[name] = calibrate(own_records[name], name, args.alpha, statistic.name,
                                   negatives=kept, negative_sources=[NEGATIVE_SET])  # fmt: skip
         print("\n### Verdicts with all five candidates (the same test images)")
-        print("| calibrations | verdict accuracy | real photos attributed | own images named | "
-              "acc. vs other models | acc. vs real | ROC AUC |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|")
-        for title, calibrations in (("built from the autoencoders (zero set-up, default)", built),
-                                    ("own images (40 per model)", own)):  # fmt: skip
-            result = evaluate(test_records, labels, calibrations, statistic.name, args.alpha)
-            numbers, means = open_set_metrics(result.confusion), mean_table(result)
-            print(f"| {title} | {numbers['verdict_accuracy']:.3f} | "
-                  f"{numbers['real_false_attribution']:.3f} | {numbers['own_recall']:.3f} | "
-                  f"{np.mean([m['vs_models'] for m in means.values()]):.4f} | "
-                  f"{np.mean([m['vs_real'] for m in means.values()]):.4f} | "
-                  f"{np.mean([m['auc'] for m in means.values()]):.4f} |")  # fmt: skip
-            print(f"confusion ({title}): {result.confusion}")
-        print(
-            "\n### 128 px centre crops of the test images (on the 8-pixel grid), same calibrations"
-        )
-        print("| calibrations | verdict accuracy | real photos attributed | own images named | "
-              "acc. vs other models | acc. vs real | ROC AUC |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|")
+        print_verdicts(test_records, labels, args.alpha, statistic.name,
+                       {"built from the autoencoders (zero set-up, default)": built,
+                        "own images (40 per model)": own})  # fmt: skip
+        print("\n### 128 px centre crops of the test images (grid-aligned), same calibrations")
         crops = centre_crops(labels, folder / "crops", args.size // 2)
         crop_records, _ = score(autoencoders, sorted(crops), ScoreSettings())
-        for title, calibrations in (
-            ("built (zero set-up, default: size thresholds)", built),
-            ("built without their size thresholds (as before 0.9.0)",
-             {name: replace(c, sizes={}) for name, c in built.items()}),
-        ):  # fmt: skip
-            result = evaluate(crop_records, crops, calibrations, statistic.name, args.alpha)
-            numbers, means = open_set_metrics(result.confusion), mean_table(result)
-            print(f"| {title} | {numbers['verdict_accuracy']:.3f} | "
-                  f"{numbers['real_false_attribution']:.3f} | {numbers['own_recall']:.3f} | "
-                  f"{np.mean([m['vs_models'] for m in means.values()]):.4f} | "
-                  f"{np.mean([m['vs_real'] for m in means.values()]):.4f} | "
-                  f"{np.mean([m['auc'] for m in means.values()]):.4f} |")  # fmt: skip
-            print(f"confusion ({title}): {result.confusion}")
+        print_verdicts(crop_records, crops, args.alpha, statistic.name, {
+            "built (zero set-up, default: size thresholds)": built,
+            "built without their size thresholds (stated, as before 0.9.0)":
+                {name: replace(c, sizes={}) for name, c in built.items()},
+        })  # fmt: skip
         print("\n| model | threshold, built | threshold, own images |\n|---|---|---|")
         for name in MODELS:
             print(f"| {name} | {built[name].threshold:.4g} | {own[name].threshold:.4g} |")
