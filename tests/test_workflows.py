@@ -9,6 +9,7 @@ from aedr.attributor import Attributor
 from aedr.autoencoders.tiny import TinyAutoencoder
 from aedr.decide.calibration import CalibrationError
 from aedr.measure.scorer import Scorer
+from aedr.measure.settings import ScoreSettings
 from aedr.measure.store import ScoreStore
 from aedr.workflows import (
     calibrate_generator_free,
@@ -162,3 +163,49 @@ def test_calibrations_carry_thresholds_for_smaller_images_measured_once_per_imag
     assert large.decisions[0].threshold_side is None
     assert large.decisions[0].threshold == calibration.threshold
     assert small.rows()[0]["threshold_side"] == 64
+
+
+@pytest.mark.jpeg_ladder
+def test_calibrations_carry_the_jpeg_ladder_measured_once_per_image_and_step(
+    random_tiny, tmp_path, monkeypatch
+):
+    """Without any flag a calibration fits thresholds for JPEG files at the ladder's qualities
+    (``ac`` below 90 for a highpass calibration) and a JPEG file is decided at its nearest."""
+    monkeypatch.setattr("aedr.workflows.JPEG_LADDER_IMAGES", 4)
+    folder = tmp_path / "own"
+    folder.mkdir()
+    for index in range(6):
+        Image.fromarray(smooth_image(index, (64, 64))).save(folder / f"{index}.png")
+    model = copy_of(random_tiny)
+    Counting.encoded = 0
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        runs = [
+            calibrate_images(Scorer([model], store=store), [folder], s, default_negatives=False)
+            for s in ("highpass", "ratio")
+        ]
+    # each image once, the first four once more per quality, for both statistics
+    assert Counting.encoded == (6 + 3 * 4) * 2
+    calibration, ratio = (run.calibration for run in runs)
+    assert calibration.jpeg_qualities == ratio.jpeg_qualities == (70, 85, 95)
+    assert {q: e.get("statistic", "highpass") for q, e in calibration.jpeg.items()} == {
+        "95": "highpass", "85": "ac", "70": "ac",
+    }  # fmt: skip
+    assert all("statistic" not in e for e in ratio.jpeg.values())  # ac only replaces highpass
+    assert {e["n"] for e in calibration.jpeg.values()} == {4}
+
+    jpeg = tmp_path / "test.jpg"
+    Image.fromarray(smooth_image(9, (64, 64))).save(jpeg, quality=75)
+    png = tmp_path / "test.png"
+    Image.fromarray(smooth_image(9, (64, 64))).save(png)
+    attributor = Attributor([calibration], [model])
+    (row,) = attributor.attribute_file(jpeg).rows()
+    at_70 = calibration.at_jpeg_quality(70)
+    assert (row["threshold_quality"], row["statistic"], row["threshold"]) == (
+        70, "ac", at_70.threshold,
+    )  # fmt: skip
+    (row,) = attributor.attribute_file(png).rows()
+    assert (row["threshold_quality"], row["threshold"]) == (None, calibration.threshold)
+
+    resized = Scorer([model], ScoreSettings(robust="auto", resized_by=1.5))
+    undone = calibrate_images(resized, [folder], "ratio", default_negatives=False)
+    assert not undone.calibration.jpeg  # JPEG thresholds hold for images not resized

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
 from aedr import __version__
-from aedr.decide.calibration import DEFAULT_ALPHA
+from aedr.decide.calibration import DEFAULT_ALPHA, JPEG_AC_BELOW, JPEG_LADDER, JPEG_LADDER_IMAGES
 from aedr.decide.statistics import DEFAULT_STATISTIC, PAPER_STATISTIC, STATISTIC_NAMES
 from aedr.errors import AedrError
 from aedr.files import replacing, write_atomic
@@ -667,11 +667,12 @@ def add_calibrate(commands: Commands) -> None:
     calibrate.add_argument(
         "--jpeg-qualities",
         type=_qualities,
-        default=(),
+        default=None,
         metavar="Q,...",
-        help="also fit a threshold for JPEG files at each IJG quality Q (e.g. 95,85,70,50), on "
-        "the images re-encoded at Q (the default negatives too): attribution applies the nearest "
-        "quality's threshold to a JPEG file; measures every image once more per quality",
+        help="the IJG qualities Q at which thresholds for JPEG files are fitted, on the first "
+        f"{JPEG_LADDER_IMAGES} images re-encoded at Q and the default negatives too (default: "
+        f"{','.join(map(str, JPEG_LADDER))}; none: no JPEG thresholds): attribution applies the "
+        "nearest quality's threshold to a JPEG file; each quality measures those images once",
     )
     details.add_argument(
         "--jpeg-statistic",
@@ -679,8 +680,9 @@ def add_calibrate(commands: Commands) -> None:
         choices=STATISTIC_NAMES,
         metavar="NAME",
         default=None,
-        help="the statistic the JPEG thresholds read and JPEG files are decided by (default: "
-        "--method's); ac keeps more of the evidence through recompression than highpass",
+        help="the statistic the JPEG thresholds read and JPEG files are decided by (default: ac "
+        f"below quality {JPEG_AC_BELOW}, which keeps more of the evidence through recompression, "
+        "where --method's measurements allow; --method's elsewhere)",
     )
     _add_statistic(calibrate)
     _add_loading(calibrate)
@@ -690,9 +692,11 @@ def add_calibrate(commands: Commands) -> None:
 
 
 def _qualities(text: str) -> tuple[int, ...]:
-    """``--jpeg-qualities 95,85,70``: distinct whole numbers from 1 to 100."""
+    """``--jpeg-qualities 95,85,70``: distinct whole numbers from 1 to 100, or none."""
     from aedr.decide.calibration import check_jpeg_qualities
 
+    if text.strip().lower() == "none":
+        return ()
     try:
         qualities = tuple(int(part) for part in text.split(","))
         check_jpeg_qualities(qualities)
@@ -726,8 +730,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise UsageError("--alpha auto needs --negatives: measurement records of other images")
     if args.local is not None:
         _check_window(args.local)
-    if args.jpeg_statistic and not args.jpeg_qualities:
-        raise UsageError("--jpeg-statistic chooses the statistic of --jpeg-qualities: give both")
+    if args.jpeg_statistic and args.jpeg_qualities == ():
+        raise UsageError(
+            "--jpeg-statistic chooses the JPEG thresholds' statistic: not with "
+            "--jpeg-qualities none"
+        )
     if args.scores:
         if args.local is not None:
             raise UsageError("--local needs images to map: give PATHS or --reference-photos")
