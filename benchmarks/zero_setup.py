@@ -2,7 +2,7 @@
 autoencoders, with the plain command (``aedr attribute PATHS`` and nothing else).
 
 Usage: python benchmarks/zero_setup.py [--size 256] [--calibration 40] [--test 20] [--real 40]
-       [--cost-only] [--baseline-src OTHER_CHECKOUT/src] [--jpeg-qualities 90,75]
+       [--cost-only] [--baseline-src OTHER_CHECKOUT/src] [--jpeg-qualities 90,75] [--no-crops]
 
 Data as ``benchmarks/attribution.py`` builds it (shared/images/real only, never holdout/): per
 model, images its decoder made from mixed photo latents, split into calibration and test images,
@@ -177,14 +177,15 @@ def main() -> None:
         print_verdicts(test_records, labels, args.alpha, statistic.name,
                        {"built from the autoencoders (zero set-up, default)": built,
                         "own images (40 per model)": own})  # fmt: skip
-        print("\n### 128 px centre crops of the test images (grid-aligned), same calibrations")
-        crops = centre_crops(labels, folder / "crops", args.size // 2)
-        crop_records, _ = score(autoencoders, sorted(crops), ScoreSettings())
-        print_verdicts(crop_records, crops, args.alpha, statistic.name, {
-            "built (zero set-up, default: size thresholds)": built,
-            "built without their size thresholds (stated, as before 0.10.0)":
-                {name: replace(c, sizes={}) for name, c in built.items()},
-        })  # fmt: skip
+        if not args.no_crops:
+            print("\n### 128 px centre crops of the test images (grid-aligned), same calibrations")
+            crops = centre_crops(labels, folder / "crops", args.size // 2)
+            crop_records, _ = score(autoencoders, sorted(crops), ScoreSettings())
+            print_verdicts(crop_records, crops, args.alpha, statistic.name, {
+                "built (zero set-up, default: size thresholds)": built,
+                "built without their size thresholds (stated, as before 0.10.0)":
+                    {name: replace(c, sizes={}) for name, c in built.items()},
+            })  # fmt: skip
         qualities = [int(q) for q in args.jpeg_qualities.split(",") if q]
         for quality in qualities:
             print(f"\n### The test images as JPEG {quality} (Pillow, 4:2:0), same calibrations")
@@ -208,8 +209,8 @@ def main() -> None:
                 f"{len(calibration_paths[MODELS[0]])} own images (new process, empty store)"
             )
             print("| command | seconds |\n|---|---|")
-            for title, seconds in costs.items():
-                print(f"| {title} | {seconds:.2f} |")
+            for title, cost in costs.items():
+                print(f"| {title} | {cost:.2f} |")
             ladder, bare = costs["default (JPEG ladder)"], costs["--jpeg-qualities none"]
             print(f"| ladder / none | {ladder / bare:.2f}x |")
         print("\n| model | threshold, built | threshold, own images |\n|---|---|---|")

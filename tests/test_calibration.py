@@ -277,6 +277,23 @@ def test_jpeg_thresholds_apply_at_the_nearest_quality_and_survive_a_round_trip(t
     assert "jpeg" not in clean.as_dict() and "jpeg" in loaded.as_dict()
 
 
+def test_jpeg_thresholds_accept_no_more_of_their_negatives_than_the_clean_calibration():
+    """Recompressed photos move towards a model's recompressed images: a JPEG threshold that
+    follows its own images alone would attribute them (measured: docs/results/zero-setup.md)."""
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio",
+                      negatives=_jpeg_records(3.0, n=40, seed=4), negative_sources=["photos"])  # fmt: skip
+    assert clean.false_acceptance == 0.0 and clean.false_acceptance_limit == 0.05
+    overlapping = _jpeg_records(2.0, n=40, seed=5)  # the JPEG negatives, among own JPEG signals
+    fitted = fit_jpeg_thresholds(clean, {70: _jpeg_records(2.0, seed=2)}, {70: overlapping})
+    view = fitted.at_jpeg_quality(70)
+    uncapped = kde_threshold(view.signals, 0.05)
+    assert view.threshold < uncapped
+    assert view.false_acceptance == 2 / 40  # floor(0.05 x 40) of them, no more
+    far = fit_jpeg_thresholds(clean, {70: _jpeg_records(2.0, seed=2)},
+                              {70: _jpeg_records(4.0, n=40, seed=5)}).at_jpeg_quality(70)  # fmt: skip
+    assert far.threshold == pytest.approx(uncapped)  # the cap binds only where it must
+
+
 def test_jpeg_thresholds_may_read_another_statistic_and_decide_jpegs_by_it(tmp_path):
     """``highpass`` for clean files, ``ac`` (what survives recompression) for JPEG files: the
     view of a JPEG quality reads and judges the statistic its threshold was fitted on."""

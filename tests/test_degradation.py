@@ -12,7 +12,7 @@ from PIL import Image
 from aedr.attributor import Attributor
 from aedr.autoencoders.base import Autoencoder
 from aedr.decide.attribution import caution_of
-from aedr.decide.calibration import CalibrationError, calibrate
+from aedr.decide.calibration import CalibrationError, calibrate, kde_threshold
 from aedr.measure.degradation import (
     MAX_SEARCH_PHASES,
     QUANTISATION_FLOOR,
@@ -389,7 +389,9 @@ def test_jpeg_thresholds_are_fitted_on_reencoded_images_and_decide_jpeg_files(
     tmp_path, monkeypatch
 ):
     """Recompression moves a model's own signals; thresholds fitted on its calibration images
-    re-encoded at the nearest quality accept what the clean threshold rejects."""
+    re-encoded at the nearest quality accept what the clean threshold rejects, but no more of
+    the re-encoded negatives than the clean calibration (this toy's photos score below its own
+    JPEGs, so there the negatives hold the threshold down)."""
     monkeypatch.setattr("aedr.measure.default_photos.TILES_PER_PHOTO", 1)  # 16 of the 64: faster
     noisy_own_images(tmp_path / "own", range(10))
     scorer = Scorer([BlockMean()], ScoreSettings(robust="off"))
@@ -401,16 +403,22 @@ def test_jpeg_thresholds_are_fitted_on_reencoded_images_and_decide_jpeg_files(
     at_60 = calibration.at_jpeg_quality(60)
     assert at_60.n == 10 and at_60.negatives["n"] == 16
     assert set(at_60.negatives["keys"]).isdisjoint(calibration.negatives["keys"])  # re-encoded
+    assert at_60.false_acceptance <= calibration.false_acceptance_limit
+    assert at_60.threshold < kde_threshold(at_60.signals, at_60.alpha)  # the negatives bind
     (png,) = noisy_own_images(tmp_path / "test", [50])
     Image.open(png).save(tmp_path / "test" / "own.jpg", quality=65)
     attributor = Attributor([calibration], [BlockMean()])
     jpeg = attributor.attribute_file(tmp_path / "test" / "own.jpg")
     (row,) = jpeg.rows()
     assert (row["threshold_quality"], row["threshold"]) == (60, at_60.threshold)
-    assert row["belongs"] and row["signal"] > calibration.threshold  # clean would reject it
     assert "re-encoded at JPEG quality 60" in jpeg.false_attribution.sources[0]
     (row,) = attributor.attribute_file(png).rows()
     assert (row["threshold_quality"], row["threshold"]) == (None, calibration.threshold)
+    free = calibrate_images(scorer, [tmp_path / "own"], "ratio", jpeg_qualities=(90, 60),
+                            default_negatives=False).calibration  # fmt: skip
+    (row,) = Attributor([free], [BlockMean()]).attribute_file(tmp_path / "test" / "own.jpg").rows()
+    assert row["threshold"] == kde_threshold(free.at_jpeg_quality(60).signals, free.alpha)
+    assert row["belongs"] and row["signal"] > free.threshold  # clean would reject it
     with pytest.raises(CalibrationError, match="measured with robust off, resized_by None, not"):
         Attributor([calibration], [BlockMean()], robust="auto")
     with pytest.raises(CalibrationError, match="JPEG qualities are distinct"):

@@ -290,18 +290,16 @@ class Calibration:
         return views[key]
 
     def _capped(self, threshold: float) -> float:
-        """``threshold``, lowered where needed so that it accepts no larger a share of the
-        negatives than this calibration does, or alpha if that is larger: a smaller image is
-        also harder to tell from a photo (measured: docs/results/robustness.md#image-size), and
-        a smaller view must not attribute more of them than the calibration states."""
-        signals = self.negative_signals
-        if not signals.size:
-            return threshold
-        cap = max(self.alpha, self.false_acceptance or 0.0)
-        shortfalls = self.negatives.get("shortfalls") or [""] * signals.size
-        eligible = np.sort([v for v, why in zip(signals, shortfalls, strict=True) if not why])
-        allowed = int(np.floor(cap * signals.size + 1e-9))
-        return threshold if allowed >= eligible.size else min(threshold, float(eligible[allowed]))
+        """``threshold``, lowered where needed so that a smaller view accepts no larger a share
+        of the negatives than this calibration does, or alpha if that is larger: a smaller image
+        is also harder to tell from a photo (measured: docs/results/robustness.md#image-size)."""
+        return capped_threshold(threshold, self.negatives, self.false_acceptance_limit)
+
+    @property
+    def false_acceptance_limit(self) -> float:
+        """The largest share of negatives a view of this calibration (at a smaller size, or a
+        JPEG quality) may accept: its own false acceptance, or alpha if that is larger."""
+        return max(self.alpha, self.false_acceptance or 0.0)
 
     @property
     def negative_signals(self) -> np.ndarray:
@@ -602,6 +600,23 @@ def fit_size_thresholds(
     return replace(calibration, sizes={"side": float(side), "crops": crops}, digest="")
 
 
+def capped_threshold(threshold: float, negatives: Mapping[str, Any], share: float) -> float:
+    """``threshold``, lowered where needed so that it accepts at most ``share`` of the
+    ``negatives`` section's signals (a negative with a shortfall is never accepted).
+
+    >>> negatives = {"signals": [0.1, 0.2, 0.3, 0.4], "shortfalls": ["", "", "", ""]}
+    >>> capped_threshold(0.5, negatives, 0.25), capped_threshold(0.15, negatives, 0.25)
+    (0.2, 0.15)
+    """
+    signals = np.asarray(negatives.get("signals", ()), dtype=np.float64)
+    if not signals.size:
+        return threshold
+    shortfalls = negatives.get("shortfalls") or [""] * signals.size
+    eligible = np.sort([v for v, why in zip(signals, shortfalls, strict=True) if not why])
+    allowed = int(np.floor(share * signals.size + 1e-9))
+    return threshold if allowed >= eligible.size else min(threshold, float(eligible[allowed]))
+
+
 def jpeg_statistic(quality: int, statistic: str) -> str:
     """The statistic the default JPEG thresholds at ``quality`` read for a calibration on
     ``statistic``: ``ac`` below :data:`JPEG_AC_BELOW` for the default statistic (the pair
@@ -668,6 +683,9 @@ def fit_jpeg_thresholds(
                        for s in negative_sources or ["unnamed"]]  # fmt: skip
             entry["negatives"] = _negatives_section(
                 reader, kept, [deciding.value(r) for r in kept], sources
+            )
+            entry["threshold"] = capped_threshold(
+                entry["threshold"], entry["negatives"], calibration.false_acceptance_limit
             )
         fitted[str(quality)] = entry
     return replace(calibration, jpeg=fitted, digest="")
