@@ -119,6 +119,7 @@ def main() -> None:
     parser = data_parser(__doc__.splitlines()[0], 256)
     split_options(parser, 40)
     parser.add_argument("--cost-only", action="store_true", help="the cost table alone")
+    parser.add_argument("--no-crops", action="store_true", help="leave out the centre crops")
     parser.add_argument(
         "--jpeg-qualities",
         default="90,75",
