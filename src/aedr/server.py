@@ -53,7 +53,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request
@@ -80,8 +80,20 @@ if TYPE_CHECKING:
 
 TOKEN_ENV = "AEDR_TOKEN"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-ALLOWED_FORMATS = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "GIF": "gif", "TIFF": "tif",
-                   "BMP": "bmp"}  # fmt: skip
+
+
+class ImageFormat(NamedTuple):
+    """How an allowed upload format is kept (file extension) and served back (media type)."""
+
+    extension: str
+    media_type: str
+
+
+ALLOWED_FORMATS = {
+    "PNG": ImageFormat("png", "image/png"), "JPEG": ImageFormat("jpg", "image/jpeg"),
+    "WEBP": ImageFormat("webp", "image/webp"), "GIF": ImageFormat("gif", "image/gif"),
+    "TIFF": ImageFormat("tif", "image/tiff"), "BMP": ImageFormat("bmp", "image/bmp"),
+}  # fmt: skip
 RESULT_ID = re.compile(r"[0-9a-f]{32}")
 ALLOWED_METHODS = "GET, HEAD, POST, PATCH, DELETE, OPTIONS"
 MAX_RECORD_IDS = 256
@@ -324,7 +336,7 @@ class AttributionService:
     def _upload_file(self, data: bytes) -> Iterator[Path]:
         """``data``, an allowed image (else ``UploadError``), as a file in the upload folder under
         a random name, readable by its owner only, removed after the block."""
-        extension = ALLOWED_FORMATS[image_format(data, self.limits.max_pixels)]
+        extension = ALLOWED_FORMATS[image_format(data, self.limits.max_pixels)].extension
         path = self.upload_folder / f"{uuid.uuid4().hex}.{extension}"
         with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as stream:
             stream.write(data)
@@ -629,8 +641,6 @@ ERROR_ANSWERS = {
 }  # fmt: skip
 """What ``/api/attribute`` answers besides 200 (its OpenAPI description); every error's body is
 an ``ErrorBody``."""
-MEDIA_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif",
-               "TIFF": "image/tiff", "BMP": "image/bmp"}  # fmt: skip
 
 
 def validation_text(error: RequestValidationError) -> str:
@@ -769,7 +779,7 @@ def create_app(service: AttributionService, access: Access = Access()) -> FastAP
         if data is None:
             raise HTTPException(404, f"no image kept for result {result_id!r}")
         try:
-            kind = MEDIA_TYPES[image_format(data, service.limits.max_pixels)]
+            kind = ALLOWED_FORMATS[image_format(data, service.limits.max_pixels)].media_type
         except UploadError:  # kept under other limits
             kind = "application/octet-stream"
         return Response(data, media_type=kind, headers={"Cache-Control": "private, no-store"})
