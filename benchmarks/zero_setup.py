@@ -2,7 +2,7 @@
 autoencoders, with the plain command (``aedr attribute PATHS`` and nothing else).
 
 Usage: python benchmarks/zero_setup.py [--size 256] [--calibration 40] [--test 20] [--real 40]
-       [--cost-only] [--baseline-src OTHER_CHECKOUT/src] [--jpeg-qualities 90,75] [--no-crops]
+       [--cost-only] [--baseline-src OTHER_CHECKOUT/src] [--no-crops]
 
 Data as ``benchmarks/attribution.py`` builds it (shared/images/real only, never holdout/): per
 model, images its decoder made from mixed photo latents, split into calibration and test images,
@@ -19,10 +19,6 @@ and real test photos. Prints:
 - the same on the test images' centre crops of half their side (grid-aligned: still decoder
   images, a quarter of the pixels), decided by the built calibrations with their size
   thresholds (the default) and without them (stated, as before 0.10.0);
-- the same on the test images re-encoded as JPEG at each of ``--jpeg-qualities``, decided by the
-  built calibrations with their JPEG thresholds (the default ladder) and without them (stated, as
-  before 0.10.0), and the cost of ``aedr calibrate`` on one model's own images with the ladder
-  (the default) and with ``--jpeg-qualities none``, side by side;
 - how stable a threshold is against the number of calibration images: the share of a model's own
   test images a threshold fitted on n of its calibration images rejects (alpha 0.05 asked),
   over 200 draws, per n.
@@ -104,27 +100,11 @@ def centre_crops(labels: dict[str, str], folder: Path, side: int) -> dict[str, s
     return crops
 
 
-def jpeg_copies(labels: dict[str, str], folder: Path, quality: int) -> dict[str, str]:
-    """Each labelled image saved as a JPEG of ``quality`` (as platforms write), labelled alike."""
-    folder.mkdir(parents=True)
-    copies = {}
-    for index, (path, label) in enumerate(sorted(labels.items())):
-        copy = folder / f"{index:04d}.jpg"
-        Image.open(path).convert("RGB").save(copy, quality=quality)
-        copies[str(copy)] = label
-    return copies
-
-
 def main() -> None:
     parser = data_parser(__doc__.splitlines()[0], 256)
     split_options(parser, 40)
     parser.add_argument("--cost-only", action="store_true", help="the cost table alone")
     parser.add_argument("--no-crops", action="store_true", help="leave out the centre crops")
-    parser.add_argument(
-        "--jpeg-qualities",
-        default="90,75",
-        help="qualities of the JPEG test images (comma-separated; empty: none)",
-    )
     parser.add_argument("--baseline-src", help="another checkout's src folder: its first call "
                         "too, side by side (e.g. the previous release)")  # fmt: skip
     args = parser.parse_args()
@@ -187,33 +167,6 @@ def main() -> None:
                 "built without their size thresholds (stated, as before 0.10.0)":
                     {name: replace(c, sizes={}) for name, c in built.items()},
             })  # fmt: skip
-        qualities = [int(q) for q in args.jpeg_qualities.split(",") if q]
-        for quality in qualities:
-            print(f"\n### The test images as JPEG {quality} (Pillow, 4:2:0), same calibrations")
-            jpegs = jpeg_copies(labels, folder / f"jpeg-{quality}", quality)
-            jpeg_records, _ = score(autoencoders, sorted(jpegs), ScoreSettings())
-            print_verdicts(jpeg_records, jpegs, args.alpha, statistic.name, {
-                "built (zero set-up, default: JPEG ladder)": built,
-                "built without their JPEG thresholds (stated, as before 0.10.0)":
-                    {name: replace(c, jpeg={}) for name, c in built.items()},
-            })  # fmt: skip
-        if qualities:
-            costs = {}
-            for title, extra in (("--jpeg-qualities none", ["--jpeg-qualities", "none"]),
-                                 ("default (JPEG ladder)", [])):  # fmt: skip
-                os.environ["AEDR_STORE"] = str(folder / f"cost-{len(costs)}.sqlite")
-                costs[title] = timed_cli("calibrate", "--model", MODELS[0], *calibration_paths[MODELS[0]],
-                                         "--out", str(folder / f"cost-{len(costs)}.json"), "-q",
-                                         *extra)  # fmt: skip
-            print(
-                f"\n### Cost of `aedr calibrate --model {MODELS[0]}` on its "
-                f"{len(calibration_paths[MODELS[0]])} own images (new process, empty store)"
-            )
-            print("| command | seconds |\n|---|---|")
-            for title, cost in costs.items():
-                print(f"| {title} | {cost:.2f} |")
-            ladder, bare = costs["default (JPEG ladder)"], costs["--jpeg-qualities none"]
-            print(f"| ladder / none | {ladder / bare:.2f}x |")
         print("\n| model | threshold, built | threshold, own images |\n|---|---|---|")
         for name in MODELS:
             print(f"| {name} | {built[name].threshold:.4g} | {own[name].threshold:.4g} |")

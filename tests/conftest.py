@@ -115,25 +115,6 @@ def image_folder(tmp_path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session", autouse=True)
-def without_jpeg_ladder():
-    """Calibrations in tests fit no JPEG thresholds unless asked: the default ladder measures
-    20 images and the 64 negatives three more times. Tests of the ladder are marked
-    ``jpeg_ladder`` (and CLI processes a test starts keep it)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("aedr.workflows.JPEG_LADDER", ())
-        yield
-
-
-@pytest.fixture(autouse=True)
-def jpeg_ladder(request, monkeypatch):
-    """The default JPEG ladder, for tests marked ``jpeg_ladder``."""
-    if request.node.get_closest_marker("jpeg_ladder"):
-        from aedr.decide.calibration import JPEG_LADDER
-
-        monkeypatch.setattr("aedr.workflows.JPEG_LADDER", JPEG_LADDER)
-
-
 @pytest.fixture(autouse=True)
 def private_score_store(tmp_path_factory, monkeypatch):
     """Each test gets its own score store and calibration library, never the user's cache (CLI

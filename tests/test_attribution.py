@@ -74,28 +74,14 @@ def test_images_off_the_decoder_grid_carry_a_caution():
 def test_jpegs_below_quality_90_carry_a_caution_that_says_which_thresholds_decided():
     assert caution_of(64, 48, jpeg_quality=90) == ""
     clean = caution_of(64, 48, jpeg_quality=75)
-    assert clean.startswith("tentative: a JPEG of quality 75") and "clean images" in clean
+    assert clean.startswith("tentative: a JPEG of quality 75") and "--jpeg-qualities" in clean
+    assert "--jpeg-statistic ac" in clean  # the statistic whose JPEG thresholds held best
     fitted = caution_of(64, 48, jpeg_quality=50, jpeg_thresholds=True)
-    assert "fitted for its quality" in fitted and "clean images" not in fitted
+    assert "fitted for its quality" in fitted and "--jpeg-qualities" not in fitted
     assert caution_of(61, 48, jpeg_quality=50).startswith("unreliable")  # the grid comes first
-
-
-def test_a_jpeg_decided_by_a_calibration_without_jpeg_thresholds_says_how_to_rebuild_it():
-    """Calibrations of earlier versions decide as before, saying what they lack."""
     calibrations = {"a": calibration("a", 1.0)}
     jpeg = attribute([record("a", 1.0, width=64, height=48, jpeg_quality=70)], calibrations)
-    first = caution_of(64, 48, jpeg_quality=70)
-    assert jpeg.caution.startswith(first + "; ")
-    lacking = jpeg.caution.removeprefix(first + "; ")
-    assert (
-        lacking.startswith(
-            "a decided at thresholds for clean images: their calibrations have no JPEG thresholds"
-        )
-        and "aedr calibrate PATHS" in lacking
-    )
-    high = attribute([record("a", 1.0, width=64, height=48, jpeg_quality=95)], calibrations)
-    assert high.caution == lacking and high.reliability == ""  # noted, not tentative
-    assert attribute([record("a", 1.0, width=64, height=48)], calibrations).caution == ""
+    assert jpeg.caution == caution_of(64, 48, jpeg_quality=70)
 
 
 def test_errors_propagate_without_a_verdict():

@@ -9,7 +9,6 @@ from aedr.attributor import Attributor
 from aedr.autoencoders.tiny import TinyAutoencoder
 from aedr.decide.calibration import CalibrationError
 from aedr.measure.scorer import Scorer
-from aedr.measure.settings import ScoreSettings
 from aedr.measure.store import ScoreStore
 from aedr.workflows import (
     calibrate_generator_free,
@@ -165,13 +164,11 @@ def test_calibrations_carry_thresholds_for_smaller_images_measured_once_per_imag
     assert small.rows()[0]["threshold_side"] == 64
 
 
-@pytest.mark.jpeg_ladder
-def test_calibrations_carry_the_jpeg_ladder_measured_once_per_image_and_step(
-    random_tiny, tmp_path, monkeypatch
+def test_jpeg_thresholds_read_ac_below_90_and_measure_each_image_once_per_quality(
+    random_tiny, tmp_path
 ):
-    """Without any flag a calibration fits thresholds for JPEG files at the ladder's qualities
-    (``ac`` below 90 for a highpass calibration) and a JPEG file is decided at its nearest."""
-    monkeypatch.setattr("aedr.workflows.JPEG_LADDER_IMAGES", 4)
+    """JPEG thresholds at 95, 85 and 70 (``ac`` below 90 for a highpass calibration); a JPEG file
+    is decided at its nearest quality's."""
     folder = tmp_path / "own"
     folder.mkdir()
     for index in range(6):
@@ -180,18 +177,19 @@ def test_calibrations_carry_the_jpeg_ladder_measured_once_per_image_and_step(
     Counting.encoded = 0
     with ScoreStore(tmp_path / "s.sqlite") as store:
         runs = [
-            calibrate_images(Scorer([model], store=store), [folder], s, default_negatives=False)
+            calibrate_images(
+                Scorer([model], store=store), [folder], s, default_negatives=False,
+                jpeg_qualities=(95, 85, 70),
+            )
             for s in ("highpass", "ratio")
-        ]
-    # each image once, the first four once more per quality, for both statistics
-    assert Counting.encoded == (6 + 3 * 4) * 2
+        ]  # fmt: skip
+    assert Counting.encoded == (6 + 3 * 6) * 2  # each image once, and once more per quality
     calibration, ratio = (run.calibration for run in runs)
     assert calibration.jpeg_qualities == ratio.jpeg_qualities == (70, 85, 95)
     assert {q: e.get("statistic", "highpass") for q, e in calibration.jpeg.items()} == {
         "95": "highpass", "85": "ac", "70": "ac",
     }  # fmt: skip
     assert all("statistic" not in e for e in ratio.jpeg.values())  # ac only replaces highpass
-    assert {e["n"] for e in calibration.jpeg.values()} == {4}
 
     jpeg = tmp_path / "test.jpg"
     Image.fromarray(smooth_image(9, (64, 64))).save(jpeg, quality=75)
@@ -205,7 +203,3 @@ def test_calibrations_carry_the_jpeg_ladder_measured_once_per_image_and_step(
     )  # fmt: skip
     (row,) = attributor.attribute_file(png).rows()
     assert (row["threshold_quality"], row["threshold"]) == (None, calibration.threshold)
-
-    resized = Scorer([model], ScoreSettings(robust="auto", resized_by=1.5))
-    undone = calibrate_images(resized, [folder], "ratio", default_negatives=False)
-    assert not undone.calibration.jpeg  # JPEG thresholds hold for images not resized

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
 from aedr import __version__
-from aedr.decide.calibration import DEFAULT_ALPHA, JPEG_AC_BELOW, JPEG_LADDER, JPEG_LADDER_IMAGES
+from aedr.decide.calibration import DEFAULT_ALPHA, JPEG_AC_BELOW
 from aedr.decide.statistics import DEFAULT_STATISTIC, PAPER_STATISTIC, STATISTIC_NAMES
 from aedr.errors import AedrError
 from aedr.files import replacing, write_atomic
@@ -667,12 +667,12 @@ def add_calibrate(commands: Commands) -> None:
     calibrate.add_argument(
         "--jpeg-qualities",
         type=_qualities,
-        default=None,
+        default=(),
         metavar="Q,...",
-        help="the IJG qualities Q at which thresholds for JPEG files are fitted, on the first "
-        f"{JPEG_LADDER_IMAGES} images re-encoded at Q and the default negatives too (default: "
-        f"{','.join(map(str, JPEG_LADDER))}; none: no JPEG thresholds): attribution applies the "
-        "nearest quality's threshold to a JPEG file; each quality measures those images once",
+        help="also fit a threshold for JPEG files at each IJG quality Q (e.g. 95,85,70), on the "
+        "images re-encoded at Q (the default negatives too, which cap it): attribution applies "
+        "the nearest quality's threshold to a JPEG file; measures every image once more per "
+        "quality",
     )
     details.add_argument(
         "--jpeg-statistic",
@@ -692,11 +692,9 @@ def add_calibrate(commands: Commands) -> None:
 
 
 def _qualities(text: str) -> tuple[int, ...]:
-    """``--jpeg-qualities 95,85,70``: distinct whole numbers from 1 to 100, or none."""
+    """``--jpeg-qualities 95,85,70``: distinct whole numbers from 1 to 100."""
     from aedr.decide.calibration import check_jpeg_qualities
 
-    if text.strip().lower() == "none":
-        return ()
     try:
         qualities = tuple(int(part) for part in text.split(","))
         check_jpeg_qualities(qualities)
@@ -730,11 +728,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise UsageError("--alpha auto needs --negatives: measurement records of other images")
     if args.local is not None:
         _check_window(args.local)
-    if args.jpeg_statistic and args.jpeg_qualities == ():
-        raise UsageError(
-            "--jpeg-statistic chooses the JPEG thresholds' statistic: not with "
-            "--jpeg-qualities none"
-        )
+    if args.jpeg_statistic and not args.jpeg_qualities:
+        raise UsageError("--jpeg-statistic chooses the statistic of --jpeg-qualities: give both")
     if args.scores:
         if args.local is not None:
             raise UsageError("--local needs images to map: give PATHS or --reference-photos")

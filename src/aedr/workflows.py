@@ -28,8 +28,6 @@ import numpy as np
 from aedr.decide.attribution import NO_MODEL, PARTIAL, decide
 from aedr.decide.calibration import (
     DEFAULT_ALPHA,
-    JPEG_LADDER,
-    JPEG_LADDER_IMAGES,
     Calibration,
     CalibrationError,
     calibrate,
@@ -85,7 +83,7 @@ def calibrate_images(
     on_measurement: Callable[[Measurement], None] | None = None,
     first: int | None = None,
     local_window: float | None = None,
-    jpeg_qualities: Sequence[int] | None = None,
+    jpeg_qualities: Sequence[int] = (),
     jpeg_statistic: str | None = None,
     size_thresholds: bool = True,
 ) -> CalibrationRun:
@@ -99,9 +97,7 @@ def calibrate_images(
     input order and measures no more (the authors' ``cal_threshold.py`` reads 500).
     ``local_window`` also fits the local-map threshold at the same alpha (``DEFAULT_ALPHA`` with "auto"); the
     scorer must keep local maps. ``jpeg_qualities`` also fits a threshold for JPEG files at each
-    quality on the first :data:`~aedr.decide.calibration.JPEG_LADDER_IMAGES` images, reading
-    ``jpeg_statistic`` (:func:`add_jpeg_thresholds`); by default (None) at the qualities of
-    :data:`~aedr.decide.calibration.JPEG_LADDER`, unless the scorer undoes a resize. ``size_thresholds``
+    quality, reading ``jpeg_statistic`` (:func:`add_jpeg_thresholds`). ``size_thresholds``
     also fits thresholds for smaller images, on centre crops of the images
     (:func:`add_size_thresholds`; where the scorer measures whole images on their own grid). A
     scorer that undoes a resize (``resized_by``)
@@ -111,8 +107,6 @@ def calibrate_images(
     """
     if len(scorer.models) != 1:
         raise CalibrationError("a calibration is fitted for one model: give the scorer one")
-    if jpeg_qualities is None:
-        jpeg_qualities = JPEG_LADDER if scorer.settings.resized_by is None else ()
     check_jpeg_qualities(jpeg_qualities)
     if local_window is not None and not scorer.local_maps:
         raise CalibrationError("a local threshold needs a scorer that keeps local maps")
@@ -157,7 +151,7 @@ def calibrate_images(
             )
     if jpeg_qualities:
         calibration = add_jpeg_thresholds(
-            scorer, calibration, [m.path for m in good][:JPEG_LADDER_IMAGES], jpeg_qualities,
+            scorer, calibration, [m.path for m in good], jpeg_qualities,
             default_negatives=default_negatives, statistic=jpeg_statistic,
         )  # fmt: skip
     return CalibrationRun(calibration, records, failed)

@@ -309,7 +309,8 @@ def caution_of(
         and height % DECODER_GRID == 0
     ):
         advice = ("decided at thresholds fitted for its quality" if jpeg_thresholds else
-                  "decided at thresholds fitted on clean images")  # fmt: skip
+                  "decided at thresholds fitted on clean images (calibrate with --jpeg-qualities "
+                  "for thresholds fitted at its quality; --jpeg-statistic ac holds best)")  # fmt: skip
         return (
             f"tentative: a JPEG of quality {jpeg_quality}, below {JPEG_CAUTION_BELOW}: "
             f"recompression erases part of the decoder's evidence; {advice}"
@@ -377,9 +378,7 @@ def attribute(
     )
     caution = caution_of(sized.width, sized.height, sized.degradation, sized.jpeg_quality,
                          jpeg_thresholds, resize_thresholds)  # fmt: skip
-    caution = "; ".join(filter(None, (
-        caution, insufficient_evidence(decisions), without_jpeg_thresholds(sized, decisions)
-    )))  # fmt: skip
+    caution = "; ".join(filter(None, (caution, insufficient_evidence(decisions))))
     reliability = caution_level(sized.width, sized.height, sized.degradation, sized.jpeg_quality)
     found = partial_of(records, decisions, calibrations) if verdict == NO_MODEL else None
     if found is None:
@@ -390,22 +389,6 @@ def attribute(
         path, decisions, PARTIAL, (model,), "", caution, measurements, tuple(regions),
         statistic, calibrations[model].local["threshold"], family, reliability,
     )  # fmt: skip
-
-
-def without_jpeg_thresholds(record: Measurement, decisions: Sequence[ModelDecision]) -> str:
-    """For a JPEG file, the candidates whose calibrations have no thresholds for JPEG files (made
-    by aedr before 0.10.0, or from measurement records), which decide it as a clean image and
-    so reject more of their own JPEGs; "" otherwise."""
-    if record.jpeg_quality is None:
-        return ""
-    lacking = [d.model for d in decisions if not d.error and d.threshold_quality is None]
-    if not lacking:
-        return ""
-    return (
-        f"{', '.join(lacking)} decided at thresholds for clean images: their calibrations have "
-        "no JPEG thresholds (recalibrate with aedr calibrate PATHS; a built one is rebuilt "
-        "with them after aedr calibrations remove NAME)"
-    )
 
 
 def insufficient_evidence(decisions: Sequence[ModelDecision]) -> str:

@@ -46,13 +46,6 @@ STABLE_CALIBRATION_IMAGES = 20
 (docs/results/zero-setup.md, threshold stability); ``aedr calibrate`` warns below it."""
 ALPHA_GRID = (0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3)
 UNVERIFIED_IDENTITY = "unverified"
-JPEG_LADDER = (95, 85, 70)
-"""The JPEG qualities every calibration of images carries thresholds for by default: a file takes
-the nearest (docs/results/robustness.md: thresholds fitted at a file's quality turn JPEG 95 from
-0.72 to 0.93 accuracy against other models, JPEG 75 from 0.55 to 0.81 with ``ac``)."""
-JPEG_LADDER_IMAGES = 20
-"""Own images re-encoded per ladder step (the first, in order): a threshold fitted on 20 rejects
-a median 0% of a model's own images (docs/results/zero-setup.md), at half the cost of 40."""
 JPEG_AC_BELOW = 90
 """Below this quality the default JPEG thresholds of a ``highpass`` calibration read ``ac`` (the
 residual's 8 x 8 AC energy, which recompression keeps); at or above it ``highpass``, which holds
