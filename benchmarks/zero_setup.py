@@ -53,6 +53,7 @@ from aedr.library import CalibrationLibrary
 from aedr.measure.default_photos import NEGATIVE_SET, negative_files
 from aedr.measure.scorer import Scorer
 from aedr.measure.settings import ScoreSettings
+from aedr.workflows import centre_crop
 
 SIZES = (2, 5, 10, 15, 20, 30, 40)
 DRAWS = 200
@@ -92,10 +93,8 @@ def centre_crops(labels: dict[str, str], folder: Path, side: int) -> dict[str, s
     folder.mkdir(parents=True)
     crops = {}
     for index, (path, label) in enumerate(sorted(labels.items())):
-        rgb = np.asarray(Image.open(path).convert("RGB"))
-        top, left = ((n - side) // 2 // 8 * 8 for n in rgb.shape[:2])
         crop = folder / f"{index:04d}.png"
-        Image.fromarray(np.ascontiguousarray(rgb[top : top + side, left : left + side])).save(crop)
+        Image.fromarray(centre_crop(np.asarray(Image.open(path).convert("RGB")), side)).save(crop)
         crops[str(crop)] = label
     return crops
 

@@ -33,13 +33,17 @@ def copy_of(random_tiny):
                random_tiny.identity)  # fmt: skip
 
 
+def smooth_folder(folder, shape, count: int = 6):
+    """``folder`` holding ``count`` smooth PNG images of ``shape`` (rows, columns)."""
+    folder.mkdir()
+    for index in range(count):
+        Image.fromarray(smooth_image(index, shape)).save(folder / f"{index}.png")
+    return folder
+
+
 @pytest.fixture
 def own_images(tmp_path):
-    folder = tmp_path / "own"
-    folder.mkdir()
-    for index in range(6):
-        Image.fromarray(smooth_image(index, (48, 64))).save(folder / f"{index}.png")
-    return folder
+    return smooth_folder(tmp_path / "own", (48, 64))
 
 
 def test_every_statistic_reads_one_measurement_per_image(random_tiny, own_images, tmp_path):
@@ -132,10 +136,7 @@ def test_generator_free_calibration_loads_the_model_once(random_tiny, tmp_path):
 def test_calibrations_carry_thresholds_for_smaller_images_measured_once_per_image(
     random_tiny, tmp_path
 ):
-    folder = tmp_path / "own"
-    folder.mkdir()
-    for index in range(6):
-        Image.fromarray(smooth_image(index, (128, 128))).save(folder / f"{index}.png")
+    folder = smooth_folder(tmp_path / "own", (128, 128))
     model = copy_of(random_tiny)
     Counting.encoded = 0
     with ScoreStore(tmp_path / "s.sqlite") as store:
@@ -169,10 +170,7 @@ def test_jpeg_thresholds_read_ac_below_90_and_measure_each_image_once_per_qualit
 ):
     """JPEG thresholds at 95, 85 and 70 (``ac`` below 90 for a highpass calibration); a JPEG file
     is decided at its nearest quality's."""
-    folder = tmp_path / "own"
-    folder.mkdir()
-    for index in range(6):
-        Image.fromarray(smooth_image(index, (64, 64))).save(folder / f"{index}.png")
+    folder = smooth_folder(tmp_path / "own", (64, 64))
     model = copy_of(random_tiny)
     Counting.encoded = 0
     with ScoreStore(tmp_path / "s.sqlite") as store:
@@ -203,3 +201,12 @@ def test_jpeg_thresholds_read_ac_below_90_and_measure_each_image_once_per_qualit
     )  # fmt: skip
     (row,) = attributor.attribute_file(png).rows()
     assert (row["threshold_quality"], row["threshold"]) == (None, calibration.threshold)
+
+
+def test_the_workflows_doctests_hold():
+    import doctest
+
+    import aedr.workflows
+
+    failed, tried = doctest.testmod(aedr.workflows)
+    assert tried > 0 and failed == 0

@@ -145,10 +145,9 @@ def calibrate_images(
             raise CalibrationError(str(exc)) from None
     if size_thresholds and _whole_images(scorer):
         sides = [(m.width * m.height) ** 0.5 for m in good if m.width and m.height]
-        if sides and size_ladder(float(np.median(sides))):
-            calibration = add_size_thresholds(
-                scorer, calibration, [m.path for m in good], float(np.median(sides))
-            )
+        side = float(np.median(sides)) if sides else 0.0
+        if size_ladder(side):
+            calibration = add_size_thresholds(scorer, calibration, [m.path for m in good], side)
     if jpeg_qualities:
         calibration = add_jpeg_thresholds(
             scorer, calibration, [m.path for m in good], jpeg_qualities,
@@ -175,6 +174,17 @@ def size_ladder(side: float) -> list[int]:
     return [crop] if crop >= MIN_CROP_SIDE else []
 
 
+def centre_crop(rgb: np.ndarray, side: int) -> np.ndarray:
+    """The ``side`` x ``side`` centre of ``rgb``, its corner on the 8-pixel grid (so a decoder
+    image's crop is still on the decoder's grid).
+
+    >>> centre_crop(np.zeros((256, 200, 3), np.uint8), 128).shape
+    (128, 128, 3)
+    """
+    top, left = ((n - side) // 2 // 8 * 8 for n in rgb.shape[:2])
+    return np.ascontiguousarray(rgb[top : top + side, left : left + side])
+
+
 def _whole_images(scorer: Scorer) -> bool:
     """Whether the scorer measures each image whole on its own grid (not resized to a fixed
     size, not in sampled crops, not undoing a resize): where a crop is a smaller image."""
@@ -194,21 +204,19 @@ def add_size_thresholds(
     from aedr.synthesis import save_images
 
     transpose = scorer.settings.exif == "transpose"
+    cut: dict[int, list[np.ndarray]] = {crop: [] for crop in size_ladder(side)}
+    for path in images:  # each image read once, whatever the number of crop sides
+        try:
+            rgb = read_image(path, scorer.max_pixels, exif_transpose=transpose).rgb
+        except ImageError:
+            continue
+        for crop, crops in cut.items():
+            if min(rgb.shape[:2]) >= crop:
+                crops.append(centre_crop(rgb, crop))
     records: dict[int, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(prefix="aedr-crops-") as scratch:
-        for crop in size_ladder(side):
-            cut = []
-            for path in images:
-                try:
-                    rgb = read_image(path, scorer.max_pixels, exif_transpose=transpose).rgb
-                except ImageError:
-                    continue
-                height, width = rgb.shape[:2]
-                if min(height, width) < crop:
-                    continue
-                top, left = (height - crop) // 2 // 8 * 8, (width - crop) // 2 // 8 * 8
-                cut.append(np.ascontiguousarray(rgb[top : top + crop, left : left + crop]))
-            paths = save_images(cut, Path(scratch) / str(crop), "crop-")
+        for crop, crops in cut.items():
+            paths = save_images(crops, Path(scratch) / str(crop), "crop-")
             records[crop] = [m.as_dict() for m in scorer.score_paths(paths) if m.ok]
     try:
         return fit_size_thresholds(calibration, records, side)

@@ -46,11 +46,11 @@ STABLE_CALIBRATION_IMAGES = 20
 (docs/results/zero-setup.md, threshold stability); ``aedr calibrate`` warns below it."""
 ALPHA_GRID = (0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3)
 UNVERIFIED_IDENTITY = "unverified"
+"""The identity of an assumed provenance whose weights nobody named: not checked when applied."""
 JPEG_AC_BELOW = 90
 """Below this quality the default JPEG thresholds of a ``highpass`` calibration read ``ac`` (the
 residual's 8 x 8 AC energy, which recompression keeps); at or above it ``highpass``, which holds
 better there (docs/results/robustness.md)."""
-"""The identity of an assumed provenance whose weights nobody named: not checked when applied."""
 
 
 class CalibrationError(AedrError, ValueError):
