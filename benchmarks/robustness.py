@@ -2,23 +2,26 @@
 
 Usage: python benchmarks/robustness.py [--sizes 256,512] [--calibration 16,8] [--test 2,1]
        [--real 4,2] [--perturbations "JPEG 75,crop 3 px"] [--full-up-to 256]
+       [--chain-qualities 85]
 
 Same data as benchmarks/attribution.py (shared tiny autoencoders, shared photos, never holdout/),
 built at each size of ``--sizes`` (the counts are per size, in the same order; sizes above
-``--full-up-to`` run only the conditions the robustness goals name, for the machine time). The **default**
-columns run exactly the plain commands: each model is calibrated as ``aedr calibrate --model M
-IMAGES`` does (``calibrate_images`` with its defaults: the shipped negative photos, the size
-thresholds) on its clean decoder-made images, as a user calibrates on a generator's own outputs;
-then every test image (each model's and the real photos) is perturbed, saved (PNG, or JPEG for
-the JPEG rows and the chains) and decided with all five candidates as ``aedr attribute PATHS``
-does (default settings: JPEG files through their own tables, sides off the 8-pixel grid at the
-phase found by search, no resize undone). The **stated factor** columns (resize rows only) are
-not the plain commands: the same calibrations, the images scored with ``--resized-by F``, as an
-analyst who knows the original size would. Prints per size and perturbation: the open-set
-verdicts (right, real photos attributed), the mean over the models of the pairwise accuracy
-against the other models' images and against real photos at the thresholds, ROC AUC, what the
-default path found on the models' own images, and the attribution cost per image (all five
-models) relative to a clean image of the same size.
+``--full-up-to`` run only the conditions the robustness goals name, for the machine time). The
+**default** columns run exactly the plain commands: each model is calibrated as ``aedr calibrate
+--model M IMAGES`` does (``calibrate_images`` with its defaults: the shipped negative photos,
+the size thresholds) on its clean decoder-made images, as a user calibrates on a generator's own
+outputs; then every test image (each model's and the real photos) is perturbed, saved (PNG, or
+JPEG for the JPEG rows and the chains) and decided with all five candidates as ``aedr attribute
+PATHS`` does (default settings: JPEG files through their own tables, sides off the 8-pixel grid
+at the phase found by search, no resize undone). The **stated factor** columns (resize rows
+only) are not the plain commands: the same calibrations, the images scored with ``--resized-by
+F``, as an analyst who knows the original size would; with ``--chain-qualities``, the chain rows
+(resized, then JPEG) also with **chain thresholds** (``aedr calibrate --resized-by F
+--jpeg-qualities Q``: the calibration images resized, then re-encoded; also opt-in). Prints per
+size and perturbation: the open-set verdicts (right, real photos attributed), the mean over the
+models of the pairwise accuracy against the other models' images and against real photos at the
+thresholds, ROC AUC, what the default path found on the models' own images, and the attribution
+cost per image (all five models, seconds and relative to a clean image of the same size).
 """
 
 from __future__ import annotations
@@ -138,11 +141,15 @@ def main() -> None:
     parser.add_argument("--real", default="4,2", help="real test photos")
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--perturbations", default=",".join(DEFAULT_PERTURBATIONS))
+    parser.add_argument("--chain-qualities", default="",
+                        help="also chain thresholds at these JPEG qualities for the chain rows "
+                             "(aedr calibrate --resized-by F --jpeg-qualities Q)")  # fmt: skip
     parser.add_argument("--full-up-to", type=int, default=256,
                         help="larger sizes run only the goals' conditions (clean first)")  # fmt: skip
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # tables appear as they are computed
     sizes = [int(s) for s in args.sizes.split(",")]
+    chain_qualities = [int(q) for q in args.chain_qualities.split(",") if q]
     plan = zip(sizes, counts(args.calibration, sizes), counts(args.test, sizes),
                counts(args.real, sizes), strict=True)  # fmt: skip
     autoencoders = tiny_autoencoders(args)
@@ -158,9 +165,10 @@ def main() -> None:
             print(f"\n## {size} px: {n_calibration} calibration + {n_test} test images per model "
                   f"({', '.join(MODELS)}), {n_real} real photos; alpha {args.alpha}; the five "
                   f"calibrations took {time.perf_counter() - start:.0f} s")  # fmt: skip
-            print("| perturbation | default: verdicts right | default: real attributed | default: "
-                  "acc. vs models / vs real / AUC | stated factor (opt-in): acc. vs models / vs "
-                  "real / AUC | found on own images (default) | cost x clean (default) |")  # fmt: skip
+            print("| perturbation | default: verdicts right / real attributed | default: acc. vs "
+                  "models / vs real / AUC | stated factor (opt-in): the same five | stated factor "
+                  "+ chain thresholds (opt-in): the same five | found on own images (default) | "
+                  "cost per image, x clean (default) |")  # fmt: skip
             print("|---|---|---|---|---|---|---|")
             clean_seconds = None
             titles = args.perturbations.split(",")
@@ -170,22 +178,40 @@ def main() -> None:
                 write, factor = PERTURBATIONS[title]
                 perturbed = perturb(labels, data / title.replace(" ", "_").replace("/", "-"), write)
                 records, seconds = score(autoencoders, sorted(perturbed), ScoreSettings())
-                clean_seconds = clean_seconds or seconds  # clean comes first
+                if title == "clean":
+                    clean_seconds = seconds
                 right, real, *pairwise = decided(records, perturbed, calibrations, args.alpha)
-                stated = ""
-                if factor is not None:
+                stated = chained = ""
+                if factor is not None:  # aedr attribute --resized-by F
                     resized, _ = score(autoencoders, sorted(perturbed),
                                        ScoreSettings(resized_by=factor))  # fmt: skip
-                    stated = " / ".join(f"{v:.2f}" for v in
-                                        decided(resized, perturbed, calibrations, args.alpha)[2:])  # fmt: skip
+                    stated = numbers(decided(resized, perturbed, calibrations, args.alpha))
+                    jpeg_files = any(r["jpeg_quality"] is not None for r in resized)
+                    if jpeg_files and chain_qualities:
+                        chain = chain_calibrations(autoencoders, calibration_paths, factor,
+                                                   chain_qualities, store)  # fmt: skip
+                        chained = numbers(decided(resized, perturbed, chain, args.alpha))
                 found = [describe(r["degradation"]) for r in records
                          if perturbed[r["path"]] == r["model"]]  # fmt: skip
                 named = sorted({f for f in found if f})
                 example = f", e.g. {named[0]}" if named else ""
                 summary = f"{sum(map(bool, found))}/{len(found)}{example}"
-                print(f"| {title} | {right:.2f} | {real:.2f} | "
-                      f"{' / '.join(f'{v:.2f}' for v in pairwise)} | {stated} | {summary} | "
-                      f"{seconds / clean_seconds:.2f} ({seconds * len(autoencoders):.1f} s) |")  # fmt: skip
+                ratio = f"{seconds / clean_seconds:.2f}x, " if clean_seconds else ""
+                print(f"| {title} | {right:.2f} / {real:.2f} | {numbers(pairwise)} | {stated} | "
+                      f"{chained} | {summary} | {ratio}{seconds * len(autoencoders):.1f} s |")  # fmt: skip
+
+
+def numbers(values) -> str:
+    return " / ".join(f"{v:.2f}" for v in values)
+
+
+def chain_calibrations(autoencoders, calibration_paths, factor, qualities, store) -> dict:
+    """Each model's calibration as ``aedr calibrate --model M --resized-by F --jpeg-qualities Q
+    IMAGES`` makes it: thresholds for its images resized by ``factor``, then re-encoded."""
+    settings = ScoreSettings(resized_by=factor)
+    return {name: calibrate_images(Scorer([autoencoder], settings, store=store),
+                                   calibration_paths[name], jpeg_qualities=qualities).calibration
+            for name, autoencoder in autoencoders.items()}  # fmt: skip
 
 
 if __name__ == "__main__":

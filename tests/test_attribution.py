@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import pytest
 import torch
 from conftest import TEST_PROVENANCE, loss_record
@@ -69,6 +71,15 @@ def test_images_off_the_decoder_grid_carry_a_caution():
     flagged = attribute([record("a", 1.0, width=61, height=48)], calibrations)
     assert flagged.verdict == "a" and flagged.caution.startswith("unreliable")
     assert flagged.rows()[0]["caution"] == flagged.caution
+
+
+def test_calibrations_made_before_size_thresholds_decide_as_before_with_a_caution():
+    new, old = calibration("a", 1.0), replace(calibration("b", 1.0), aedr_version="0.9.1")
+    records = [record("a", 1.0, width=64, height=48), record("b", 3.0, width=64, height=48)]
+    assert attribute(records, {"a": new, "b": replace(old, aedr_version="0.10.0")}).caution == ""
+    result = attribute(records, {"a": new, "b": old})
+    assert result.verdict == "a" and result.decisions[1].threshold == old.threshold
+    assert "calibrated before aedr 0.10 (b): no thresholds for images smaller" in result.caution
 
 
 def test_jpegs_below_quality_90_carry_a_caution_that_says_which_thresholds_decided():

@@ -490,8 +490,32 @@ def test_resize_thresholds_are_fitted_on_resized_copies_and_decide_resized_files
     assert "thresholds fitted on images resized by the same factor" in at_factor["caution"]
     with pytest.raises(CalibrationError, match=r"holds for images resized by 1\.3, not by 2"):
         Attributor([resized], [BlockMean()], resized_by=2.0)
-    with pytest.raises(CalibrationError, match="not both"):
-        calibrate_images(Scorer([BlockMean()], settings), own, "ratio", jpeg_qualities=(90,))
+
+
+def test_chain_thresholds_decide_a_resized_jpeg_at_its_quality(tmp_path, monkeypatch):
+    """A calibration with a resize factor and JPEG qualities fits thresholds on its images
+    resized, then re-encoded (the common upload chain); a file resized by the factor and saved
+    as JPEG is decided at its quality's chain threshold."""
+    monkeypatch.setattr("aedr.measure.default_photos.TILES_PER_PHOTO", 1)
+    own = noisy_own_images(tmp_path / "own", range(10))
+    settings = ScoreSettings(robust="auto", resized_by=1.3)
+    chain = calibrate_images(Scorer([BlockMean()], settings), own, "ratio",
+                             jpeg_qualities=(70,)).calibration  # fmt: skip
+    fitted = chain.jpeg["70"]
+    assert fitted["n"] == 10 and "resized by 1.3" in fitted["negatives"]["sources"][0]
+    # measured as uploaded (resized, then re-encoded), the own JPEGs sit with the resized own
+    # images (re-encoded without the resize, undoing it would put them far above)
+    assert max(fitted["signals"]) < chain.threshold
+    resized_only = calibrate_images(Scorer([BlockMean()], settings), own, "ratio").calibration
+    assert chain.threshold == resized_only.threshold != fitted["threshold"]
+    (png,) = noisy_own_images(tmp_path / "test", [50])
+    upload = tmp_path / "test" / "upload.jpg"
+    resized = Image.open(png).resize((125, 125), Image.Resampling.BICUBIC)
+    resized.save(upload, "JPEG", quality=70)
+    (row,) = Attributor([chain], [BlockMean()]).attribute_file(upload).rows()
+    assert row["threshold_quality"] == 70 and row["threshold"] == fitted["threshold"]
+    assert row["belongs"] and row["verdict"] == "block-mean"
+    assert row["degradation"].startswith("resized x1.3 (undone); jpeg q=70")
 
 
 def test_the_search_finds_a_real_decoders_grid_phase(tae_dir, shared_dir):

@@ -2,11 +2,12 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 
 from aedr.autoencoders.tiny import TinyAutoencoder
-from aedr.decide.calibration import calibrate
+from aedr.decide.calibration import Calibration, calibrate
 from aedr.library import (
     CalibrationLibrary,
     LibraryError,
@@ -137,6 +138,24 @@ def test_a_damaged_built_calibration_is_dropped_to_be_built_again(random_tiny, l
     assert library.find("random-tiny", provenance_of(counting(random_tiny)), "highpass",
                         told.append) is None  # fmt: skip
     assert "cannot be used" in told[0] and not entry.path.exists()
+
+
+def test_a_calibration_built_before_size_thresholds_is_built_again_an_own_one_kept(
+    random_tiny, library
+):
+    (entry,) = library.entries()
+    current = Calibration.load(entry.path)
+    assert not current.predates_size_thresholds
+    old = replace(current, sizes={}, aedr_version="0.9.1")
+    provenance = provenance_of(counting(random_tiny))
+    library.add(old, provenance, "built")
+    told = []
+    assert library.find("random-tiny", provenance, "highpass", told.append) is None
+    assert "built by aedr 0.9.1, without thresholds for smaller images" in told[0]
+    assert not entry.path.exists()
+    library.add(old, provenance, "own")  # the user's own: decides as before (with a caution)
+    found, kept = library.find("random-tiny", provenance, "highpass")
+    assert kept.origin == "own" and found.predates_size_thresholds
 
 
 def test_a_damaged_own_calibration_is_refused_naming_the_file(random_tiny, library, image_folder):

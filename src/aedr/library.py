@@ -115,8 +115,10 @@ class CalibrationLibrary:
     ) -> tuple[Calibration, LibraryEntry] | None:
         """The calibration of ``model`` measured with ``provenance`` and read by ``statistic``:
         the user's own before a built one (of ``origins``); None when there is none. A built
-        file that no longer loads is removed (and ``on_damaged`` told why), so that it is built
-        again; a damaged own file is an error naming it."""
+        file that no longer loads, or was built before calibrations carried size thresholds, is
+        removed (and ``on_damaged`` told why), so that it is built again; a damaged own file is
+        an error naming it (an own file from before size thresholds decides as it did then,
+        with a caution: ``Calibration.predates_size_thresholds``)."""
         key = provenance.digest()
         for origin in origins:
             path = self.folder / _file_name(model, statistic, key, origin)
@@ -130,6 +132,11 @@ class CalibrationLibrary:
                     raise CalibrationError(
                         f"{path} holds the {calibration.statistic} calibration of "
                         f"{calibration.model!r}, not {statistic} of {model!r}"
+                    )
+                if origin == "built" and calibration.predates_size_thresholds:
+                    version = calibration.aedr_version or "before 0.2"
+                    raise CalibrationError(
+                        f"built by aedr {version}, without thresholds for smaller images"
                     )
             except CalibrationError as exc:
                 if origin == "own":

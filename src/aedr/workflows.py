@@ -97,7 +97,8 @@ def calibrate_images(
     input order and measures no more (the authors' ``cal_threshold.py`` reads 500).
     ``local_window`` also fits the local-map threshold at the same alpha (``DEFAULT_ALPHA`` with "auto"); the
     scorer must keep local maps. ``jpeg_qualities`` also fits a threshold for JPEG files at each
-    quality, reading ``jpeg_statistic`` (:func:`add_jpeg_thresholds`). ``size_thresholds``
+    quality, reading ``jpeg_statistic`` (:func:`add_jpeg_thresholds`; with ``resized_by``, for
+    images resized, then re-encoded). ``size_thresholds``
     also fits thresholds for smaller images, on centre crops of the images
     (:func:`add_size_thresholds`; where the scorer measures whole images on their own grid). A
     scorer that undoes a resize (``resized_by``)
@@ -110,11 +111,6 @@ def calibrate_images(
     check_jpeg_qualities(jpeg_qualities)
     if local_window is not None and not scorer.local_maps:
         raise CalibrationError("a local threshold needs a scorer that keeps local maps")
-    if jpeg_qualities and scorer.settings.resized_by is not None:
-        raise CalibrationError(
-            "JPEG thresholds are fitted on images that were not resized: calibrate with JPEG "
-            "qualities or with a resize factor, not both"
-        )
     _check_first(first)
     good: list[Measurement] = []
     failed: list[Measurement] = []
@@ -239,8 +235,10 @@ def add_jpeg_thresholds(
     ``images`` re-encoded at that quality (Pillow's standard tables, 4:2:0, as platforms write)
     and measured by ``scorer`` as the calibration's were; with ``default_negatives`` the shipped
     negative photos are re-encoded and measured too, so each quality's false acceptance is known
-    (given negatives are measurement records: they cannot be re-encoded). With a score store,
-    every re-encoded image is measured once. Attribution applies the nearest quality's threshold
+    (given negatives are measurement records: they cannot be re-encoded). A scorer that undoes
+    a resize (``resized_by``) measures the common chain: each image resized by its factor, then
+    re-encoded, so the thresholds hold for resized JPEGs. With a score store, every re-encoded
+    image is measured once. Attribution applies the nearest quality's threshold
     to a JPEG file (:meth:`~aedr.decide.calibration.Calibration.at_jpeg_quality`). The
     thresholds read ``statistic`` (default: each quality's
     :func:`~aedr.decide.calibration.jpeg_statistic`; see
@@ -252,7 +250,11 @@ def add_jpeg_thresholds(
     exif = scorer.settings.exif == "transpose"
     records, negatives = {}, {}
     photos = negative_files() if default_negatives else []  # written (or found) once
+    factor = scorer.settings.resized_by
     with tempfile.TemporaryDirectory(prefix="aedr-jpeg-") as scratch:
+        # a scorer that undoes a resize measures the chain: each image resized, then re-encoded
+        images = list(_as_uploaded(scorer, images, Path(scratch) / "resized", {}))
+        photos = list(_as_uploaded(scorer, photos, Path(scratch) / "resized-negatives", {}))
         for quality in qualities:
             folder = Path(scratch) / str(quality)
             (folder / "negatives").mkdir(parents=True)
@@ -262,7 +264,8 @@ def add_jpeg_thresholds(
             if photos:
                 copies = save_jpeg_copies(photos, folder / "negatives", quality)
                 negatives[quality] = _measured(scorer, copies)
-    sources = [f"default: tiles of scikit-image's sample photos ({NEGATIVE_SET})"]
+    sources = [f"default: tiles of scikit-image's sample photos ({NEGATIVE_SET})"
+               + (f", resized by {factor:g}" if factor is not None else "")]  # fmt: skip
     return fit_jpeg_thresholds(calibration, records, negatives, sources, statistic)
 
 

@@ -26,13 +26,13 @@ unreliable (see ``caution_of``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aedr.decide.calibration import Calibration
+from aedr.decide.calibration import SIZE_THRESHOLDS_SINCE, Calibration
 from aedr.decide.false_attribution import (
     FalseAttribution,
     false_attribution,
@@ -378,7 +378,8 @@ def attribute(
     )
     caution = caution_of(sized.width, sized.height, sized.degradation, sized.jpeg_quality,
                          jpeg_thresholds, resize_thresholds)  # fmt: skip
-    caution = "; ".join(filter(None, (caution, insufficient_evidence(decisions))))
+    outdated = predating_size_thresholds(calibrations[r.model] for r in records)
+    caution = "; ".join(filter(None, (caution, insufficient_evidence(decisions), outdated)))
     reliability = caution_level(sized.width, sized.height, sized.degradation, sized.jpeg_quality)
     found = partial_of(records, decisions, calibrations) if verdict == NO_MODEL else None
     if found is None:
@@ -389,6 +390,20 @@ def attribute(
         path, decisions, PARTIAL, (model,), "", caution, measurements, tuple(regions),
         statistic, calibrations[model].local["threshold"], family, reliability,
     )  # fmt: skip
+
+
+def predating_size_thresholds(calibrations: Iterable[Calibration]) -> str:
+    """A caution naming the calibrations made before calibrations carried thresholds for
+    smaller images (``Calibration.predates_size_thresholds``), or "" when none did."""
+    old = sorted({c.model for c in calibrations if c.predates_size_thresholds})
+    if not old:
+        return ""
+    since = ".".join(map(str, SIZE_THRESHOLDS_SINCE))
+    return (
+        f"calibrated before aedr {since} ({', '.join(old)}): no thresholds for images smaller "
+        "than the calibration images, which are decided at the full-size threshold as before "
+        "and rejected more often; calibrate again to add them"
+    )
 
 
 def insufficient_evidence(decisions: Sequence[ModelDecision]) -> str:

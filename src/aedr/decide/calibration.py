@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
@@ -51,6 +52,8 @@ JPEG_AC_BELOW = 90
 """Below this quality the default JPEG thresholds of a ``highpass`` calibration read ``ac`` (the
 residual's 8 x 8 AC energy, which recompression keeps); at or above it ``highpass``, which holds
 better there (docs/results/robustness.md)."""
+SIZE_THRESHOLDS_SINCE = (0, 10)
+"""The aedr version from which calibrations of whole images carry thresholds for smaller ones."""
 
 
 class CalibrationError(AedrError, ValueError):
@@ -287,6 +290,19 @@ class Calibration:
         of the negatives than this calibration does, or alpha if that is larger: a smaller image
         is also harder to tell from a photo (measured: docs/results/robustness.md#image-size)."""
         return capped_threshold(threshold, self.negatives, self.false_acceptance_limit)
+
+    @property
+    def predates_size_thresholds(self) -> bool:
+        """Made by an aedr older than :data:`SIZE_THRESHOLDS_SINCE`, which fitted no thresholds
+        for smaller images: it decides as it did then, a crop or thumbnail at the full-size
+        threshold (which rejects most of the model's own).
+
+        >>> old = Calibration("m", "highpass", 1.0, 0.05, 2, [0.5, 1.0], {}, {}, aedr_version="0.9.1")
+        >>> old.predates_size_thresholds, replace(old, aedr_version="0.10.0").predates_size_thresholds
+        (True, False)
+        """
+        release = tuple(int(part) for part in re.findall(r"\d+", self.aedr_version)[:2])
+        return not self.sizes and release < SIZE_THRESHOLDS_SINCE
 
     @property
     def false_acceptance_limit(self) -> float:
