@@ -143,7 +143,8 @@ def main() -> None:
     parser.add_argument("--perturbations", default=",".join(DEFAULT_PERTURBATIONS))
     parser.add_argument("--chain-qualities", default="",
                         help="also chain thresholds at these JPEG qualities for the chain rows "
-                             "(aedr calibrate --resized-by F --jpeg-qualities Q)")  # fmt: skip
+                             "(aedr calibrate --resized-by F --jpeg-qualities Q), at sizes up to "
+                             "--full-up-to")  # fmt: skip
     parser.add_argument("--full-up-to", type=int, default=256,
                         help="larger sizes run only the goals' conditions (clean first)")  # fmt: skip
     args = parser.parse_args()
@@ -187,7 +188,7 @@ def main() -> None:
                                        ScoreSettings(resized_by=factor))  # fmt: skip
                     stated = numbers(decided(resized, perturbed, calibrations, args.alpha))
                     jpeg_files = any(r["jpeg_quality"] is not None for r in resized)
-                    if jpeg_files and chain_qualities:
+                    if jpeg_files and chain_qualities and size <= args.full_up_to:
                         chain = chain_calibrations(autoencoders, calibration_paths, factor,
                                                    chain_qualities, store)  # fmt: skip
                         chained = numbers(decided(resized, perturbed, chain, args.alpha))
