@@ -198,7 +198,7 @@ def main() -> None:
                 example = f", e.g. {named[0]}" if named else ""
                 summary = f"{sum(map(bool, found))}/{len(found)}{example}"
                 ratio = f"{seconds / clean_seconds:.2f}x, " if clean_seconds else ""
-                print(f"| {title} | {right:.2f} / {real:.2f} | {numbers(pairwise)} | {stated} | "
+                print(f"| {title} | {numbers([right, real])} | {numbers(pairwise)} | {stated} | "
                       f"{chained} | {summary} | {ratio}{seconds * len(autoencoders):.1f} s |")  # fmt: skip
 
 

@@ -250,7 +250,6 @@ def add_jpeg_thresholds(
     exif = scorer.settings.exif == "transpose"
     records, negatives = {}, {}
     photos = negative_files() if default_negatives else []  # written (or found) once
-    factor = scorer.settings.resized_by
     with tempfile.TemporaryDirectory(prefix="aedr-jpeg-") as scratch:
         # a scorer that undoes a resize measures the chain: each image resized, then re-encoded
         images = list(_as_uploaded(scorer, images, Path(scratch) / "resized", {}))
@@ -265,7 +264,7 @@ def add_jpeg_thresholds(
                 copies = save_jpeg_copies(photos, folder / "negatives", quality)
                 negatives[quality] = _measured(scorer, copies)
     sources = [f"default: tiles of scikit-image's sample photos ({NEGATIVE_SET})"
-               + (f", resized by {factor:g}" if factor is not None else "")]  # fmt: skip
+               + _resized_note(scorer)]  # fmt: skip
     return fit_jpeg_thresholds(calibration, records, negatives, sources, statistic)
 
 
@@ -294,6 +293,12 @@ def _as_uploaded(
             continue
         originals[str(copy)] = str(path)
         yield copy
+
+
+def _resized_note(scorer: Scorer) -> str:
+    """What the negatives' description adds when the scorer measured them resized first."""
+    factor = scorer.settings.resized_by
+    return f", resized by {factor:g}" if factor is not None else ""
 
 
 def _measured(scorer: Scorer, paths: Sequence[Path]) -> list[dict[str, Any]]:
@@ -430,14 +435,13 @@ def _with_default_negatives(
     records, sources = list(given), _given(given)
     if default:
         reader = get_statistic(statistic)
-        factor = scorer.settings.resized_by
         photos = list(_as_uploaded(scorer, negative_files(), scratch, {}))
         measured = [m.as_dict() for m in scorer.score_paths(photos)]
         usable = [r for r in measured if reader.usable(r)]
         records += usable
         sources.append(
             f"default: {len(usable)} tiles of scikit-image's sample photos ({NEGATIVE_SET})"
-            + (f", resized by {factor:g}" if factor is not None else "")
+            + _resized_note(scorer)
             + (f", {len(measured) - len(usable)} unusable" if len(usable) < len(measured) else "")
         )
     return records, sources
