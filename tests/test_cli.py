@@ -361,6 +361,16 @@ def test_zero_setup_attribute_builds_a_calibration_once_and_prints_a_table(
     assert all(r["confidence"] for r in written)
 
 
+def test_zero_setup_decides_with_an_own_calibration_measured_on_every_pixel_as_it_was_made(
+    cli, model_file, image_folder, quick_builds
+):
+    cli("calibrate", "--model", model_file, image_folder, "--border", "0", "--add", code=0)
+    run = cli("attribute", image_folder, "--model", model_file, "--format", "jsonl", code=0)
+    assert "measured on every pixel (made before aedr 0.12)" in run.stderr
+    rows = [json.loads(line) for line in run.stdout.splitlines()]
+    assert {r["calibration_origin"] for r in rows} == {"own"} and "building" not in run.stderr
+
+
 def test_no_candidates_is_a_set_up_error_saying_what_to_do(
     cli, image_folder, tmp_path, monkeypatch
 ):

@@ -13,10 +13,12 @@ from aedr.library import (
     LibraryError,
     available_models,
     library_calibrations,
+    own_on_every_pixel,
     own_provenance,
 )
 from aedr.measure.default_photos import negative_tiles, reference_crops
 from aedr.measure.scorer import Scorer
+from aedr.measure.settings import ScoreSettings
 from aedr.measure.store import ScoreStore
 
 BUILT = 6  # decoder-made images per built calibration in these tests (the default is 40)
@@ -156,6 +158,28 @@ def test_a_calibration_built_before_size_thresholds_is_built_again_an_own_one_ke
     library.add(old, provenance, "own")  # the user's own: decides as before (with a caution)
     found, kept = library.find("random-tiny", provenance, "highpass")
     assert kept.origin == "own" and found.predates_size_thresholds
+
+
+def test_an_own_calibration_measured_on_every_pixel_is_told_apart_for_the_run_to_measure_so(
+    random_tiny, library, image_folder
+):
+    """Own calibrations made before aedr 0.12 measured every pixel (border 0): a run with the
+    default border finds none measured as it measures, so it is told to measure every pixel."""
+    model = counting(random_tiny)
+    every = ScoreSettings(border=0)
+
+    def own(settings):
+        records = [r.as_dict() for r in Scorer([model], settings).score_paths([image_folder])]
+        calibration = calibrate(records * 2, "random-tiny", statistic="highpass")
+        return calibration, library.add(calibration, own_provenance(calibration), "own")
+
+    older, _ = own(every)
+    assert own_on_every_pixel([Scorer([model])], library) == ["random-tiny"]
+    assert own_on_every_pixel([Scorer([model], every)], library) == []  # measures so already
+    ((found, source),) = library_calibrations([Scorer([model], every)], library, count=BUILT)
+    assert source.origin == "own" and found.digest == older.digest  # it decides as it did
+    own(ScoreSettings())  # calibrated again, with the border
+    assert own_on_every_pixel([Scorer([model])], library) == []
 
 
 def test_a_damaged_own_calibration_is_refused_naming_the_file(random_tiny, library, image_folder):

@@ -27,6 +27,7 @@ from aedr.measure.evidence import (
     PRIOR_EVIDENCE,
     PRIOR_WEIGHT,
     QUANTISATION_ENERGY,
+    evidence_means,
     highpass_log_ratio,
     image_map,
     local_map,
@@ -120,7 +121,8 @@ def test_the_whole_image_statistic_is_the_map_over_one_window_of_every_pixel(
     random_tiny, image_folder
 ):
     path = sorted(image_folder.iterdir())[0]
-    mapped = Scorer([random_tiny], local_maps=True).score_file(path)[0]
+    every = ScoreSettings(border=0)
+    mapped = Scorer([random_tiny], every, local_maps=True).score_file(path)[0]
     weighted, weight = (float(layer.astype(np.float64).mean()) for layer in mapped.evidence)
     expected = (weighted + PRIOR_WEIGHT * PRIOR_EVIDENCE) / (weight + PRIOR_WEIGHT)
     assert mapped.highpass_log_ratio == pytest.approx(expected, rel=1e-5)
@@ -129,6 +131,44 @@ def test_the_whole_image_statistic_is_the_map_over_one_window_of_every_pixel(
         highpass_log_ratio(0.1, -0.5)
     with pytest.raises(ValueError, match="finite"):
         highpass_log_ratio(float("nan"), 0.5)
+
+
+def test_the_border_leaves_the_edges_out_of_the_whole_image_means():
+    generator = torch.Generator().manual_seed(0)
+    x1 = torch.rand((1, 3, 64, 96), generator=generator) * 2 - 1
+    lost = torch.zeros_like(x1)
+    lost[..., :, :6] = torch.randn((1, 3, 64, 6), generator=generator) * 0.3  # the left edge
+    x = x1 + lost  # lost by the first reconstruction only, and only along the edge
+    every = evidence_means(x, x1, x1).tolist()[0]
+    inside = evidence_means(x, x1, x1, border=16).tolist()[0]
+    assert every[0] > 0.01 and every[1] > 0.05  # the edge's evidence counts
+    assert inside == [0.0, 0.0]  # 16 px in, nothing was lost: no evidence, no weight
+    assert highpass_log_ratio(*inside) == PRIOR_EVIDENCE
+    corner = (..., slice(0, 32), slice(0, 32))
+    small = evidence_means(x[corner], x1[corner], x1[corner], border=16).tolist()[0]
+    maps = pixel_evidence(x[corner], x1[corner], x1[corner])[0, :, 8:24, 8:24]  # a quarter in
+    assert small == pytest.approx([float(m.astype(np.float64).mean()) for m in maps], rel=1e-5)
+    with pytest.raises(ValueError, match="at least 0"):
+        evidence_means(x, x1, x1, border=-1)
+
+
+def test_the_border_setting_moves_highpass_alone(random_tiny, image_folder):
+    """Measured with a border, the statistic is the map's mean over the interior; the losses,
+    and the maps themselves, are those of every pixel."""
+    path = sorted(image_folder.iterdir())[0]
+    every = Scorer([random_tiny], ScoreSettings(border=0), local_maps=True).score_file(path)[0]
+    inside = Scorer([random_tiny], ScoreSettings(border=8), local_maps=True).score_file(path)[0]
+    assert (inside.loss1, inside.loss2, inside.ac_log_ratio) == (
+        every.loss1, every.loss2, every.ac_log_ratio,
+    )  # fmt: skip
+    assert np.array_equal(inside.evidence, every.evidence)
+    weighted, weight = (
+        float(layer[8:-8, 8:-8].astype(np.float64).mean()) for layer in every.evidence
+    )
+    assert inside.highpass_log_ratio == pytest.approx(
+        highpass_log_ratio(weighted, weight), rel=1e-5
+    )
+    assert inside.highpass_log_ratio != pytest.approx(every.highpass_log_ratio, rel=1e-4)
 
 
 # -- deciding ------------------------------------------------------------------------------------

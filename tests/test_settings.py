@@ -73,3 +73,17 @@ def test_the_paper_preset_is_a_library_object():
         "resize", "sample", 1, "paper",
     )  # fmt: skip
     assert paper.robust_mode() == "off"
+
+
+def test_a_provenance_from_before_the_border_reads_as_every_pixel():
+    """A provenance written before ``border`` existed measured every pixel: it reads as border
+    0 and keeps its key; a border recorded is read back."""
+    old = ScoreSettings(border=0).recorded()
+    assert "border" not in old
+    assert ScoreSettings.from_recorded(old).border == 0
+    assert ScoreSettings.from_recorded(ScoreSettings(border=16).recorded()).border == 16
+    inversion = ScoreSettings(measurement="inversion", border=8)  # highpass is not measured
+    assert "border" not in inversion.recorded()
+    assert ScoreSettings.from_recorded(inversion.recorded()) == inversion.canonical()
+    with pytest.raises(SettingsError, match="border must be"):
+        ScoreSettings(border=-1)

@@ -37,6 +37,7 @@ def test_provenance_digest_covers_every_field_but_the_package_version():
                "homogeneity_levels": {"homogeneity_levels": 16}, "grid": {"grid": "paper"},
                "noise": {"noise": "image"}, "exif": {"exif": "ignore"},
                "loss_dtype": {"loss_dtype": "model"}, "distance": {"distance": "ssim"},
+               "border": {"border": 8},
                "inversion_resize": {"measurement": "inversion", "inversion_resize": True},
                "preset": {"preset": "paper"}, "robust": {**crop, "robust": "auto"},
                "resized_by": {**crop, "robust": "auto", "resized_by": 1.5},

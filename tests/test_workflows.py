@@ -9,6 +9,7 @@ from aedr.attributor import Attributor
 from aedr.autoencoders.tiny import TinyAutoencoder
 from aedr.decide.calibration import CalibrationError
 from aedr.measure.scorer import Scorer
+from aedr.measure.settings import ScoreSettings
 from aedr.measure.store import ScoreStore
 from aedr.workflows import (
     calibrate_generator_free,
@@ -133,24 +134,30 @@ def test_generator_free_calibration_loads_the_model_once(random_tiny, tmp_path):
     )
 
 
-def test_calibrations_carry_thresholds_for_smaller_images_measured_once_per_image(
+def test_calibrations_of_every_pixel_carry_thresholds_for_smaller_images_measured_once(
     random_tiny, tmp_path
 ):
     folder = smooth_folder(tmp_path / "own", (128, 128))
     model = copy_of(random_tiny)
+    every = ScoreSettings(border=0)  # size thresholds make up for the edges measured
     Counting.encoded = 0
     with ScoreStore(tmp_path / "s.sqlite") as store:
         runs = [
-            calibrate_images(Scorer([model], store=store), [folder], s, default_negatives=False)
+            calibrate_images(
+                Scorer([model], every, store=store), [folder], s, default_negatives=False
+            )
             for s in ("ratio", "aedr")
         ]
     assert Counting.encoded == (6 + 6) * 2  # each image and its crop once, for both statistics
     calibration = runs[0].calibration
     assert calibration.sizes["side"] == 128 and list(calibration.sizes["crops"]) == ["64"]
     assert calibration.sizes["crops"]["64"]["n"] == 6
-    bare = calibrate_images(Scorer([model]), [folder], "ratio", default_negatives=False,
+    bare = calibrate_images(Scorer([model], every), [folder], "ratio", default_negatives=False,
                             size_thresholds=False).calibration  # fmt: skip
     assert not bare.sizes and bare.threshold == calibration.threshold
+    Counting.encoded = 0  # with the default border the full-size thresholds hold for crops
+    bordered = calibrate_images(Scorer([model]), [folder], "ratio", default_negatives=False)
+    assert not bordered.calibration.sizes and Counting.encoded == 6 * 2
 
     crop = tmp_path / "crop.png"
     Image.fromarray(smooth_image(9, (128, 128))[32:96, 32:96]).save(crop)

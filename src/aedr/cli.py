@@ -954,8 +954,15 @@ def _attributor(args: argparse.Namespace):
 def _library_candidates(args: argparse.Namespace, pipeline: dict[str, Any]):
     """(calibrations, models, sources) of the zero set-up path: the library's calibration of
     each candidate, built from its autoencoder where there is none."""
+    from dataclasses import replace
+
     from aedr import library as calibration_library
-    from aedr.library import CalibrationLibrary, available_models, library_calibrations
+    from aedr.library import (
+        CalibrationLibrary,
+        available_models,
+        library_calibrations,
+        own_on_every_pixel,
+    )
     from aedr.measure.scorer import Scorer
     from aedr.measure.settings import ScoreSettings
 
@@ -970,8 +977,16 @@ def _library_candidates(args: argparse.Namespace, pipeline: dict[str, Any]):
             )
         _say(args, f"candidates: {', '.join(names)} (every registry model with weights here)")
     models = _models(names, args)
-    scorers = [Scorer([m], ScoreSettings(robust=args.robust), **pipeline) for m in models]
+    settings = ScoreSettings(robust=args.robust)
+    scorers = [Scorer([m], settings, **pipeline) for m in models]
     library = CalibrationLibrary()
+    older = own_on_every_pixel(scorers, library)
+    if older:
+        _say(args, f"your own calibration of {', '.join(older)} was measured on every pixel (made "
+                   "before aedr 0.12): this run measures every pixel too, as it was made; "
+                   f"calibrate again to measure without a {settings.border} px border")  # fmt: skip
+        settings = replace(settings, border=0)
+        scorers = [Scorer([m], settings, **pipeline) for m in models]
     count = calibration_library.BUILT_IMAGES
     with _progress_bar(args.quiet) as bar:
 

@@ -273,6 +273,27 @@ def library_calibrations(
     return found
 
 
+def own_on_every_pixel(
+    scorers: Sequence[Scorer], library: CalibrationLibrary, statistic: str = DEFAULT_STATISTIC
+) -> list[str]:
+    """The models of the one-model ``scorers`` (measuring with a border) whose own calibration
+    in the library was measured on every pixel, as every one made before aedr 0.12 was, and
+    that have none measured as the scorers measure: a run deciding with it measures every pixel
+    too (``ScoreSettings.border``), so that it decides as it did."""
+    older = []
+    for scorer in scorers:
+        (model,) = scorer.models
+        provenance = model.loaded_provenance()
+        if provenance is None or provenance.settings.border == 0:
+            continue
+        if library.find(model.name, provenance, statistic, origins=("own",)) is not None:
+            continue
+        every = replace(provenance, settings=replace(provenance.settings, border=0))
+        if library.find(model.name, every, statistic, origins=("own",)) is not None:
+            older.append(model.name)
+    return older
+
+
 def _own_at_other_precision(
     library: CalibrationLibrary, model: str, provenance: Provenance, statistic: str
 ) -> tuple[Calibration, LibraryEntry] | None:

@@ -21,6 +21,7 @@ from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
 from aedr.measure.homogeneity import glcm_homogeneity
 from aedr.measure.images import luma_opencv
 from aedr.measure.reconstruction import evidence_fields, reconstruction_measures
+from aedr.measure.settings import ScoreSettings
 
 if TYPE_CHECKING:
     import torch
@@ -48,7 +49,8 @@ class AEDR:
 
     ``images`` is a (B, 3, H, W) tensor in [-1, 1] with sides on the autoencoder's size multiple.
     The statistic is the default (``DEFAULT_STATISTIC``, as the CLI's) unless ``statistic`` names another, or a
-    ``calibration`` supplies its own statistic, fitted parameters and threshold.
+    ``calibration`` supplies its own statistic, fitted parameters and threshold; the border left
+    out of ``highpass`` is the default setting's, or the one the calibration was measured with.
     """
 
     def __init__(
@@ -68,6 +70,8 @@ class AEDR:
             )
         self.parameters: dict[str, Any] = dict(calibration.parameters) if calibration else {}
         self.latent, self.generator = latent, generator
+        measured = calibration.measurement_provenance.settings if calibration else ScoreSettings()
+        self.border = measured.border
 
     def __call__(self, images: torch.Tensor) -> BatchSignals:
         import torch
@@ -80,7 +84,9 @@ class AEDR:
                 f"sides {images.shape[2]}x{images.shape[3]} are not multiples of "
                 f"{multiple}, the autoencoder's grid: crop them first"
             )
-        measured = reconstruction_measures(self.autoencoder, images, self.latent, self.generator)
+        measured = reconstruction_measures(
+            self.autoencoder, images, self.latent, self.generator, border=self.border
+        )
         loss1, loss2 = measured.loss1, measured.loss2
         pixels = ((images.detach().float().cpu().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         homogeneity = [

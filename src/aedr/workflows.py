@@ -100,7 +100,10 @@ def calibrate_images(
     quality, reading ``jpeg_statistic`` (:func:`add_jpeg_thresholds`; with ``resized_by``, for
     images resized, then re-encoded). ``size_thresholds``
     also fits thresholds for smaller images, on centre crops of the images
-    (:func:`add_size_thresholds`; where the scorer measures whole images on their own grid). A
+    (:func:`add_size_thresholds`), where the scorer measures whole images on their own grid and
+    every pixel of them: measured with a border (``ScoreSettings.border``, the default), a
+    model's own crops score as its full-size images do and the full-size thresholds hold for
+    them (docs/results/robustness.md#image-size). A
     scorer that undoes a resize (``resized_by``)
     measures each image, and each default negative, resized by that factor first, as a platform
     would: the calibration then holds for images resized so (images that already were go
@@ -139,7 +142,7 @@ def calibrate_images(
             calibration.local = fit_local_threshold(samples, local_window, calibration.alpha)
         except (LocalCalibrationError, ValueError) as exc:
             raise CalibrationError(str(exc)) from None
-    if size_thresholds and _whole_images(scorer):
+    if size_thresholds and _whole_images(scorer) and scorer.settings.border == 0:
         sides = [(m.width * m.height) ** 0.5 for m in good if m.width and m.height]
         side = float(np.median(sides)) if sides else 0.0
         if size_ladder(side):

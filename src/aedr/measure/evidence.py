@@ -95,14 +95,35 @@ def pixel_evidence(x: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor) -> np.nd
     return torch.stack(_weighted_log_ratio(x, x1, x2), dim=1).cpu().numpy()
 
 
-def evidence_means(x: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-    """(B, 2) float64: each image's mean weighted log ratio and mean weight over its pixels.
+def interior(maps: torch.Tensor, border: int) -> torch.Tensor:
+    """``maps`` (..., H, W) without ``border`` pixels along each edge, at most a quarter of each
+    side (so a small image keeps its centre half).
 
-    Means over equal-sized crops average to the means over all their pixels, so a crop-measured
-    image combines exactly; :func:`highpass_log_ratio` turns them into the image's statistic."""
+    >>> import torch
+    >>> tuple(interior(torch.zeros(1, 256, 64), 16).shape), tuple(interior(torch.zeros(40, 8), 16).shape)
+    ((1, 224, 32), (20, 4))
+    """
+    if border < 0:
+        raise ValueError(f"the border must be a whole number of pixels of at least 0, not {border}")
+    rows, columns = (min(border, side // 4) for side in maps.shape[-2:])
+    return maps[..., rows : maps.shape[-2] - rows, columns : maps.shape[-1] - columns]
+
+
+def evidence_means(
+    x: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor, border: int = 0
+) -> torch.Tensor:
+    """(B, 2) float64: each image's mean weighted log ratio and mean weight over its pixels,
+    those within ``border`` of an edge left out (:func:`interior`; the high-pass is taken on
+    the whole image first).
+
+    A decoder reconstructs a crop worst along its edges, which in an image it made were inside
+    the canvas: left in, they make a smaller view of the same image read less like the decoder's
+    (docs/results/robustness.md#image-size). Means over equal-sized crops average to the means
+    over all their pixels, so a crop-measured image combines exactly;
+    :func:`highpass_log_ratio` turns them into the image's statistic."""
     import torch
 
-    weighted, weight = _weighted_log_ratio(x, x1, x2)
+    weighted, weight = (interior(m, border) for m in _weighted_log_ratio(x, x1, x2))
     return torch.stack((weighted.double().mean(dim=(1, 2)), weight.double().mean(dim=(1, 2))), 1)
 
 

@@ -53,6 +53,7 @@ def reconstruction_measures(
     observations: Observations | None = None,
     fastest_layout: bool = True,
     distance: str = "l2",
+    border: int = 0,
 ) -> ReconstructionMeasures:
     """The double reconstruction of a (B, 3, H, W) batch in [-1, 1]: its losses, and with
     ``evidence`` the per-pixel map computed from the same x, x1 and x2 (no extra passes).
@@ -73,13 +74,15 @@ def reconstruction_measures(
     recomputation draws fresh noise); what is still non-finite is left for ``loss_ratio`` to flag.
     ``distance`` is what the losses measure (``aedr.measure.distances``; MSE by default); the
     high-pass evidence and AC energies do not depend on it. Observations need the MSE.
+    ``border`` pixels along each edge are left out of the high-pass evidence's means
+    (``aedr.measure.evidence.evidence_means``), not of the map, the losses or the AC energies.
     """
     import torch
 
     def measure() -> ReconstructionMeasures:
         return _double_reconstruction(
             autoencoder, images, latent, generator, noise, loss_dtype, evidence, observations,
-            fastest_layout, distance,
+            fastest_layout, distance, border,
         )  # fmt: skip
 
     with torch.inference_mode():
@@ -102,6 +105,7 @@ def _double_reconstruction(
     observations: Observations | None,
     fastest_layout: bool,
     distance: str,
+    border: int,
 ) -> ReconstructionMeasures:
     def reconstruct(images: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
         with stage("encoder"):
@@ -118,7 +122,7 @@ def _double_reconstruction(
     x1 = reconstruct(x, first)
     x2 = reconstruct(x1, second)
     with stage("evidence"):
-        return _measures(x, x1, x2, loss_dtype, evidence, observations, distance)
+        return _measures(x, x1, x2, loss_dtype, evidence, observations, distance, border)
 
 
 def _measures(
@@ -129,6 +133,7 @@ def _measures(
     evidence: bool,
     observations: Observations | None,
     distance: str,
+    border: int,
 ) -> ReconstructionMeasures:
     import torch
 
@@ -145,7 +150,7 @@ def _measures(
 
         x = observations.reference.to(x1.device, x1.dtype)
         x1, x2 = observations.resampled(x1), observations.resampled(x2)
-    means = evidence_means(x, x1, x2).cpu()  # in float32 whatever the loss precision
+    means = evidence_means(x, x1, x2, border).cpu()  # in float32 whatever the loss precision
     if observations is not None:  # highpass reads the detail JPEG drops: not re-encoded
         x1, x2 = observations.reencoded(x1), observations.reencoded(x2)
     ac_energies = ac_energy_means(x, x1, x2).cpu()

@@ -589,7 +589,7 @@ class Scorer:
                     model.autoencoder, batch, settings.latent, model.generator,
                     noise=noise, loss_dtype=settings.loss_dtype, evidence=self.local_maps,
                     observations=observations, fastest_layout=settings.preset != "paper",
-                    distance=settings.distance,
+                    distance=settings.distance, border=settings.border,
                 )  # fmt: skip
                 means = measures.evidence_means
                 columns = (measures.loss1, measures.loss2, *means.unbind(dim=1),
