@@ -964,7 +964,7 @@ def _library_candidates(args: argparse.Namespace, pipeline: dict[str, Any]):
         own_on_every_pixel,
     )
     from aedr.measure.scorer import Scorer
-    from aedr.measure.settings import ScoreSettings
+    from aedr.measure.settings import EVERY_PIXEL, ScoreSettings
 
     names = args.model
     if not names:
@@ -985,7 +985,7 @@ def _library_candidates(args: argparse.Namespace, pipeline: dict[str, Any]):
         _say(args, f"your own calibration of {', '.join(older)} was measured on every pixel (made "
                    "before aedr 0.12): this run measures every pixel too, as it was made; "
                    f"calibrate again to measure without a {settings.border} px border")  # fmt: skip
-        settings = replace(settings, border=0)
+        settings = replace(settings, border=EVERY_PIXEL)
         scorers = [Scorer([m], settings, **pipeline) for m in models]
     count = calibration_library.BUILT_IMAGES
     with _progress_bar(args.quiet) as bar:

@@ -27,6 +27,7 @@ from aedr.decide.calibration import Calibration, CalibrationError
 from aedr.decide.statistics import DEFAULT_STATISTIC
 from aedr.errors import AedrError
 from aedr.measure.provenance import Provenance
+from aedr.measure.settings import EVERY_PIXEL
 
 if TYPE_CHECKING:
     from aedr.measure.record import Measurement
@@ -284,11 +285,11 @@ def own_on_every_pixel(
     for scorer in scorers:
         (model,) = scorer.models
         provenance = model.loaded_provenance()
-        if provenance is None or provenance.settings.border == 0:
+        if provenance is None or provenance.settings.border == EVERY_PIXEL:
             continue
         if library.find(model.name, provenance, statistic, origins=("own",)) is not None:
             continue
-        every = replace(provenance, settings=replace(provenance.settings, border=0))
+        every = replace(provenance, settings=replace(provenance.settings, border=EVERY_PIXEL))
         if library.find(model.name, every, statistic, origins=("own",)) is not None:
             older.append(model.name)
     return older

@@ -55,6 +55,7 @@ from aedr.measure.images import ImageError, iter_image_files, read_image
 from aedr.measure.provenance import Provenance
 from aedr.measure.record import Measurement
 from aedr.measure.scorer import Scorer
+from aedr.measure.settings import EVERY_PIXEL
 from aedr.records import read_records
 from aedr.seals import PublicKey, check_seal, check_trusted
 
@@ -142,7 +143,7 @@ def calibrate_images(
             calibration.local = fit_local_threshold(samples, local_window, calibration.alpha)
         except (LocalCalibrationError, ValueError) as exc:
             raise CalibrationError(str(exc)) from None
-    if size_thresholds and _whole_images(scorer) and scorer.settings.border == 0:
+    if size_thresholds and _smaller_views_score_higher(scorer):
         sides = [(m.width * m.height) ** 0.5 for m in good if m.width and m.height]
         side = float(np.median(sides)) if sides else 0.0
         if size_ladder(side):
@@ -184,13 +185,15 @@ def centre_crop(rgb: np.ndarray, side: int) -> np.ndarray:
     return np.ascontiguousarray(rgb[top : top + side, left : left + side])
 
 
-def _whole_images(scorer: Scorer) -> bool:
+def _smaller_views_score_higher(scorer: Scorer) -> bool:
     """Whether the scorer measures each image whole on its own grid (not resized to a fixed
-    size, not in sampled crops, not undoing a resize): where a crop is a smaller image."""
+    size, not in sampled crops, not undoing a resize), where a crop is a smaller image, and
+    every pixel of it, edges included: where a model's own crops score higher than its
+    full-size images and need thresholds of their own."""
     settings = scorer.settings
     return (
         settings.alignment == "crop" and settings.crop is None and settings.resized_by is None
-        and settings.measurement == "reconstruction"
+        and settings.measurement == "reconstruction" and settings.border == EVERY_PIXEL
     )  # fmt: skip
 
 

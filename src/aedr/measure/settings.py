@@ -36,6 +36,8 @@ MEASUREMENT_KINDS: tuple[str, ...] = get_args(MeasurementKind)
 """``reconstruction``: AEDR's double reconstruction (loss1, loss2); ``inversion``: LatentTracer's
 optimisation of a latent against the decoder (the smallest loss)."""
 PAPER_SEED = 1
+EVERY_PIXEL = 0
+"""The ``border`` of measurements of every pixel: all made before aedr 0.12, and ``--paper``."""
 Group = Literal["measurement", "evidence", "paper", "ablation", "sampling"]
 GROUP_TITLES: dict[str, str] = {
     "measurement": "measurement (how images are measured; recorded in every provenance)",
@@ -202,7 +204,8 @@ class ScoreSettings:
         "single-loss), not by highpass or ac; robust measurement needs l2",
     )  # fmt: skip
     border: int = declare(
-        16, kind=int, minimum=0, maximum=4096, omit=(0,), unused=0, flag="--border", metavar="PX",
+        16, kind=int, minimum=0, maximum=4096, omit=(EVERY_PIXEL,), unused=EVERY_PIXEL,
+        flag="--border", metavar="PX",
         group="evidence", applies=lambda s: s.measurement == "reconstruction",
         help="leave the PX pixels along each edge of the measured image (at most a quarter of "
         "a side) out of highpass's means: a decoder reconstructs a crop worst at its edges, so "
@@ -342,7 +345,7 @@ class ScoreSettings:
         return cls(
             measurement=measurement, latent="sample", seed=PAPER_SEED, alignment="resize",
             resize_filter="bicubic", grid="paper", noise="image", exif="ignore",
-            loss_dtype="model", border=0, preset="paper",
+            loss_dtype="model", border=EVERY_PIXEL, preset="paper",
         )  # fmt: skip
 
 
