@@ -5,6 +5,7 @@ with the reason when it is absent."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,15 @@ def pytest_addoption(parser):
 def _shared_dir(config) -> Path:
     given = config.getoption("--shared-dir") or os.environ.get("AEDR_SHARED_DIR")
     return Path(given) if given else REPO.parent / "shared"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _scratch_in_basetemp(tmp_path_factory):
+    """Temporary files of the code under test (upload folders, calibration scratch) go to the
+    session's folder, which pytest removes when every test passed: none pile up in /tmp."""
+    tempfile.tempdir = str(tmp_path_factory.mktemp("scratch"))
+    yield
+    tempfile.tempdir = None
 
 
 @pytest.fixture(scope="session")
