@@ -281,6 +281,9 @@ def test_an_attributor_measures_as_its_calibrations_and_local_maps_off():
     calibration = calibration_measured(BlockMean(), ScoreSettings())
     assert calibration.measurement_provenance.settings.robust == "auto"
     assert Attributor([calibration], [BlockMean()]).scorer.settings.robust == "auto"
+    assert Attributor([calibration], [BlockMean()]).scorer.settings.estimates_enlargement()
+    off = Attributor([calibration], [BlockMean()], enlargement="off")  # lenient: it applies
+    assert not off.scorer.settings.estimates_enlargement()
     older = calibration_measured(Identity(), ScoreSettings(robust="off"))
     assert Attributor([older], [Identity()]).scorer.settings.robust == "off"
     for pair in ([calibration, older], [older, calibration]):  # mixed: the default, either order

@@ -6,7 +6,7 @@ from PIL import Image
 
 from aedr.measure.provenance import Provenance
 from aedr.measure.record import MEASUREMENT_FIELDS, Measurement
-from aedr.measure.scorer import Scorer, score_array
+from aedr.measure.scorer import Scorer, score_array, store_key
 from aedr.measure.settings import ScoreSettings, SettingsError
 
 
@@ -157,7 +157,7 @@ def test_a_stored_record_without_the_newer_numbers_is_measured_again(
         (first,) = Scorer([model], store=store).score_file(path)
         assert first.highpass_log_ratio is not None and type(model).encoded == 2
         assert 0.0 <= first.highpass_weight <= 1.0 and math.isfinite(first.ac_log_ratio)
-        key = (first.content_sha256, first.provenance.digest())
+        key = (first.content_sha256, store_key(first.provenance))
         old = {k: v for k, v in store.get(*key).items() if k != missing}
         store.put(*key, old)
         (again,) = Scorer([model], store=store).score_file(path)

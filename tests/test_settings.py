@@ -24,7 +24,7 @@ def test_every_setting_is_declared_and_recorded():
     assert names == [f.name for f in fields(ScoreSettings)]
     assert set(names) <= set(provenance_schema().model_fields)
     # omitted at their default (provenances made before them keep their meaning and key)
-    omitted = {"robust", "resized_by", "distance"}
+    omitted = {"robust", "resized_by", "distance", "enlargement"}
     assert set(ScoreSettings().recorded()) | omitted == set(names)
 
 

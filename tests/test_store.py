@@ -41,6 +41,7 @@ def test_provenance_digest_covers_every_field_but_the_package_version():
                "inversion_resize": {"measurement": "inversion", "inversion_resize": True},
                "preset": {"preset": "paper"}, "robust": {**crop, "robust": "auto"},
                "resized_by": {**crop, "robust": "auto", "resized_by": 1.5},
+               "enlargement": {**crop, "robust": "auto", "enlargement": "off"},
                "measurement_version": {"measurement_version": 7}}  # fmt: skip
     recorded = set(provenance_schema().model_fields) - {"aedr_version"}
     assert set(changes) == recorded  # every recorded field but the package version is covered

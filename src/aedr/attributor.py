@@ -18,7 +18,7 @@ from aedr.decide.calibration import Calibration, CalibrationError, image_side
 from aedr.measure.images import DEFAULT_MAX_PIXELS, iter_image_files
 from aedr.measure.record import Measurement
 from aedr.measure.scorer import DEFAULT_MAX_MODEL_PIXELS, DEFAULT_WORKERS, Scorer
-from aedr.measure.settings import ScoreSettings
+from aedr.measure.settings import EnlargementMode, ScoreSettings
 
 if TYPE_CHECKING:
     from aedr.autoencoders.loading import ModelHandle
@@ -72,7 +72,7 @@ class Attributor:
     attributed to some candidate (:func:`~aedr.decide.false_attribution.limit_false_attribution`).
     The images are measured as the calibrations were (``robust`` too: ``auto`` for those
     calibrated with the defaults since 0.4.0, and where they differ), with local maps ``off``;
-    ``robust`` and ``resized_by`` measure them degradation-aware or not
+    ``robust``, ``resized_by`` and ``enlargement`` measure them degradation-aware or not
     (``aedr.measure.degradation``) whatever the calibrations were measured with: corrections
     change nothing on the clean images calibrations are fitted on. Undoing a resize shifts the
     statistic, though: calibrations fitted at the same ``resized_by`` (``aedr calibrate
@@ -99,6 +99,7 @@ class Attributor:
         max_false_attribution: float | None = None,
         robust: Robust | None = None,
         resized_by: float | None = None,
+        enlargement: EnlargementMode | None = None,
         sources: Mapping[str, tuple[str, str]] | None = None,
     ):
         self.sources = dict(sources or {})
@@ -115,6 +116,8 @@ class Attributor:
             robust = "auto"  # calibrations measured both ways: the default, whatever their order
         if robust is not None or resized_by is not None:
             settings = replace(settings, robust=robust or settings.robust, resized_by=resized_by)
+        if enlargement is not None:  # lenient: calibrations apply either way
+            settings = replace(settings, enlargement=enlargement)
         # JPEG thresholds hold for JPEGs measured as they were (docs/results/robustness.md: the chain, x1.5 then
         # JPEG 85, measured with the resize undone: accuracy 0.66 at the clean thresholds, 0.59
         # at JPEG thresholds fitted without it)

@@ -163,11 +163,12 @@ def _add_settings(
     groups: dict[str, Any] = {"measurement": parser}
     if not only:
         parser.add_argument("--paper", action="store_true", help=PAPER_HELP)
-        groups.update((n, _advanced(parser, t)) for n, t in GROUP_TITLES.items() if n not in groups)
     for declared, setting in declarations():
         if setting.flag is None or (only and declared.name not in only):
             continue
-        group = groups["measurement" if only else setting.group]
+        if setting.group not in groups:  # shown by --help-all only
+            groups[setting.group] = _advanced(parser, GROUP_TITLES[setting.group])
+        group = groups[setting.group]
         text = setting.help
         if declared.name == "robust" and robust_default:
             text = text[: text.index("Default:")] + f"Default: {robust_default}"
@@ -191,7 +192,7 @@ ROBUST_FROM_CALIBRATIONS = (
     "as the calibrations were measured (auto for those made with the defaults since 0.4.0), "
     "off with local maps"
 )
-CORRECTIONS = ("robust", "resized_by")
+CORRECTIONS = ("robust", "resized_by", "enlargement")
 """The settings a command deciding with calibrations may still choose."""
 
 
@@ -947,7 +948,8 @@ def _attributor(args: argparse.Namespace):
     _trusted(args, calibrations, [sources[c.model][1] for c in calibrations])
     return Attributor(
         calibrations, models, **pipeline, max_false_attribution=args.max_false_attribution,
-        robust=args.robust, resized_by=args.resized_by, sources=sources,
+        robust=args.robust, resized_by=args.resized_by, enlargement=args.enlargement,
+        sources=sources,
     )  # fmt: skip
 
 

@@ -44,7 +44,7 @@ from aedr.decide.localization import (
     consistent_regions,
     measurement_map,
 )  # fmt: skip
-from aedr.measure.degradation import GRID_PHASE, RESIZED, describe
+from aedr.measure.degradation import ENLARGEMENT_STRENGTH, GRID_PHASE, RESIZED, describe
 from aedr.measure.record import Measurement
 
 if TYPE_CHECKING:
@@ -302,6 +302,13 @@ def caution_of(
     level = caution_level(width, height, degradation, jpeg_quality)
     if not level:
         return ""
+    degradation = degradation or {}
+    if degradation.get(ENLARGEMENT_STRENGTH) is not None:
+        return (
+            f"tentative: {describe(degradation)}: an enlarged image keeps only part of the "
+            "decoder's evidence; decided at thresholds fitted on images that were not resized, "
+            "which undoing a resize shifts"
+        )
     if (
         width is not None
         and width % DECODER_GRID == 0
@@ -315,7 +322,6 @@ def caution_of(
             f"tentative: a JPEG of quality {jpeg_quality}, below {JPEG_CAUTION_BELOW}: "
             f"recompression erases part of the decoder's evidence; {advice}"
         )
-    degradation = degradation or {}
     if level == "tentative":
         advice = ""
         if degradation.get(RESIZED) is not None:
@@ -345,6 +351,8 @@ def caution_level(
     resize undone, or a JPEG below :data:`JPEG_CAUTION_BELOW`) or "" (see ``caution_of``)."""
     if width is None or height is None:
         return ""
+    if (degradation or {}).get(ENLARGEMENT_STRENGTH) is not None:
+        return "tentative"
     if width % DECODER_GRID == 0 and height % DECODER_GRID == 0:
         low_jpeg = jpeg_quality is not None and jpeg_quality < JPEG_CAUTION_BELOW
         return "tentative" if low_jpeg else ""

@@ -16,12 +16,11 @@ to the image (:class:`Degradation`) and undoes it where it can:
   window of ``SEARCH_WINDOW`` pixels, one first reconstruction each, and the image is measured
   cropped at the phase whose residual has the least high-pass energy inside the window's border
   of ``SEARCH_MARGIN`` pixels.
-- **A known resize** (``resized_by``, stated by the user: the platform's size against the
-  generator's): the image is mapped back by that factor onto the decoder's grid, reconstructed
-  twice there, and both reconstructions are mapped forward with the same resampler (bicubic).
-  Estimating an unknown factor was tried: which hypothesis reconstructs best is biased towards
-  enlarging, and the grid's period in the spectrum shows in too few images of most tiny
-  decoders (docs/results/robustness.md).
+- **A resize** (``resized_by``, stated by the user: the platform's size against the
+  generator's; or, without one, an enlargement found by its interpolation's periodic trace,
+  :mod:`aedr.measure.resampling`): the image is mapped back by that factor onto the decoder's
+  grid, reconstructed twice there, and both reconstructions are mapped forward with the same
+  resampler (bicubic). A shrink leaves no such trace: its factor must be stated.
 
 Both reconstructions go through the same forward map, and both losses are floored at the energy
 of 8-bit quantisation noise (:data:`QUANTISATION_FLOOR`): re-encoding can make the two
@@ -57,6 +56,7 @@ if TYPE_CHECKING:
     import torch
 
     from aedr.autoencoders.base import Autoencoder
+    from aedr.measure.resampling import Enlargement
 
 Robust = Literal["off", "auto"]
 ROBUST_MODES: tuple[str, ...] = ("off", "auto")
@@ -76,13 +76,19 @@ RESAMPLER = Image.Resampling.BICUBIC  # Pillow's default, the platforms' most co
 SUBSAMPLING_NAMES = {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}
 RESIZED, GRID_PHASE = "resized_by", "grid_phase"
 """The fields of a degradation record (``Degradation.as_record``) that name undone geometry."""
+ENLARGEMENT_STRENGTH = "enlargement_strength"
+"""The field of a degradation record that says its resize was estimated (the trace's strength)."""
 
 
 def describe(record: Mapping[str, Any]) -> str:
     """A degradation record in words, e.g. ``resized x1.5 (undone); jpeg q=75 4:2:0``; "" when
     nothing was found."""
     words = []
-    if record.get(RESIZED) is not None:
+    if record.get(ENLARGEMENT_STRENGTH) is not None:
+        words.append(f"enlarged x{record[RESIZED]:.3g} (estimated from its interpolation's "
+                     f"periodic trace, {record[ENLARGEMENT_STRENGTH]:.0f}x the background; "
+                     "undone)")  # fmt: skip
+    elif record.get(RESIZED) is not None:
         words.append(f"resized x{record[RESIZED]:.3g} (undone)")
     if record.get(GRID_PHASE) is not None:
         words.append(f"grid phase {tuple(record[GRID_PHASE])} (estimated)")
@@ -144,12 +150,18 @@ class Degradation:
 
     ``phase``: (rows, columns) where the decoder's grid starts, when the image was found cropped
     off it (an estimate, see the module docstring); ``resize``: the factor it was resized by, as
-    the user stated it; ``jpeg`` is read from the file.
+    the user stated it or as ``enlargement`` found it; ``jpeg`` is read from the file.
     """
 
     jpeg: JpegTables | None = None
     phase: tuple[int, int] | None = None
     resize: float | None = None
+    enlargement: Enlargement | None = None
+
+    @classmethod
+    def enlarged(cls, jpeg: JpegTables | None, found: Enlargement) -> Degradation:
+        """An image found enlarged by ``found.factor``, to be mapped back by it."""
+        return cls(jpeg=jpeg, resize=found.factor, enlargement=found)
 
     @property
     def any(self) -> bool:
@@ -161,6 +173,8 @@ class Degradation:
         record: dict[str, Any] = {}
         if self.resize is not None:
             record[RESIZED] = self.resize
+        if self.enlargement is not None:
+            record[ENLARGEMENT_STRENGTH] = round(self.enlargement.strength, 1)
         if self.phase is not None:
             record[GRID_PHASE] = list(self.phase)
         if self.jpeg is not None:

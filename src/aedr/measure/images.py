@@ -12,6 +12,7 @@ reproduce each of those paths, so neither OpenCV nor its codecs are needed at ru
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import stat
@@ -27,6 +28,7 @@ from aedr.errors import AedrError
 
 if TYPE_CHECKING:
     from aedr.measure.degradation import JpegTables
+    from aedr.measure.resampling import Enlargement
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -58,6 +60,14 @@ class LoadedImage:
     @property
     def height(self) -> int:
         return int(self.rgb.shape[0])
+
+    @functools.cached_property
+    def enlargement(self) -> Enlargement | None:
+        """The enlargement its pixels show (``aedr.measure.resampling``), found once for all the
+        models that measure it."""
+        from aedr.measure.resampling import estimate_enlargement
+
+        return estimate_enlargement(self.rgb, jpeg=self.jpeg is not None)
 
 
 def luma_libpng(rgb: np.ndarray) -> np.ndarray:

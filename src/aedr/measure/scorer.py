@@ -475,7 +475,7 @@ class Scorer:
             for index, model in enumerate(self.models):
                 provenance = model.provenance
                 if provenance is not None:
-                    hit = store.get(content, provenance.digest())
+                    hit = store.get(content, store_key(provenance))
                     if hit is not None and _complete(hit):
                         hits[index] = hit
         return hits
@@ -548,7 +548,11 @@ class Scorer:
         multiple, _ = model.loaded_grid()
         resized_by = self.settings.resized_by
         degradation = Degradation(jpeg=image.jpeg, resize=resized_by)
-        if resized_by is None and off_grid(image.width, image.height, multiple):
+        found = image.enlargement if self.settings.estimates_enlargement() else None
+        if found is not None:
+            degradation = Degradation.enlarged(image.jpeg, found)
+            resized_by = found.factor
+        elif resized_by is None and off_grid(image.width, image.height, multiple):
             phase = search_phase(model.autoencoder, image.rgb)
             if phase and min(image.height - phase[0], image.width - phase[1]) < multiple:
                 phase = None  # cut at it, the image would be smaller than the model's input
@@ -639,7 +643,15 @@ class Scorer:
             return
         stored = {k: v for k, v in record.as_dict().items() if k not in ("path", "content_sha256")}
         with self._store_lock, stage("store"):
-            self.store.put(record.content_sha256, record.provenance.digest(), stored)
+            self.store.put(record.content_sha256, store_key(record.provenance), stored)
+
+
+def store_key(provenance: Provenance) -> str:
+    """A measurement's key in the score store: its provenance's digest, marked where the
+    measurement looks for an enlargement to undo (``ScoreSettings.enlargement``), so that what
+    aedr 0.12 and earlier stored without looking is measured again, not reused."""
+    digest = provenance.digest()
+    return f"{digest}+enlargement" if provenance.settings.estimates_enlargement() else digest
 
 
 def _complete(stored: Mapping[str, Any]) -> bool:

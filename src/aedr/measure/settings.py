@@ -32,16 +32,18 @@ if TYPE_CHECKING:
 MEASUREMENT_VERSION = 1
 """1: the numbers of aedr 0.4.0 (records made before versions were kept read as 0)."""
 MeasurementKind = Literal["reconstruction", "inversion"]
+EnlargementMode = Literal["estimate", "off"]
 MEASUREMENT_KINDS: tuple[str, ...] = get_args(MeasurementKind)
 """``reconstruction``: AEDR's double reconstruction (loss1, loss2); ``inversion``: LatentTracer's
 optimisation of a latent against the decoder (the smallest loss)."""
 PAPER_SEED = 1
 EVERY_PIXEL = 0
 """The ``border`` of measurements of every pixel: all made before aedr 0.12, and ``--paper``."""
-Group = Literal["measurement", "evidence", "paper", "ablation", "sampling"]
+Group = Literal["measurement", "evidence", "correction", "paper", "ablation", "sampling"]
 GROUP_TITLES: dict[str, str] = {
     "measurement": "measurement (how images are measured; recorded in every provenance)",
     "evidence": "the high-pass evidence (what highpass reads)",
+    "correction": "degradation-aware measurement (what --robust auto looks for)",
     "paper": "paper reproduction (each part of --paper on its own)",
     "ablation": "the paper's ablations (research settings; the defaults decide best)",
     "sampling": "crops of large images",
@@ -240,6 +242,16 @@ class ScoreSettings:
         "calibrate resizes its images by FACTOR first",
     )  # fmt: skip
 
+    enlargement: EnlargementMode = declare(
+        "estimate", lenient=True, omit=("estimate",), unused="estimate",
+        applies=lambda s: s.robust_mode() != "off" and s.resized_by is None,
+        flag="--enlargement", group="correction",
+        help="estimate (default): an image enlarged after generation (by 1.09 to 2) is found by "
+        "its interpolation's periodic trace and mapped back by the factor found, as "
+        "--resized-by does; off: only a stated --resized-by is undone. With robust measurement "
+        "and no --resized-by (docs/method.md)",
+    )  # fmt: skip
+
     def __post_init__(self):
         for declared, setting in declarations():
             value = getattr(self, declared.name)
@@ -262,6 +274,16 @@ class ScoreSettings:
         return (self.measurement, self.alignment, self.crop, self.distance) == (
             "reconstruction", "crop", None, "l2",
         )  # fmt: skip
+
+    def estimates_enlargement(self) -> bool:
+        """Whether a measurement with these settings looks for an enlargement to undo.
+
+        >>> ScoreSettings().estimates_enlargement(), ScoreSettings.paper().estimates_enlargement()
+        (True, False)
+        """
+        return (self.enlargement, self.resized_by) == ("estimate", None) and (
+            self.robust_mode() != "off"
+        )
 
     def robust_mode(self, local_maps: bool = False) -> Robust:
         """``robust`` as measured: as given, or (``None``) auto where it applies."""
