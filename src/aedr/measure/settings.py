@@ -130,6 +130,10 @@ def _sampled(settings: ScoreSettings) -> bool:
     return settings.latent == "sample"
 
 
+def _enlargement_applies(settings: ScoreSettings) -> bool:
+    return settings.robust_mode() != "off" and settings.resized_by is None
+
+
 @dataclass(frozen=True)
 class ScoreSettings:
     """Everything besides the autoencoder and its precision that changes a measurement.
@@ -244,8 +248,7 @@ class ScoreSettings:
 
     enlargement: EnlargementMode = declare(
         "estimate", lenient=True, omit=("estimate",), unused="estimate",
-        applies=lambda s: s.robust_mode() != "off" and s.resized_by is None,
-        flag="--enlargement", group="correction",
+        applies=_enlargement_applies, flag="--enlargement", group="correction",
         help="estimate (default): an image enlarged after generation (by 1.09 to 2) is found by "
         "its interpolation's periodic trace and mapped back by the factor found, as "
         "--resized-by does; off: only a stated --resized-by is undone. With robust measurement "
@@ -281,9 +284,7 @@ class ScoreSettings:
         >>> ScoreSettings().estimates_enlargement(), ScoreSettings.paper().estimates_enlargement()
         (True, False)
         """
-        return (self.enlargement, self.resized_by) == ("estimate", None) and (
-            self.robust_mode() != "off"
-        )
+        return self.enlargement == "estimate" and _enlargement_applies(self)
 
     def robust_mode(self, local_maps: bool = False) -> Robust:
         """``robust`` as measured: as given, or (``None``) auto where it applies."""
