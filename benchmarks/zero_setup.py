@@ -3,6 +3,7 @@ autoencoders, with the plain command (``aedr attribute PATHS`` and nothing else)
 
 Usage: python benchmarks/zero_setup.py [--size 256] [--calibration 40] [--test 20] [--real 40]
        [--cost-only] [--baseline-src OTHER_CHECKOUT/src] [--no-crops]
+       [--enlarged "1.5 bicubic,2 bilinear" | --enlarged none]
 
 Data as ``benchmarks/attribution.py`` builds it (shared/images/real only, never holdout/): per
 model, images its decoder made from mixed photo latents, split into calibration and test images,
@@ -19,6 +20,10 @@ and real test photos. Prints:
 - the same on the test images' centre crops of half their side (grid-aligned: still decoder
   images, a quarter of the pixels), decided by the built calibrations with their size
   thresholds (the default) and without them (stated, as before 0.10.0);
+- the same on the test images enlarged by each factor and filter of ``--enlarged`` (saved as
+  PNG, each measured once as ``aedr attribute`` measures it: the enlargement found and undone),
+  decided by the built calibrations with their enlargement thresholds (the default) and without
+  them (stated, as 0.13.0 decided);
 - how stable a threshold is against the number of calibration images: the share of a model's own
   test images a threshold fitted on n of its calibration images rejects (alpha 0.05 asked),
   over 200 draws, per n.
@@ -99,11 +104,32 @@ def centre_crops(labels: dict[str, str], folder: Path, side: int) -> dict[str, s
     return crops
 
 
+FILTERS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
+def enlarged_copies(
+    labels: dict[str, str], folder: Path, factor: float, resample: Image.Resampling
+) -> dict[str, str]:
+    """Each labelled image enlarged by ``factor`` with ``resample``, saved as PNG, labelled alike."""
+    folder.mkdir(parents=True)
+    copies = {}
+    for index, (path, label) in enumerate(sorted(labels.items())):
+        image = Image.open(path).convert("RGB")
+        size = (round(image.width * factor), round(image.height * factor))
+        copy = folder / f"{index:04d}.png"
+        image.resize(size, resample).save(copy)
+        copies[str(copy)] = label
+    return copies
+
+
 def main() -> None:
     parser = data_parser(__doc__.splitlines()[0], 256)
     split_options(parser, 40)
     parser.add_argument("--cost-only", action="store_true", help="the cost table alone")
     parser.add_argument("--no-crops", action="store_true", help="leave out the centre crops")
+    parser.add_argument("--enlarged", default="1.5 bicubic,1.5 bilinear,2 bicubic,2 bilinear",
+                        help="enlargements of the test images to decide, 'FACTOR FILTER' "
+                        "comma-separated, or 'none'")  # fmt: skip
     parser.add_argument("--baseline-src", help="another checkout's src folder: its first call "
                         "too, side by side (e.g. the previous release)")  # fmt: skip
     args = parser.parse_args()
@@ -165,6 +191,17 @@ def main() -> None:
                 "built (zero set-up, default: size thresholds)": built,
                 "built without their size thresholds (stated, as before 0.10.0)":
                     {name: replace(c, sizes={}) for name, c in built.items()},
+            })  # fmt: skip
+        for condition in [] if args.enlarged == "none" else args.enlarged.split(","):
+            factor, filter_name = condition.split()
+            print(f"\n### The test images enlarged x{factor} ({filter_name}), same calibrations")
+            enlarged = enlarged_copies(labels, folder / condition.replace(" ", "-"), float(factor),
+                                       FILTERS[filter_name])  # fmt: skip
+            enlarged_records, _ = score(autoencoders, sorted(enlarged), ScoreSettings())
+            print_verdicts(enlarged_records, enlarged, args.alpha, statistic.name, {
+                "built (zero set-up, default: enlargement thresholds)": built,
+                "built without their enlargement thresholds (stated, as 0.13.0 decided)":
+                    {name: replace(c, enlargements={}) for name, c in built.items()},
             })  # fmt: skip
         print("\n| model | threshold, built | threshold, own images |\n|---|---|---|")
         for name in MODELS:

@@ -10,10 +10,12 @@ from aedr.decide.calibration import (
     CalibrationError,
     calibrate,
     choose_alpha,
+    fit_enlargement_thresholds,
     fit_jpeg_thresholds,
     fit_size_thresholds,
     kde_threshold,
     provenance_of_records,
+    record_enlargement,
     record_jpeg_quality,
     records_of_model,
 )
@@ -400,3 +402,94 @@ def test_a_smaller_images_threshold_attributes_no_more_negatives_than_the_calibr
     assert small.threshold < uncapped  # capped: the crops' own threshold accepts many photos
     assert small.false_acceptance <= 0.05 and clean.false_acceptance <= 0.05
     assert np.mean(clean.negative_signals < uncapped) > 0.5
+
+
+def _enlarged_records(center: float, factor: float, found: bool = True, **options) -> list[dict]:
+    """``_jpeg_records`` of images enlarged by ``factor``, the enlargement found (and undone)."""
+    trace = {"resized_by": factor, "enlargement_strength": 20.0} if found else {}
+    return [{**r, "degradation": trace} for r in _jpeg_records(center, **options)]
+
+
+def test_enlargement_thresholds_apply_at_the_nearest_factor_on_a_log_scale_and_round_trip(
+    tmp_path,
+):
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio")
+    fitted = fit_enlargement_thresholds(
+        clean, {1.5: _enlarged_records(1.5, 1.5, seed=1), 2.0: _enlarged_records(2.0, 2.0, seed=2)}
+    )
+    assert fitted.enlargement_factors == (1.5, 2.0) and not clean.enlargements
+    assert fitted.at_enlargement(1.2) is fitted  # nearer 1 than 1.5 on a log scale: clean
+    at_15, at_2 = fitted.at_enlargement(1.3), fitted.at_enlargement(1.8)
+    assert at_15.tuning["enlargement"] == 1.5 and at_2.tuning["enlargement"] == 2.0
+    assert fitted.threshold < at_15.threshold < at_2.threshold
+    assert at_15.signals == fitted.enlargements["1.5"]["signals"] and at_15.n == 30
+    assert fitted.at_enlargement(3.0) is at_2 and fitted.at_enlargement(None) is fitted
+    assert fitted.at_enlargement(1.5) is at_15  # each view made once
+    fitted.save(tmp_path / "c.json")
+    loaded = Calibration.load(tmp_path / "c.json")
+    assert loaded.at_enlargement(1.6).threshold == at_15.threshold
+    assert "enlargements" not in clean.as_dict() and "enlargements" in loaded.as_dict()
+
+
+def test_enlargement_thresholds_fit_only_images_whose_enlargement_was_found():
+    """An enlarged image whose enlargement is not found is measured, and decided, as it is (at
+    the clean thresholds): the enlargement's thresholds are fitted on the others alone."""
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio")
+    mixed = _enlarged_records(1.5, 1.5, n=10, seed=1) + _enlarged_records(9.0, 1.5, False, n=5)
+    fitted = fit_enlargement_thresholds(clean, {1.5: mixed})
+    assert fitted.enlargements["1.5"]["n"] == 10 and max(fitted.at_enlargement(1.5).signals) < 2
+    with pytest.raises(CalibrationError, match="1 usable measurements of the images enlarged x2"):
+        fit_enlargement_thresholds(
+            clean, {2.0: _enlarged_records(2.0, 2.0, n=1) + _enlarged_records(2.0, 2.0, False)}
+        )
+    with pytest.raises(CalibrationError, match="made differently"):
+        fit_enlargement_thresholds(clean, {1.5: _enlarged_records(1.5, 1.5, robust="auto")})
+    for factors in ([3.0], [1.0], [1.23456]):
+        with pytest.raises(CalibrationError, match="enlargement factors are distinct"):
+            fit_enlargement_thresholds(clean, {f: _enlarged_records(1.5, f) for f in factors})
+
+
+def test_enlargement_thresholds_accept_no_more_of_their_negatives_than_the_clean_calibration():
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio",
+                      negatives=_jpeg_records(3.0, n=40, seed=4), negative_sources=["photos"])  # fmt: skip
+    overlapping = _enlarged_records(1.5, 1.5, n=40, seed=5)  # among the own enlarged signals
+    fitted = fit_enlargement_thresholds(
+        clean, {1.5: _enlarged_records(1.5, 1.5, seed=1)}, {1.5: overlapping}, ["photos"]
+    )
+    view = fitted.at_enlargement(1.5)
+    assert view.negatives["n"] == 40 and view.negatives["sources"] == ["photos, enlarged x1.5"]
+    assert view.false_acceptance <= clean.false_acceptance_limit
+    assert view.threshold < kde_threshold(view.signals, 0.05)  # capped by the negatives
+
+
+@pytest.mark.parametrize("key", ["3", "1.0", "1.23456", "x"])
+def test_malformed_enlargement_thresholds_are_refused(key):
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio")
+    data = fit_enlargement_thresholds(clean, {1.5: _enlarged_records(1.5, 1.5)}).as_dict()
+    data["enlargements"][key] = data["enlargements"].pop("1.5")
+    with pytest.raises(CalibrationError, match="enlargements"):
+        Calibration.from_dict(data)
+
+
+def test_record_enlargement_reads_only_an_enlargement_found():
+    found = {"degradation": {"resized_by": 1.5, "enlargement_strength": 12.0}}
+    stated = {"degradation": {"resized_by": 1.5}}  # --resized-by: the calibration's own factor
+    assert record_enlargement(found) == 1.5
+    assert [record_enlargement(r) for r in (stated, {}, {"degradation": "x1.5"})] == [None] * 3
+
+
+def test_candidate_thresholds_take_a_jpegs_quality_then_an_enlargement_then_the_size():
+    from aedr.decide.attribution import CandidateThresholds
+
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio")
+    sized = fit_size_thresholds(clean, {128: _jpeg_records(2.0, seed=1)}, 256)
+    enlarged = fit_enlargement_thresholds(sized, {1.5: _enlarged_records(1.5, 1.5, seed=2)})
+    both = fit_jpeg_thresholds(enlarged, {75: _jpeg_records(1.7, seed=3)})
+    thresholds = CandidateThresholds([both])
+    assert thresholds.at(75, 256, 1.5)[0]["m"].tuning["jpeg_quality"] == 75
+    assert thresholds.at(None, 256, 1.5)[0]["m"].tuning["enlargement"] == 1.5
+    assert thresholds.at(None, 128, 1.1)[0]["m"].tuning["size_side"] == 128  # x1.1: not 1.5's
+    record = {"width": 256, "height": 256, **_enlarged_records(1.5, 1.5, n=1)[0]}
+    assert thresholds.for_record(record)[0]["m"].tuning["enlargement"] == 1.5
+    jpeg_only = CandidateThresholds([fit_jpeg_thresholds(sized, {75: _jpeg_records(1.7)})])
+    assert "enlargement" not in jpeg_only.at(None, 256, 1.5)[0]["m"].tuning  # none fitted

@@ -249,7 +249,7 @@ def test_generator_free_calibration_and_alpha_auto(cli, model_file, tmp_path):
     # random weights decode every image to the same flat texture: no homogeneity spread to fit
     cli("calibrate", "--model", model_file, "--reference-photos", photos, "--synthetic", "12",
         "--save-synthetic", made, "--statistic", "aedr", "--out", free, "--no-default-negatives",
-        code=0)  # fmt: skip
+        "--enlargements", "none", code=0)  # fmt: skip
     calibration = Calibration.load(free)
     assert calibration.n == 12 and len(list(made.glob("*.png"))) == 12
     assert "generator-free" in calibration.tuning["belonging_images"]
@@ -274,7 +274,7 @@ def test_methods_and_evaluate_report(cli, model_file, tmp_path):
     reference = photo_folder(tmp_path / "ref", size=(260, 260))
     cli("calibrate", "--model", model_file, "--reference-photos", reference, "--synthetic", "8",
         "--save-synthetic", made, "--statistic", "aedr", "--out", tmp_path / "c.json",
-        "--no-default-negatives", code=0)  # fmt: skip
+        "--no-default-negatives", "--enlargements", "none", code=0)  # fmt: skip
     scores = tmp_path / "scores.csv"
     cli("score", made, photos, "--model", model_file, "--out", scores, code=0)
     labels = tmp_path / "labels.csv"

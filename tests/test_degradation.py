@@ -462,6 +462,31 @@ def test_cli_calibrates_jpeg_thresholds(cli_main, tmp_path, model_file, image_fo
     assert rc == 2 and "--jpeg-qualities re-encodes images" in err
 
 
+def test_cli_calibrates_enlargement_thresholds_by_default(cli_main, tmp_path, model_file):
+    own = tmp_path / "own"
+    own.mkdir()
+    for index in range(4):
+        Image.fromarray(smooth_image(index, (64, 64))).save(own / f"{index}.png")
+    out = tmp_path / "c.json"
+    rc, err = cli_main("calibrate", "--model", model_file, own, "--out", out,
+                       "--no-default-negatives")  # fmt: skip
+    assert rc == 0, err
+    assert "enlarged x1.5: highpass threshold" in err and "enlarged x2: highpass threshold" in err
+    assert sorted(json.loads(out.read_text())["enlargements"]) == ["1.5", "2"]
+    rc, err = cli_main("calibrate", "--model", model_file, own, "--out", out, "--overwrite",
+                       "--no-default-negatives", "--enlargements", "none")  # fmt: skip
+    assert rc == 0 and "enlargements" not in json.loads(out.read_text()), err
+    rc, err = cli_main("calibrate", "--model", model_file, own, "--out", out, "--overwrite",
+                       "--enlargements", "1.5,3")  # fmt: skip
+    assert rc == 2 and "expected 'none' or distinct enlargement factors" in err
+    rc, err = cli_main("calibrate", "--model", model_file, own, "--out", out, "--overwrite",
+                       "--enlargement", "off", "--enlargements", "1.5")  # fmt: skip
+    assert rc == 2 and "need a scorer that looks for enlargements" in err
+    rc, err = cli_main("calibrate", "--scores", out, "--out", tmp_path / "d.json",
+                       "--enlargements", "1.5")  # fmt: skip
+    assert rc == 2 and "--enlargements enlarges images" in err
+
+
 def test_resize_thresholds_are_fitted_on_resized_copies_and_decide_resized_files(
     tmp_path, monkeypatch
 ):

@@ -160,6 +160,23 @@ def test_a_calibration_built_before_size_thresholds_is_built_again_an_own_one_ke
     assert kept.origin == "own" and found.predates_size_thresholds
 
 
+def test_a_calibration_built_before_enlargement_thresholds_is_built_again_an_own_one_kept(
+    random_tiny, library
+):
+    (entry,) = library.entries()
+    current = Calibration.load(entry.path)
+    assert not current.predates_enlargement_thresholds
+    old = replace(current, enlargements={}, aedr_version="0.13.0")
+    provenance = provenance_of(counting(random_tiny))
+    library.add(old, provenance, "built")
+    told = []
+    assert library.find("random-tiny", provenance, "highpass", told.append) is None
+    assert "built by aedr 0.13.0, without thresholds for enlarged images" in told[0]
+    library.add(old, provenance, "own")  # the user's own: decides as before (with a caution)
+    found, kept = library.find("random-tiny", provenance, "highpass")
+    assert kept.origin == "own" and found.predates_enlargement_thresholds
+
+
 def test_an_own_calibration_measured_on_every_pixel_is_told_apart_for_the_run_to_measure_so(
     random_tiny, library, image_folder
 ):

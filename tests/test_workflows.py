@@ -1,5 +1,7 @@
 """The library workflows the CLI, the server and the demo call."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from conftest import smooth_image
@@ -56,7 +58,8 @@ def test_every_statistic_reads_one_measurement_per_image(random_tiny, own_images
             )
             for statistic in ("aedr", "ratio", "fitted")
         }
-    assert Counting.encoded == 6 * 2  # six images, two encoder passes each: once for all three
+    # six images and their enlargements x1.5 and x2, two encoder passes each: once for all three
+    assert Counting.encoded == (6 + 2 * 6) * 2
     assert {s: f.calibration.statistic for s, f in fits.items()} == {
         "aedr": "aedr", "ratio": "ratio", "fitted": "fitted",
     }  # fmt: skip
@@ -125,7 +128,13 @@ def test_generator_free_calibration_loads_the_model_once(random_tiny, tmp_path):
             return random_tiny
 
     run = calibrate_generator_free(
-        Scorer([Handle()]), photos, 8, "aedr", save_to=tmp_path / "made", default_negatives=False
+        Scorer([Handle()]),
+        photos,
+        8,
+        "aedr",
+        save_to=tmp_path / "made",
+        default_negatives=False,
+        enlargements=(),
     )
     assert loads == [1] and run.calibration.n == 8 and len(run.images) == 8
     assert (
@@ -144,7 +153,11 @@ def test_calibrations_of_every_pixel_carry_thresholds_for_smaller_images_measure
     with ScoreStore(tmp_path / "s.sqlite") as store:
         runs = [
             calibrate_images(
-                Scorer([model], every, store=store), [folder], s, default_negatives=False
+                Scorer([model], every, store=store),
+                [folder],
+                s,
+                default_negatives=False,
+                enlargements=(),
             )
             for s in ("ratio", "aedr")
         ]
@@ -156,7 +169,9 @@ def test_calibrations_of_every_pixel_carry_thresholds_for_smaller_images_measure
                             size_thresholds=False).calibration  # fmt: skip
     assert not bare.sizes and bare.threshold == calibration.threshold
     Counting.encoded = 0  # with the default border the full-size thresholds hold for crops
-    bordered = calibrate_images(Scorer([model]), [folder], "ratio", default_negatives=False)
+    bordered = calibrate_images(
+        Scorer([model]), [folder], "ratio", default_negatives=False, enlargements=()
+    )
     assert not bordered.calibration.sizes and Counting.encoded == 6 * 2
 
     crop = tmp_path / "crop.png"
@@ -184,7 +199,7 @@ def test_jpeg_thresholds_read_ac_below_90_and_measure_each_image_once_per_qualit
         runs = [
             calibrate_images(
                 Scorer([model], store=store), [folder], s, default_negatives=False,
-                jpeg_qualities=(95, 85, 70),
+                jpeg_qualities=(95, 85, 70), enlargements=(),
             )
             for s in ("highpass", "ratio")
         ]  # fmt: skip
@@ -208,6 +223,54 @@ def test_jpeg_thresholds_read_ac_below_90_and_measure_each_image_once_per_qualit
     )  # fmt: skip
     (row,) = attributor.attribute_file(png).rows()
     assert (row["threshold_quality"], row["threshold"]) == (None, calibration.threshold)
+
+
+def enlarged_file(path, seed: int, factor: float, side: int = 64):
+    """A smooth image of ``side`` px enlarged by ``factor`` (bicubic), saved as PNG ``path``."""
+    size = round(side * factor)
+    image = Image.fromarray(smooth_image(seed, (side, side)))
+    image.resize((size, size), Image.Resampling.BICUBIC).save(path)
+    return path
+
+
+def test_enlargement_thresholds_measure_each_enlarged_image_once_and_decide_enlarged_images(
+    random_tiny, tmp_path
+):
+    """The plain calibration fits thresholds for images enlarged x1.5 and x2, each enlarged
+    image measured once; attribution decides an image found enlarged at the nearest factor's,
+    and says so in its row and caution."""
+    folder = smooth_folder(tmp_path / "own", (64, 64))
+    model = copy_of(random_tiny)
+    Counting.encoded = 0
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        runs = [
+            calibrate_images(Scorer([model], store=store), [folder], s, default_negatives=False)
+            for s in ("highpass", "ratio")
+        ]
+    assert Counting.encoded == (6 + 2 * 6) * 2  # each image once, and once more per factor
+    calibration = runs[0].calibration
+    assert calibration.enlargement_factors == runs[1].calibration.enlargement_factors == (1.5, 2)
+    assert calibration.enlargements["1.5"]["n"] == 6  # every enlargement found and undone
+
+    attributor = Attributor([calibration], [model])
+    result = attributor.attribute_file(enlarged_file(tmp_path / "big.png", 9, 1.4))
+    (row,) = result.rows()
+    assert row["threshold_enlargement"] == 1.5
+    assert row["threshold"] == calibration.at_enlargement(1.5).threshold != calibration.threshold
+    assert "fitted on the calibration images enlarged x1.5" in result.caution
+    (row,) = attributor.attribute_file(folder / "0.png").rows()
+    assert (row["threshold_enlargement"], row["threshold"]) == (None, calibration.threshold)
+
+    older = Attributor([replace(calibration, enlargements={})], [model])
+    caution = older.attribute_file(tmp_path / "big.png").caution
+    assert "the calibrations have no thresholds for enlarged images" in caution
+
+    plain = Scorer([model], ScoreSettings(enlargement="off"))
+    assert not calibrate_images(plain, [folder], default_negatives=False).calibration.enlargements
+    bare = calibrate_images(Scorer([model]), [folder], default_negatives=False, enlargements=())
+    assert not bare.calibration.enlargements
+    with pytest.raises(CalibrationError, match="need a scorer that looks for enlargements"):
+        calibrate_images(plain, [folder], default_negatives=False, enlargements=(1.5,))
 
 
 def test_the_workflows_doctests_hold():

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from aedr.autoencoders.base import Autoencoder
 from aedr.decide.attribution import Attribution, CandidateThresholds, attribute
-from aedr.decide.calibration import Calibration, CalibrationError, image_side
+from aedr.decide.calibration import Calibration, CalibrationError
 from aedr.measure.images import DEFAULT_MAX_PIXELS, iter_image_files
 from aedr.measure.record import Measurement
 from aedr.measure.scorer import DEFAULT_MAX_MODEL_PIXELS, DEFAULT_WORKERS, Scorer
@@ -172,8 +172,9 @@ class Attributor:
 
     def _attribute(self, records: Sequence[Measurement]) -> Attribution:
         first = records[0] if records else None
-        side = image_side(first.width, first.height) if first else None
-        calibrations, family = self.thresholds.at(first.jpeg_quality if first else None, side)
+        calibrations, family = (
+            self.thresholds.for_record(first.as_dict()) if first else self.thresholds.at(None)
+        )
         return replace(attribute(records, calibrations, family=family), sources=self.sources)
 
     def attribute_paths(self, paths: Iterable[str | os.PathLike]) -> Iterator[Attribution]:

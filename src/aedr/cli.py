@@ -19,7 +19,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, cast
 
 from aedr import __version__
-from aedr.decide.calibration import DEFAULT_ALPHA, JPEG_AC_BELOW
+from aedr.decide.calibration import (
+    DEFAULT_ALPHA,
+    DEFAULT_ENLARGEMENTS,
+    JPEG_AC_BELOW,
+    LADDER_IMAGES,
+)
 from aedr.decide.statistics import DEFAULT_STATISTIC, PAPER_STATISTIC, STATISTIC_NAMES
 from aedr.errors import AedrError
 from aedr.files import replacing, write_atomic
@@ -676,6 +681,18 @@ def add_calibrate(commands: Commands) -> None:
         "quality",
     )
     details.add_argument(
+        "--enlargements",
+        type=_enlargements,
+        default=None,
+        metavar="F,...|none",
+        help="fit a threshold for images found enlarged by each factor F (above 1, at most 2), "
+        f"on up to {LADDER_IMAGES} of the images enlarged by F and measured as any image is (the default "
+        "negatives too, which cap it): attribution applies the nearest factor's to an image "
+        "whose enlargement it finds and undoes; default: "
+        + ",".join(f"{f:g}" for f in DEFAULT_ENLARGEMENTS)
+        + " where the settings look for enlargements; 'none' fits none",
+    )
+    details.add_argument(
         "--jpeg-statistic",
         "--jpeg-method",
         choices=STATISTIC_NAMES,
@@ -704,6 +721,23 @@ def _qualities(text: str) -> tuple[int, ...]:
             f"expected distinct JPEG qualities from 1 to 100, comma-separated, not {text!r}"
         ) from None
     return qualities
+
+
+def _enlargements(text: str) -> tuple[float, ...]:
+    """``--enlargements 1.5,2`` (or ``none``): distinct factors above 1, at most 2."""
+    from aedr.decide.calibration import check_enlargement_factors
+
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        factors = tuple(float(part) for part in text.split(","))
+        check_enlargement_factors(factors)
+    except ValueError as exc:  # not a number, or refused (CalibrationError is a ValueError)
+        raise argparse.ArgumentTypeError(
+            f"expected 'none' or distinct enlargement factors above 1 and at most 2, "
+            f"comma-separated, not {text!r}"
+        ) from exc
+    return factors
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
@@ -736,6 +770,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             raise UsageError("--local needs images to map: give PATHS or --reference-photos")
         if args.jpeg_qualities:
             raise UsageError("--jpeg-qualities re-encodes images: give PATHS or --reference-photos")
+        if args.enlargements:
+            raise UsageError("--enlargements enlarges images: give PATHS or --reference-photos")
         given = [flag for name, flag in _setting_flags().items() if getattr(args, name) is not None]
         if given:
             raise UsageError(
@@ -780,6 +816,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                     negatives=negatives, default_negatives=args.default_negatives,
                     on_measurement=report, local_window=args.local,
                     jpeg_qualities=args.jpeg_qualities, jpeg_statistic=args.jpeg_statistic,
+                    enlargements=args.enlargements,
                 )  # fmt: skip
             else:
                 run = workflows.calibrate_images(
@@ -787,6 +824,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                     negatives=negatives, default_negatives=args.default_negatives,
                     on_measurement=report, first=_first(args), local_window=args.local,
                     jpeg_qualities=args.jpeg_qualities, jpeg_statistic=args.jpeg_statistic,
+                    enlargements=args.enlargements,
                 )  # fmt: skip
         failed = len(run.failed)
     calibration = run.calibration
@@ -817,12 +855,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         local = calibration.local
         _say(args, f"local threshold {local['threshold']:.4g} (window {local['window']:g} px) "
                    f"from {local['n_values']} map values of {local['n_images']} images")  # fmt: skip
-    for quality in calibration.jpeg_qualities:
-        view = calibration.at_jpeg_quality(quality)
+    views = [(f"JPEG q={q}", calibration.at_jpeg_quality(q)) for q in calibration.jpeg_qualities]
+    views += [(f"enlarged x{f:g}", calibration.at_enlargement(f))
+              for f in calibration.enlargement_factors]  # fmt: skip
+    for condition, view in views:
         accepted = view.false_acceptance
-        _say(args, f"JPEG q={quality}: {view.statistic} threshold {view.threshold:.6g} from "
+        _say(args, f"{condition}: {view.statistic} threshold {view.threshold:.6g} from "
                    f"{view.n} images"
                    + ("" if accepted is None else f", false acceptance {accepted:.1%}"))  # fmt: skip
+    if "enlargement_thresholds" in calibration.tuning:
+        _say(args, f"enlarged images: {calibration.tuning['enlargement_thresholds']}")
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
 
 
@@ -1653,6 +1695,13 @@ def cmd_calibrations(args: argparse.Namespace) -> int:
         "belonging images": calibration.tuning.get("belonging_images", "the model's images"),
         "false acceptance": calibration.false_acceptance, "created": calibration.created,
         "identity": calibration.provenance.get("identity"),
+        "thresholds for JPEG qualities": {
+            str(q): calibration.at_jpeg_quality(q).threshold for q in calibration.jpeg_qualities
+        },
+        "thresholds for enlargements": {
+            f"x{f:g}": calibration.at_enlargement(f).threshold
+            for f in calibration.enlargement_factors
+        },
     }  # fmt: skip
     json.dump(summary, sys.stdout, indent=2)
     print()

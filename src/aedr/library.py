@@ -116,10 +116,11 @@ class CalibrationLibrary:
     ) -> tuple[Calibration, LibraryEntry] | None:
         """The calibration of ``model`` measured with ``provenance`` and read by ``statistic``:
         the user's own before a built one (of ``origins``); None when there is none. A built
-        file that no longer loads, or was built before calibrations carried size thresholds, is
-        removed (and ``on_damaged`` told why), so that it is built again; a damaged own file is
-        an error naming it (an own file from before size thresholds decides as it did then,
-        with a caution: ``Calibration.predates_size_thresholds``)."""
+        file that no longer loads, or was built before calibrations carried thresholds for
+        smaller or enlarged images, is removed (and ``on_damaged`` told why), so that it is
+        built again; a damaged own file is an error naming it (an own file from before those
+        thresholds decides as it did then, with a caution:
+        ``Calibration.predates_size_thresholds``, ``predates_enlargement_thresholds``)."""
         key = provenance.digest()
         for origin in origins:
             path = self.folder / _file_name(model, statistic, key, origin)
@@ -134,10 +135,16 @@ class CalibrationLibrary:
                         f"{path} holds the {calibration.statistic} calibration of "
                         f"{calibration.model!r}, not {statistic} of {model!r}"
                     )
-                if origin == "built" and calibration.predates_size_thresholds:
+                missing = [
+                    what for what, lacks in (
+                        ("smaller images", calibration.predates_size_thresholds),
+                        ("enlarged images", calibration.predates_enlargement_thresholds),
+                    ) if lacks
+                ]  # fmt: skip
+                if origin == "built" and missing:
                     version = calibration.aedr_version or "before 0.2"
                     raise CalibrationError(
-                        f"built by aedr {version}, without thresholds for smaller images"
+                        f"built by aedr {version}, without thresholds for {' or '.join(missing)}"
                     )
             except CalibrationError as exc:
                 if origin == "own":

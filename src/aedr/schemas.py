@@ -102,8 +102,9 @@ class _Signals(_Strict):
         return self
 
 
-class JpegThresholdFile(_Signals):
-    """A calibration's threshold for JPEG files of one quality (``aedr calibrate --jpeg-qualities``)."""
+class ConditionThresholdFile(_Signals):
+    """A calibration's threshold for images in one condition: JPEG files of one quality
+    (``aedr calibrate --jpeg-qualities``), images enlarged by one factor (``--enlargements``)."""
 
     threshold: FiniteFloat
     summary: dict[str, float]
@@ -114,6 +115,7 @@ class JpegThresholdFile(_Signals):
 
 
 JpegQuality = Annotated[str, Field(pattern=r"^(100|[1-9][0-9]?)$")]
+EnlargementFactor = Annotated[str, Field(pattern=r"^(1\.[0-9]{0,3}[1-9]|2)$")]  # above 1, at most 2
 
 
 class SizeThresholdFile(_Signals):
@@ -148,8 +150,11 @@ class CalibrationFile(_Signals):
     tuning: dict[str, Any] = {}
     local: LocalCalibrationFile | None = None
     negatives: NegativesFile | None = None
-    jpeg: Annotated[dict[JpegQuality, JpegThresholdFile], Field(max_length=100)] | None = None
+    jpeg: Annotated[dict[JpegQuality, ConditionThresholdFile], Field(max_length=100)] | None = None
     sizes: SizesFile | None = None
+    enlargements: (
+        Annotated[dict[EnlargementFactor, ConditionThresholdFile], Field(max_length=20)] | None
+    ) = None
     aedr_version: Annotated[str, Field(max_length=100)] = ""
     created: Annotated[str, Field(max_length=100)] = ""
     digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]

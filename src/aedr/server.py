@@ -105,6 +105,7 @@ RECORD_FIELDS = (
     "c2pa", "model", "autoencoder", "calibration_digest", "calibration_n", "calibration_alpha",
     "statistic", "signal", "threshold", "belongs", "p_value", "p_value_resolution", "margin",
     "false_acceptance", "false_attribution", "explanation", "degradation", "threshold_quality",
+    "threshold_enlargement",
     "local_threshold", "regions", "appended_bytes", "metadata", "dtype", "device", "robust",
     "alignment", "max_false_attribution", "case", "note", "error", "record_digest",
 )  # fmt: skip
@@ -423,12 +424,16 @@ class AttributionService:
 
     def models(self) -> list[dict[str, Any]]:
         """Each calibrated model with its threshold and calibration signals (for the page's plot),
-        and the signals of its JPEG thresholds by quality."""
+        and the signals of its JPEG thresholds by quality and of its enlargement thresholds by
+        factor."""
         return [
             {
                 **self.identities[i], "group": self.attributor.scorer.models[i].group,
                 "parameters": c.parameters, "signals": c.signals, "provenance": c.provenance,
                 "jpeg_signals": {str(q): c.at_jpeg_quality(q).signals for q in c.jpeg_qualities},
+                "enlargement_signals": {
+                    f"{f:g}": c.at_enlargement(f).signals for f in c.enlargement_factors
+                },
             }
             for i, c in enumerate(self.calibrations)
         ]  # fmt: skip

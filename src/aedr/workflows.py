@@ -24,15 +24,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from aedr.decide.attribution import NO_MODEL, PARTIAL, decide
 from aedr.decide.calibration import (
     DEFAULT_ALPHA,
+    DEFAULT_ENLARGEMENTS,
+    LADDER_IMAGES,
     Calibration,
     CalibrationError,
     calibrate,
+    check_enlargement_factors,
     check_jpeg_qualities,
     choose_alpha,
+    fit_enlargement_thresholds,
     fit_jpeg_thresholds,
     fit_size_thresholds,
     records_of_model,
@@ -87,6 +92,7 @@ def calibrate_images(
     jpeg_qualities: Sequence[int] = (),
     jpeg_statistic: str | None = None,
     size_thresholds: bool = True,
+    enlargements: Sequence[float] | None = None,
 ) -> CalibrationRun:
     """Measure images the scorer's one model made and fit its calibration on them.
 
@@ -108,11 +114,15 @@ def calibrate_images(
     scorer that undoes a resize (``resized_by``)
     measures each image, and each default negative, resized by that factor first, as a platform
     would: the calibration then holds for images resized so (images that already were go
-    through ``aedr score`` and :func:`calibrate_measurements`).
+    through ``aedr score`` and :func:`calibrate_measurements`). ``enlargements`` also fits
+    thresholds for images found enlarged by each factor (:func:`add_enlargement_thresholds`);
+    by default (None) :data:`DEFAULT_ENLARGEMENTS` where the scorer looks for enlargements
+    (``ScoreSettings.estimates_enlargement``), none where it does not.
     """
     if len(scorer.models) != 1:
         raise CalibrationError("a calibration is fitted for one model: give the scorer one")
     check_jpeg_qualities(jpeg_qualities)
+    enlargements = _enlargement_ladder(scorer, enlargements)
     if local_window is not None and not scorer.local_maps:
         raise CalibrationError("a local threshold needs a scorer that keeps local maps")
     _check_first(first)
@@ -153,7 +163,99 @@ def calibrate_images(
             scorer, calibration, [m.path for m in good], jpeg_qualities,
             default_negatives=default_negatives, statistic=jpeg_statistic,
         )  # fmt: skip
+    if enlargements:
+        calibration = add_enlargement_thresholds(
+            scorer, calibration, [m.path for m in good], enlargements,
+            default_negatives=default_negatives,
+        )  # fmt: skip
     return CalibrationRun(calibration, records, failed)
+
+
+ENLARGEMENT_FILTERS = (Image.Resampling.BICUBIC, Image.Resampling.BILINEAR)
+"""The filters the images of the enlargement ladder are enlarged with, in turn (own images and
+negatives alike): platforms use either, and thresholds and caps fitted on bicubic enlargements
+alone let bilinear enlargements of photos through (docs/results/robustness.md#thresholds-for-enlarged-images)."""
+
+
+def _enlargement_ladder(scorer: Scorer, factors: Sequence[float] | None) -> tuple[float, ...]:
+    """The enlargement factors to fit thresholds for: ``factors``, or the default ladder (None)
+    where the scorer looks for enlargements; refused where it does not, or out of range."""
+    looks = scorer.settings.estimates_enlargement()
+    if factors is None:
+        return DEFAULT_ENLARGEMENTS if looks else ()
+    factors = tuple(factors)
+    if factors and not looks:
+        raise CalibrationError(
+            "thresholds for enlarged images need a scorer that looks for enlargements (robust "
+            "auto, enlargement estimate, no resized_by): give none"
+        )
+    check_enlargement_factors(factors)
+    return factors
+
+
+def add_enlargement_thresholds(
+    scorer: Scorer,
+    calibration: Calibration,
+    images: Sequence[str | os.PathLike],
+    factors: Sequence[float],
+    *,
+    default_negatives: bool = True,
+) -> Calibration:
+    """``calibration`` with a threshold for images found enlarged by each of ``factors``: up to
+    :data:`LADDER_IMAGES` of its own ``images`` enlarged by the factor (bicubic and bilinear
+    in turn, :data:`ENLARGEMENT_FILTERS`) and measured by ``scorer`` as any image is, the
+    enlargement found and undone; with
+    ``default_negatives`` the shipped negative photos too, so each factor's false acceptance
+    is known. Each enlarged image is measured once (with a score store, once ever). A factor
+    too few of whose images show their enlargement gets no threshold, noted in
+    ``tuning["enlargement_thresholds"]`` (:func:`~aedr.decide.calibration.fit_enlargement_thresholds`)."""
+    from aedr.measure.default_photos import NEGATIVE_SET, negative_files
+
+    factors = _enlargement_ladder(scorer, factors)
+    exif = scorer.settings.exif == "transpose"
+    images = list(images)
+    count = min(len(images), LADDER_IMAGES)
+    chosen = [images[i] for i in np.linspace(0, len(images) - 1, count).round().astype(int)]
+    photos = negative_files() if default_negatives else []
+    sources = [f"default: tiles of scikit-image's sample photos ({NEGATIVE_SET})"]
+    entries, missing = dict(calibration.enlargements), []
+    with tempfile.TemporaryDirectory(prefix="aedr-enlarged-") as scratch:
+        for factor in factors:
+            folder = Path(scratch) / f"{factor:g}"
+            own = _enlarged_copies(scorer, chosen, folder / "own", factor, exif)
+            negatives = _enlarged_copies(scorer, photos, folder / "negatives", factor, False)
+            try:
+                entries.update(fit_enlargement_thresholds(
+                    calibration, {factor: _measured(scorer, own)},
+                    {factor: _measured(scorer, negatives)}, sources,
+                ).enlargements)  # fmt: skip
+            except CalibrationError as exc:
+                missing.append(f"x{factor:g}: {exc}")
+    tuning = {**calibration.tuning}
+    if missing:
+        tuning["enlargement_thresholds"] = "none for " + "; ".join(missing)
+    return replace(calibration, enlargements=entries, tuning=tuning, digest="")
+
+
+def _enlarged_copies(
+    scorer: Scorer, paths: Sequence[str | os.PathLike], folder: Path, factor: float, exif: bool
+) -> list[Path]:
+    """PNG copies in ``folder`` of the images ``paths`` enlarged by ``factor``, with the filters
+    of :data:`ENLARGEMENT_FILTERS` in turn (unreadable images are left out)."""
+    from aedr.measure.degradation import save_resized_copy
+
+    folder.mkdir(parents=True)
+    copies = []
+    for index, path in enumerate(paths):
+        try:
+            copies.append(save_resized_copy(
+                path, folder / f"{index:06d}.png", factor, exif_transpose=exif,
+                max_pixels=scorer.max_pixels,
+                resample=ENLARGEMENT_FILTERS[index % len(ENLARGEMENT_FILTERS)],
+            ))  # fmt: skip
+        except ImageError:
+            continue
+    return copies
 
 
 CROP_FRACTION = 0.5

@@ -32,7 +32,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from aedr.decide.calibration import SIZE_THRESHOLDS_SINCE, Calibration
+from aedr.decide.calibration import (
+    ENLARGEMENT_THRESHOLDS_SINCE,
+    SIZE_THRESHOLDS_SINCE,
+    Calibration,
+    image_side,
+    record_enlargement,
+    record_jpeg_quality,
+)
 from aedr.decide.false_attribution import (
     FalseAttribution,
     false_attribution,
@@ -66,8 +73,8 @@ ATTRIBUTION_FIELDS = (
     "path", "model", "group", "statistic", "signal", "threshold", "belongs", "p_value",
     "p_value_resolution", "margin", "verdict",
     "verdict_group", "candidates", "region_share", "false_acceptance", "false_attribution",
-    "explanation", "degradation", "threshold_quality", "threshold_side", "caution", "confidence", "calibration",
-    "calibration_origin", "error",
+    "explanation", "degradation", "threshold_quality", "threshold_side", "threshold_enlargement", "caution", "confidence",
+    "calibration", "calibration_origin", "error",
 )  # fmt: skip
 CONFIDENT_P = 0.25
 """A named model's p-value at or above which its verdict can be ``high`` confidence: the image is
@@ -100,6 +107,8 @@ class ModelDecision:
     p_value_resolution: float | None = None
     # the image side whose threshold applied (``Calibration.at_size``); None: the calibration's
     threshold_side: int | None = None
+    # the enlargement whose threshold applied (``Calibration.at_enlargement``); None: clean
+    threshold_enlargement: float | None = None
 
     @property
     def p_value_text(self) -> str:
@@ -220,6 +229,7 @@ class Attribution:
                 "false_attribution": family.rate if family is not None else None,
                 "explanation": explanation, "degradation": found.get(d.model, ""),
                 "threshold_quality": d.threshold_quality, "threshold_side": d.threshold_side,
+                "threshold_enlargement": d.threshold_enlargement,
                 "caution": self.caution,
                 "confidence": self.confidence,
                 "calibration": self.sources.get(d.model, ("", ""))[1],
@@ -247,6 +257,7 @@ def decide(record: Measurement, calibration: Calibration) -> ModelDecision:
         None, error, calibration.false_acceptance, calibration.tuning.get("jpeg_quality"),
         p_value_resolution=calibration.p_value_resolution,
         threshold_side=calibration.tuning.get("size_side"),
+        threshold_enlargement=calibration.tuning.get("enlargement"),
     )  # fmt: skip
 
 
@@ -262,6 +273,7 @@ def decision(
         (threshold - signal) / abs(threshold) if threshold else None, "",
         calibration.false_acceptance, calibration.tuning.get("jpeg_quality"), shortfall,
         calibration.p_value_resolution, calibration.tuning.get("size_side"),
+        calibration.tuning.get("enlargement"),
     )  # fmt: skip
 
 
@@ -286,6 +298,7 @@ def caution_of(
     jpeg_quality: int | None = None,
     jpeg_thresholds: bool = False,
     resize_thresholds: bool = False,
+    enlargement_thresholds: float | None = None,
 ) -> str:
     """Why a verdict on this image is unreliable or tentative (``caution_level``), or "" when
     nothing says so.
@@ -297,17 +310,27 @@ def caution_of(
     So it is for a JPEG below quality :data:`JPEG_CAUTION_BELOW`, whose recompression erased part
     of the evidence whatever the thresholds (``jpeg_thresholds``: decided at thresholds fitted
     for its quality, else at the clean ones). An undone resize is decided at thresholds fitted
-    on images resized by the same factor (``resize_thresholds``) or, with a warning, on clean ones.
+    on images resized by the same factor (``resize_thresholds``) or, with a warning, on clean ones;
+    an enlargement found in the image at thresholds fitted on images enlarged by the nearest
+    factor the calibrations have (``enlargement_thresholds``) or, with a warning, on clean ones.
     """
     level = caution_level(width, height, degradation, jpeg_quality)
     if not level:
         return ""
     degradation = degradation or {}
     if degradation.get(ENLARGEMENT_STRENGTH) is not None:
+        advice = (
+            f"decided at thresholds fitted on the calibration images enlarged "
+            f"x{enlargement_thresholds:g} and measured so"
+            if enlargement_thresholds is not None
+            else "decided at thresholds fitted on images that were not resized, which undoing a "
+            "resize shifts (the calibrations have no thresholds for enlarged images: calibrate "
+            f"on images with aedr {'.'.join(map(str, ENLARGEMENT_THRESHOLDS_SINCE))} or later "
+            "to add them)"
+        )
         return (
             f"tentative: {describe(degradation)}: an enlarged image keeps only part of the "
-            "decoder's evidence; decided at thresholds fitted on images that were not resized, "
-            "which undoing a resize shifts"
+            f"decoder's evidence; {advice}"
         )
     if (
         width is not None
@@ -384,8 +407,9 @@ def attribute(
         calibrations[r.model].measurement_provenance.settings.resized_by is not None
         for r in records
     )
+    enlarged = next((d.threshold_enlargement for d in decisions if d.threshold_enlargement), None)
     caution = caution_of(sized.width, sized.height, sized.degradation, sized.jpeg_quality,
-                         jpeg_thresholds, resize_thresholds)  # fmt: skip
+                         jpeg_thresholds, resize_thresholds, enlarged)  # fmt: skip
     outdated = predating_size_thresholds(calibrations[r.model] for r in records)
     caution = "; ".join(filter(None, (caution, insufficient_evidence(decisions), outdated)))
     reliability = caution_level(sized.width, sized.height, sized.degradation, sized.jpeg_quality)
@@ -452,11 +476,13 @@ class CandidateThresholds:
     """The candidates' calibrations as they apply to one image, and their false attribution.
 
     A JPEG file takes each calibration's thresholds for the nearest JPEG quality it has
-    (:meth:`~aedr.decide.calibration.Calibration.at_jpeg_quality`), any other image (and a JPEG
-    where the calibration has no JPEG thresholds) those for its size
+    (:meth:`~aedr.decide.calibration.Calibration.at_jpeg_quality`), an image found enlarged
+    those for the nearest enlargement (:meth:`~aedr.decide.calibration.Calibration.at_enlargement`),
+    any other image (and one whose calibration has neither) those for its size
     (:meth:`~aedr.decide.calibration.Calibration.at_size`); with
     ``max_false_attribution`` every such set is limited on its own negatives. Each set is made
-    once; the sets for the calibrated qualities are made (and refused, if they cannot be) now.
+    once; the sets for the calibrated qualities and enlargements are made (and refused, if they
+    cannot be) now.
     """
 
     def __init__(
@@ -466,19 +492,39 @@ class CandidateThresholds:
         self._sets: dict[tuple, Any] = {}
         for quality in (None, *sorted({q for c in calibrations for q in c.jpeg_qualities})):
             self.at(quality)
+        for factor in sorted({f for c in calibrations for f in c.enlargement_factors}):
+            self.at(None, enlargement=factor)
 
     def at(
-        self, quality: int | None, side: float | None = None
+        self, quality: int | None, side: float | None = None, enlargement: float | None = None
     ) -> tuple[dict[str, Calibration], FalseAttribution | None]:
         """(calibrations by model, false attribution) for a JPEG of ``quality`` (None: any other
-        image) whose side (the square root of its pixel count) is ``side``."""
-        views = [
-            c.at_jpeg_quality(quality) if quality is not None and c.jpeg else c.at_size(side)
-            for c in self._candidates
-        ]
-        key = tuple((v.tuning.get("jpeg_quality"), v.tuning.get("size_side")) for v in views)
+        image) whose side (the square root of its pixel count) is ``side``, found enlarged by
+        ``enlargement`` (None: not found enlarged)."""
+        views = [self._view(c, quality, side, enlargement) for c in self._candidates]
+        key = tuple(
+            tuple(v.tuning.get(n) for n in ("jpeg_quality", "size_side", "enlargement"))
+            for v in views
+        )
         if key not in self._sets:
             if self._limit is not None and views:
                 views = limit_false_attribution(views, self._limit)
             self._sets[key] = ({v.model: v for v in views}, false_attribution(views))
         return self._sets[key]
+
+    def for_record(
+        self, record: Mapping[str, Any]
+    ) -> tuple[dict[str, Calibration], FalseAttribution | None]:
+        """:meth:`at` for the image a measurement record describes: its JPEG quality, its side
+        and the enlargement it found."""
+        side = image_side(record.get("width"), record.get("height"))
+        return self.at(record_jpeg_quality(record), side, record_enlargement(record))
+
+    @staticmethod
+    def _view(
+        calibration: Calibration, quality: int | None, side: float | None, enlargement: float | None
+    ) -> Calibration:
+        if quality is not None and calibration.jpeg:
+            return calibration.at_jpeg_quality(quality)
+        enlarged = calibration.at_enlargement(enlargement)
+        return enlarged if enlarged is not calibration else calibration.at_size(side)

@@ -33,6 +33,7 @@ from aedr.decide.statistics import (
 )
 from aedr.errors import AedrError
 from aedr.files import replacing
+from aedr.measure.degradation import ENLARGEMENT_STRENGTH, RESIZED
 from aedr.measure.provenance import Provenance, ProvenanceError, common_provenance
 from aedr.records import OutputExistsError
 from aedr.schemas import MAX_CALIBRATION_BYTES, CalibrationFile, validation_message
@@ -54,6 +55,19 @@ residual's 8 x 8 AC energy, which recompression keeps); at or above it ``highpas
 better there (docs/results/robustness.md)."""
 SIZE_THRESHOLDS_SINCE = (0, 10)
 """The aedr version from which calibrations of whole images carry thresholds for smaller ones."""
+MAX_LADDER_ENLARGEMENT = 2.0
+"""The largest enlargement a calibration fits thresholds for: above it the estimate reads the
+factor wrong (x3 as x1.5, ``aedr.measure.resampling``)."""
+DEFAULT_ENLARGEMENTS = (1.5, 2.0)
+"""The enlargements a calibration measured with the enlargement estimate carries thresholds for
+by default: an image found enlarged takes the nearest on a log scale (x1.2 and less: the clean
+threshold). Chosen by measurement: docs/results/robustness.md#thresholds-for-enlarged-images."""
+LADDER_IMAGES = STABLE_CALIBRATION_IMAGES
+"""The most of a calibration's own images measured at each enlargement (evenly spread over
+them): as many as keep a threshold's rejection of own images near alpha, to bound the cost."""
+ENLARGEMENT_THRESHOLDS_SINCE = (0, 14)
+"""The aedr version from which calibrations measured with the enlargement estimate carry
+thresholds for enlarged images."""
 
 
 class CalibrationError(AedrError, ValueError):
@@ -134,6 +148,10 @@ class Calibration:
     # root of the pixel count) of the calibration's own images, and ``crops``: side (as text) ->
     # threshold, n, signals and summary of those images' centre crops of that side
     sizes: dict[str, Any] = field(default_factory=dict)
+    # thresholds for enlarged images (``fit_enlargement_thresholds``): factor (as text, e.g.
+    # "1.5") -> threshold, n, signals, summary and negatives of the same images enlarged by it,
+    # then measured as any image is (the enlargement found and undone)
+    enlargements: dict[str, Any] = field(default_factory=dict)
     aedr_version: str = ""
     created: str = ""
     format: int = CALIBRATION_FORMAT
@@ -236,17 +254,53 @@ class Calibration:
         if quality is None or not self.jpeg:
             return self
         nearest = min(self.jpeg_qualities, key=lambda q: (abs(q - quality), q))
-        views = self.__dict__.setdefault("_jpeg_views", {})
-        if nearest not in views:
-            fitted = self.jpeg[str(nearest)]
-            views[nearest] = replace(
+        return self._view("jpeg_quality", nearest, self.jpeg[str(nearest)])
+
+    @property
+    def enlargement_factors(self) -> tuple[float, ...]:
+        """The enlargement factors this calibration has thresholds for, smallest first."""
+        return tuple(sorted(float(f) for f in self.enlargements))
+
+    def at_enlargement(self, factor: float | None) -> Calibration:
+        """This calibration as it applies to an image found enlarged by ``factor`` (and
+        measured with the enlargement undone): threshold, signals and negatives of the nearest
+        factor on a log scale it was fitted at, 1 (itself) included, the smaller on a tie,
+        noted in ``tuning["enlargement"]``. Itself for other images (None) or without
+        enlargement thresholds.
+
+        Undoing an enlargement recovers only part of the decoder's evidence, for a model's own
+        images as for anyone's, so thresholds fitted on clean images reject most of its own
+        enlarged ones; thresholds fitted on its own images enlarged and undone follow them.
+
+        >>> c = Calibration("m", "highpass", 1.0, 0.05, 2, [0.5, 1.0], {}, {}, enlargements={
+        ...     "1.5": {"threshold": 2.0, "n": 2, "signals": [1.0, 2.0], "summary": {}}})
+        >>> c.at_enlargement(1.1).threshold, c.at_enlargement(1.3).threshold
+        (1.0, 2.0)
+        >>> c.at_enlargement(1.3).tuning, c.at_enlargement(None).tuning
+        ({'enlargement': 1.5}, {})
+        """
+        if factor is None or not self.enlargements:
+            return self
+        ladder = (1.0, *self.enlargement_factors)
+        nearest = min(ladder, key=lambda f: (abs(np.log(f / factor)), f))
+        if nearest == 1.0:
+            return self
+        return self._view("enlargement", nearest, self.enlargements[f"{nearest:g}"])
+
+    def _view(self, condition: str, value: Any, fitted: Mapping[str, Any]) -> Calibration:
+        """This calibration with the threshold, signals and negatives (and statistic, where
+        they read another) ``fitted`` for one condition of the image, made once and noted in
+        ``tuning[condition] = value``."""
+        views = self.__dict__.setdefault("_views", {})
+        if (condition, value) not in views:
+            views[condition, value] = replace(
                 self, threshold=fitted["threshold"], n=fitted["n"], signals=fitted["signals"],
                 summary=fitted["summary"], negatives=fitted.get("negatives", {}), jpeg={},
-                tuning={**self.tuning, "jpeg_quality": nearest},
+                enlargements={}, tuning={**self.tuning, condition: value},
                 statistic=fitted.get("statistic", self.statistic),
                 parameters=fitted.get("parameters", self.parameters),
             )  # fmt: skip
-        return views[nearest]
+        return views[condition, value]
 
     def at_size(self, side: float | None) -> Calibration:
         """This calibration as it applies to an image of ``side`` (the square root of its pixel
@@ -305,6 +359,25 @@ class Calibration:
         return not self.sizes and release < SIZE_THRESHOLDS_SINCE
 
     @property
+    def predates_enlargement_thresholds(self) -> bool:
+        """Measured with the enlargement estimate by an aedr older than
+        :data:`ENLARGEMENT_THRESHOLDS_SINCE`, which fitted no thresholds for enlarged images: it
+        decides an image found enlarged at the clean threshold, as it did then (which rejects
+        most of the model's own enlarged images).
+
+        >>> from aedr.measure.settings import ScoreSettings
+        >>> made = Provenance("sha256:w", ScoreSettings()).as_dict()
+        >>> old = Calibration("m", "highpass", 1.0, 0.05, 2, [0.5, 1.0], {}, made, aedr_version="0.13.0")
+        >>> old.predates_enlargement_thresholds
+        True
+        >>> replace(old, aedr_version="0.14.0").predates_enlargement_thresholds
+        False
+        """
+        release = tuple(int(part) for part in re.findall(r"\d+", self.aedr_version)[:2])
+        looked = self.measurement_provenance.settings.estimates_enlargement()
+        return looked and not self.enlargements and release < ENLARGEMENT_THRESHOLDS_SINCE
+
+    @property
     def false_acceptance_limit(self) -> float:
         """The largest share of negatives a view of this calibration (at a smaller size, or a
         JPEG quality) may accept: its own false acceptance, or alpha if that is larger."""
@@ -319,7 +392,9 @@ class Calibration:
         # sections left empty are left out: the content (and digest) of a file written before
         # they existed stays the same
         skip = {"digest", "signature"} | {
-            n for n in ("local", "negatives", "jpeg", "sizes") if not getattr(self, n)
+            n
+            for n in ("local", "negatives", "jpeg", "sizes", "enlargements")
+            if not getattr(self, n)
         }
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
@@ -572,6 +647,43 @@ def record_jpeg_quality(record: Mapping[str, Any]) -> int | None:
         return None
 
 
+def record_enlargement(record: Mapping[str, Any]) -> float | None:
+    """The enlargement a measurement found in its image and undid (``aedr.measure.resampling``),
+    or None: nothing found, an enlargement the user stated (``--resized-by``), older records.
+
+    >>> record_enlargement({"degradation": {"resized_by": 1.5, "enlargement_strength": 26.0}})
+    1.5
+    >>> record_enlargement({"degradation": {"resized_by": 1.5}}) is None
+    True
+    """
+    found = record.get("degradation")
+    if not isinstance(found, Mapping) or found.get(ENLARGEMENT_STRENGTH) is None:
+        return None
+    factor = found.get(RESIZED)
+    return float(factor) if isinstance(factor, (int, float)) and factor > 1 else None
+
+
+def check_enlargement_factors(factors: Sequence[float]) -> None:
+    """Refuse enlargement factors that are not distinct numbers above 1 and at most
+    :data:`MAX_LADDER_ENLARGEMENT`, or that a calibration file cannot name (4 decimals).
+
+    >>> check_enlargement_factors([1.5, 2])
+    >>> check_enlargement_factors([3])
+    Traceback (most recent call last):
+    aedr.decide.calibration.CalibrationError: enlargement factors are distinct numbers above 1 and at most 2 (4 decimals at most), not 3
+    """
+    bad = [
+        f for f in factors
+        if isinstance(f, bool) or not isinstance(f, (int, float))
+        or not 1 < f <= MAX_LADDER_ENLARGEMENT or round(f, 4) != f
+    ]  # fmt: skip
+    if bad or len(set(factors)) != len(factors):
+        raise CalibrationError(
+            f"enlargement factors are distinct numbers above 1 and at most "
+            f"{MAX_LADDER_ENLARGEMENT:g} (4 decimals at most), not " + ", ".join(map(repr, factors))
+        )
+
+
 def check_jpeg_qualities(qualities: Sequence[int]) -> None:
     """Refuse JPEG qualities that are not distinct whole numbers from 1 to 100 (IJG's scale)."""
     bad = [q for q in qualities if not isinstance(q, int) or not 1 <= q <= 100]
@@ -665,39 +777,80 @@ def fit_jpeg_thresholds(
             )
     fitted = {}
     for quality, quality_records in sorted(records.items()):
-        reader = get_statistic(statistic or jpeg_statistic(quality, own))
-        usable = [r for r in quality_records if reader.usable(r)]
-        if len(usable) < 2:
-            raise CalibrationError(
-                f"{len(usable)} usable measurements of the images re-encoded at JPEG quality "
-                f"{quality}: need at least 2"
-            )
-        _check_same_provenance(calibration, usable, f"JPEG quality {quality}")
-        entry: dict[str, Any] = {}
-        deciding = calibration
-        if reader.name != own:
-            try:
-                parameters = reader.fit_parameters(usable)
-            except StatisticError as exc:
-                raise CalibrationError(str(exc)) from None
-            entry = {"statistic": reader.name, "parameters": parameters}
-            deciding = replace(calibration, statistic=reader.name, parameters=parameters)
-        signals = [deciding.value(r) for r in usable]
-        entry.update(threshold=kde_threshold(signals, calibration.alpha), n=len(signals),
-                     signals=signals, summary=signal_summary(signals))  # fmt: skip
-        kept = [r for r in (negatives or {}).get(quality, ()) if reader.usable(r)]
-        if kept:
-            _check_same_provenance(calibration, kept, f"negatives at JPEG quality {quality}")
-            sources = [f"{s}, re-encoded at JPEG quality {quality}"
-                       for s in negative_sources or ["unnamed"]]  # fmt: skip
-            entry["negatives"] = _negatives_section(
-                reader, kept, [deciding.value(r) for r in kept], sources
-            )
-            entry["threshold"] = capped_threshold(
-                entry["threshold"], entry["negatives"], calibration.false_acceptance_limit
-            )
-        fitted[str(quality)] = entry
+        fitted[str(quality)] = _condition_thresholds(
+            calibration, get_statistic(statistic or jpeg_statistic(quality, own)),
+            quality_records, (negatives or {}).get(quality, ()), negative_sources,
+            f"images re-encoded at JPEG quality {quality}", f"re-encoded at JPEG quality {quality}",
+        )  # fmt: skip
     return replace(calibration, jpeg=fitted, digest="")
+
+
+def fit_enlargement_thresholds(
+    calibration: Calibration,
+    records: Mapping[float, Sequence[Mapping[str, Any]]],
+    negatives: Mapping[float, Sequence[Mapping[str, Any]]] | None = None,
+    negative_sources: Sequence[str] = (),
+) -> Calibration:
+    """A copy of ``calibration`` with a threshold per enlargement factor: ``records[f]``
+    measure the calibration's own images enlarged by f (``negatives[f]`` its negatives), each
+    measured as any image is, the enlargement found and undone. Only the records whose
+    enlargement was found are fitted on (the others would be decided at the clean threshold,
+    as they are); same statistic, parameters and alpha; measurements made another way are
+    refused (:meth:`Calibration.at_enlargement` applies them)."""
+    check_enlargement_factors(list(records))
+    reader = get_statistic(calibration.statistic)
+    fitted = {}
+    for factor, factor_records in sorted(records.items()):
+        fitted[f"{factor:g}"] = _condition_thresholds(
+            calibration, reader, [r for r in factor_records if record_enlargement(r)],
+            [r for r in (negatives or {}).get(factor, ()) if record_enlargement(r)],
+            negative_sources, f"images enlarged x{factor:g} (enlargement found)",
+            f"enlarged x{factor:g}",
+        )  # fmt: skip
+    return replace(calibration, enlargements=fitted, digest="")
+
+
+def _condition_thresholds(
+    calibration: Calibration,
+    reader: Statistic,
+    records: Sequence[Mapping[str, Any]],
+    negatives: Sequence[Mapping[str, Any]],
+    negative_sources: Sequence[str],
+    what: str,
+    done: str,
+) -> dict[str, Any]:
+    """The threshold, signals and negatives of ``calibration`` for one condition of the image
+    (a JPEG quality, an enlargement): fitted on ``records``, the calibration's own images so
+    degraded, at its alpha, read by ``reader`` (its parameters fitted on them where it is not
+    the calibration's statistic), and capped so that it accepts no larger a share of the
+    ``negatives`` so degraded than the calibration does, or alpha if that is larger."""
+    usable = [r for r in records if reader.usable(r)]
+    if len(usable) < 2:
+        raise CalibrationError(f"{len(usable)} usable measurements of the {what}: need at least 2")
+    _check_same_provenance(calibration, usable, what)
+    entry: dict[str, Any] = {}
+    deciding = calibration
+    if reader.name != calibration.statistic:
+        try:
+            parameters = reader.fit_parameters(usable)
+        except StatisticError as exc:
+            raise CalibrationError(str(exc)) from None
+        entry = {"statistic": reader.name, "parameters": parameters}
+        deciding = replace(calibration, statistic=reader.name, parameters=parameters)
+    signals = [deciding.value(r) for r in usable]
+    entry.update(threshold=kde_threshold(signals, calibration.alpha), n=len(signals),
+                 signals=signals, summary=signal_summary(signals))  # fmt: skip
+    kept = [r for r in negatives if reader.usable(r)]
+    if kept:
+        _check_same_provenance(calibration, kept, f"negatives of the {what}")
+        sources = [f"{s}, {done}" for s in negative_sources or ["unnamed"]]
+        entry["negatives"] = _negatives_section(
+            reader, kept, [deciding.value(r) for r in kept], sources
+        )
+        entry["threshold"] = capped_threshold(
+            entry["threshold"], entry["negatives"], calibration.false_acceptance_limit
+        )
+    return entry
 
 
 def _check_same_provenance(

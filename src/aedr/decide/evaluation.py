@@ -33,8 +33,6 @@ from aedr.decide.calibration import (
     UNVERIFIED_IDENTITY,
     Calibration,
     calibrate,
-    image_side,
-    record_jpeg_quality,
 )
 from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
 from aedr.errors import AedrError
@@ -229,16 +227,14 @@ def evaluate(
     if not rows:
         raise EvaluationError("no score record matches a label (compare their path columns)")
     sources = sorted(set(truth.values()))
-    # a JPEG record is decided at its quality's thresholds, where the calibrations have them,
-    # any other at its size's (as ``aedr attribute`` decides them)
-    at = {
-        path: (record_jpeg_quality(record), image_side(record.get("width"), record.get("height")))
-        for model_rows in rows.values()
-        for path, record in model_rows.items()
+    # each record is decided at the thresholds for its JPEG quality, enlargement or size, where
+    # the calibrations have them (as ``aedr attribute`` decides them)
+    records_at = {
+        path: record for model_rows in rows.values() for path, record in model_rows.items()
     }
 
     def decided_at(path: str) -> dict[str, Calibration]:
-        return thresholds.at(*at[path])[0]
+        return thresholds.for_record(records_at[path])[0]
 
     reports = {
         model: _model_report(

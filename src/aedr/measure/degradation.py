@@ -331,17 +331,19 @@ def save_resized_copy(
     *,
     exif_transpose: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    resample: Image.Resampling = RESAMPLER,
 ) -> Path:
-    """The image of ``path`` resized by ``factor`` with :data:`RESAMPLER` (how the correction
-    assumes platforms resize) and saved as the PNG file ``target``: how a generator's own image looks
-    after an upload resized it, for thresholds that hold for such images. Pixels are read as the
-    scorer reads them; an unreadable file raises its :class:`ImageError`."""
+    """The image of ``path`` resized by ``factor`` with ``resample`` (by default
+    :data:`RESAMPLER`, how the correction assumes platforms resize) and saved as the PNG file
+    ``target``: how a generator's own image looks after an upload resized it, for thresholds
+    that hold for such images. Pixels are read as the scorer reads them; an unreadable file
+    raises its :class:`ImageError`."""
     if not valid_resize_factor(factor):
         raise ValueError(f"a resize factor is a number from 0.1 to 10 other than 1, not {factor!r}")
     rgb = read_image(path, max_pixels, exif_transpose).rgb
     height, width = rgb.shape[:2]
     size = (max(1, round(width * factor)), max(1, round(height * factor)))
-    Image.fromarray(rgb).resize(size, RESAMPLER).save(target, "PNG")
+    Image.fromarray(rgb).resize(size, resample).save(target, "PNG")
     return target
 
 
