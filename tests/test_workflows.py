@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 
+import numpy as np
 import pytest
 import torch
 from conftest import smooth_image
@@ -271,6 +272,19 @@ def test_enlargement_thresholds_measure_each_enlarged_image_once_and_decide_enla
     assert not bare.calibration.enlargements
     with pytest.raises(CalibrationError, match="need a scorer that looks for enlargements"):
         calibrate_images(plain, [folder], default_negatives=False, enlargements=(1.5,))
+
+
+def test_the_enlargement_ladder_enlarges_with_bicubic_and_bilinear_in_turn(random_tiny, tmp_path):
+    from aedr.workflows import _enlarged_copies
+
+    path = tmp_path / "a.png"
+    image = Image.fromarray(smooth_image(3, (64, 64)))
+    image.save(path)
+    copies = _enlarged_copies(Scorer([random_tiny]), [path, path], tmp_path / "out", 1.5, False)
+    filters = (Image.Resampling.BICUBIC, Image.Resampling.BILINEAR)
+    for copy, resample in zip(copies, filters, strict=True):
+        expected = np.asarray(image.resize((96, 96), resample))
+        assert np.array_equal(np.asarray(Image.open(copy)), expected)
 
 
 def test_the_workflows_doctests_hold():
