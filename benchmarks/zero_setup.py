@@ -182,7 +182,7 @@ def main() -> None:
         print("\n### Verdicts with all five candidates (the same test images)")
         print_verdicts(test_records, labels, args.alpha, statistic.name,
                        {"built from the autoencoders (zero set-up, default)": built,
-                        "own images (40 per model)": own})  # fmt: skip
+                        f"own images ({args.calibration} per model)": own})  # fmt: skip
         if not args.no_crops:
             print("\n### 128 px centre crops of the test images (grid-aligned), same calibrations")
             crops = centre_crops(labels, folder / "crops", args.size // 2)
