@@ -355,8 +355,7 @@ class Calibration:
         >>> old.predates_size_thresholds, replace(old, aedr_version="0.10.0").predates_size_thresholds
         (True, False)
         """
-        release = tuple(int(part) for part in re.findall(r"\d+", self.aedr_version)[:2])
-        return not self.sizes and release < SIZE_THRESHOLDS_SINCE
+        return not self.sizes and self._release < SIZE_THRESHOLDS_SINCE
 
     @property
     def predates_enlargement_thresholds(self) -> bool:
@@ -373,9 +372,13 @@ class Calibration:
         >>> replace(old, aedr_version="0.14.0").predates_enlargement_thresholds
         False
         """
-        release = tuple(int(part) for part in re.findall(r"\d+", self.aedr_version)[:2])
         looked = self.measurement_provenance.settings.estimates_enlargement()
-        return looked and not self.enlargements and release < ENLARGEMENT_THRESHOLDS_SINCE
+        return looked and not self.enlargements and self._release < ENLARGEMENT_THRESHOLDS_SINCE
+
+    @property
+    def _release(self) -> tuple[int, ...]:
+        """(major, minor) of the aedr that made this calibration; () when it does not say."""
+        return tuple(int(part) for part in re.findall(r"\d+", self.aedr_version)[:2])
 
     @property
     def false_acceptance_limit(self) -> float:
