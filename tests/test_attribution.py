@@ -95,6 +95,18 @@ def test_jpegs_below_quality_90_carry_a_caution_that_says_which_thresholds_decid
     assert jpeg.caution == caution_of(64, 48, jpeg_quality=70)
 
 
+def test_an_enlarged_jpeg_s_caution_names_the_thresholds_that_decided_it():
+    """A JPEG found enlarged is decided at its quality's thresholds where the calibrations have
+    them (JPEG first), else at the enlargement's, else at the clean ones: the caution says which."""
+    found = {"resized_by": 1.5, "enlargement_strength": 20.0}
+    by_quality = caution_of(384, 384, found, 75, jpeg_thresholds=True, enlargement_thresholds=1.5)
+    assert by_quality.startswith("tentative: enlarged x1.5")
+    assert "fitted for its JPEG quality (75)" in by_quality and "no thresholds" not in by_quality
+    by_factor = caution_of(384, 384, found, 75, enlargement_thresholds=1.5)
+    assert "enlarged x1.5 and measured so" in by_factor and "JPEG quality" not in by_factor
+    assert "no thresholds for enlarged images" in caution_of(384, 384, found, 75)
+
+
 def test_errors_propagate_without_a_verdict():
     calibrations = {"a": calibration("a", 1.0), "b": calibration("b", 2.0)}
     both_failed = attribute([record("a", None, "bad"), record("b", None, "bad")], calibrations)

@@ -92,6 +92,31 @@ def in_demo(demo, tae_dir, monkeypatch):
     return folder
 
 
+DECIMAL = re.compile(r"\d+\.\d+")
+
+
+def shown_in(line: str, printed: str) -> bool:
+    """Whether ``line`` is one of ``printed``'s lines, each decimal within one unit of its last
+    digit: a value at a rounding edge prints either way on different CPUs (the demo's first
+    p-value, 0.469 on one machine and 0.470 on another, with the same wheels)."""
+    for candidate in printed.splitlines():
+        if DECIMAL.sub("#", candidate) != DECIMAL.sub("#", line):
+            continue
+        pairs = zip(DECIMAL.findall(line), DECIMAL.findall(candidate), strict=True)
+        if all(abs(float(a) - float(b)) <= 1.5 * 10 ** -len(a.split(".")[1]) for a, b in pairs):
+            return True
+    return False
+
+
+def test_shown_lines_allow_one_unit_in_the_last_digit_and_nothing_else():
+    printed = "a.png    taesd     high     0.470\nb.png    none      high     <0.024\n"
+    assert shown_in("a.png    taesd     high     0.469", printed)
+    assert shown_in("b.png    none      high     <0.024", printed)
+    assert not shown_in("a.png    taesd     high     0.468", printed)
+    assert not shown_in("a.png    none      high     0.470", printed)
+    assert not shown_in("b.png    none      high     <0.026", printed)
+
+
 def test_demo_writes_examples_and_attributes_them_as_attribute_does(demo):
     folder, table = demo
     assert len(list((folder / "aedr-demo" / "calibration").glob("*.png"))) == 20
@@ -103,7 +128,7 @@ def test_demo_writes_examples_and_attributes_them_as_attribute_does(demo):
     assert "built from the autoencoder" in table and "next: aedr attribute" in table
     shown = blocks(README, "text")[0][1]  # the demo's output as the README shows it
     for line in shown.splitlines():
-        assert line == "..." or line in table, line
+        assert line == "..." or shown_in(line, table), line
 
 
 def shown_after(command_fragment: str) -> tuple[str, str]:
@@ -121,7 +146,7 @@ def test_the_readmes_commands_print_what_it_shows(in_demo, capsys):
     assert main(shlex.split(command)) == 0
     printed = capsys.readouterr().out
     for line in shown.splitlines():
-        assert line in printed, line
+        assert shown_in(line, printed), line
     (add,) = command_lines(next(t for _, t in blocks(README, "bash") if "--add" in t))
     assert main(shlex.split(add)) == 0
     assert main(["calibrations"]) == 0

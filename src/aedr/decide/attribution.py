@@ -319,15 +319,23 @@ def caution_of(
         return ""
     degradation = degradation or {}
     if degradation.get(ENLARGEMENT_STRENGTH) is not None:
-        advice = (
-            f"decided at thresholds fitted on the calibration images enlarged "
-            f"x{enlargement_thresholds:g} and measured so"
-            if enlargement_thresholds is not None
-            else "decided at thresholds fitted on images that were not resized, which undoing a "
-            "resize shifts (the calibrations have no thresholds for enlarged images: calibrate "
-            f"on images with aedr {'.'.join(map(str, ENLARGEMENT_THRESHOLDS_SINCE))} or later "
-            "to add them)"
-        )
+        if jpeg_thresholds:  # a JPEG's quality decides before its enlargement
+            advice = (
+                f"decided at thresholds fitted for its JPEG quality ({jpeg_quality}) on images "
+                "that were not enlarged"
+            )
+        elif enlargement_thresholds is not None:
+            advice = (
+                f"decided at thresholds fitted on the calibration images enlarged "
+                f"x{enlargement_thresholds:g} and measured so"
+            )
+        else:
+            advice = (
+                "decided at thresholds fitted on images that were not resized, which undoing a "
+                "resize shifts (the calibrations have no thresholds for enlarged images: calibrate "
+                f"on images with aedr {'.'.join(map(str, ENLARGEMENT_THRESHOLDS_SINCE))} or later "
+                "to add them)"
+            )
         return (
             f"tentative: {describe(degradation)}: an enlarged image keeps only part of the "
             f"decoder's evidence; {advice}"
