@@ -454,12 +454,31 @@ def test_enlargement_thresholds_accept_no_more_of_their_negatives_than_the_clean
                       negatives=_jpeg_records(3.0, n=40, seed=4), negative_sources=["photos"])  # fmt: skip
     overlapping = _enlarged_records(1.5, 1.5, n=40, seed=5)  # among the own enlarged signals
     fitted = fit_enlargement_thresholds(
-        clean, {1.5: _enlarged_records(1.5, 1.5, seed=1)}, {1.5: overlapping}, ["photos"]
-    )
+        clean, {1.5: _enlarged_records(1.5, 1.5, seed=1)}, {1.5: {"bicubic": overlapping}},
+        ["photos"],
+    )  # fmt: skip
     view = fitted.at_enlargement(1.5)
     assert view.negatives["n"] == 40 and view.negatives["sources"] == ["photos, enlarged x1.5"]
     assert view.false_acceptance <= clean.false_acceptance_limit
     assert view.threshold < kde_threshold(view.signals, 0.05)  # capped by the negatives
+
+
+def test_enlargement_thresholds_are_capped_on_each_filter_s_negatives():
+    """Negatives enlarged with one filter that score far away must not make room for those of
+    another filter among the own images: pooled, 3 of 40 accepted would be within 0.05 of 80."""
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio",
+                      negatives=_jpeg_records(3.0, n=40, seed=4), negative_sources=["photos"])  # fmt: skip
+    own = _enlarged_records(1.5, 1.5, seed=1)
+    far = _enlarged_records(9.0, 1.5, n=40, seed=6)
+    near = _enlarged_records(1.8, 1.5, n=40, seed=7)  # above the own images' threshold...
+    near[:3] = [{**r, "loss1": 1.45} for r in near[:3]]  # ...but 3 among their signals
+    view = fit_enlargement_thresholds(
+        clean, {1.5: own}, {1.5: {"bicubic": far, "bilinear": near}}, ["photos"]
+    ).at_enlargement(1.5)
+    accepted = [v < view.threshold for v in view.negatives["signals"][40:]]
+    assert view.negatives["n"] == 80 and sum(accepted) <= 2  # floor(0.05 * 40) of the bilinear
+    pooled = fit_enlargement_thresholds(clean, {1.5: own}, {1.5: {"both": far + near}})
+    assert pooled.at_enlargement(1.5).threshold > view.threshold
 
 
 @pytest.mark.parametrize("key", ["3", "1.0", "1.23456", "x"])

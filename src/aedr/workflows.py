@@ -226,8 +226,9 @@ def add_enlargement_thresholds(
             negatives = _enlarged_copies(scorer, photos, folder / "negatives", factor, False)
             try:
                 entries.update(fit_enlargement_thresholds(
-                    calibration, {factor: _measured(scorer, own)},
-                    {factor: _measured(scorer, negatives)}, sources,
+                    calibration, {factor: _measured(scorer, [p for paths in own.values() for p in paths])},
+                    {factor: {name: _measured(scorer, paths) for name, paths in negatives.items()}},
+                    sources,
                 ).enlargements)  # fmt: skip
             except CalibrationError as exc:
                 missing.append(f"x{factor:g}: {exc}")
@@ -239,19 +240,19 @@ def add_enlargement_thresholds(
 
 def _enlarged_copies(
     scorer: Scorer, paths: Sequence[str | os.PathLike], folder: Path, factor: float, exif: bool
-) -> list[Path]:
+) -> dict[str, list[Path]]:
     """PNG copies in ``folder`` of the images ``paths`` enlarged by ``factor``, with the filters
-    of :data:`ENLARGEMENT_FILTERS` in turn (unreadable images are left out)."""
+    of :data:`ENLARGEMENT_FILTERS` in turn, by filter name (unreadable images are left out)."""
     from aedr.measure.degradation import save_resized_copy
 
     folder.mkdir(parents=True)
-    copies = []
+    copies: dict[str, list[Path]] = {f.name.lower(): [] for f in ENLARGEMENT_FILTERS}
     for index, path in enumerate(paths):
+        resample = ENLARGEMENT_FILTERS[index % len(ENLARGEMENT_FILTERS)]
         try:
-            copies.append(save_resized_copy(
+            copies[resample.name.lower()].append(save_resized_copy(
                 path, folder / f"{index:06d}.png", factor, exif_transpose=exif,
-                max_pixels=scorer.max_pixels,
-                resample=ENLARGEMENT_FILTERS[index % len(ENLARGEMENT_FILTERS)],
+                max_pixels=scorer.max_pixels, resample=resample,
             ))  # fmt: skip
         except ImageError:
             continue

@@ -782,7 +782,7 @@ def fit_jpeg_thresholds(
     for quality, quality_records in sorted(records.items()):
         fitted[str(quality)] = _condition_thresholds(
             calibration, get_statistic(statistic or jpeg_statistic(quality, own)),
-            quality_records, (negatives or {}).get(quality, ()), negative_sources,
+            quality_records, [(negatives or {}).get(quality, ())], negative_sources,
             f"images re-encoded at JPEG quality {quality}", f"re-encoded at JPEG quality {quality}",
         )  # fmt: skip
     return replace(calibration, jpeg=fitted, digest="")
@@ -791,22 +791,26 @@ def fit_jpeg_thresholds(
 def fit_enlargement_thresholds(
     calibration: Calibration,
     records: Mapping[float, Sequence[Mapping[str, Any]]],
-    negatives: Mapping[float, Sequence[Mapping[str, Any]]] | None = None,
+    negatives: Mapping[float, Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
     negative_sources: Sequence[str] = (),
 ) -> Calibration:
     """A copy of ``calibration`` with a threshold per enlargement factor: ``records[f]``
-    measure the calibration's own images enlarged by f (``negatives[f]`` its negatives), each
-    measured as any image is, the enlargement found and undone. Only the records whose
-    enlargement was found are fitted on (the others would be decided at the clean threshold,
-    as they are); same statistic, parameters and alpha; measurements made another way are
-    refused (:meth:`Calibration.at_enlargement` applies them)."""
+    measure the calibration's own images enlarged by f, ``negatives[f][name]`` its negatives
+    enlarged by f with the filter ``name``, each measured as any image is, the enlargement found
+    and undone. Only the records whose enlargement was found are fitted on (the others would be
+    decided at the clean threshold, as they are); same statistic, parameters and alpha;
+    measurements made another way are refused (:meth:`Calibration.at_enlargement` applies
+    them). The threshold is capped on each filter's negatives on their own: pooled, the
+    negatives of one filter hide the photos the other lets through
+    (docs/results/robustness.md#thresholds-for-enlarged-images)."""
     check_enlargement_factors(list(records))
     reader = get_statistic(calibration.statistic)
     fitted = {}
     for factor, factor_records in sorted(records.items()):
+        groups = (negatives or {}).get(factor, {})
         fitted[f"{factor:g}"] = _condition_thresholds(
             calibration, reader, [r for r in factor_records if record_enlargement(r)],
-            [r for r in (negatives or {}).get(factor, ()) if record_enlargement(r)],
+            [[r for r in group if record_enlargement(r)] for group in groups.values()],
             negative_sources, f"images enlarged x{factor:g} (enlargement found)",
             f"enlarged x{factor:g}",
         )  # fmt: skip
@@ -817,7 +821,7 @@ def _condition_thresholds(
     calibration: Calibration,
     reader: Statistic,
     records: Sequence[Mapping[str, Any]],
-    negatives: Sequence[Mapping[str, Any]],
+    negative_groups: Sequence[Sequence[Mapping[str, Any]]],
     negative_sources: Sequence[str],
     what: str,
     done: str,
@@ -825,8 +829,8 @@ def _condition_thresholds(
     """The threshold, signals and negatives of ``calibration`` for one condition of the image
     (a JPEG quality, an enlargement): fitted on ``records``, the calibration's own images so
     degraded, at its alpha, read by ``reader`` (its parameters fitted on them where it is not
-    the calibration's statistic), and capped so that it accepts no larger a share of the
-    ``negatives`` so degraded than the calibration does, or alpha if that is larger."""
+    the calibration's statistic), and capped so that it accepts no larger a share of each of
+    the ``negative_groups`` so degraded than the calibration does, or alpha if that is larger."""
     usable = [r for r in records if reader.usable(r)]
     if len(usable) < 2:
         raise CalibrationError(f"{len(usable)} usable measurements of the {what}: need at least 2")
@@ -843,15 +847,20 @@ def _condition_thresholds(
     signals = [deciding.value(r) for r in usable]
     entry.update(threshold=kde_threshold(signals, calibration.alpha), n=len(signals),
                  signals=signals, summary=signal_summary(signals))  # fmt: skip
-    kept = [r for r in negatives if reader.usable(r)]
+    groups = [[r for r in group if reader.usable(r)] for group in negative_groups]
+    kept = [r for group in groups for r in group]
     if kept:
         _check_same_provenance(calibration, kept, f"negatives of the {what}")
         sources = [f"{s}, {done}" for s in negative_sources or ["unnamed"]]
+        values = [[deciding.value(r) for r in group] for group in groups]
+        for group, group_signals in zip(groups, values, strict=True):
+            if group:
+                section = _negatives_section(reader, group, group_signals, sources)
+                entry["threshold"] = capped_threshold(
+                    entry["threshold"], section, calibration.false_acceptance_limit
+                )
         entry["negatives"] = _negatives_section(
-            reader, kept, [deciding.value(r) for r in kept], sources
-        )
-        entry["threshold"] = capped_threshold(
-            entry["threshold"], entry["negatives"], calibration.false_acceptance_limit
+            reader, kept, [v for group in values for v in group], sources
         )
     return entry
 
