@@ -224,11 +224,11 @@ def add_enlargement_thresholds(
             folder = Path(scratch) / f"{factor:g}"
             own = _enlarged_copies(scorer, chosen, folder / "own", factor, exif)
             negatives = _enlarged_copies(scorer, photos, folder / "negatives", factor, False)
+            records = _measured(scorer, [path for paths in own.values() for path in paths])
+            by_filter = {name: _measured(scorer, paths) for name, paths in negatives.items()}
             try:
                 entries.update(fit_enlargement_thresholds(
-                    calibration, {factor: _measured(scorer, [p for paths in own.values() for p in paths])},
-                    {factor: {name: _measured(scorer, paths) for name, paths in negatives.items()}},
-                    sources,
+                    calibration, {factor: records}, {factor: by_filter}, sources
                 ).enlargements)  # fmt: skip
             except CalibrationError as exc:
                 missing.append(f"x{factor:g}: {exc}")
