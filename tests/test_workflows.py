@@ -274,6 +274,26 @@ def test_enlargement_thresholds_measure_each_enlarged_image_once_and_decide_enla
         calibrate_images(plain, [folder], default_negatives=False, enlargements=(1.5,))
 
 
+def test_the_ladder_caps_each_factor_on_each_filter_s_negatives(random_tiny, tmp_path, monkeypatch):
+    """The default negatives reach the fit grouped by the filter that enlarged them (pooled, one
+    filter's negatives make room for the other's: docs/results/robustness.md)."""
+    import aedr.workflows
+
+    fit, seen = aedr.workflows.fit_enlargement_thresholds, []
+
+    def spy(calibration, records, negatives=None, sources=()):
+        seen.append({f: {name: len(group) for name, group in groups.items()}
+                     for f, groups in negatives.items()})  # fmt: skip
+        return fit(calibration, records, negatives, sources)
+
+    monkeypatch.setattr(aedr.workflows, "fit_enlargement_thresholds", spy)
+    monkeypatch.setattr("aedr.measure.default_photos.TILES_PER_PHOTO", 1)  # 16 of the 64: faster
+    folder = smooth_folder(tmp_path / "own", (64, 64))
+    run = calibrate_images(Scorer([random_tiny]), [folder], "highpass", enlargements=(1.5,))
+    assert seen == [{1.5: {"bicubic": 8, "bilinear": 8}}]
+    assert run.calibration.enlargements["1.5"]["negatives"]["sources"][0].startswith("default")
+
+
 def test_the_enlargement_ladder_enlarges_with_bicubic_and_bilinear_in_turn(random_tiny, tmp_path):
     from aedr.workflows import _enlarged_copies
 
