@@ -24,6 +24,7 @@ from aedr.decide.calibration import (
     DEFAULT_ENLARGEMENTS,
     JPEG_AC_BELOW,
     LADDER_IMAGES,
+    MAX_LADDER_ENLARGEMENT,
 )
 from aedr.decide.statistics import DEFAULT_STATISTIC, PAPER_STATISTIC, STATISTIC_NAMES
 from aedr.errors import AedrError
@@ -685,7 +686,8 @@ def add_calibrate(commands: Commands) -> None:
         type=_enlargements,
         default=None,
         metavar="F,...|none",
-        help="fit a threshold for images found enlarged by each factor F (above 1, at most 2), "
+        help="fit a threshold for images found enlarged by each factor F (above 1, at most "
+        f"{MAX_LADDER_ENLARGEMENT:g}), "
         f"on up to {LADDER_IMAGES} of the images enlarged by F and measured as any image is (the default "
         "negatives too, which cap it): attribution applies the nearest factor's to an image "
         "whose enlargement it finds and undoes; default: "
@@ -724,7 +726,8 @@ def _qualities(text: str) -> tuple[int, ...]:
 
 
 def _enlargements(text: str) -> tuple[float, ...]:
-    """``--enlargements 1.5,2`` (or ``none``): distinct factors above 1, at most 2."""
+    """``--enlargements 1.5,2`` (or ``none``): distinct factors above 1, at most
+    :data:`~aedr.decide.calibration.MAX_LADDER_ENLARGEMENT`."""
     from aedr.decide.calibration import check_enlargement_factors
 
     if text.strip().lower() == "none":
@@ -734,8 +737,8 @@ def _enlargements(text: str) -> tuple[float, ...]:
         check_enlargement_factors(factors)
     except ValueError as exc:  # not a number, or refused (CalibrationError is a ValueError)
         raise argparse.ArgumentTypeError(
-            f"expected 'none' or distinct enlargement factors above 1 and at most 2, "
-            f"comma-separated, not {text!r}"
+            f"expected 'none' or distinct enlargement factors above 1 and at most "
+            f"{MAX_LADDER_ENLARGEMENT:g}, comma-separated, not {text!r}"
         ) from exc
     return factors
 
