@@ -99,6 +99,7 @@ PERTURBATIONS = {  # name -> (how the file is written, the resize factor an anal
     **{f"crop {p} px": (png(crop(p)), None) for p in (1, 3, 5, 7)},
     "resize x1.5 + JPEG 85": (chain(1.5, 85), 1.5),
     "resize x0.75 + JPEG 75": (chain(0.75, 75), 0.75),
+    "grey": (png(lambda image: image.convert("L")), None),  # a black-and-white conversion
     "noise sigma 2/255": (png(noise), None),
     "blur radius 1": (png(lambda image: image.filter(ImageFilter.GaussianBlur(1))), None),
 }
@@ -192,8 +193,9 @@ def main() -> None:
                         chain = chain_calibrations(autoencoders, calibration_paths, factor,
                                                    chain_qualities, store)  # fmt: skip
                         chained = numbers(decided(resized, perturbed, chain, args.alpha))
-                found = [describe(r["degradation"]) for r in records
-                         if perturbed[r["path"]] == r["model"]]  # fmt: skip
+                found = [", ".join(filter(None, ("grey" if r.get("grey") else "",
+                                                 describe(r["degradation"]))))
+                         for r in records if perturbed[r["path"]] == r["model"]]  # fmt: skip
                 named = sorted({f for f in found if f})
                 example = f", e.g. {named[0]}" if named else ""
                 summary = f"{sum(map(bool, found))}/{len(found)}{example}"

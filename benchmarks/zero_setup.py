@@ -3,7 +3,7 @@ autoencoders, with the plain command (``aedr attribute PATHS`` and nothing else)
 
 Usage: python benchmarks/zero_setup.py [--size 256] [--calibration 40] [--test 20] [--real 40]
        [--cost-only] [--baseline-src OTHER_CHECKOUT/src] [--no-crops]
-       [--enlarged "1.5 bicubic,2 bilinear" | --enlarged none]
+       [--enlarged "1.5 bicubic,2 bilinear" | --enlarged none] [--no-grey]
 
 Data as ``benchmarks/attribution.py`` builds it (shared/images/real only, never holdout/): per
 model, images its decoder made from mixed photo latents, split into calibration and test images,
@@ -24,6 +24,9 @@ and real test photos. Prints:
   PNG, each measured once as ``aedr attribute`` measures it: the enlargement found and undone),
   decided by the built calibrations with their enlargement thresholds (the default) and without
   them (stated, as 0.13.0 decided);
+- the same on the test images made grey (ITU-R 601 luma, saved as grey PNG: a black-and-white
+  conversion), decided by the built calibrations with their thresholds for grey images (the
+  default) and without them (stated: at the clean thresholds, as before 0.15.0);
 - how stable a threshold is against the number of calibration images: the share of a model's own
   test images a threshold fitted on n of its calibration images rejects (alpha 0.05 asked),
   over 200 draws, per n.
@@ -51,6 +54,7 @@ from attribution import (
 )
 from PIL import Image
 
+from aedr.decide.attribution import CandidateThresholds
 from aedr.decide.calibration import Calibration, calibrate, kde_threshold
 from aedr.decide.evaluation import evaluate, mean_table, open_set_metrics
 from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
@@ -122,6 +126,17 @@ def enlarged_copies(
     return copies
 
 
+def grey_copies(labels: dict[str, str], folder: Path) -> dict[str, str]:
+    """Each labelled image made grey (Pillow's ``convert("L")``), saved as PNG, labelled alike."""
+    folder.mkdir(parents=True)
+    copies = {}
+    for index, (path, label) in enumerate(sorted(labels.items())):
+        copy = folder / f"{index:04d}.png"
+        Image.open(path).convert("L").save(copy)
+        copies[str(copy)] = label
+    return copies
+
+
 def main() -> None:
     parser = data_parser(__doc__.splitlines()[0], 256)
     split_options(parser, 40)
@@ -130,6 +145,7 @@ def main() -> None:
     parser.add_argument("--enlarged", default="1.5 bicubic,1.5 bilinear,2 bicubic,2 bilinear",
                         help="enlargements of the test images to decide, 'FACTOR FILTER' "
                         "comma-separated, or 'none'")  # fmt: skip
+    parser.add_argument("--no-grey", action="store_true", help="leave out the grey copies")
     parser.add_argument("--baseline-src", help="another checkout's src folder: its first call "
                         "too, side by side (e.g. the previous release)")  # fmt: skip
     args = parser.parse_args()
@@ -183,26 +199,36 @@ def main() -> None:
         print_verdicts(test_records, labels, args.alpha, statistic.name,
                        {"built from the autoencoders (zero set-up, default)": built,
                         f"own images ({args.calibration} per model)": own})  # fmt: skip
+        conditions = []  # (title, labelled copies, thresholds left out, as decided before)
         if not args.no_crops:
-            print("\n### 128 px centre crops of the test images (grid-aligned), same calibrations")
-            crops = centre_crops(labels, folder / "crops", args.size // 2)
-            crop_records, _ = score(autoencoders, sorted(crops), ScoreSettings())
-            print_verdicts(crop_records, crops, args.alpha, statistic.name, {
-                "built (zero set-up, default: size thresholds)": built,
-                "built without their size thresholds (stated, as before 0.10.0)":
-                    {name: replace(c, sizes={}) for name, c in built.items()},
-            })  # fmt: skip
+            conditions.append(("128 px centre crops of the test images (grid-aligned)",
+                               centre_crops(labels, folder / "crops", args.size // 2),
+                               "size", "as before 0.10.0"))  # fmt: skip
         for condition in [] if args.enlarged == "none" else args.enlarged.split(","):
             factor, filter_name = condition.split()
-            print(f"\n### The test images enlarged x{factor} ({filter_name}), same calibrations")
-            enlarged = enlarged_copies(labels, folder / condition.replace(" ", "-"), float(factor),
-                                       FILTERS[filter_name])  # fmt: skip
-            enlarged_records, _ = score(autoencoders, sorted(enlarged), ScoreSettings())
-            print_verdicts(enlarged_records, enlarged, args.alpha, statistic.name, {
-                "built (zero set-up, default: enlargement thresholds)": built,
-                "built without their enlargement thresholds (stated, as 0.13.0 decided)":
-                    {name: replace(c, enlargements={}) for name, c in built.items()},
+            copies = enlarged_copies(labels, folder / condition.replace(" ", "-"), float(factor),
+                                     FILTERS[filter_name])  # fmt: skip
+            conditions.append((f"The test images enlarged x{factor} ({filter_name})", copies,
+                               "enlargement", "as 0.13.0 decided"))  # fmt: skip
+        if not args.no_grey:
+            conditions.append(("The test images made grey", grey_copies(labels, folder / "grey"),
+                               "grey", "at the clean ones"))  # fmt: skip
+        for title, copies, kind, before in conditions:
+            print(f"\n### {title}, same calibrations")
+            records, _ = score(autoencoders, sorted(copies), ScoreSettings())
+            section = {"size": "sizes", "enlargement": "enlargements", "grey": "grey"}[kind]
+            print_verdicts(records, copies, args.alpha, statistic.name, {
+                f"built (zero set-up, default: {kind} thresholds)": built,
+                f"built without their {kind} thresholds (stated, {before})":
+                    {name: replace(c, **{section: {}}) for name, c in built.items()},
             })  # fmt: skip
+        if not args.no_grey:
+            candidates = CandidateThresholds([built[name] for name in MODELS])
+            for what, grey_image in (("a colour image", False), ("a grey image", True)):
+                _, family = candidates.at(None, grey=grey_image)
+                print(
+                    f"stated false attribution for {what}: {family.describe() if family else None}"
+                )
         print("\n| model | threshold, built | threshold, own images |\n|---|---|---|")
         for name in MODELS:
             print(f"| {name} | {built[name].threshold:.4g} | {own[name].threshold:.4g} |")

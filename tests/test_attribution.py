@@ -107,6 +107,27 @@ def test_an_enlarged_jpeg_s_caution_names_the_thresholds_that_decided_it():
     assert "no thresholds for enlarged images" in caution_of(384, 384, found, 75)
 
 
+def test_a_grey_image_is_tentative_and_its_caution_names_the_thresholds_that_decided_it():
+    from aedr.decide.calibration import fit_grey_thresholds
+
+    plain = {"a": calibration("a", 1.0), "b": calibration("b", 2.0)}
+    grey_records = [{**loss_record(s * 0.01, 0.01, 1.0, provenance=TEST_PROVENANCE), "grey": True}
+                    for s in (1.4, 1.5, 1.6, 1.55)]  # fmt: skip
+    negatives = [{**r, "grey": True} for r in grey_records]
+    fitted = fit_grey_thresholds(plain["a"], grey_records, negatives, ["photos"])
+    grey = record("a", 1.5, width=64, height=64, grey=True)
+    both = {"a": fitted.at_grey(True), "b": plain["b"]}
+    result = attribute([grey, record("b", 5.0, width=64, height=64, grey=True)], both)
+    assert result.reliability == "tentative" and result.caution.startswith("tentative: a grey")
+    assert "b decided at thresholds fitted on colour images" in result.caution
+    assert [row["threshold_grey"] for row in result.rows()] == [True, False]
+    all_grey = attribute([grey], {"a": fitted.at_grey(True)})
+    assert "made grey, each accepting at most its alpha" in all_grey.caution
+    assert "colour images" not in all_grey.caution and all_grey.confidence != "high"
+    colour = attribute([record("a", 1.0, width=64, height=64)], plain)
+    assert colour.caution == "" and colour.reliability == ""
+
+
 def test_errors_propagate_without_a_verdict():
     calibrations = {"a": calibration("a", 1.0), "b": calibration("b", 2.0)}
     both_failed = attribute([record("a", None, "bad"), record("b", None, "bad")], calibrations)

@@ -11,11 +11,13 @@ from aedr.decide.calibration import (
     calibrate,
     choose_alpha,
     fit_enlargement_thresholds,
+    fit_grey_thresholds,
     fit_jpeg_thresholds,
     fit_size_thresholds,
     kde_threshold,
     provenance_of_records,
     record_enlargement,
+    record_grey,
     record_jpeg_quality,
     records_of_model,
 )
@@ -512,3 +514,69 @@ def test_candidate_thresholds_take_a_jpegs_quality_then_an_enlargement_then_the_
     assert thresholds.for_record(record)[0]["m"].tuning["enlargement"] == 1.5
     jpeg_only = CandidateThresholds([fit_jpeg_thresholds(sized, {75: _jpeg_records(1.7)})])
     assert "enlargement" not in jpeg_only.at(None, 256, 1.5)[0]["m"].tuning  # none fitted
+
+
+def _grey_records(center: float, **options) -> list[dict]:
+    """``_jpeg_records`` of grey images (``Measurement.grey``)."""
+    return [{**r, "grey": True} for r in _jpeg_records(center, **options)]
+
+
+def test_grey_thresholds_accept_at_most_alpha_of_the_grey_negatives_and_round_trip(tmp_path):
+    """The cap is alpha, not the calibration's own false acceptance: that counts the grey
+    negatives among the rest, so it is high exactly where grey photos pass (here 0.5)."""
+    negatives = _jpeg_records(3.0, n=20, seed=4) + _jpeg_records(1.0, n=20, seed=8)
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio", negatives=negatives,
+                      negative_sources=["photos"])  # fmt: skip
+    assert clean.false_acceptance_limit >= 0.4
+    grey_negatives = _grey_records(1.4, n=40, seed=5)  # among the own grey images' signals
+    fitted = fit_grey_thresholds(clean, _grey_records(1.5, seed=1), grey_negatives, ["photos"])
+    view = fitted.at_grey(True)
+    assert view.tuning == {"grey": True} and view.n == 30 and not clean.grey
+    assert view.negatives["sources"] == ["photos, made grey"] and view.negatives["n"] == 40
+    assert (
+        view.false_acceptance
+        <= 0.05
+        < np.mean(view.negative_signals < kde_threshold(view.signals, 0.05))
+    )
+    assert (
+        fitted.at_grey(False) is fitted
+        and fitted.at_grey(True) is view
+        and clean.at_grey(True) is clean
+    )
+    fitted.save(tmp_path / "c.json")
+    loaded = Calibration.load(tmp_path / "c.json")
+    assert loaded.at_grey(True).threshold == view.threshold
+    assert "grey" not in clean.as_dict() and "grey" in loaded.as_dict()
+
+
+def test_grey_thresholds_fit_grey_records_only_and_need_grey_negatives():
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio")
+    mixed = _grey_records(1.5, n=10, seed=1) + _jpeg_records(9.0, n=5)  # 5 not grey: left out
+    fitted = fit_grey_thresholds(clean, mixed, _grey_records(3.0, n=10, seed=2), ["photos"])
+    assert fitted.grey["n"] == 10 and max(fitted.grey["signals"]) < 2
+    with pytest.raises(CalibrationError, match="need negatives made grey"):
+        fit_grey_thresholds(clean, mixed, _jpeg_records(3.0, n=10), ["photos"])
+    with pytest.raises(CalibrationError, match="1 usable measurements of the images made grey"):
+        fit_grey_thresholds(clean, _grey_records(1.5, n=1), _grey_records(3.0, n=10))
+
+
+def test_record_grey_reads_a_bool_or_its_text():
+    assert [record_grey({"grey": v}) for v in (True, "True", " true", False, "False", "", None)] == [
+        True, True, True, False, False, False, False
+    ]  # fmt: skip
+    assert record_grey({}) is False
+
+
+def test_candidate_thresholds_take_a_grey_images_thresholds_before_all_else():
+    from aedr.decide.attribution import CandidateThresholds
+
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio")
+    enlarged = fit_enlargement_thresholds(clean, {1.5: _enlarged_records(1.5, 1.5, seed=2)})
+    jpeg = fit_jpeg_thresholds(enlarged, {75: _jpeg_records(1.7, seed=3)})
+    both = fit_grey_thresholds(jpeg, _grey_records(0.8, seed=4), _grey_records(3.0, n=10))
+    thresholds = CandidateThresholds([both])
+    assert thresholds.at(75, 256, 1.5, grey=True)[0]["m"].tuning == {"grey": True}
+    assert thresholds.at(75, 256, 1.5)[0]["m"].tuning == {"jpeg_quality": 75}
+    record = {"width": 256, "height": 256, **_grey_records(1.0, n=1)[0]}
+    assert thresholds.for_record(record)[0]["m"].tuning == {"grey": True}
+    assert CandidateThresholds([jpeg]).for_record(record)[0]["m"] is jpeg  # none fitted: clean

@@ -11,6 +11,7 @@ from aedr.measure.images import (
     ImageError,
     aligned_crop,
     area_resize,
+    is_grey,
     iter_image_files,
     read_image,
     resize_to,
@@ -43,6 +44,22 @@ def test_grayscale_and_palette_files_are_expanded(tmp_path):
     assert loaded.rgb.shape == (64, 48, 3)
     np.testing.assert_array_equal(loaded.gray, gray)
     assert read_image(tmp_path / "p.png").rgb.shape == (64, 48, 3)
+
+
+@pytest.mark.parametrize(
+    ("mode", "suffix", "grey"),
+    [("L", ".png", True), ("L", ".jpg", True), ("RGB", ".jpg", True), ("RGB", ".png", True),
+     ("colour", ".png", False), ("colour", ".jpg", False)],
+)  # fmt: skip
+def test_an_image_without_colour_is_grey_however_it_is_stored(tmp_path, mode, suffix, grey):
+    """A grey file, a colour file of grey pixels (a JPEG of them included); not a colour image."""
+    colour = Image.fromarray(smooth_image(4))
+    image = colour if mode == "colour" else colour.convert("L").convert(mode)
+    image.save(tmp_path / f"x{suffix}", quality=75)
+    assert read_image(tmp_path / f"x{suffix}").grey is grey
+    one = np.asarray(colour.convert("L").convert("RGB")).copy()
+    one[0, 0, 0] += 3  # one pixel with colour: not grey
+    assert is_grey(one) is False
 
 
 def test_rgba_drops_alpha(tmp_path):

@@ -160,21 +160,26 @@ def test_a_calibration_built_before_size_thresholds_is_built_again_an_own_one_ke
     assert kept.origin == "own" and found.predates_size_thresholds
 
 
-def test_a_calibration_built_before_enlargement_thresholds_is_built_again_an_own_one_kept(
-    random_tiny, library
+@pytest.mark.parametrize(
+    ("section", "version", "lacks", "words"),
+    [("enlargements", "0.13.0", "predates_enlargement_thresholds", "enlarged images"),
+     ("grey", "0.14.1", "predates_grey_thresholds", "grey images")],
+)  # fmt: skip
+def test_a_calibration_built_before_a_condition_s_thresholds_is_built_again_an_own_one_kept(
+    random_tiny, library, section, version, lacks, words
 ):
     (entry,) = library.entries()
     current = Calibration.load(entry.path)
-    assert not current.predates_enlargement_thresholds
-    old = replace(current, enlargements={}, aedr_version="0.13.0")
+    assert getattr(current, section) and not getattr(current, lacks)
+    old = replace(current, **{section: {}}, aedr_version=version)
     provenance = provenance_of(counting(random_tiny))
     library.add(old, provenance, "built")
     told = []
     assert library.find("random-tiny", provenance, "highpass", told.append) is None
-    assert "built by aedr 0.13.0, without thresholds for enlarged images" in told[0]
+    assert f"built by aedr {version}, without thresholds for {words}" in told[0]
     library.add(old, provenance, "own")  # the user's own: decides as before (with a caution)
     found, kept = library.find("random-tiny", provenance, "highpass")
-    assert kept.origin == "own" and found.predates_enlargement_thresholds
+    assert kept.origin == "own" and getattr(found, lacks)
 
 
 def test_an_own_calibration_measured_on_every_pixel_is_told_apart_for_the_run_to_measure_so(

@@ -167,6 +167,30 @@ def test_a_stored_record_without_the_newer_numbers_is_measured_again(
         assert type(model).encoded == 4  # replaced: a hit again
 
 
+def test_a_stored_record_from_before_grey_is_answered_with_the_grey_read_from_the_pixels(
+    random_tiny, tmp_path
+):
+    """``grey`` is a property of the pixels, not of a pass: a record stored without it (0.14)
+    is completed from a decode of the file, and the autoencoder is not run again."""
+    from PIL import Image
+
+    from aedr.measure.store import ScoreStore
+
+    model = counting(random_tiny)
+    colour, grey = tmp_path / "colour.png", tmp_path / "grey.png"
+    Image.fromarray(smooth_image(1, (64, 64))).save(colour)
+    Image.open(colour).convert("L").save(grey)
+    with ScoreStore(tmp_path / "s.sqlite") as store:
+        first = list(Scorer([model], store=store).score_paths([colour, grey]))
+        assert [m.grey for m in first] == [False, True] and type(model).encoded == 4
+        for measured in first:
+            key = (measured.content_sha256, store_key(measured.provenance))
+            store.put(*key, {k: v for k, v in store.get(*key).items() if k != "grey"})
+        again = list(Scorer([model], store=store).score_paths([colour, grey]))
+        assert [m.grey for m in again] == [False, True] and type(model).encoded == 4
+        assert [m.as_dict() for m in again] == [m.as_dict() for m in first]
+
+
 def test_store_never_serves_a_measurement_made_another_way(random_tiny, tmp_path):
     """bf16 then fp32, mode then sample, crop then resize on one store: each equals a run
     without the store."""

@@ -167,7 +167,7 @@ def test_calibrations_of_every_pixel_carry_thresholds_for_smaller_images_measure
     assert calibration.sizes["side"] == 128 and list(calibration.sizes["crops"]) == ["64"]
     assert calibration.sizes["crops"]["64"]["n"] == 6
     bare = calibrate_images(Scorer([model], every), [folder], "ratio", default_negatives=False,
-                            size_thresholds=False).calibration  # fmt: skip
+                            size_thresholds=False, enlargements=()).calibration  # fmt: skip
     assert not bare.sizes and bare.threshold == calibration.threshold
     Counting.encoded = 0  # with the default border the full-size thresholds hold for crops
     bordered = calibrate_images(
@@ -274,6 +274,25 @@ def test_enlargement_thresholds_measure_each_enlarged_image_once_and_decide_enla
         calibrate_images(plain, [folder], default_negatives=False, enlargements=(1.5,))
 
 
+def test_an_own_image_found_enlarged_is_left_out_of_the_clean_threshold(random_tiny, tmp_path):
+    """It would be decided at an enlargement's thresholds; measured undone it stretched the
+    clean one (a built taef2 image falsely found enlarged x2 moved it 0.787 -> 0.861)."""
+    folder = smooth_folder(tmp_path / "own", (64, 64))
+    enlarged_file(folder / "big.png", 9, 1.5)
+    with_ladder = calibrate_images(Scorer([random_tiny]), [folder], default_negatives=False,
+                                   enlargements=(1.5,))  # fmt: skip
+    calibration = with_ladder.calibration
+    assert calibration.n == 6 and calibration.tuning["enlargement_found_left_out"] == 1
+    assert len(with_ladder.records) == 7  # measured and reported all the same
+    assert calibration.enlargements["1.5"]["n"] == 7  # the ladder enlarges every image
+    without = calibrate_images(Scorer([random_tiny]), [folder], default_negatives=False,
+                               enlargements=())  # fmt: skip
+    assert (
+        without.calibration.n == 7
+        and "enlargement_found_left_out" not in without.calibration.tuning
+    )
+
+
 def test_the_ladder_caps_each_factor_on_each_filter_s_negatives(random_tiny, tmp_path, monkeypatch):
     """The default negatives reach the fit grouped by the filter that enlarged them (pooled, one
     filter's negatives make room for the other's: docs/results/robustness.md)."""
@@ -292,6 +311,40 @@ def test_the_ladder_caps_each_factor_on_each_filter_s_negatives(random_tiny, tmp
     run = calibrate_images(Scorer([random_tiny]), [folder], "highpass", enlargements=(1.5,))
     assert seen == [{1.5: {"bicubic": 8, "bilinear": 8}}]
     assert run.calibration.enlargements["1.5"]["negatives"]["sources"][0].startswith("default")
+
+
+def test_the_plain_calibration_fits_thresholds_for_grey_images_and_attribution_uses_them(
+    random_tiny, tmp_path, monkeypatch
+):
+    """With the default negatives, its own images and the negatives are made grey and measured
+    once each; a grey file is decided at the grey threshold and says so, a colour one is not."""
+    monkeypatch.setattr("aedr.measure.default_photos.TILES_PER_PHOTO", 1)  # 16 of the 64: faster
+    folder = smooth_folder(tmp_path / "own", (64, 64))
+    model = copy_of(random_tiny)
+    Counting.encoded = 0
+    run = calibrate_images(Scorer([model]), [folder], "highpass", enlargements=())
+    assert Counting.encoded == 2 * 2 * (6 + 16)  # own and negatives, then both made grey: 2 passes
+    calibration = run.calibration
+    assert calibration.grey["n"] == 6 and calibration.grey["negatives"]["n"] == 16
+    assert calibration.grey["negatives"]["sources"][0].endswith("made grey")
+    assert calibration.at_grey(True).false_acceptance <= calibration.alpha
+
+    grey = tmp_path / "grey.png"
+    Image.open(folder / "0.png").convert("L").save(grey)
+    attributor = Attributor([calibration], [model])
+    result = attributor.attribute_file(grey)
+    (row,) = result.rows()
+    assert row["threshold_grey"] is True and result.reliability == "tentative"
+    assert row["threshold"] == calibration.at_grey(True).threshold
+    assert "fitted on the calibration images made grey" in result.caution
+    (row,) = attributor.attribute_file(folder / "0.png").rows()
+    assert (row["threshold_grey"], row["threshold"]) == (False, calibration.threshold)
+
+    bare = calibrate_images(Scorer([model]), [folder], default_negatives=False, enlargements=())
+    assert not bare.calibration.grey  # nothing to cap them on
+    resized = calibrate_images(Scorer([model], ScoreSettings(resized_by=1.5)), [folder],
+                               enlargements=())  # fmt: skip
+    assert not resized.calibration.grey
 
 
 def test_the_enlargement_ladder_enlarges_with_bicubic_and_bilinear_in_turn(random_tiny, tmp_path):

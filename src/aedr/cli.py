@@ -861,6 +861,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     views = [(f"JPEG q={q}", calibration.at_jpeg_quality(q)) for q in calibration.jpeg_qualities]
     views += [(f"enlarged x{f:g}", calibration.at_enlargement(f))
               for f in calibration.enlargement_factors]  # fmt: skip
+    views += [("grey images", calibration.at_grey(True))] if calibration.grey else []
     for condition, view in views:
         accepted = view.false_acceptance
         _say(args, f"{condition}: {view.statistic} threshold {view.threshold:.6g} from "
@@ -868,6 +869,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                    + ("" if accepted is None else f", false acceptance {accepted:.1%}"))  # fmt: skip
     if "enlargement_thresholds" in calibration.tuning:
         _say(args, f"enlarged images: {calibration.tuning['enlargement_thresholds']}")
+    if "grey_thresholds" in calibration.tuning:
+        _say(args, f"grey images: {calibration.tuning['grey_thresholds']}")
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
 
 
@@ -1705,6 +1708,7 @@ def cmd_calibrations(args: argparse.Namespace) -> int:
             f"x{f:g}": calibration.at_enlargement(f).threshold
             for f in calibration.enlargement_factors
         },
+        "threshold for grey images": calibration.grey.get("threshold"),
     }  # fmt: skip
     json.dump(summary, sys.stdout, indent=2)
     print()

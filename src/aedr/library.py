@@ -117,10 +117,11 @@ class CalibrationLibrary:
         """The calibration of ``model`` measured with ``provenance`` and read by ``statistic``:
         the user's own before a built one (of ``origins``); None when there is none. A built
         file that no longer loads, or was built before calibrations carried thresholds for
-        smaller or enlarged images, is removed (and ``on_damaged`` told why), so that it is
+        smaller, enlarged or grey images, is removed (and ``on_damaged`` told why), so that it is
         built again; a damaged own file is an error naming it (an own file from before those
         thresholds decides as it did then, with a caution:
-        ``Calibration.predates_size_thresholds``, ``predates_enlargement_thresholds``)."""
+        ``Calibration.predates_size_thresholds``, ``predates_enlargement_thresholds``,
+        ``predates_grey_thresholds``)."""
         key = provenance.digest()
         for origin in origins:
             path = self.folder / _file_name(model, statistic, key, origin)
@@ -139,6 +140,7 @@ class CalibrationLibrary:
                     what for what, lacks in (
                         ("smaller images", calibration.predates_size_thresholds),
                         ("enlarged images", calibration.predates_enlargement_thresholds),
+                        ("grey images", calibration.predates_grey_thresholds),
                     ) if lacks
                 ]  # fmt: skip
                 if origin == "built" and missing:

@@ -79,7 +79,8 @@ class RayOptions:
 def record_schema():
     import pyarrow as pa
 
-    types = {"width": pa.int64(), "height": pa.int64(), "jpeg_quality": pa.int64()}
+    types = {"width": pa.int64(), "height": pa.int64(), "jpeg_quality": pa.int64(),
+             "grey": pa.bool_()}  # fmt: skip
     floats = ("loss1", "loss2", "ratio", "highpass_log_ratio", "highpass_weight",
               "ac_log_ratio", "inversion_loss", "homogeneity")  # fmt: skip
     return pa.schema(

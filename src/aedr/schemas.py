@@ -104,7 +104,8 @@ class _Signals(_Strict):
 
 class ConditionThresholdFile(_Signals):
     """A calibration's threshold for images in one condition: JPEG files of one quality
-    (``aedr calibrate --jpeg-qualities``), images enlarged by one factor (``--enlargements``)."""
+    (``aedr calibrate --jpeg-qualities``), images enlarged by one factor (``--enlargements``),
+    grey images."""
 
     threshold: FiniteFloat
     summary: dict[str, float]
@@ -155,6 +156,7 @@ class CalibrationFile(_Signals):
     enlargements: (
         Annotated[dict[EnlargementFactor, ConditionThresholdFile], Field(max_length=20)] | None
     ) = None
+    grey: ConditionThresholdFile | None = None
     aedr_version: Annotated[str, Field(max_length=100)] = ""
     created: Annotated[str, Field(max_length=100)] = ""
     digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]

@@ -105,7 +105,7 @@ RECORD_FIELDS = (
     "c2pa", "model", "autoencoder", "calibration_digest", "calibration_n", "calibration_alpha",
     "statistic", "signal", "threshold", "belongs", "p_value", "p_value_resolution", "margin",
     "false_acceptance", "false_attribution", "explanation", "degradation", "threshold_quality",
-    "threshold_enlargement",
+    "threshold_enlargement", "threshold_grey",
     "local_threshold", "regions", "appended_bytes", "metadata", "dtype", "device", "robust",
     "alignment", "max_false_attribution", "case", "note", "error", "record_digest",
 )  # fmt: skip
@@ -424,8 +424,8 @@ class AttributionService:
 
     def models(self) -> list[dict[str, Any]]:
         """Each calibrated model with its threshold and calibration signals (for the page's plot),
-        and the signals of its JPEG thresholds by quality and of its enlargement thresholds by
-        factor."""
+        and the signals of its JPEG thresholds by quality, of its enlargement thresholds by
+        factor and of its threshold for grey images."""
         return [
             {
                 **self.identities[i], "group": self.attributor.scorer.models[i].group,
@@ -434,6 +434,7 @@ class AttributionService:
                 "enlargement_signals": {
                     f"{f:g}": c.at_enlargement(f).signals for f in c.enlargement_factors
                 },
+                "grey_signals": c.at_grey(True).signals if c.grey else None,
             }
             for i, c in enumerate(self.calibrations)
         ]  # fmt: skip

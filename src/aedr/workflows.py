@@ -38,8 +38,10 @@ from aedr.decide.calibration import (
     check_jpeg_qualities,
     choose_alpha,
     fit_enlargement_thresholds,
+    fit_grey_thresholds,
     fit_jpeg_thresholds,
     fit_size_thresholds,
+    record_enlargement,
     records_of_model,
 )
 from aedr.decide.evaluation import EvaluationResult, evaluate, read_labels
@@ -117,7 +119,10 @@ def calibrate_images(
     through ``aedr score`` and :func:`calibrate_measurements`). ``enlargements`` also fits
     thresholds for images found enlarged by each factor (:func:`add_enlargement_thresholds`);
     by default (None) :data:`DEFAULT_ENLARGEMENTS` where the scorer looks for enlargements
-    (``ScoreSettings.estimates_enlargement``), none where it does not.
+    (``ScoreSettings.estimates_enlargement``), none where it does not; with them, the clean
+    threshold is fitted on the images in which no enlargement was found (the others are counted
+    in ``tuning["enlargement_found_left_out"]``). With the default negatives, a threshold for
+    grey images too (:func:`add_grey_thresholds`).
     """
     if len(scorer.models) != 1:
         raise CalibrationError("a calibration is fitted for one model: give the scorer one")
@@ -146,7 +151,10 @@ def calibrate_images(
         negatives, sources = _with_default_negatives(
             scorer, negatives, default_negatives, statistic, Path(scratch) / "negatives"
         )
-    calibration = _fit(records, scorer.models[0].name, statistic, alpha, negatives, sources)
+    clean = _decided_clean(records) if enlargements else records
+    calibration = _fit(clean, scorer.models[0].name, statistic, alpha, negatives, sources)
+    if len(clean) < len(records):
+        calibration.tuning["enlargement_found_left_out"] = len(records) - len(clean)
     _note_first(calibration, first, len(records))
     if local_window is not None:
         try:
@@ -168,7 +176,65 @@ def calibrate_images(
             scorer, calibration, [m.path for m in good], enlargements,
             default_negatives=default_negatives,
         )  # fmt: skip
+    if default_negatives and scorer.settings.resized_by is None:
+        calibration = add_grey_thresholds(scorer, calibration, [m.path for m in good])
     return CalibrationRun(calibration, records, failed)
+
+
+def _decided_clean(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records an attribution would decide at the clean threshold of a calibration with
+    enlargement thresholds: those in which no enlargement was found (a model's own image found
+    enlarged is decided at an enlargement's thresholds, and measured with the enlargement
+    undone it would stretch the clean one: docs/results/zero-setup.md#enlargements-found-in-own-images).
+    All of them where fewer than 2 are left."""
+    clean = [r for r in records if not record_enlargement(r)]
+    return clean if len(clean) >= 2 else records
+
+
+def add_grey_thresholds(
+    scorer: Scorer, calibration: Calibration, images: Sequence[str | os.PathLike]
+) -> Calibration:
+    """``calibration`` with a threshold for grey images: up to :data:`LADDER_IMAGES` of its own
+    ``images`` and the shipped negative photos, made grey (ITU-R 601 luma, as a black-and-white
+    conversion makes them) and measured by ``scorer``, each once (with a score store, once
+    ever). The negatives cap it (:func:`~aedr.decide.calibration.fit_grey_thresholds`): without
+    them a grey image is decided at the clean threshold, which accepts most grey photos. Where
+    it cannot be fitted (too few usable grey images), why is noted in
+    ``tuning["grey_thresholds"]``."""
+    from aedr.measure.default_photos import NEGATIVE_SET, negative_files
+
+    images = list(images)
+    count = min(len(images), LADDER_IMAGES)
+    chosen = [images[i] for i in np.linspace(0, len(images) - 1, count).round().astype(int)]
+    exif = scorer.settings.exif == "transpose"
+    with tempfile.TemporaryDirectory(prefix="aedr-grey-") as scratch:
+        own = _grey_copies(scorer, chosen, Path(scratch) / "own", exif)
+        negatives = _grey_copies(scorer, negative_files(), Path(scratch) / "negatives", False)
+        sources = [f"default: tiles of scikit-image's sample photos ({NEGATIVE_SET})"]
+        try:
+            return fit_grey_thresholds(
+                calibration, _measured(scorer, own), _measured(scorer, negatives), sources
+            )
+        except CalibrationError as exc:
+            tuning = {**calibration.tuning, "grey_thresholds": f"none: {exc}"}
+            return replace(calibration, tuning=tuning, digest="")
+
+
+def _grey_copies(
+    scorer: Scorer, paths: Sequence[str | os.PathLike], folder: Path, exif: bool
+) -> list[Path]:
+    """Grey PNG copies in ``folder`` of the images ``paths`` (unreadable ones are left out)."""
+    folder.mkdir(parents=True)
+    copies = []
+    for index, path in enumerate(paths):
+        try:
+            rgb = read_image(path, scorer.max_pixels, exif).rgb
+        except ImageError:
+            continue
+        copy = folder / f"{index:06d}.png"
+        Image.fromarray(rgb).convert("L").save(copy, format="PNG")
+        copies.append(copy)
+    return copies
 
 
 ENLARGEMENT_FILTERS = (Image.Resampling.BICUBIC, Image.Resampling.BILINEAR)

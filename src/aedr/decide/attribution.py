@@ -34,10 +34,12 @@ import numpy as np
 
 from aedr.decide.calibration import (
     ENLARGEMENT_THRESHOLDS_SINCE,
+    GREY_THRESHOLDS_SINCE,
     SIZE_THRESHOLDS_SINCE,
     Calibration,
     image_side,
     record_enlargement,
+    record_grey,
     record_jpeg_quality,
 )
 from aedr.decide.false_attribution import (
@@ -73,7 +75,7 @@ ATTRIBUTION_FIELDS = (
     "path", "model", "group", "statistic", "signal", "threshold", "belongs", "p_value",
     "p_value_resolution", "margin", "verdict",
     "verdict_group", "candidates", "region_share", "false_acceptance", "false_attribution",
-    "explanation", "degradation", "threshold_quality", "threshold_side", "threshold_enlargement", "caution", "confidence",
+    "explanation", "degradation", "threshold_quality", "threshold_side", "threshold_enlargement", "threshold_grey", "caution", "confidence",
     "calibration", "calibration_origin", "error",
 )  # fmt: skip
 CONFIDENT_P = 0.25
@@ -109,6 +111,8 @@ class ModelDecision:
     threshold_side: int | None = None
     # the enlargement whose threshold applied (``Calibration.at_enlargement``); None: clean
     threshold_enlargement: float | None = None
+    # whether the threshold for grey images applied (``Calibration.at_grey``)
+    threshold_grey: bool = False
 
     @property
     def p_value_text(self) -> str:
@@ -230,6 +234,7 @@ class Attribution:
                 "explanation": explanation, "degradation": found.get(d.model, ""),
                 "threshold_quality": d.threshold_quality, "threshold_side": d.threshold_side,
                 "threshold_enlargement": d.threshold_enlargement,
+                "threshold_grey": d.threshold_grey,
                 "caution": self.caution,
                 "confidence": self.confidence,
                 "calibration": self.sources.get(d.model, ("", ""))[1],
@@ -258,6 +263,7 @@ def decide(record: Measurement, calibration: Calibration) -> ModelDecision:
         p_value_resolution=calibration.p_value_resolution,
         threshold_side=calibration.tuning.get("size_side"),
         threshold_enlargement=calibration.tuning.get("enlargement"),
+        threshold_grey=bool(calibration.tuning.get("grey")),
     )  # fmt: skip
 
 
@@ -273,7 +279,7 @@ def decision(
         (threshold - signal) / abs(threshold) if threshold else None, "",
         calibration.false_acceptance, calibration.tuning.get("jpeg_quality"), shortfall,
         calibration.p_value_resolution, calibration.tuning.get("size_side"),
-        calibration.tuning.get("enlargement"),
+        calibration.tuning.get("enlargement"), bool(calibration.tuning.get("grey")),
     )  # fmt: skip
 
 
@@ -419,8 +425,11 @@ def attribute(
     caution = caution_of(sized.width, sized.height, sized.degradation, sized.jpeg_quality,
                          jpeg_thresholds, resize_thresholds, enlarged)  # fmt: skip
     outdated = predating_size_thresholds(calibrations[r.model] for r in records)
-    caution = "; ".join(filter(None, (caution, insufficient_evidence(decisions), outdated)))
+    grey = grey_caution(decisions) if sized.grey else ""
+    caution = "; ".join(filter(None, (caution, grey, insufficient_evidence(decisions), outdated)))
     reliability = caution_level(sized.width, sized.height, sized.degradation, sized.jpeg_quality)
+    if grey and not reliability:
+        reliability = "tentative"
     found = partial_of(records, decisions, calibrations) if verdict == NO_MODEL else None
     if found is None:
         return Attribution(path, decisions, verdict, candidates, "", caution, measurements,
@@ -443,6 +452,26 @@ def predating_size_thresholds(calibrations: Iterable[Calibration]) -> str:
         f"calibrated before aedr {since} ({', '.join(old)}): no thresholds for images smaller "
         "than the calibration images, which are decided at the full-size threshold as before "
         "and rejected more often; calibrate again to add them"
+    )
+
+
+def grey_caution(decisions: Sequence[ModelDecision]) -> str:
+    """Why a verdict on a grey image (no pixel has colour) is tentative, and which thresholds
+    decided it: those fitted for grey images (``Calibration.at_grey``) where every candidate
+    has them, else the clean ones, which accept most grey photos."""
+    usable = [d for d in decisions if not d.error]
+    lacking = sorted(d.model for d in usable if not d.threshold_grey)
+    if not lacking:
+        advice = ("decided at thresholds fitted on the calibration images made grey, each "
+                  "accepting at most its alpha of grey photos")  # fmt: skip
+    else:
+        since = ".".join(map(str, GREY_THRESHOLDS_SINCE))
+        advice = (f"{', '.join(lacking)} decided at thresholds fitted on colour images, which "
+                  "accept most grey photos (no thresholds for grey images: calibrate with the "
+                  f"default negatives and aedr {since} or later to add them)")  # fmt: skip
+    return (
+        "tentative: a grey image: no decoder writes one, so it was made grey after generation "
+        f"and its colour evidence is gone; {advice}"
     )
 
 
@@ -483,7 +512,9 @@ def partial_of(
 class CandidateThresholds:
     """The candidates' calibrations as they apply to one image, and their false attribution.
 
-    A JPEG file takes each calibration's thresholds for the nearest JPEG quality it has
+    A grey image takes each calibration's thresholds for grey images
+    (:meth:`~aedr.decide.calibration.Calibration.at_grey`), before anything else; a JPEG
+    file takes each calibration's thresholds for the nearest JPEG quality it has
     (:meth:`~aedr.decide.calibration.Calibration.at_jpeg_quality`), an image found enlarged
     those for the nearest enlargement (:meth:`~aedr.decide.calibration.Calibration.at_enlargement`),
     any other image (and one whose calibration has neither) those for its size
@@ -502,16 +533,22 @@ class CandidateThresholds:
             self.at(quality)
         for factor in sorted({f for c in calibrations for f in c.enlargement_factors}):
             self.at(None, enlargement=factor)
+        if any(c.grey for c in calibrations):
+            self.at(None, grey=True)
 
     def at(
-        self, quality: int | None, side: float | None = None, enlargement: float | None = None
+        self,
+        quality: int | None,
+        side: float | None = None,
+        enlargement: float | None = None,
+        grey: bool = False,
     ) -> tuple[dict[str, Calibration], FalseAttribution | None]:
         """(calibrations by model, false attribution) for a JPEG of ``quality`` (None: any other
         image) whose side (the square root of its pixel count) is ``side``, found enlarged by
-        ``enlargement`` (None: not found enlarged)."""
-        views = [self._view(c, quality, side, enlargement) for c in self._candidates]
+        ``enlargement`` (None: not found enlarged), ``grey`` (no pixel has colour) or not."""
+        views = [self._view(c, quality, side, enlargement, grey) for c in self._candidates]
         key = tuple(
-            tuple(v.tuning.get(n) for n in ("jpeg_quality", "size_side", "enlargement"))
+            tuple(v.tuning.get(n) for n in ("jpeg_quality", "size_side", "enlargement", "grey"))
             for v in views
         )
         if key not in self._sets:
@@ -523,15 +560,23 @@ class CandidateThresholds:
     def for_record(
         self, record: Mapping[str, Any]
     ) -> tuple[dict[str, Calibration], FalseAttribution | None]:
-        """:meth:`at` for the image a measurement record describes: its JPEG quality, its side
-        and the enlargement it found."""
+        """:meth:`at` for the image a measurement record describes: its JPEG quality, its side,
+        the enlargement it found and whether it is grey."""
         side = image_side(record.get("width"), record.get("height"))
-        return self.at(record_jpeg_quality(record), side, record_enlargement(record))
+        return self.at(
+            record_jpeg_quality(record), side, record_enlargement(record), record_grey(record)
+        )
 
     @staticmethod
     def _view(
-        calibration: Calibration, quality: int | None, side: float | None, enlargement: float | None
+        calibration: Calibration,
+        quality: int | None,
+        side: float | None,
+        enlargement: float | None,
+        grey: bool,
     ) -> Calibration:
+        if grey and calibration.grey:  # before all else: grey photos pass every other threshold
+            return calibration.at_grey(grey)
         if quality is not None and calibration.jpeg:
             return calibration.at_jpeg_quality(quality)
         enlarged = calibration.at_enlargement(enlargement)

@@ -68,6 +68,9 @@ them): as many as keep a threshold's rejection of own images near alpha, to boun
 ENLARGEMENT_THRESHOLDS_SINCE = (0, 14)
 """The aedr version from which calibrations measured with the enlargement estimate carry
 thresholds for enlarged images."""
+GREY_THRESHOLDS_SINCE = (0, 15)
+"""The aedr version from which calibrations measured on the default negatives carry thresholds
+for grey images."""
 
 
 class CalibrationError(AedrError, ValueError):
@@ -152,6 +155,9 @@ class Calibration:
     # "1.5") -> threshold, n, signals, summary and negatives of the same images enlarged by it,
     # then measured as any image is (the enlargement found and undone)
     enlargements: dict[str, Any] = field(default_factory=dict)
+    # the threshold for grey images (``fit_grey_thresholds``): threshold, n, signals, summary
+    # and negatives of the same images made grey
+    grey: dict[str, Any] = field(default_factory=dict)
     aedr_version: str = ""
     created: str = ""
     format: int = CALIBRATION_FORMAT
@@ -287,6 +293,38 @@ class Calibration:
             return self
         return self._view("enlargement", nearest, self.enlargements[f"{nearest:g}"])
 
+    def at_grey(self, grey: bool | None) -> Calibration:
+        """This calibration as it applies to a grey image (``grey``: no pixel has colour):
+        threshold, signals and negatives fitted on its own images made grey, noted in
+        ``tuning["grey"]``. Itself for other images, or without thresholds for grey images.
+
+        No decoder writes a grey image, so one was made grey after generation, and a decoder
+        reconstructs grey pixels far better than colour ones, whoever made them: at the clean
+        thresholds most grey photos are accepted (docs/results/robustness.md#grey-images).
+
+        >>> c = Calibration("m", "highpass", 1.0, 0.05, 2, [0.5, 1.0], {}, {}, grey={
+        ...     "threshold": 0.4, "n": 2, "signals": [0.3, 0.4], "summary": {}})
+        >>> c.at_grey(True).threshold, c.at_grey(True).tuning, c.at_grey(False).threshold
+        (0.4, {'grey': True}, 1.0)
+        """
+        if not grey or not self.grey:
+            return self
+        return self._view("grey", True, self.grey)
+
+    @property
+    def predates_grey_thresholds(self) -> bool:
+        """Measured on the default negatives by an aedr older than
+        :data:`GREY_THRESHOLDS_SINCE`, which fitted no thresholds for grey images: it decides a
+        grey image at the clean threshold, as it did then (which accepts most grey photos).
+
+        >>> old = Calibration("m", "highpass", 1.0, 0.05, 2, [0.5, 1.0], {}, {}, aedr_version="0.14.1",
+        ...                   negatives={"sources": ["default: tiles"], "n": 1, "signals": [2.0]})
+        >>> old.predates_grey_thresholds, replace(old, aedr_version="0.15.0").predates_grey_thresholds
+        (True, False)
+        """
+        default = any(s.startswith("default") for s in self.negatives.get("sources", ()))
+        return default and not self.grey and self._release < GREY_THRESHOLDS_SINCE
+
     def _view(self, condition: str, value: Any, fitted: Mapping[str, Any]) -> Calibration:
         """This calibration with the threshold, signals and negatives (and statistic, where
         they read another) ``fitted`` for one condition of the image, made once and noted in
@@ -296,7 +334,7 @@ class Calibration:
             views[condition, value] = replace(
                 self, threshold=fitted["threshold"], n=fitted["n"], signals=fitted["signals"],
                 summary=fitted["summary"], negatives=fitted.get("negatives", {}), jpeg={},
-                enlargements={}, tuning={**self.tuning, condition: value},
+                enlargements={}, grey={}, tuning={**self.tuning, condition: value},
                 statistic=fitted.get("statistic", self.statistic),
                 parameters=fitted.get("parameters", self.parameters),
             )  # fmt: skip
@@ -396,7 +434,7 @@ class Calibration:
         # they existed stays the same
         skip = {"digest", "signature"} | {
             n
-            for n in ("local", "negatives", "jpeg", "sizes", "enlargements")
+            for n in ("local", "negatives", "jpeg", "sizes", "enlargements", "grey")
             if not getattr(self, n)
         }
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
@@ -666,6 +704,17 @@ def record_enlargement(record: Mapping[str, Any]) -> float | None:
     return float(factor) if isinstance(factor, (int, float)) and factor > 1 else None
 
 
+def record_grey(record: Mapping[str, Any]) -> bool:
+    """Whether a measurement record says its image is grey (``Measurement.grey``): a bool, or
+    its text in a CSV cell; False where it does not say (older records).
+
+    >>> record_grey({"grey": True}), record_grey({"grey": "True"}), record_grey({})
+    (True, True, False)
+    """
+    value = record.get("grey")
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
 def check_enlargement_factors(factors: Sequence[float]) -> None:
     """Refuse enlargement factors that are not distinct numbers above 1 and at most
     :data:`MAX_LADDER_ENLARGEMENT`, or that a calibration file cannot name (4 decimals).
@@ -817,6 +866,31 @@ def fit_enlargement_thresholds(
     return replace(calibration, enlargements=fitted, digest="")
 
 
+def fit_grey_thresholds(
+    calibration: Calibration,
+    records: Sequence[Mapping[str, Any]],
+    negatives: Sequence[Mapping[str, Any]] = (),
+    negative_sources: Sequence[str] = (),
+) -> Calibration:
+    """A copy of ``calibration`` with a threshold for grey images: ``records`` measure the
+    calibration's own images made grey, ``negatives`` its negatives made grey. Same statistic,
+    parameters and alpha; capped so that it accepts at most alpha of the grey negatives: the
+    calibration's own false acceptance is no bound here, since it counts the grey negatives
+    among the rest (docs/results/robustness.md#grey-images). Records that are not grey are
+    left out; measurements made another way are refused (:meth:`Calibration.at_grey`)."""
+    if not any(record_grey(r) for r in negatives):
+        raise CalibrationError(
+            "thresholds for grey images need negatives made grey: uncapped, they accept most "
+            "grey photos"
+        )
+    grey = _condition_thresholds(
+        calibration, get_statistic(calibration.statistic),
+        [r for r in records if record_grey(r)], [[r for r in negatives if record_grey(r)]],
+        negative_sources, "images made grey", "made grey", limit=calibration.alpha,
+    )  # fmt: skip
+    return replace(calibration, grey=grey, digest="")
+
+
 def _condition_thresholds(
     calibration: Calibration,
     reader: Statistic,
@@ -825,12 +899,14 @@ def _condition_thresholds(
     negative_sources: Sequence[str],
     what: str,
     done: str,
+    limit: float | None = None,
 ) -> dict[str, Any]:
     """The threshold, signals and negatives of ``calibration`` for one condition of the image
-    (a JPEG quality, an enlargement): fitted on ``records``, the calibration's own images so
-    degraded, at its alpha, read by ``reader`` (its parameters fitted on them where it is not
-    the calibration's statistic), and capped so that it accepts no larger a share of each of
-    the ``negative_groups`` so degraded than the calibration does, or alpha if that is larger."""
+    (a JPEG quality, an enlargement, grey): fitted on ``records``, the calibration's own images
+    so degraded, at its alpha, read by ``reader`` (its parameters fitted on them where it is not
+    the calibration's statistic), and capped so that it accepts at most ``limit`` of each of
+    the ``negative_groups`` so degraded (by default the share of its negatives the calibration
+    accepts, or alpha if that is larger)."""
     usable = [r for r in records if reader.usable(r)]
     if len(usable) < 2:
         raise CalibrationError(f"{len(usable)} usable measurements of the {what}: need at least 2")
@@ -857,8 +933,9 @@ def _condition_thresholds(
             if group:
                 section = _negatives_section(reader, group, group_signals, sources)
                 entry["threshold"] = capped_threshold(
-                    entry["threshold"], section, calibration.false_acceptance_limit
-                )
+                    entry["threshold"], section,
+                    calibration.false_acceptance_limit if limit is None else limit,
+                )  # fmt: skip
         entry["negatives"] = _negatives_section(
             reader, kept, [v for group in values for v in group], sources
         )

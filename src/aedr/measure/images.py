@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 DEFAULT_MAX_PIXELS = 64_000_000
 """Images declaring more pixels than this are refused before decoding (decompression bombs)."""
+GREY_SPREAD = 2
+"""The largest difference between a pixel's channels (8-bit levels) in an image that counts as
+grey: grey files, and colour files of grey pixels (a JPEG of them decodes to equal channels, or
+within a level or two with other encoders). No decoder writes one: a generated image's channels
+differ by dozens of levels somewhere."""
 
 
 class ImageError(AedrError, ValueError):
@@ -62,12 +67,33 @@ class LoadedImage:
         return int(self.rgb.shape[0])
 
     @functools.cached_property
+    def grey(self) -> bool:
+        """Whether no pixel has colour (:func:`is_grey`)."""
+        return is_grey(self.rgb)
+
+    @functools.cached_property
     def enlargement(self) -> Enlargement | None:
         """The enlargement its pixels show (``aedr.measure.resampling``), found once for all the
         models that measure it."""
         from aedr.measure.resampling import estimate_enlargement
 
         return estimate_enlargement(self.rgb, jpeg=self.jpeg is not None)
+
+
+def is_grey(rgb: np.ndarray) -> bool:
+    """Whether every pixel of an (H, W, 3) uint8 image has its channels within
+    :data:`GREY_SPREAD` levels of each other: made grey after generation (a black-and-white
+    conversion), whatever the file stores.
+
+    >>> is_grey(np.full((2, 2, 3), 7, np.uint8)), is_grey(np.array([[[7, 9, 8]]], np.uint8))
+    (True, True)
+    >>> is_grey(np.array([[[7, 10, 8]]], np.uint8))
+    False
+    """
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"an (H, W, 3) image is needed, not shape {rgb.shape}")
+    spread = rgb.max(axis=2).astype(np.int16) - rgb.min(axis=2)
+    return bool(spread.size) and int(spread.max()) <= GREY_SPREAD
 
 
 def luma_libpng(rgb: np.ndarray) -> np.ndarray:

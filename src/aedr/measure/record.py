@@ -21,7 +21,7 @@ from aedr.measure.provenance import Provenance
 MEASUREMENT_FIELDS = (
     "path", "model", "group", "measurement", "loss1", "loss2", "ratio", "highpass_log_ratio",
     "highpass_weight", "ac_log_ratio", "inversion_loss", "homogeneity", "width", "height",
-    "content_sha256", "provenance", "jpeg_quality", "degradation", "error",
+    "content_sha256", "provenance", "jpeg_quality", "grey", "degradation", "error",
 )  # fmt: skip
 
 
@@ -52,6 +52,9 @@ class Measurement:
     # a colour JPEG's quality (IJG scale, from its luminance table): which of a calibration's
     # JPEG thresholds applies (``aedr.decide.calibration``); None for any other file
     jpeg_quality: int | None = None
+    # whether no pixel has colour (``aedr.measure.images.is_grey``): made grey after generation,
+    # decided at a calibration's thresholds for grey images; None where not known (older records)
+    grey: bool | None = None
     # robust measurement: what was found and undone (``Degradation.as_record``), e.g.
     # {"resized_by": 1.5, "jpeg_quality": 75, "subsampling": "4:2:0"}
     degradation: dict[str, Any] = field(default_factory=dict)

@@ -437,8 +437,11 @@ class Scorer:
         if self.store is not None and not self.local_maps:
             with stage("store"):
                 prepared.cached = self._lookup(prepared.content)
-            if len(prepared.cached) == len(self.models):
+            if len(prepared.cached) == len(self.models) and all(
+                hit.get("grey") is not None for hit in prepared.cached.values()
+            ):
                 return prepared  # fully answered from the store: nothing to decode
+            # (a record stored before ``grey`` existed: the pixels say it, no pass is rerun)
         if not prepared.cached:  # an error now would be every model's, cached ones too
             prepared.error = self._refusal_from_header(path)
             if prepared.error:
@@ -500,6 +503,8 @@ class Scorer:
             if index in prepared.cached:  # named as in this run, whatever the stored run said
                 stored = {**prepared.cached[index], "path": path, "content_sha256": content,
                           "model": model.name, "group": model.group}  # fmt: skip
+                if stored.get("grey") is None and prepared.image is not None:
+                    stored["grey"] = prepared.image.grey
                 job.records[index] = Measurement.from_dict(stored)
                 continue
             image = prepared.image
@@ -508,6 +513,7 @@ class Scorer:
                 path, model.name, model.group, self.settings.measurement,
                 homogeneity=prepared.homogeneity, width=image.width, height=image.height,
                 content_sha256=content, jpeg_quality=image.jpeg.quality if image.jpeg else None,
+                grey=image.grey,
             )  # fmt: skip
             job.records[index] = record
             try:  # a model that cannot load fails here, ending the run as a set-up error
