@@ -126,6 +126,9 @@ def test_a_grey_image_is_tentative_and_its_caution_names_the_thresholds_that_dec
     assert "colour images" not in all_grey.caution and all_grey.confidence != "high"
     colour = attribute([record("a", 1.0, width=64, height=64)], plain)
     assert colour.caution == "" and colour.reliability == ""
+    from_csv = Measurement.from_dict({**record("a", 1.0, width=64, height=64).as_dict(),
+                                      "grey": "False"})  # fmt: skip
+    assert from_csv.grey is False and attribute([from_csv], plain).caution == ""
 
 
 def test_errors_propagate_without_a_verdict():

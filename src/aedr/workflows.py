@@ -203,9 +203,7 @@ def add_grey_thresholds(
     ``tuning["grey_thresholds"]``."""
     from aedr.measure.default_photos import NEGATIVE_SET, negative_files
 
-    images = list(images)
-    count = min(len(images), LADDER_IMAGES)
-    chosen = [images[i] for i in np.linspace(0, len(images) - 1, count).round().astype(int)]
+    chosen = _ladder_images(images)
     exif = scorer.settings.exif == "transpose"
     with tempfile.TemporaryDirectory(prefix="aedr-grey-") as scratch:
         own = _grey_copies(scorer, chosen, Path(scratch) / "own", exif)
@@ -279,9 +277,7 @@ def add_enlargement_thresholds(
 
     factors = _enlargement_ladder(scorer, factors)
     exif = scorer.settings.exif == "transpose"
-    images = list(images)
-    count = min(len(images), LADDER_IMAGES)
-    chosen = [images[i] for i in np.linspace(0, len(images) - 1, count).round().astype(int)]
+    chosen = _ladder_images(images)
     photos = negative_files() if default_negatives else []
     sources = [f"default: tiles of scikit-image's sample photos ({NEGATIVE_SET})"]
     entries, missing = dict(calibration.enlargements), []
@@ -302,6 +298,14 @@ def add_enlargement_thresholds(
     if missing:
         tuning["enlargement_thresholds"] = "none for " + "; ".join(missing)
     return replace(calibration, enlargements=entries, tuning=tuning, digest="")
+
+
+def _ladder_images(images: Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
+    """Up to :data:`LADDER_IMAGES` of a calibration's ``images``, evenly spread over them: what
+    each ladder step (an enlargement, grey) measures of its own images."""
+    images = list(images)
+    count = min(len(images), LADDER_IMAGES)
+    return [images[i] for i in np.linspace(0, len(images) - 1, count).round().astype(int)]
 
 
 def _enlarged_copies(

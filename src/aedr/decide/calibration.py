@@ -35,6 +35,7 @@ from aedr.errors import AedrError
 from aedr.files import replacing
 from aedr.measure.degradation import ENLARGEMENT_STRENGTH, RESIZED
 from aedr.measure.provenance import Provenance, ProvenanceError, common_provenance
+from aedr.measure.record import read_grey
 from aedr.records import OutputExistsError
 from aedr.schemas import MAX_CALIBRATION_BYTES, CalibrationFile, validation_message
 from aedr.seals import PublicKey, SealError, SigningKey, check_signature, digest_of, sign
@@ -711,8 +712,7 @@ def record_grey(record: Mapping[str, Any]) -> bool:
     >>> record_grey({"grey": True}), record_grey({"grey": "True"}), record_grey({})
     (True, True, False)
     """
-    value = record.get("grey")
-    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+    return bool(read_grey(record.get("grey")))
 
 
 def check_enlargement_factors(factors: Sequence[float]) -> None:

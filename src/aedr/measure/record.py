@@ -80,7 +80,21 @@ class Measurement:
         if not isinstance(known.get("degradation", {}), Mapping):
             known["degradation"] = {}  # a description in words (records before 0.5), or none
         known["degradation"] = dict(known.get("degradation") or {})
+        known["grey"] = read_grey(known.get("grey"))
         return cls(**known)
+
+
+def read_grey(value: Any) -> bool | None:
+    """A record's ``grey``: a bool, or its text in a CSV cell ("True", "False"); None where
+    the record does not say (written before it existed).
+
+    >>> read_grey(True), read_grey("False"), read_grey(" true"), read_grey(None), read_grey("")
+    (True, False, True, None, None)
+    """
+    if isinstance(value, bool) or value is None:
+        return value
+    text = str(value).strip().lower()
+    return {"true": True, "false": False}.get(text)
 
 
 def display_path(path: str | os.PathLike) -> str:
