@@ -201,17 +201,16 @@ def add_grey_thresholds(
     them a grey image is decided at the clean threshold, which accepts most grey photos. Where
     it cannot be fitted (too few usable grey images), why is noted in
     ``tuning["grey_thresholds"]``."""
-    from aedr.measure.default_photos import NEGATIVE_SET, negative_files
+    from aedr.measure.default_photos import SOURCE, negative_files
 
     chosen = _ladder_images(images)
     exif = scorer.settings.exif == "transpose"
     with tempfile.TemporaryDirectory(prefix="aedr-grey-") as scratch:
         own = _grey_copies(scorer, chosen, Path(scratch) / "own", exif)
         negatives = _grey_copies(scorer, negative_files(), Path(scratch) / "negatives", False)
-        sources = [f"default: tiles of scikit-image's sample photos ({NEGATIVE_SET})"]
         try:
             return fit_grey_thresholds(
-                calibration, _measured(scorer, own), _measured(scorer, negatives), sources
+                calibration, _measured(scorer, own), _measured(scorer, negatives), [SOURCE]
             )
         except CalibrationError as exc:
             tuning = {**calibration.tuning, "grey_thresholds": f"none: {exc}"}
@@ -273,13 +272,13 @@ def add_enlargement_thresholds(
     is known. Each enlarged image is measured once (with a score store, once ever). A factor
     too few of whose images show their enlargement gets no threshold, noted in
     ``tuning["enlargement_thresholds"]`` (:func:`~aedr.decide.calibration.fit_enlargement_thresholds`)."""
-    from aedr.measure.default_photos import NEGATIVE_SET, negative_files
+    from aedr.measure.default_photos import SOURCE, negative_files
 
     factors = _enlargement_ladder(scorer, factors)
     exif = scorer.settings.exif == "transpose"
     chosen = _ladder_images(images)
     photos = negative_files() if default_negatives else []
-    sources = [f"default: tiles of scikit-image's sample photos ({NEGATIVE_SET})"]
+    sources = [SOURCE]
     entries, missing = dict(calibration.enlargements), []
     with tempfile.TemporaryDirectory(prefix="aedr-enlarged-") as scratch:
         for factor in factors:
@@ -422,7 +421,7 @@ def add_jpeg_thresholds(
     thresholds read ``statistic`` (default: each quality's
     :func:`~aedr.decide.calibration.jpeg_statistic`; see
     :func:`~aedr.decide.calibration.fit_jpeg_thresholds`)."""
-    from aedr.measure.default_photos import NEGATIVE_SET, negative_files
+    from aedr.measure.default_photos import SOURCE, negative_files
     from aedr.measure.degradation import save_jpeg_copies
 
     check_jpeg_qualities(qualities)
@@ -442,8 +441,7 @@ def add_jpeg_thresholds(
             if photos:
                 copies = save_jpeg_copies(photos, folder / "negatives", quality)
                 negatives[quality] = _measured(scorer, copies)
-    sources = [f"default: tiles of scikit-image's sample photos ({NEGATIVE_SET})"
-               + _resized_note(scorer)]  # fmt: skip
+    sources = [SOURCE + _resized_note(scorer)]
     return fit_jpeg_thresholds(calibration, records, negatives, sources, statistic)
 
 

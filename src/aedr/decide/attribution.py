@@ -383,16 +383,18 @@ def caution_level(
     height: int | None,
     degradation: Mapping[str, Any] | None = None,
     jpeg_quality: int | None = None,
+    grey: bool = False,
 ) -> str:
     """``unreliable`` (sides off the decoder's grid, nothing undone), ``tentative`` (a crop or
-    resize undone, or a JPEG below :data:`JPEG_CAUTION_BELOW`) or "" (see ``caution_of``)."""
+    resize undone, a JPEG below :data:`JPEG_CAUTION_BELOW`, or a ``grey`` image:
+    ``grey_caution``) or "" (see ``caution_of``)."""
     if width is None or height is None:
         return ""
     if (degradation or {}).get(ENLARGEMENT_STRENGTH) is not None:
         return "tentative"
     if width % DECODER_GRID == 0 and height % DECODER_GRID == 0:
         low_jpeg = jpeg_quality is not None and jpeg_quality < JPEG_CAUTION_BELOW
-        return "tentative" if low_jpeg else ""
+        return "tentative" if low_jpeg or grey else ""
     degradation = degradation or {}
     undone = degradation.get(RESIZED) is not None or degradation.get(GRID_PHASE) is not None
     return "tentative" if undone else "unreliable"
@@ -427,9 +429,8 @@ def attribute(
     outdated = predating_size_thresholds(calibrations[r.model] for r in records)
     grey = grey_caution(decisions) if sized.grey else ""
     caution = "; ".join(filter(None, (caution, grey, insufficient_evidence(decisions), outdated)))
-    reliability = caution_level(sized.width, sized.height, sized.degradation, sized.jpeg_quality)
-    if grey and not reliability:
-        reliability = "tentative"
+    reliability = caution_level(sized.width, sized.height, sized.degradation, sized.jpeg_quality,
+                                bool(sized.grey))  # fmt: skip
     found = partial_of(records, decisions, calibrations) if verdict == NO_MODEL else None
     if found is None:
         return Attribution(path, decisions, verdict, candidates, "", caution, measurements,

@@ -314,17 +314,17 @@ class Calibration:
 
     @property
     def predates_grey_thresholds(self) -> bool:
-        """Measured on the default negatives by an aedr older than
-        :data:`GREY_THRESHOLDS_SINCE`, which fitted no thresholds for grey images: it decides a
-        grey image at the clean threshold, as it did then (which accepts most grey photos).
+        """Measured on negatives by an aedr older than :data:`GREY_THRESHOLDS_SINCE`, which
+        fitted no thresholds for grey images (it fits them where the negatives are the default
+        ones, which it can make grey): it decides a grey image at the clean threshold, as it did
+        then (which accepts most grey photos).
 
         >>> old = Calibration("m", "highpass", 1.0, 0.05, 2, [0.5, 1.0], {}, {}, aedr_version="0.14.1",
         ...                   negatives={"sources": ["default: tiles"], "n": 1, "signals": [2.0]})
         >>> old.predates_grey_thresholds, replace(old, aedr_version="0.15.0").predates_grey_thresholds
         (True, False)
         """
-        default = any(s.startswith("default") for s in self.negatives.get("sources", ()))
-        return default and not self.grey and self._release < GREY_THRESHOLDS_SINCE
+        return bool(self.negatives) and not self.grey and self._release < GREY_THRESHOLDS_SINCE
 
     def _view(self, condition: str, value: Any, fitted: Mapping[str, Any]) -> Calibration:
         """This calibration with the threshold, signals and negatives (and statistic, where

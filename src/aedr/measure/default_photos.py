@@ -25,6 +25,9 @@ from aedr.errors import AedrError
 
 NEGATIVE_SET = "scikit-image-photos-1"
 """Names this set of tiles (which photos, tile size and positions): a calibration records it."""
+SOURCE = f"default: tiles of scikit-image's sample photos ({NEGATIVE_SET})"
+"""What a calibration's negatives section says these tiles are (a condition adds how they were
+changed: "..., made grey")."""
 TILE = 128
 TILES_PER_PHOTO = 4
 PHOTOS = (

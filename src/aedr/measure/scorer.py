@@ -505,6 +505,9 @@ class Scorer:
                           "model": model.name, "group": model.group}  # fmt: skip
                 if stored.get("grey") is None and prepared.image is not None:
                     stored["grey"] = prepared.image.grey
+                    job.records[index] = Measurement.from_dict(stored)
+                    self._save(job.records[index])  # completed once: no decode next time
+                    continue
                 job.records[index] = Measurement.from_dict(stored)
                 continue
             image = prepared.image
