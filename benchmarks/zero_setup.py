@@ -3,7 +3,7 @@ autoencoders, with the plain command (``aedr attribute PATHS`` and nothing else)
 
 Usage: python benchmarks/zero_setup.py [--size 256] [--calibration 40] [--test 20] [--real 40]
        [--cost-only] [--baseline-src OTHER_CHECKOUT/src] [--no-crops]
-       [--enlarged "1.5 bicubic,2 bilinear" | --enlarged none] [--no-grey]
+       [--enlarged "1.5 bicubic,2 bilinear" | --enlarged none] [--no-grey] [--jpeg 90,75 | none]
 
 Data as ``benchmarks/attribution.py`` builds it (shared/images/real only, never holdout/): per
 model, images its decoder made from mixed photo latents, split into calibration and test images,
@@ -27,6 +27,12 @@ and real test photos. Prints:
 - the same on the test images made grey (ITU-R 601 luma, saved as grey PNG: a black-and-white
   conversion), decided by the built calibrations with their thresholds for grey images (the
   default) and without them (stated: at the clean thresholds, as before 0.15.0);
+- with ``--baseline-src``, every table also decides the same measurements with the
+  baseline's own built calibrations (stated);
+- the same on the test images saved as JPEG at each quality of ``--jpeg``, decided by the built
+  calibrations (the default: no JPEG thresholds) and with JPEG thresholds at 95, 85 and 70
+  added (stated, opt-in; and a trial capping them on the negatives in colour alone);
+- the stated false attribution for a colour and a grey image, by default and as 0.15.0;
 - how stable a threshold is against the number of calibration images: the share of a model's own
   test images a threshold fitted on n of its calibration images rejects (alpha 0.05 asked),
   over 200 draws, per n.
@@ -55,11 +61,18 @@ from attribution import (
 from PIL import Image
 
 from aedr.decide.attribution import CandidateThresholds
-from aedr.decide.calibration import Calibration, calibrate, kde_threshold
+from aedr.decide.calibration import (
+    LADDER_IMAGES,
+    Calibration,
+    calibrate,
+    fit_jpeg_thresholds,
+    kde_threshold,
+)
 from aedr.decide.evaluation import evaluate, mean_table, open_set_metrics
 from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
 from aedr.library import CalibrationLibrary
-from aedr.measure.default_photos import NEGATIVE_SET, negative_files
+from aedr.measure.default_photos import NEGATIVE_SET, SOURCE, negative_files
+from aedr.measure.degradation import save_jpeg_copies
 from aedr.measure.scorer import Scorer
 from aedr.measure.settings import ScoreSettings
 from aedr.workflows import centre_crop
@@ -137,6 +150,57 @@ def grey_copies(labels: dict[str, str], folder: Path) -> dict[str, str]:
     return copies
 
 
+JPEG_LADDER = (95, 85, 70)
+"""The qualities the opt-in JPEG thresholds of the JPEG section are fitted at (each quality's
+default statistic, ``jpeg_statistic``), as in 0.10.0's trial of the ladder as a default."""
+
+
+def jpeg_copies(labels: dict[str, str], folder: Path, quality: int) -> dict[str, str]:
+    """Each labelled image saved as a JPEG of ``quality`` (Pillow, 4:2:0), labelled alike."""
+    folder.mkdir(parents=True)
+    paths = sorted(labels)
+    return {
+        str(c): labels[p]
+        for c, p in zip(save_jpeg_copies(paths, folder, quality), paths, strict=True)
+    }
+
+
+def untold(calibration: Calibration) -> Calibration:
+    """``calibration`` stating its false acceptance on every negative at once, grey and in
+    colour, as 0.15.0 did (its clean negatives without their grey flags)."""
+    negatives = {k: v for k, v in calibration.negatives.items() if k != "grey"}
+    return replace(calibration, negatives=negatives)
+
+
+def with_jpeg_thresholds(built, calibration_paths, autoencoders, folder: Path) -> tuple[dict, dict]:
+    """The built calibrations with JPEG thresholds at :data:`JPEG_LADDER` (opt-in, as ``aedr
+    calibrate --jpeg-qualities`` fits them), fitted on each model's first ``LADDER_IMAGES``
+    calibration images and the default negatives, re-encoded and measured once: capped on every
+    negative (as shipped), and capped on the negatives in colour alone (a trial)."""
+    fitted, colour, negatives = {}, {}, {}
+    for quality in JPEG_LADDER:
+        (folder / f"negatives-{quality}").mkdir(parents=True)
+        copies = save_jpeg_copies(negative_files(), folder / f"negatives-{quality}", quality)
+        negatives[quality] = usable(score(autoencoders, [str(c) for c in copies],
+                                          ScoreSettings())[0])  # fmt: skip
+    for name in MODELS:
+        records = {}
+        for quality in JPEG_LADDER:
+            (folder / f"{name}-{quality}").mkdir(parents=True)
+            copies = save_jpeg_copies(calibration_paths[name][:LADDER_IMAGES],
+                                      folder / f"{name}-{quality}", quality)  # fmt: skip
+            records[quality] = usable(score({name: autoencoders[name]},
+                                            [str(c) for c in copies], ScoreSettings())[0])  # fmt: skip
+        kept = {q: [r for r in negatives[q] if r["model"] == name] for q in JPEG_LADDER}
+        fitted[name] = fit_jpeg_thresholds(built[name], records, kept, [SOURCE])
+        # the trial: capped on the negatives in colour alone, at the share of them the clean
+        # calibration accepts (or alpha)
+        in_colour = {q: [r for r in rs if not r["grey"]] for q, rs in kept.items()}
+        colour[name] = fit_jpeg_thresholds(built[name].negatives_like(False), records, in_colour,
+                                           [SOURCE])  # fmt: skip
+    return fitted, colour
+
+
 def main() -> None:
     parser = data_parser(__doc__.splitlines()[0], 256)
     split_options(parser, 40)
@@ -146,6 +210,8 @@ def main() -> None:
                         help="enlargements of the test images to decide, 'FACTOR FILTER' "
                         "comma-separated, or 'none'")  # fmt: skip
     parser.add_argument("--no-grey", action="store_true", help="leave out the grey copies")
+    parser.add_argument("--jpeg", default="90,75", help="JPEG qualities to save the test images "
+                        "at and decide, comma-separated, or 'none'")  # fmt: skip
     parser.add_argument("--baseline-src", help="another checkout's src folder: its first call "
                         "too, side by side (e.g. the previous release)")  # fmt: skip
     args = parser.parse_args()
@@ -184,6 +250,11 @@ def main() -> None:
         library = CalibrationLibrary(folder / "library")
         built = {entry.model: Calibration.load(entry.path) for entry in library.entries()}
         assert sorted(built) == sorted(MODELS), sorted(built)
+        baseline = {}  # the baseline's built calibrations, decided by this checkout
+        if args.baseline_src:
+            entries = CalibrationLibrary(folder / "baseline-library").entries()
+            baseline = {f"built by the baseline ({args.baseline_src}; stated)":
+                        {entry.model: Calibration.load(entry.path) for entry in entries}}  # fmt: skip
         test_records, seconds = score(autoencoders, sorted(labels), ScoreSettings())
         scorer = Scorer(list(autoencoders.values()), ScoreSettings())
         negatives = [r.as_dict() for r in scorer.score_paths(negative_files())]
@@ -197,7 +268,7 @@ def main() -> None:
                                   negatives=kept, negative_sources=[NEGATIVE_SET])  # fmt: skip
         print("\n### Verdicts with all five candidates (the same test images)")
         print_verdicts(test_records, labels, args.alpha, statistic.name,
-                       {"built from the autoencoders (zero set-up, default)": built,
+                       {"built from the autoencoders (zero set-up, default)": built, **baseline,
                         f"own images ({args.calibration} per model)": own})  # fmt: skip
         conditions = []  # (title, labelled copies, thresholds left out, as decided before)
         if not args.no_crops:
@@ -221,14 +292,28 @@ def main() -> None:
                 f"built (zero set-up, default: {kind} thresholds)": built,
                 f"built without their {kind} thresholds (stated, {before})":
                     {name: replace(c, **{section: {}}) for name, c in built.items()},
+                **baseline,
             })  # fmt: skip
-        if not args.no_grey:
-            candidates = CandidateThresholds([built[name] for name in MODELS])
-            for what, grey_image in (("a colour image", False), ("a grey image", True)):
-                _, family = candidates.at(None, grey=grey_image)
-                print(
-                    f"stated false attribution for {what}: {family.describe() if family else None}"
-                )
+        if args.jpeg != "none":
+            jpeg, colour = with_jpeg_thresholds(built, calibration_paths, autoencoders,
+                                                folder / "jpeg-ladder")  # fmt: skip
+            for quality in (int(q) for q in args.jpeg.split(",")):
+                copies = jpeg_copies(labels, folder / f"jpeg-{quality}", quality)
+                print(f"\n### The test images saved as JPEG {quality}, same calibrations")
+                records, _ = score(autoencoders, sorted(copies), ScoreSettings())
+                print_verdicts(records, copies, args.alpha, statistic.name, {
+                    "built (zero set-up, default: no JPEG thresholds)": built, **baseline,
+                    f"built + JPEG thresholds {JPEG_LADDER} (stated, opt-in)": jpeg,
+                    f"built + JPEG thresholds {JPEG_LADDER} capped on the negatives in colour "
+                    "(stated, a trial)": colour,
+                })  # fmt: skip
+        candidates = CandidateThresholds([built[name] for name in MODELS])
+        before = CandidateThresholds([untold(built[name]) for name in MODELS])
+        for what, grey_image in (("a colour image", False), ("a grey image", True)):
+            for how, thresholds in (("default", candidates), ("as 0.15.0", before)):
+                _, family = thresholds.at(None, grey=grey_image)
+                print(f"stated false attribution for {what} ({how}): "
+                      f"{family.describe() if family else None}")  # fmt: skip
         print("\n| model | threshold, built | threshold, own images |\n|---|---|---|")
         for name in MODELS:
             print(f"| {name} | {built[name].threshold:.4g} | {own[name].threshold:.4g} |")

@@ -580,3 +580,62 @@ def test_candidate_thresholds_take_a_grey_images_thresholds_before_all_else():
     record = {"width": 256, "height": 256, **_grey_records(1.0, n=1)[0]}
     assert thresholds.for_record(record)[0]["m"].tuning == {"grey": True}
     assert CandidateThresholds([jpeg]).for_record(record)[0]["m"] is jpeg  # none fitted: clean
+
+
+def _mixed_negatives(colour: float, grey: float, n: int = 20) -> list[dict]:
+    """``n`` negatives in colour around ``colour`` and ``n`` grey ones around ``grey``."""
+    return _jpeg_records(colour, n=n, seed=6) + _grey_records(grey, n=n, seed=7)
+
+
+def test_a_calibration_counts_its_grey_negatives_and_those_in_colour_apart():
+    """Grey negatives are accepted far more often (a decoder reconstructs grey pixels well):
+    counted with the rest they would overstate the rate for a colour image."""
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio",
+                      negatives=_mixed_negatives(3.0, 1.0), negative_sources=["photos"])  # fmt: skip
+    assert clean.negatives["grey"] == [False] * 20 + [True] * 20
+    colour, grey = clean.negatives_like(False), clean.negatives_like(True)
+    assert colour.negatives["n"] == grey.negatives["n"] == 20
+    assert colour.false_acceptance == 0.0 < 0.3 < grey.false_acceptance
+    assert colour.false_acceptance_limit == 0.05 < clean.false_acceptance_limit
+    assert colour.negatives["sources"] == ["photos, those in colour"]
+    assert clean.negatives_like(False) is colour and colour.threshold == clean.threshold
+    plain = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio", negatives=_jpeg_records(3.0, n=5))
+    assert "grey" not in plain.negatives and plain.negatives_like(False) is plain
+
+
+def test_thresholds_are_capped_on_every_negative_whatever_its_kind():
+    """Capped on the negatives in colour alone, the thresholds for enlarged images attributed
+    more photos (docs/results/zero-setup.md#negatives-like-the-image): the kinds are told apart
+    for what is stated, not for the caps."""
+    untold = _jpeg_records(2.0, n=20, seed=6) + [
+        {**r, "grey": False} for r in _jpeg_records(0.5, n=20, seed=7)
+    ]  # fmt: skip
+    told = _mixed_negatives(2.0, 0.5)
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio",
+                      negatives=_mixed_negatives(3.0, 3.0), negative_sources=["photos"])  # fmt: skip
+    fitted = [fit_jpeg_thresholds(clean, {70: _jpeg_records(2.0, seed=2)}, {70: negatives})
+              .at_jpeg_quality(70) for negatives in (told, untold)]  # fmt: skip
+    assert "grey" in fitted[0].negatives and "grey" not in fitted[1].negatives
+    assert fitted[0].threshold == fitted[1].threshold < kde_threshold(fitted[0].signals, 0.05)
+    assert fitted[0].negatives_like(False).false_acceptance == 0.0  # below the colour ones
+
+
+def test_candidate_thresholds_state_on_the_negatives_of_the_images_kind():
+    from aedr.decide.attribution import CandidateThresholds
+
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio",
+                      negatives=_mixed_negatives(1.9, 1.0), negative_sources=["photos"])  # fmt: skip
+    sized = fit_size_thresholds(clean, {128: _jpeg_records(2.0, seed=1)}, 256)
+    thresholds = CandidateThresholds([sized])
+    (small,), family = thresholds.at(None, 128)[0].values(), thresholds.at(None, 128)[1]
+    assert small.negatives["n"] == 20 and family.n == 20 and "in colour" in family.describe()
+    assert small.threshold == sized.at_size(128).threshold  # capped on all 40, as before
+    assert (
+        family.rate == small.false_acceptance == np.mean(small.negative_signals < small.threshold)
+    )
+    (grey,), grey_family = (
+        thresholds.at(None, 256, grey=True)[0].values(),
+        thresholds.at(None, 256, grey=True)[1],
+    )
+    assert grey.threshold == clean.threshold and grey_family.rate > 0.3  # no grey thresholds
+    assert "grey" in grey_family.describe() and thresholds.at(None, 256)[1].rate == 0.0

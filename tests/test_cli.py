@@ -152,22 +152,27 @@ def test_calibrate_then_attribute(cli, model_file, image_folder, tmp_path, monke
     negatives = saved["negatives"]  # the shipped photos, measured by default
     assert negatives["n"] == 16 and "scikit-image" in negatives["sources"][0]
     shortfalls = negatives.get("shortfalls") or [""] * 16  # too little detail: accepted nowhere
-    accepted = sum(s < saved["threshold"] and not why
-                   for s, why in zip(negatives["signals"], shortfalls, strict=True))  # fmt: skip
-    assert f"false acceptance {accepted / 16:.1%} of 16 negatives" in made.stderr
+    accepted = [s < saved["threshold"] and not why
+                for s, why in zip(negatives["signals"], shortfalls, strict=True)]  # fmt: skip
+    assert 8 <= sum(negatives["grey"]) < 16  # the grey photos' tiles (and more), told apart
+    colour = [a for a, grey in zip(accepted, negatives["grey"], strict=True) if not grey]
+    assert (f"false acceptance {sum(accepted) / 16:.1%} of 16 negatives" in made.stderr
+            and f"; in colour {sum(colour) / len(colour):.1%} of {len(colour)}; grey"
+            in made.stderr)  # fmt: skip
     out = tmp_path / "attribution.jsonl"
     said = cli("attribute", image_folder, "--calibration", calibration, "--out", out, code=0)
-    assert f"{accepted} of 16 negative images" in said.stderr
+    # colour images: stated on the colour tiles
+    assert f"{sum(colour)} of {len(colour)} negative images" in said.stderr
     rows = read_jsonl(out)
     assert len(rows) == 3
     for row in rows:
         assert row["verdict"] in (str(model_file), "none") and row["statistic"] == "highpass"
         assert row["belongs"] == (row["signal"] < row["threshold"])
-        assert row["false_attribution"] == row["false_acceptance"] == accepted / 16
+        assert row["false_attribution"] == row["false_acceptance"] == sum(colour) / len(colour)
     strict = tmp_path / "strict.jsonl"
     said = cli("attribute", image_folder, "--calibration", calibration, "--out", strict,
                "--max-false-attribution", "0", code=0)  # fmt: skip
-    assert "0 of 16 negative images (0%)" in said.stderr
+    assert f"0 of {len(colour)} negative images (0%)" in said.stderr
     assert all(row["threshold"] <= saved["threshold"] for row in read_jsonl(strict))
     refused = cli(
         "attribute", image_folder, "--calibration", calibration, "--dtype", "bf16", code=2

@@ -160,23 +160,30 @@ def test_a_calibration_built_before_size_thresholds_is_built_again_an_own_one_ke
     assert kept.origin == "own" and found.predates_size_thresholds
 
 
+def _untold(calibration: Calibration) -> dict:
+    """The calibration's negatives as written before grey ones were told apart."""
+    return {"negatives": {k: v for k, v in calibration.negatives.items() if k != "grey"}}
+
+
 @pytest.mark.parametrize(
-    ("section", "version", "lacks", "words"),
-    [("enlargements", "0.13.0", "predates_enlargement_thresholds", "enlarged images"),
-     ("grey", "0.14.1", "predates_grey_thresholds", "grey images")],
+    ("strip", "version", "lacks", "words"),
+    [(lambda c: {"enlargements": {}}, "0.13.0", "predates_enlargement_thresholds",
+      "thresholds for enlarged images"),
+     (lambda c: {"grey": {}}, "0.14.1", "predates_grey_thresholds", "thresholds for grey images"),
+     (_untold, "0.15.0", "predates_negative_kinds", "its grey negatives told apart")],
 )  # fmt: skip
 def test_a_calibration_built_before_a_condition_s_thresholds_is_built_again_an_own_one_kept(
-    random_tiny, library, section, version, lacks, words
+    random_tiny, library, strip, version, lacks, words
 ):
     (entry,) = library.entries()
     current = Calibration.load(entry.path)
     assert not getattr(current, lacks)
-    old = replace(current, **{section: {}}, aedr_version=version)
+    old = replace(current, **strip(current), aedr_version=version)
     provenance = provenance_of(counting(random_tiny))
     library.add(old, provenance, "built")
     told = []
     assert library.find("random-tiny", provenance, "highpass", told.append) is None
-    assert f"built by aedr {version}, without thresholds for {words}" in told[0]
+    assert f"built by aedr {version}, without {words}" in told[0]
     library.add(old, provenance, "own")  # the user's own: decides as before (with a caution)
     found, kept = library.find("random-tiny", provenance, "highpass")
     assert kept.origin == "own" and getattr(found, lacks)

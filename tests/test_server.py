@@ -351,22 +351,27 @@ def test_calibrations_with_negatives_state_the_false_attribution(
             "homogeneity": 1.0, "provenance": tiny_calibration.provenance, "error": ""}
            for s in tiny_calibration.signals]  # fmt: skip
     scale = tiny_calibration.threshold
-    records = [{**loss_record(f * scale * 0.01, 0.01, 1.0), "content_sha256": f"k{f}"}
-               for f in (0.5, 10.0, 20.0, 30.0)]  # fmt: skip
+    records = [{**loss_record(f * scale * 0.01, 0.01, 1.0), "content_sha256": f"k{f}",
+                "grey": f == 30.0} for f in (0.5, 10.0, 20.0, 30.0)]  # fmt: skip
     with_negatives = calibrate(own, "random-tiny", 0.05, "aedr", negatives=records,
                                negative_sources=["test photos"])  # fmt: skip
     assert with_negatives.threshold == pytest.approx(scale)
     service = make_service(random_tiny, with_negatives, tmp_path)
     with TestClient(create_app(service), base_url=LOCAL) as client:
         (model,) = client.get("/api/models").json()
-        assert model["negatives"] == {"n": 4, "sources": ["test photos"], "false_acceptance": 0.25}
+        assert model["negatives"] == {
+            "n": 4, "sources": ["test photos"], "false_acceptance": 0.25,
+            "by_kind": {"in colour": {"false_acceptance": 1 / 3, "n": 3},
+                        "grey": {"false_acceptance": 0.0, "n": 1}},
+        }  # fmt: skip
         (result,) = post(client, ("m.png", png_bytes(made_images[11]), "image/png")).json()[
             "results"
         ]
     family = result["false_attribution"]
-    assert family["rate"] == 0.25 and family["exact"] and "1 of 4" in family["description"]
-    assert result["rows"][0]["false_acceptance"] == 0.25
-    assert "1 of 4 negative images" in result["explanation"]
+    # a colour upload: counted on the negatives in colour
+    assert family["rate"] == 1 / 3 and family["exact"] and "1 of 3" in family["description"]
+    assert result["rows"][0]["false_acceptance"] == 1 / 3
+    assert "1 of 3 negative images" in result["explanation"]
 
 
 def test_a_jpeg_upload_is_decided_and_plotted_at_its_quality(random_tiny, made_images, tmp_path):

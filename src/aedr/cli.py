@@ -25,6 +25,7 @@ from aedr.decide.calibration import (
     JPEG_AC_BELOW,
     LADDER_IMAGES,
     MAX_LADDER_ENLARGEMENT,
+    Calibration,
 )
 from aedr.decide.statistics import DEFAULT_STATISTIC, PAPER_STATISTIC, STATISTIC_NAMES
 from aedr.errors import AedrError
@@ -853,7 +854,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if calibration.negatives:
         kept = calibration.negatives
         _say(args, f"false acceptance {calibration.false_acceptance:.1%} of {kept['n']} "
-                   f"negatives ({'; '.join(kept['sources'])})")  # fmt: skip
+                   f"negatives ({'; '.join(kept['sources'])})"
+                   + "".join(f"; {kind} {share:.1%} of {n}"
+                             for kind, (share, n) in calibration.false_acceptance_by_kind.items()))  # fmt: skip
     if calibration.local:
         local = calibration.local
         _say(args, f"local threshold {local['threshold']:.4g} (window {local['window']:g} px) "
@@ -863,7 +866,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
               for f in calibration.enlargement_factors]  # fmt: skip
     views += [("grey images", calibration.at_grey(True))] if calibration.grey else []
     for condition, view in views:
-        accepted = view.false_acceptance
+        accepted = view.negatives_like(False).false_acceptance  # the images it decides
         _say(args, f"{condition}: {view.statistic} threshold {view.threshold:.6g} from "
                    f"{view.n} images"
                    + ("" if accepted is None else f", false acceptance {accepted:.1%}"))  # fmt: skip
@@ -981,7 +984,6 @@ def _attributor(args: argparse.Namespace):
     models, or else the library's calibrations of ``--model`` (every registry model with local
     weights when none is named), built where missing."""
     from aedr.attributor import Attributor
-    from aedr.decide.calibration import Calibration
 
     pipeline = _pipeline(args)
     if getattr(args, "calibration", None):
@@ -1184,7 +1186,6 @@ def add_localize(commands: Commands) -> None:
 def _localize_scorer(args: argparse.Namespace):
     """The scorer (keeping local maps) and calibrations by model of ``localize``'s flags."""
     from aedr.attributor import Attributor
-    from aedr.decide.calibration import Calibration
 
     if not args.calibration:
         if not args.model:
@@ -1670,7 +1671,6 @@ def add_calibrations(commands: Commands) -> None:
 
 
 def cmd_calibrations(args: argparse.Namespace) -> int:
-    from aedr.decide.calibration import Calibration
     from aedr.library import CalibrationLibrary
 
     library = CalibrationLibrary()
@@ -1699,7 +1699,10 @@ def cmd_calibrations(args: argparse.Namespace) -> int:
         "statistic": calibration.statistic, "threshold": calibration.threshold,
         "alpha": calibration.alpha, "images": calibration.n,
         "belonging images": calibration.tuning.get("belonging_images", "the model's images"),
-        "false acceptance": calibration.false_acceptance, "created": calibration.created,
+        "false acceptance": calibration.false_acceptance,
+        **{f"false acceptance, {kind}": share
+           for kind, (share, _) in calibration.false_acceptance_by_kind.items()},
+        "created": calibration.created,
         "identity": calibration.provenance.get("identity"),
         "thresholds for JPEG qualities": {
             str(q): calibration.at_jpeg_quality(q).threshold for q in calibration.jpeg_qualities

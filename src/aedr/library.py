@@ -117,11 +117,12 @@ class CalibrationLibrary:
         """The calibration of ``model`` measured with ``provenance`` and read by ``statistic``:
         the user's own before a built one (of ``origins``); None when there is none. A built
         file that no longer loads, or was built before calibrations carried thresholds for
-        smaller, enlarged or grey images, is removed (and ``on_damaged`` told why), so that it is
-        built again; a damaged own file is an error naming it (an own file from before those
-        thresholds decides as it did then, with a caution:
-        ``Calibration.predates_size_thresholds``, ``predates_enlargement_thresholds``,
-        ``predates_grey_thresholds``)."""
+        smaller, enlarged or grey images, or told its grey negatives apart, is removed (and
+        ``on_damaged`` told why), so that it is built again; a damaged own file is an error
+        naming it (an own file from before those decides as it did then, with a caution where
+        its thresholds lack: ``Calibration.predates_size_thresholds``,
+        ``predates_enlargement_thresholds``, ``predates_grey_thresholds``,
+        ``predates_negative_kinds``)."""
         key = provenance.digest()
         for origin in origins:
             path = self.folder / _file_name(model, statistic, key, origin)
@@ -138,15 +139,17 @@ class CalibrationLibrary:
                     )
                 missing = [
                     what for what, lacks in (
-                        ("smaller images", calibration.predates_size_thresholds),
-                        ("enlarged images", calibration.predates_enlargement_thresholds),
-                        ("grey images", calibration.predates_grey_thresholds),
+                        ("thresholds for smaller images", calibration.predates_size_thresholds),
+                        ("thresholds for enlarged images",
+                         calibration.predates_enlargement_thresholds),
+                        ("thresholds for grey images", calibration.predates_grey_thresholds),
+                        ("its grey negatives told apart", calibration.predates_negative_kinds),
                     ) if lacks
                 ]  # fmt: skip
                 if origin == "built" and missing:
                     version = calibration.aedr_version or "before 0.2"
                     raise CalibrationError(
-                        f"built by aedr {version}, without thresholds for {' or '.join(missing)}"
+                        f"built by aedr {version}, without {' or '.join(missing)}"
                     )
             except CalibrationError as exc:
                 if origin == "own":

@@ -77,6 +77,8 @@ class NegativesFile(_Strict):
     # why each negative has too little evidence to be accepted ("" where it has enough); left
     # out when none falls short
     shortfalls: list[Annotated[str, Field(max_length=1000)]] | None = None
+    # whether each negative is grey (no pixel has colour); left out when none is
+    grey: list[bool] | None = None
 
     @model_validator(mode="after")
     def _counts_agree(self) -> NegativesFile:
@@ -86,6 +88,8 @@ class NegativesFile(_Strict):
             )
         if self.shortfalls is not None and len(self.shortfalls) != self.n:
             raise ValueError(f"n is {self.n} but there are {len(self.shortfalls)} shortfalls")
+        if self.grey is not None and len(self.grey) != self.n:
+            raise ValueError(f"n is {self.n} but there are {len(self.grey)} grey flags")
         return self
 
 

@@ -66,7 +66,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from aedr import __version__
 from aedr.attributor import Attributor
 from aedr.decide.attribution import Attribution
-from aedr.decide.calibration import STABLE_CALIBRATION_IMAGES
+from aedr.decide.calibration import STABLE_CALIBRATION_IMAGES, Calibration
 from aedr.decide.localization import Region
 from aedr.limits import Limits
 from aedr.measure.fileinfo import file_facts
@@ -248,6 +248,18 @@ class Worker:
         return self._busy.is_set()
 
 
+def _negatives_summary(calibration: Calibration) -> dict[str, Any] | None:
+    """A calibration's negatives as ``/api/models`` gives them: how many, what, the share it
+    accepts, and the same for each kind where it tells grey ones apart (None without any)."""
+    negatives = calibration.negatives
+    if not negatives:
+        return None
+    by_kind = {kind: {"false_acceptance": share, "n": n}
+               for kind, (share, n) in calibration.false_acceptance_by_kind.items()}  # fmt: skip
+    return {"n": negatives["n"], "sources": negatives["sources"],
+            "false_acceptance": calibration.false_acceptance, "by_kind": by_kind}  # fmt: skip
+
+
 class AttributionService:
     """The attributor, its store and its upload folder, with every call on one worker thread."""
 
@@ -357,7 +369,9 @@ class AttributionService:
         }  # fmt: skip
 
     def _identities(self) -> list[dict[str, Any]]:
-        """What each candidate's decision rests on: its autoencoder and its calibration."""
+        """What each candidate's decision rests on: its autoencoder and its calibration (the
+        threshold a clean colour image is decided at; every negative, by kind)."""
+        kept = {c.model: c for c in self.attributor.thresholds.candidates}
         return [
             {
                 "model": c.model, "autoencoder": c.measurement_provenance.identity,
@@ -366,8 +380,7 @@ class AttributionService:
                 "caution": "" if c.n >= STABLE_CALIBRATION_IMAGES else
                 f"calibrated on only {c.n} images: its threshold moves with which images they "
                 f"were ({STABLE_CALIBRATION_IMAGES} or more give a stable one)",
-                "negatives": {"n": c.negatives["n"], "sources": c.negatives["sources"],
-                              "false_acceptance": c.false_acceptance} if c.negatives else None,
+                "negatives": _negatives_summary(kept[c.model]),
             }
             for c in self.calibrations
         ]  # fmt: skip

@@ -519,7 +519,9 @@ class CandidateThresholds:
     (:meth:`~aedr.decide.calibration.Calibration.at_jpeg_quality`), an image found enlarged
     those for the nearest enlargement (:meth:`~aedr.decide.calibration.Calibration.at_enlargement`),
     any other image (and one whose calibration has neither) those for its size
-    (:meth:`~aedr.decide.calibration.Calibration.at_size`); with
+    (:meth:`~aedr.decide.calibration.Calibration.at_size`); each states its false acceptance
+    and the run's false attribution on the negatives of the image's kind, grey or in colour
+    (:meth:`~aedr.decide.calibration.Calibration.negatives_like`); with
     ``max_false_attribution`` every such set is limited on its own negatives. Each set is made
     once; the sets for the calibrated qualities and enlargements are made (and refused, if they
     cannot be) now.
@@ -528,7 +530,7 @@ class CandidateThresholds:
     def __init__(
         self, calibrations: Sequence[Calibration], max_false_attribution: float | None = None
     ):
-        self._candidates, self._limit = list(calibrations), max_false_attribution
+        self.candidates, self._limit = list(calibrations), max_false_attribution
         self._sets: dict[tuple, Any] = {}
         for quality in (None, *sorted({q for c in calibrations for q in c.jpeg_qualities})):
             self.at(quality)
@@ -547,11 +549,11 @@ class CandidateThresholds:
         """(calibrations by model, false attribution) for a JPEG of ``quality`` (None: any other
         image) whose side (the square root of its pixel count) is ``side``, found enlarged by
         ``enlargement`` (None: not found enlarged), ``grey`` (no pixel has colour) or not."""
-        views = [self._view(c, quality, side, enlargement, grey) for c in self._candidates]
-        key = tuple(
-            tuple(v.tuning.get(n) for n in ("jpeg_quality", "size_side", "enlargement", "grey"))
+        views = [self._view(c, quality, side, enlargement, grey) for c in self.candidates]
+        key = (grey, *(
+            tuple(v.tuning.get(n) for n in ("jpeg_quality", "size_side", "enlargement"))
             for v in views
-        )
+        ))  # fmt: skip
         if key not in self._sets:
             if self._limit is not None and views:
                 views = limit_false_attribution(views, self._limit)
@@ -579,6 +581,8 @@ class CandidateThresholds:
         if grey and calibration.grey:  # before all else: grey photos pass every other threshold
             return calibration.at_grey(grey)
         if quality is not None and calibration.jpeg:
-            return calibration.at_jpeg_quality(quality)
-        enlarged = calibration.at_enlargement(enlargement)
-        return enlarged if enlarged is not calibration else calibration.at_size(side)
+            view = calibration.at_jpeg_quality(quality)
+        else:
+            enlarged = calibration.at_enlargement(enlargement)
+            view = enlarged if enlarged is not calibration else calibration.at_size(side)
+        return view.negatives_like(grey)  # stated on negatives like the image

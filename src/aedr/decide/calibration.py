@@ -72,6 +72,8 @@ thresholds for enlarged images."""
 GREY_THRESHOLDS_SINCE = (0, 15)
 """The aedr version from which calibrations measured on the default negatives carry thresholds
 for grey images."""
+NEGATIVE_KINDS_SINCE = (0, 16)
+"""The aedr version from which calibrations note which of their negatives are grey."""
 
 
 class CalibrationError(AedrError, ValueError):
@@ -384,6 +386,46 @@ class Calibration:
         is also harder to tell from a photo (measured: docs/results/robustness.md#image-size)."""
         return capped_threshold(threshold, self.negatives, self.false_acceptance_limit)
 
+    def negatives_like(self, grey: bool) -> Calibration:
+        """This calibration with only its negatives of the image's kind, grey (``grey``) or in
+        colour (:func:`negatives_of_kind`), made once: its false acceptance and the run's
+        stated false attribution are then counted on images like the one decided. A decoder
+        reconstructs grey pixels far better than colour ones, so grey negatives are accepted
+        far more often and would overstate the rate for a colour image (and understate it for a
+        grey one). Thresholds are capped on every negative, as before (:func:`capped_threshold`)."""
+        views = self.__dict__.setdefault("_kinds", {})
+        if grey not in views:
+            kept = negatives_of_kind(self.negatives, grey)
+            views[grey] = self if kept is self.negatives else replace(self, negatives=dict(kept))
+        return views[grey]
+
+    @property
+    def false_acceptance_by_kind(self) -> dict[str, tuple[float, int]]:
+        """(false acceptance, number of negatives) on its negatives in colour and on its grey
+        ones, by kind ("in colour", "grey"), where it tells them apart (empty where not)."""
+        if not self.negatives.get("grey"):
+            return {}
+        kinds = {"in colour": self.negatives_like(False), "grey": self.negatives_like(True)}
+        return {kind: (float(view.false_acceptance or 0.0), view.negatives["n"])
+                for kind, view in kinds.items() if view is not self}  # fmt: skip
+
+    @property
+    def predates_negative_kinds(self) -> bool:
+        """Measured on negatives by an aedr older than :data:`NEGATIVE_KINDS_SINCE`, which did
+        not note which negatives are grey: it counts its false acceptance (and caps its views)
+        on negatives of every kind, as it did then.
+
+        >>> old = Calibration("m", "highpass", 1.0, 0.05, 2, [0.5, 1.0], {}, {}, aedr_version="0.15.0",
+        ...                   negatives={"sources": ["tiles"], "n": 1, "signals": [2.0], "keys": [""]})
+        >>> old.predates_negative_kinds, replace(old, aedr_version="0.16.0").predates_negative_kinds
+        (True, False)
+        """
+        return (
+            bool(self.negatives)
+            and "grey" not in self.negatives
+            and (self._release < NEGATIVE_KINDS_SINCE)
+        )
+
     @property
     def predates_size_thresholds(self) -> bool:
         """Made by an aedr older than :data:`SIZE_THRESHOLDS_SINCE`, which fitted no thresholds
@@ -659,6 +701,41 @@ def _negatives_section(
     shortfalls = [reader.shortfall(r) for r in records]
     if any(shortfalls):
         section["shortfalls"] = shortfalls
+    grey = [record_grey(r) for r in records]
+    if any(grey):
+        section["grey"] = grey
+    return section
+
+
+NEGATIVE_LISTS = ("signals", "keys", "shortfalls", "grey")
+"""The fields of a negatives section that hold one entry per negative."""
+
+
+def negatives_of_kind(negatives: Mapping[str, Any], grey: bool) -> Mapping[str, Any]:
+    """The ``negatives`` section's grey ones (``grey``) or those in colour, named so in its
+    sources; the section itself where it does not tell them apart (written before 0.16.0, or
+    none grey), holds none of that kind or only that kind.
+
+    >>> section = {"sources": ["tiles"], "n": 3, "signals": [0.1, 0.2, 0.3], "keys": ["a", "b", "c"],
+    ...            "grey": [True, False, False]}
+    >>> colour = negatives_of_kind(section, False)
+    >>> colour["n"], colour["signals"], colour["sources"]
+    (2, [0.2, 0.3], ['tiles, those in colour'])
+    >>> negatives_of_kind(colour, False) is colour
+    True
+    >>> negatives_of_kind({"sources": ["tiles"], "n": 1, "signals": [0.1], "keys": ["a"]}, True)["n"]
+    1
+    """
+    flags = negatives.get("grey")
+    if not flags or grey not in flags or all(flag == grey for flag in flags):
+        return negatives
+    kept = [i for i, flag in enumerate(flags) if flag == grey]
+    kind = "grey" if grey else "in colour"
+    section = {**negatives, "n": len(kept),
+               "sources": [f"{s}, those {kind}" for s in negatives["sources"]]}  # fmt: skip
+    for name in NEGATIVE_LISTS:
+        if negatives.get(name) is not None:
+            section[name] = [negatives[name][i] for i in kept]
     return section
 
 
@@ -906,7 +983,9 @@ def _condition_thresholds(
     so degraded, at its alpha, read by ``reader`` (its parameters fitted on them where it is not
     the calibration's statistic), and capped so that it accepts at most ``limit`` of each of
     the ``negative_groups`` so degraded (by default the share of its negatives the calibration
-    accepts, or alpha if that is larger)."""
+    accepts, or alpha if that is larger), counting every negative, grey or in colour: capped on
+    those in colour alone, the thresholds for enlarged images attributed more photos
+    (docs/results/zero-setup.md#negatives-like-the-image)."""
     usable = [r for r in records if reader.usable(r)]
     if len(usable) < 2:
         raise CalibrationError(f"{len(usable)} usable measurements of the {what}: need at least 2")
