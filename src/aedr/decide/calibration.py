@@ -412,8 +412,8 @@ class Calibration:
     @property
     def predates_negative_kinds(self) -> bool:
         """Measured on negatives by an aedr older than :data:`NEGATIVE_KINDS_SINCE`, which did
-        not note which negatives are grey: it counts its false acceptance (and caps its views)
-        on negatives of every kind, as it did then.
+        not note which negatives are grey: it states its false acceptance on negatives of
+        every kind, as it did then (its thresholds are capped as they are now).
 
         >>> old = Calibration("m", "highpass", 1.0, 0.05, 2, [0.5, 1.0], {}, {}, aedr_version="0.15.0",
         ...                   negatives={"sources": ["tiles"], "n": 1, "signals": [2.0], "keys": [""]})
@@ -727,7 +727,7 @@ def negatives_of_kind(negatives: Mapping[str, Any], grey: bool) -> Mapping[str, 
     1
     """
     flags = negatives.get("grey")
-    if not flags or grey not in flags or all(flag == grey for flag in flags):
+    if not flags or len(set(flags)) == 1:  # one kind only: nothing to tell apart
         return negatives
     kept = [i for i, flag in enumerate(flags) if flag == grey]
     kind = "grey" if grey else "in colour"
