@@ -29,9 +29,9 @@ and real test photos. Prints:
   default) and without them (stated: at the clean thresholds, as before 0.15.0);
 - with ``--baseline-src``, every table also decides the same measurements with the
   baseline's own built calibrations (stated);
-- the same on the test images saved as JPEG at each quality of ``--jpeg``, decided by the built
-  calibrations (the default: no JPEG thresholds) and with JPEG thresholds at 95, 85 and 70
-  added (stated, opt-in; and a trial capping them on the negatives in colour alone);
+- the same on the test images saved as JPEG at each quality of ``--jpeg`` (Pillow, 4:2:0),
+  decided by the built calibrations with their JPEG thresholds (the default) and without them
+  (stated: at the clean thresholds, as before 0.17.0);
 - the stated false attribution for a colour and a grey image, by default and as 0.15.0;
 - how stable a threshold is against the number of calibration images: the share of a model's own
   test images a threshold fitted on n of its calibration images rejects (alpha 0.05 asked),
@@ -62,16 +62,14 @@ from PIL import Image
 
 from aedr.decide.attribution import CandidateThresholds
 from aedr.decide.calibration import (
-    LADDER_IMAGES,
     Calibration,
     calibrate,
-    fit_jpeg_thresholds,
     kde_threshold,
 )
 from aedr.decide.evaluation import evaluate, mean_table, open_set_metrics
 from aedr.decide.statistics import DEFAULT_STATISTIC, get_statistic
 from aedr.library import CalibrationLibrary
-from aedr.measure.default_photos import NEGATIVE_SET, SOURCE, negative_files
+from aedr.measure.default_photos import NEGATIVE_SET, negative_files
 from aedr.measure.degradation import save_jpeg_copies
 from aedr.measure.scorer import Scorer
 from aedr.measure.settings import ScoreSettings
@@ -150,11 +148,6 @@ def grey_copies(labels: dict[str, str], folder: Path) -> dict[str, str]:
     return copies
 
 
-JPEG_LADDER = (95, 85, 70)
-"""The qualities the opt-in JPEG thresholds of the JPEG section are fitted at (each quality's
-default statistic, ``jpeg_statistic``), as in 0.10.0's trial of the ladder as a default."""
-
-
 def jpeg_copies(labels: dict[str, str], folder: Path, quality: int) -> dict[str, str]:
     """Each labelled image saved as a JPEG of ``quality`` (Pillow, 4:2:0), labelled alike."""
     folder.mkdir(parents=True)
@@ -170,35 +163,6 @@ def untold(calibration: Calibration) -> Calibration:
     colour, as 0.15.0 did (its clean negatives without their grey flags)."""
     negatives = {k: v for k, v in calibration.negatives.items() if k != "grey"}
     return replace(calibration, negatives=negatives)
-
-
-def with_jpeg_thresholds(built, calibration_paths, autoencoders, folder: Path) -> tuple[dict, dict]:
-    """The built calibrations with JPEG thresholds at :data:`JPEG_LADDER` (opt-in, as ``aedr
-    calibrate --jpeg-qualities`` fits them), fitted on each model's first ``LADDER_IMAGES``
-    calibration images and the default negatives, re-encoded and measured once: capped on every
-    negative (as shipped), and capped on the negatives in colour alone (a trial)."""
-    fitted, colour, negatives = {}, {}, {}
-    for quality in JPEG_LADDER:
-        (folder / f"negatives-{quality}").mkdir(parents=True)
-        copies = save_jpeg_copies(negative_files(), folder / f"negatives-{quality}", quality)
-        negatives[quality] = usable(score(autoencoders, [str(c) for c in copies],
-                                          ScoreSettings())[0])  # fmt: skip
-    for name in MODELS:
-        records = {}
-        for quality in JPEG_LADDER:
-            (folder / f"{name}-{quality}").mkdir(parents=True)
-            copies = save_jpeg_copies(calibration_paths[name][:LADDER_IMAGES],
-                                      folder / f"{name}-{quality}", quality)  # fmt: skip
-            records[quality] = usable(score({name: autoencoders[name]},
-                                            [str(c) for c in copies], ScoreSettings())[0])  # fmt: skip
-        kept = {q: [r for r in negatives[q] if r["model"] == name] for q in JPEG_LADDER}
-        fitted[name] = fit_jpeg_thresholds(built[name], records, kept, [SOURCE])
-        # the trial: capped on the negatives in colour alone, at the share of them the clean
-        # calibration accepts (or alpha)
-        in_colour = {q: [r for r in rs if not r["grey"]] for q, rs in kept.items()}
-        colour[name] = fit_jpeg_thresholds(built[name].negatives_like(False), records, in_colour,
-                                           [SOURCE])  # fmt: skip
-    return fitted, colour
 
 
 def main() -> None:
@@ -284,29 +248,21 @@ def main() -> None:
         if not args.no_grey:
             conditions.append(("The test images made grey", grey_copies(labels, folder / "grey"),
                                "grey", "at the clean ones"))  # fmt: skip
+        for quality in [] if args.jpeg == "none" else [int(q) for q in args.jpeg.split(",")]:
+            conditions.append((f"The test images saved as JPEG {quality}",
+                               jpeg_copies(labels, folder / f"jpeg-{quality}", quality),
+                               "JPEG", "at the clean ones, as 0.16.0 decided"))  # fmt: skip
         for title, copies, kind, before in conditions:
             print(f"\n### {title}, same calibrations")
             records, _ = score(autoencoders, sorted(copies), ScoreSettings())
-            section = {"size": "sizes", "enlargement": "enlargements", "grey": "grey"}[kind]
+            section = {"size": "sizes", "enlargement": "enlargements", "grey": "grey",
+                       "JPEG": "jpeg"}[kind]  # fmt: skip
             print_verdicts(records, copies, args.alpha, statistic.name, {
                 f"built (zero set-up, default: {kind} thresholds)": built,
                 f"built without their {kind} thresholds (stated, {before})":
                     {name: replace(c, **{section: {}}) for name, c in built.items()},
                 **baseline,
             })  # fmt: skip
-        if args.jpeg != "none":
-            jpeg, colour = with_jpeg_thresholds(built, calibration_paths, autoencoders,
-                                                folder / "jpeg-ladder")  # fmt: skip
-            for quality in (int(q) for q in args.jpeg.split(",")):
-                copies = jpeg_copies(labels, folder / f"jpeg-{quality}", quality)
-                print(f"\n### The test images saved as JPEG {quality}, same calibrations")
-                records, _ = score(autoencoders, sorted(copies), ScoreSettings())
-                print_verdicts(records, copies, args.alpha, statistic.name, {
-                    "built (zero set-up, default: no JPEG thresholds)": built, **baseline,
-                    f"built + JPEG thresholds {JPEG_LADDER} (stated, opt-in)": jpeg,
-                    f"built + JPEG thresholds {JPEG_LADDER} capped on the negatives in colour "
-                    "(stated, a trial)": colour,
-                })  # fmt: skip
         candidates = CandidateThresholds([built[name] for name in MODELS])
         before = CandidateThresholds([untold(built[name]) for name in MODELS])
         for what, grey_image in (("a colour image", False), ("a grey image", True)):

@@ -86,13 +86,30 @@ def test_jpegs_below_quality_90_carry_a_caution_that_says_which_thresholds_decid
     assert caution_of(64, 48, jpeg_quality=90) == ""
     clean = caution_of(64, 48, jpeg_quality=75)
     assert clean.startswith("tentative: a JPEG of quality 75") and "--jpeg-qualities" in clean
-    assert "--jpeg-statistic ac" in clean  # the statistic whose JPEG thresholds held best
+    assert "aedr 0.17 or later" in clean  # where they come by default
     fitted = caution_of(64, 48, jpeg_quality=50, jpeg_thresholds=True)
     assert "fitted for its quality" in fitted and "--jpeg-qualities" not in fitted
     assert caution_of(61, 48, jpeg_quality=50).startswith("unreliable")  # the grid comes first
     calibrations = {"a": calibration("a", 1.0)}
     jpeg = attribute([record("a", 1.0, width=64, height=48, jpeg_quality=70)], calibrations)
     assert jpeg.caution == caution_of(64, 48, jpeg_quality=70)
+
+
+def test_a_calibration_made_before_jpeg_thresholds_decides_a_jpeg_as_before_with_a_caution():
+    """Calibrated on negatives before 0.17.0, a calibration has no JPEG thresholds: a JPEG is
+    decided at the clean threshold as it was then, and the caution says so, at any quality."""
+    old = replace(calibration("a", 1.0), aedr_version="0.16.0",
+                  negatives={"sources": ["tiles"], "n": 1, "signals": [9.0], "keys": [""]})  # fmt: skip
+    jpeg = attribute([record("a", 1.05, width=64, height=48, jpeg_quality=95)], {"a": old})
+    assert jpeg.verdict == "a" and jpeg.decisions[0].threshold == old.threshold
+    assert jpeg.caution.startswith("calibrated before aedr 0.17 (a): no thresholds for JPEG files")
+    png = attribute([record("a", 1.05, width=64, height=48)], {"a": old})
+    assert png.caution == ""
+    now = replace(old, aedr_version="0.17.0")  # made now without them: the user's choice
+    assert (
+        attribute([record("a", 1.05, width=64, height=48, jpeg_quality=95)], {"a": now}).caution
+        == ""
+    )
 
 
 def test_an_enlarged_jpeg_s_caution_names_the_thresholds_that_decided_it():

@@ -165,15 +165,24 @@ def test_calibrate_then_attribute(cli, model_file, image_folder, tmp_path, monke
     assert f"{sum(colour)} of {len(colour)} negative images" in said.stderr
     rows = read_jsonl(out)
     assert len(rows) == 3
+    assert sorted(saved["jpeg"], key=int) == ["70", "85", "95"]  # no flag: the default ladder
+    at_95 = Calibration.load(calibration).at_jpeg_quality(95).negatives_like(False)
     for row in rows:
         assert row["verdict"] in (str(model_file), "none") and row["statistic"] == "highpass"
         assert row["belongs"] == (row["signal"] < row["threshold"])
+        if row["path"].endswith(".jpg"):  # JPEG 95: decided at its quality's thresholds
+            assert (row["threshold_quality"], row["threshold"]) == (95, at_95.threshold)
+            assert row["false_acceptance"] == at_95.false_acceptance
+            continue
+        assert row["threshold_quality"] is None
         assert row["false_attribution"] == row["false_acceptance"] == sum(colour) / len(colour)
     strict = tmp_path / "strict.jsonl"
     said = cli("attribute", image_folder, "--calibration", calibration, "--out", strict,
                "--max-false-attribution", "0", code=0)  # fmt: skip
     assert f"0 of {len(colour)} negative images (0%)" in said.stderr
-    assert all(row["threshold"] <= saved["threshold"] for row in read_jsonl(strict))
+    for row in read_jsonl(strict):
+        fitted = at_95.threshold if row["path"].endswith(".jpg") else saved["threshold"]
+        assert row["threshold"] <= fitted
     refused = cli(
         "attribute", image_folder, "--calibration", calibration, "--dtype", "bf16", code=2
     )
@@ -337,8 +346,10 @@ def test_inversion_resize_without_the_inversion_measurement_is_refused(cli, mode
 
 @pytest.fixture
 def quick_builds(monkeypatch):
-    """Built calibrations of 6 decoder-made images (the default is 40): the same path, faster."""
+    """Built calibrations of 6 decoder-made images (the default is 40) and 16 of the 64
+    negative tiles, each measured clean and at every ladder step: the same path, faster."""
     monkeypatch.setattr("aedr.library.BUILT_IMAGES", 6)
+    monkeypatch.setattr("aedr.measure.default_photos.TILES_PER_PHOTO", 1)
 
 
 TABLE_COLUMNS = ["file", "verdict", "confidence", "closest", "p-value", "caution"]
@@ -369,7 +380,8 @@ def test_zero_setup_attribute_builds_a_calibration_once_and_prints_a_table(
 def test_zero_setup_decides_with_an_own_calibration_measured_on_every_pixel_as_it_was_made(
     cli, model_file, image_folder, quick_builds
 ):
-    cli("calibrate", "--model", model_file, image_folder, "--border", "0", "--add", code=0)
+    cli("calibrate", "--model", model_file, image_folder, "--border", "0", "--add",
+        "--no-default-negatives", code=0)  # fmt: skip
     run = cli("attribute", image_folder, "--model", model_file, "--format", "jsonl", code=0)
     assert "measured on every pixel (made before aedr 0.12)" in run.stderr
     rows = [json.loads(line) for line in run.stdout.splitlines()]

@@ -404,7 +404,8 @@ def test_jpeg_thresholds_are_fitted_on_reencoded_images_and_decide_jpeg_files(
     means = [np.mean(calibration.at_jpeg_quality(q).signals) for q in (None, 90, 60)]
     assert means[0] < means[1] < means[2]
     at_60 = calibration.at_jpeg_quality(60)
-    assert at_60.n == 10 and at_60.negatives["n"] == 16
+    # the 16 tiles' copies in colour only: a grey JPEG is decided at the grey thresholds
+    assert at_60.n == 10 and 0 < at_60.negatives["n"] < 16 and "grey" not in at_60.negatives
     assert set(at_60.negatives["keys"]).isdisjoint(calibration.negatives["keys"])  # re-encoded
     assert at_60.false_acceptance <= calibration.false_acceptance_limit
     assert at_60.threshold < kde_threshold(at_60.signals, at_60.alpha)  # the negatives bind
@@ -422,8 +423,13 @@ def test_jpeg_thresholds_are_fitted_on_reencoded_images_and_decide_jpeg_files(
     (row,) = Attributor([free], [BlockMean()]).attribute_file(tmp_path / "test" / "own.jpg").rows()
     assert row["threshold"] == kde_threshold(free.at_jpeg_quality(60).signals, free.alpha)
     assert row["belongs"] and row["signal"] > free.threshold  # clean would reject it
-    with pytest.raises(CalibrationError, match="measured with robust off, resized_by None, not"):
+    # measured otherwise, a JPEG is decided at the clean threshold, as without JPEG thresholds
+    (row,) = (
         Attributor([calibration], [BlockMean()], robust="auto")
+        .attribute_file(tmp_path / "test" / "own.jpg")
+        .rows()
+    )
+    assert (row["threshold_quality"], row["threshold"]) == (None, calibration.threshold)
     with pytest.raises(CalibrationError, match="JPEG qualities are distinct"):
         calibrate_images(scorer, [tmp_path / "own"], "ratio", jpeg_qualities=(90, 90))
 
@@ -452,8 +458,11 @@ def test_cli_calibrates_jpeg_thresholds(cli_main, tmp_path, model_file, image_fo
     assert rc == 0 and "JPEG q=80: highpass threshold" in err, err
     assert "statistic" not in json.loads(out.read_text())["jpeg"]["80"]
     rc, err = cli_main("calibrate", "--model", model_file, image_folder, "--out", out,
-                       "--overwrite", "--jpeg-statistic", "ac")  # fmt: skip
-    assert rc == 2 and "--jpeg-statistic chooses the statistic of --jpeg-qualities" in err
+                       "--overwrite", "--jpeg-statistic", "ac", "--jpeg-qualities", "none")  # fmt: skip
+    assert rc == 2 and "--jpeg-qualities none fits none" in err
+    rc, err = cli_main("calibrate", "--model", model_file, image_folder, "--out", out,
+                       "--overwrite", "--no-default-negatives")  # fmt: skip
+    assert rc == 0 and "jpeg" not in json.loads(out.read_text()), err  # uncapped: none by default
     rc, err = cli_main("calibrate", "--model", model_file, image_folder, "--out", out,
                        "--overwrite", "--jpeg-qualities", "0,80")  # fmt: skip
     assert rc == 2 and "distinct JPEG qualities from 1 to 100" in err

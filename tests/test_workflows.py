@@ -189,10 +189,11 @@ def test_calibrations_of_every_pixel_carry_thresholds_for_smaller_images_measure
 
 
 def test_jpeg_thresholds_read_ac_below_90_and_measure_each_image_once_per_quality(
-    random_tiny, tmp_path
+    random_tiny, tmp_path, monkeypatch
 ):
-    """JPEG thresholds at 95, 85 and 70 (``ac`` below 90 for a highpass calibration); a JPEG file
-    is decided at its nearest quality's."""
+    """JPEG thresholds at 95, 85 and 70 (``ac`` below 90 for a highpass calibration), on up to
+    ``LADDER_IMAGES`` of the images; a JPEG file is decided at its nearest quality's."""
+    monkeypatch.setattr("aedr.workflows.LADDER_IMAGES", 4)  # of the 6
     folder = smooth_folder(tmp_path / "own", (64, 64))
     model = copy_of(random_tiny)
     Counting.encoded = 0
@@ -204,7 +205,7 @@ def test_jpeg_thresholds_read_ac_below_90_and_measure_each_image_once_per_qualit
             )
             for s in ("highpass", "ratio")
         ]  # fmt: skip
-    assert Counting.encoded == (6 + 3 * 6) * 2  # each image once, and once more per quality
+    assert Counting.encoded == (6 + 3 * 4) * 2  # each image once, 4 once more per quality
     calibration, ratio = (run.calibration for run in runs)
     assert calibration.jpeg_qualities == ratio.jpeg_qualities == (70, 85, 95)
     assert {q: e.get("statistic", "highpass") for q, e in calibration.jpeg.items()} == {
@@ -322,7 +323,8 @@ def test_the_plain_calibration_fits_thresholds_for_grey_images_and_attribution_u
     folder = smooth_folder(tmp_path / "own", (64, 64))
     model = copy_of(random_tiny)
     Counting.encoded = 0
-    run = calibrate_images(Scorer([model]), [folder], "highpass", enlargements=())
+    run = calibrate_images(Scorer([model]), [folder], "highpass", enlargements=(),
+                           jpeg_qualities=())  # fmt: skip
     assert Counting.encoded == 2 * 2 * (6 + 16)  # own and negatives, then both made grey: 2 passes
     calibration = run.calibration
     assert calibration.grey["n"] == 6 and calibration.grey["negatives"]["n"] == 16
@@ -341,10 +343,10 @@ def test_the_plain_calibration_fits_thresholds_for_grey_images_and_attribution_u
     assert (row["threshold_grey"], row["threshold"]) == (False, calibration.threshold)
 
     bare = calibrate_images(Scorer([model]), [folder], default_negatives=False, enlargements=())
-    assert not bare.calibration.grey  # nothing to cap them on
+    assert not bare.calibration.grey and not bare.calibration.jpeg  # nothing to cap them on
     resized = calibrate_images(Scorer([model], ScoreSettings(resized_by=1.5)), [folder],
                                enlargements=())  # fmt: skip
-    assert not resized.calibration.grey
+    assert not resized.calibration.grey and not resized.calibration.jpeg  # the chain: opt-in
 
 
 def test_the_enlargement_ladder_enlarges_with_bicubic_and_bilinear_in_turn(random_tiny, tmp_path):

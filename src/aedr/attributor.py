@@ -46,6 +46,23 @@ def check_compatible(calibrations: Sequence[Calibration]) -> ScoreSettings:
     return calibrations[0].measurement_provenance.settings
 
 
+def _jpeg_thresholds_for(
+    calibration: Calibration, run: tuple[str | None, float | None]
+) -> Calibration:
+    """``calibration`` with its JPEG thresholds where they were measured as this ``run``
+    (robust, resized_by) measures JPEG files, else without them (noted in
+    ``tuning["jpeg_thresholds"]``): a JPEG threshold holds for one way of measuring JPEG files
+    (the chain x1.5 then JPEG 85 measured with the resize undone: accuracy 0.66 at the clean
+    thresholds, 0.59 at JPEG thresholds fitted without it, docs/results/robustness.md)."""
+    settings = calibration.measurement_provenance.settings
+    made = (settings.robust, settings.resized_by)
+    if not calibration.jpeg or made == run:
+        return calibration
+    note = (f"set aside: measured with robust {made[0]}, resized_by {made[1]}; this run "
+            f"measures with robust {run[0]}, resized_by {run[1]}")  # fmt: skip
+    return replace(calibration, jpeg={}, tuning={**calibration.tuning, "jpeg_thresholds": note})
+
+
 def at_calibration_precision(
     model: Autoencoder | ModelHandle, calibration: Calibration
 ) -> Autoencoder | ModelHandle:
@@ -77,11 +94,12 @@ class Attributor:
     change nothing on the clean images calibrations are fitted on. Undoing a resize shifts the
     statistic, though: calibrations fitted at the same ``resized_by`` (``aedr calibrate
     --resized-by``) hold for such images, clean ones leave a caution, and ones fitted at another
-    factor are refused. A JPEG file is decided at
-    the thresholds its calibrations fitted for the nearest JPEG quality, where they have them
-    (``aedr calibrate --jpeg-qualities``); those hold only for JPEG files measured with the
-    same ``robust`` and ``resized_by``. ``sources`` says, per model, how its calibration was made
-    and which it is (``aedr.library.CalibrationSource``): every row carries it.
+    factor are refused. A JPEG file is decided at the thresholds its calibrations fitted for the
+    nearest JPEG quality, where they have them (every calibration on the default negatives since
+    0.17.0); those hold only for JPEG files measured with the same ``robust`` and ``resized_by``,
+    and are set aside in a run measured otherwise (the clean thresholds decide, as for
+    calibrations without them). ``sources`` says, per model, how its calibration was made and
+    which it is (``aedr.library.CalibrationSource``): every row carries it.
     """
 
     def __init__(
@@ -118,10 +136,8 @@ class Attributor:
             settings = replace(settings, robust=robust or settings.robust, resized_by=resized_by)
         if enlargement is not None:  # lenient: calibrations apply either way
             settings = replace(settings, enlargement=enlargement)
-        # JPEG thresholds hold for JPEGs measured as they were (docs/results/robustness.md: the chain, x1.5 then
-        # JPEG 85, measured with the resize undone: accuracy 0.66 at the clean thresholds, 0.59
-        # at JPEG thresholds fitted without it)
         run = (settings.robust, settings.resized_by)
+        calibrations = [_jpeg_thresholds_for(c, run) for c in calibrations]
         for calibration in calibrations:
             provenance = calibration.measurement_provenance
             if provenance.settings.resized_by not in (None, settings.resized_by):
@@ -133,16 +149,6 @@ class Attributor:
                     + f": attribute with --resized-by {provenance.settings.resized_by:g}, or with "
                     "calibrations fitted at the run's factor"
                 )  # fmt: skip
-            if (
-                calibration.jpeg
-                and (provenance.settings.robust, provenance.settings.resized_by) != run
-            ):
-                raise CalibrationError(
-                    f"the JPEG thresholds of {calibration.model!r} were measured with robust "
-                    f"{provenance.settings.robust}, resized_by {provenance.settings.resized_by}, not robust "
-                    f"{run[0]}, resized_by {run[1]}: attribute with the same settings, or with "
-                    "calibrations without JPEG thresholds"
-                )
         self.thresholds = CandidateThresholds(calibrations, max_false_attribution)
         clean, self.false_attribution = self.thresholds.at(None)
         calibrations = list(clean.values())

@@ -22,6 +22,7 @@ from aedr import __version__
 from aedr.decide.calibration import (
     DEFAULT_ALPHA,
     DEFAULT_ENLARGEMENTS,
+    DEFAULT_JPEG_QUALITIES,
     JPEG_AC_BELOW,
     LADDER_IMAGES,
     MAX_LADDER_ENLARGEMENT,
@@ -675,12 +676,14 @@ def add_calibrate(commands: Commands) -> None:
     calibrate.add_argument(
         "--jpeg-qualities",
         type=_qualities,
-        default=(),
-        metavar="Q,...",
-        help="also fit a threshold for JPEG files at each IJG quality Q (e.g. 95,85,70), on the "
-        "images re-encoded at Q (the default negatives too, which cap it): attribution applies "
-        "the nearest quality's threshold to a JPEG file; measures every image once more per "
-        "quality",
+        default=None,
+        metavar="Q,...|none",
+        help="fit a threshold for JPEG files at each IJG quality Q, on up to "
+        f"{LADDER_IMAGES} of the images re-encoded at Q (the default negatives too, which cap it "
+        "on those in colour): attribution applies the nearest quality's threshold to a JPEG "
+        "file; default: " + ",".join(map(str, DEFAULT_JPEG_QUALITIES)) + " with the default "
+        "negatives and --robust auto, none with --resized-by (give Q for the chain: resized, "
+        "then re-encoded); 'none' fits none",
     )
     details.add_argument(
         "--enlargements",
@@ -713,15 +716,18 @@ def add_calibrate(commands: Commands) -> None:
 
 
 def _qualities(text: str) -> tuple[int, ...]:
-    """``--jpeg-qualities 95,85,70``: distinct whole numbers from 1 to 100."""
+    """``--jpeg-qualities 95,85,70`` (or ``none``): distinct whole numbers from 1 to 100."""
     from aedr.decide.calibration import check_jpeg_qualities
 
+    if text.strip().lower() == "none":
+        return ()
     try:
         qualities = tuple(int(part) for part in text.split(","))
         check_jpeg_qualities(qualities)
     except ValueError:  # not a number, or refused (CalibrationError is a ValueError)
         raise argparse.ArgumentTypeError(
-            f"expected distinct JPEG qualities from 1 to 100, comma-separated, not {text!r}"
+            f"expected 'none' or distinct JPEG qualities from 1 to 100, comma-separated, not "
+            f"{text!r}"
         ) from None
     return qualities
 
@@ -767,8 +773,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         raise UsageError("--alpha auto needs --negatives: measurement records of other images")
     if args.local is not None:
         _check_window(args.local)
-    if args.jpeg_statistic and not args.jpeg_qualities:
-        raise UsageError("--jpeg-statistic chooses the statistic of --jpeg-qualities: give both")
+    if args.jpeg_statistic and args.jpeg_qualities == ():
+        raise UsageError(
+            "--jpeg-statistic chooses the statistic of the JPEG thresholds: "
+            "--jpeg-qualities none fits none"
+        )
     if args.scores:
         if args.local is not None:
             raise UsageError("--local needs images to map: give PATHS or --reference-photos")

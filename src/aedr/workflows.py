@@ -15,6 +15,7 @@ Attribution is :class:`~aedr.attributor.Attributor` (``aedr.attributor``).
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import tempfile
@@ -30,12 +31,14 @@ from aedr.decide.attribution import NO_MODEL, PARTIAL, decide
 from aedr.decide.calibration import (
     DEFAULT_ALPHA,
     DEFAULT_ENLARGEMENTS,
+    DEFAULT_JPEG_QUALITIES,
     LADDER_IMAGES,
     Calibration,
     CalibrationError,
     calibrate,
     check_enlargement_factors,
     check_jpeg_qualities,
+    check_jpeg_statistic,
     choose_alpha,
     fit_enlargement_thresholds,
     fit_grey_thresholds,
@@ -91,7 +94,7 @@ def calibrate_images(
     on_measurement: Callable[[Measurement], None] | None = None,
     first: int | None = None,
     local_window: float | None = None,
-    jpeg_qualities: Sequence[int] = (),
+    jpeg_qualities: Sequence[int] | None = None,
     jpeg_statistic: str | None = None,
     size_thresholds: bool = True,
     enlargements: Sequence[float] | None = None,
@@ -107,7 +110,10 @@ def calibrate_images(
     ``local_window`` also fits the local-map threshold at the same alpha (``DEFAULT_ALPHA`` with "auto"); the
     scorer must keep local maps. ``jpeg_qualities`` also fits a threshold for JPEG files at each
     quality, reading ``jpeg_statistic`` (:func:`add_jpeg_thresholds`; with ``resized_by``, for
-    images resized, then re-encoded). ``size_thresholds``
+    images resized, then re-encoded); by default (None) at :data:`DEFAULT_JPEG_QUALITIES` where
+    the default negatives cap them and the scorer re-encodes like a JPEG file (robust auto, no
+    ``resized_by``), none elsewhere (uncapped, they accept most re-encoded photos).
+    ``size_thresholds``
     also fits thresholds for smaller images, on centre crops of the images
     (:func:`add_size_thresholds`), where the scorer measures whole images on their own grid and
     every pixel of them: measured with a border (``ScoreSettings.border``, the default), a
@@ -126,7 +132,7 @@ def calibrate_images(
     """
     if len(scorer.models) != 1:
         raise CalibrationError("a calibration is fitted for one model: give the scorer one")
-    check_jpeg_qualities(jpeg_qualities)
+    jpeg_qualities = _jpeg_ladder(scorer, jpeg_qualities, default_negatives)
     enlargements = _enlargement_ladder(scorer, enlargements)
     if local_window is not None and not scorer.local_maps:
         raise CalibrationError("a local threshold needs a scorer that keeps local maps")
@@ -189,6 +195,20 @@ def _decided_clean(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     All of them where fewer than 2 are left."""
     clean = [r for r in records if not record_enlargement(r)]
     return clean if len(clean) >= 2 else records
+
+
+def _jpeg_ladder(
+    scorer: Scorer, qualities: Sequence[int] | None, default_negatives: bool
+) -> tuple[int, ...]:
+    """The JPEG qualities to fit thresholds for: ``qualities``, or (None) the default ladder
+    where the default negatives cap it and the scorer measures a JPEG file by re-encoding its
+    reconstructions with the file's tables, with no stated resize (whose chain is opt-in)."""
+    if qualities is not None:
+        check_jpeg_qualities(qualities)
+        return tuple(qualities)
+    settings = scorer.settings
+    plain = settings.robust == "auto" and settings.resized_by is None
+    return DEFAULT_JPEG_QUALITIES if default_negatives and plain else ()
 
 
 def add_grey_thresholds(
@@ -278,30 +298,45 @@ def add_enlargement_thresholds(
     exif = scorer.settings.exif == "transpose"
     chosen = _ladder_images(images)
     photos = negative_files() if default_negatives else []
-    sources = [SOURCE]
-    entries, missing = dict(calibration.enlargements), []
     with tempfile.TemporaryDirectory(prefix="aedr-enlarged-") as scratch:
-        for factor in factors:
+
+        def fit(factor: float) -> Calibration:
             folder = Path(scratch) / f"{factor:g}"
             own = _enlarged_copies(scorer, chosen, folder / "own", factor, exif)
             negatives = _enlarged_copies(scorer, photos, folder / "negatives", factor, False)
             records = _measured(scorer, [path for paths in own.values() for path in paths])
             by_filter = {name: _measured(scorer, paths) for name, paths in negatives.items()}
-            try:
-                entries.update(fit_enlargement_thresholds(
-                    calibration, {factor: records}, {factor: by_filter}, sources
-                ).enlargements)  # fmt: skip
-            except CalibrationError as exc:
-                missing.append(f"x{factor:g}: {exc}")
+            return fit_enlargement_thresholds(
+                calibration, {factor: records}, {factor: by_filter}, [SOURCE]
+            )
+
+        steps = [(f"x{factor:g}", functools.partial(fit, factor)) for factor in factors]
+        return _fitted_each(calibration, "enlargements", steps)
+
+
+def _fitted_each(
+    calibration: Calibration, field: str, steps: Sequence[tuple[str, Callable[[], Calibration]]]
+) -> Calibration:
+    """``calibration`` with the thresholds of its condition ``field`` (``jpeg``,
+    ``enlargements``) that each ladder step (name, fit) fits; a step that cannot be fitted (too
+    few usable images) gets none, noted in ``tuning[field + "_thresholds"]``: the calibration
+    holds for other images all the same."""
+    entries, missing = dict(getattr(calibration, field)), []
+    for name, fit in steps:
+        try:
+            entries.update(getattr(fit(), field))
+        except CalibrationError as exc:
+            missing.append(f"{name}: {exc}")
     tuning = {**calibration.tuning}
     if missing:
-        tuning["enlargement_thresholds"] = "none for " + "; ".join(missing)
-    return replace(calibration, enlargements=entries, tuning=tuning, digest="")
+        tuning[f"{field.removesuffix('s')}_thresholds"] = "none for " + "; ".join(missing)
+    changes: dict[str, Any] = {field: entries, "tuning": tuning, "digest": ""}
+    return replace(calibration, **changes)
 
 
 def _ladder_images(images: Sequence[str | os.PathLike]) -> list[str | os.PathLike]:
     """Up to :data:`LADDER_IMAGES` of a calibration's ``images``, evenly spread over them: what
-    each ladder step (an enlargement, grey) measures of its own images."""
+    each ladder step (a JPEG quality, an enlargement, grey) measures of its own images."""
     images = list(images)
     count = min(len(images), LADDER_IMAGES)
     return [images[i] for i in np.linspace(0, len(images) - 1, count).round().astype(int)]
@@ -409,28 +444,33 @@ def add_jpeg_thresholds(
     default_negatives: bool = True,
     statistic: str | None = None,
 ) -> Calibration:
-    """``calibration`` with a threshold for JPEG files at each of ``qualities``, fitted on its own
-    ``images`` re-encoded at that quality (Pillow's standard tables, 4:2:0, as platforms write)
-    and measured by ``scorer`` as the calibration's were; with ``default_negatives`` the shipped
-    negative photos are re-encoded and measured too, so each quality's false acceptance is known
-    (given negatives are measurement records: they cannot be re-encoded). A scorer that undoes
+    """``calibration`` with a threshold for JPEG files at each of ``qualities``, fitted on up to
+    :data:`LADDER_IMAGES` of its own ``images`` re-encoded at that quality (Pillow's standard
+    tables, 4:2:0, as platforms write) and measured by ``scorer`` as the calibration's were
+    (capped on the negatives in colour: :func:`~aedr.decide.calibration.fit_jpeg_thresholds`);
+    with ``default_negatives`` the shipped negative photos are re-encoded too, and those in colour
+    measured, so each quality's false acceptance is known (a grey JPEG is decided at the
+    thresholds for grey images: its copies would cost 40% of the ladder for nothing; given
+    negatives are measurement records: they cannot be re-encoded). A scorer that undoes
     a resize (``resized_by``) measures the common chain: each image resized by its factor, then
     re-encoded, so the thresholds hold for resized JPEGs. With a score store, every re-encoded
     image is measured once. Attribution applies the nearest quality's threshold
     to a JPEG file (:meth:`~aedr.decide.calibration.Calibration.at_jpeg_quality`). The
     thresholds read ``statistic`` (default: each quality's
     :func:`~aedr.decide.calibration.jpeg_statistic`; see
-    :func:`~aedr.decide.calibration.fit_jpeg_thresholds`)."""
+    :func:`~aedr.decide.calibration.fit_jpeg_thresholds`). A quality whose threshold cannot be
+    fitted (too few usable re-encoded images) gets none, noted in ``tuning["jpeg_thresholds"]``."""
     from aedr.measure.default_photos import SOURCE, negative_files
     from aedr.measure.degradation import save_jpeg_copies
 
     check_jpeg_qualities(qualities)
+    check_jpeg_statistic(calibration.statistic, statistic)  # before any image is re-encoded
     exif = scorer.settings.exif == "transpose"
     records, negatives = {}, {}
     photos = negative_files() if default_negatives else []  # written (or found) once
     with tempfile.TemporaryDirectory(prefix="aedr-jpeg-") as scratch:
         # a scorer that undoes a resize measures the chain: each image resized, then re-encoded
-        images = list(_as_uploaded(scorer, images, Path(scratch) / "resized", {}))
+        images = list(_as_uploaded(scorer, _ladder_images(images), Path(scratch) / "resized", {}))
         photos = list(_as_uploaded(scorer, photos, Path(scratch) / "resized-negatives", {}))
         for quality in qualities:
             folder = Path(scratch) / str(quality)
@@ -438,11 +478,20 @@ def add_jpeg_thresholds(
             copies = save_jpeg_copies(images, folder, quality, exif_transpose=exif,
                                       max_pixels=scorer.max_pixels)  # fmt: skip
             records[quality] = _measured(scorer, copies)
-            if photos:
+            if photos:  # those in colour: a grey JPEG is decided at the grey thresholds
                 copies = save_jpeg_copies(photos, folder / "negatives", quality)
-                negatives[quality] = _measured(scorer, copies)
+                negatives[quality] = _measured(scorer, [c for c in copies if not _grey_file(c)])
     sources = [SOURCE + _resized_note(scorer)]
-    return fit_jpeg_thresholds(calibration, records, negatives, sources, statistic)
+    steps = [(f"q={quality}", functools.partial(
+        fit_jpeg_thresholds, calibration, {quality: quality_records},
+        {quality: negatives.get(quality, [])}, sources, statistic,
+    )) for quality, quality_records in records.items()]  # fmt: skip
+    return _fitted_each(calibration, "jpeg", steps)
+
+
+def _grey_file(path: Path) -> bool:
+    """Whether the image file at ``path`` (written by aedr, so readable) has no colour."""
+    return read_image(path).grey
 
 
 def _as_uploaded(

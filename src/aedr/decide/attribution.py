@@ -35,6 +35,7 @@ import numpy as np
 from aedr.decide.calibration import (
     ENLARGEMENT_THRESHOLDS_SINCE,
     GREY_THRESHOLDS_SINCE,
+    JPEG_THRESHOLDS_SINCE,
     SIZE_THRESHOLDS_SINCE,
     Calibration,
     image_side,
@@ -352,9 +353,12 @@ def caution_of(
         and height is not None
         and height % DECODER_GRID == 0
     ):
+        since = ".".join(map(str, JPEG_THRESHOLDS_SINCE))
         advice = ("decided at thresholds fitted for its quality" if jpeg_thresholds else
-                  "decided at thresholds fitted on clean images (calibrate with --jpeg-qualities "
-                  "for thresholds fitted at its quality; --jpeg-statistic ac holds best)")  # fmt: skip
+                  "decided at thresholds fitted on clean images, which reject most of a model's "
+                  "own JPEGs (no thresholds for JPEG files measured as this run measures them: "
+                  f"calibrate with the default negatives and aedr {since} or later, or with "
+                  "--jpeg-qualities, to add them)")  # fmt: skip
         return (
             f"tentative: a JPEG of quality {jpeg_quality}, below {JPEG_CAUTION_BELOW}: "
             f"recompression erases part of the decoder's evidence; {advice}"
@@ -426,7 +430,10 @@ def attribute(
     enlarged = next((d.threshold_enlargement for d in decisions if d.threshold_enlargement), None)
     caution = caution_of(sized.width, sized.height, sized.degradation, sized.jpeg_quality,
                          jpeg_thresholds, resize_thresholds, enlarged)  # fmt: skip
-    outdated = predating_size_thresholds(calibrations[r.model] for r in records)
+    outdated = "; ".join(filter(None, (
+        predating_size_thresholds(calibrations[r.model] for r in records),
+        predating_jpeg_thresholds([calibrations[r.model] for r in records], sized.jpeg_quality),
+    )))  # fmt: skip
     grey = grey_caution(decisions) if sized.grey else ""
     caution = "; ".join(filter(None, (caution, grey, insufficient_evidence(decisions), outdated)))
     reliability = caution_level(sized.width, sized.height, sized.degradation, sized.jpeg_quality,
@@ -453,6 +460,27 @@ def predating_size_thresholds(calibrations: Iterable[Calibration]) -> str:
         f"calibrated before aedr {since} ({', '.join(old)}): no thresholds for images smaller "
         "than the calibration images, which are decided at the full-size threshold as before "
         "and rejected more often; calibrate again to add them"
+    )
+
+
+def predating_jpeg_thresholds(calibrations: Sequence[Calibration], quality: int | None) -> str:
+    """A caution for a JPEG file of ``quality`` naming the calibrations made before calibrations
+    carried thresholds for JPEG files (``Calibration.predates_jpeg_thresholds``), or "" when
+    none did or the image is no JPEG.
+
+    >>> old = Calibration("m", "highpass", 1.0, 0.05, 2, [0.5, 1.0], {}, {}, aedr_version="0.16.0",
+    ...                   negatives={"sources": ["tiles"], "n": 1, "signals": [2.0]})
+    >>> predating_jpeg_thresholds([old], 95)[:36], predating_jpeg_thresholds([old], None)
+    ('calibrated before aedr 0.17 (m): no ', '')
+    """
+    old = sorted({c.model for c in calibrations if c.predates_jpeg_thresholds})
+    if quality is None or not old:
+        return ""
+    since = ".".join(map(str, JPEG_THRESHOLDS_SINCE))
+    return (
+        f"calibrated before aedr {since} ({', '.join(old)}): no thresholds for JPEG files, "
+        f"so this JPEG (quality {quality}) is decided at the clean threshold as before, which "
+        "rejects more of a model's own JPEGs; calibrate again to add them"
     )
 
 

@@ -74,6 +74,13 @@ GREY_THRESHOLDS_SINCE = (0, 15)
 for grey images."""
 NEGATIVE_KINDS_SINCE = (0, 16)
 """The aedr version from which calibrations note which of their negatives are grey."""
+DEFAULT_JPEG_QUALITIES = (95, 85, 70)
+"""The JPEG qualities a calibration measured on the default negatives carries thresholds for by
+default: a JPEG file takes the nearest (JPEG 90 takes 85's, 75 takes 70's). Chosen by
+measurement: docs/results/zero-setup.md#jpeg-files."""
+JPEG_THRESHOLDS_SINCE = (0, 17)
+"""The aedr version from which calibrations measured on the default negatives carry thresholds
+for JPEG files."""
 
 
 class CalibrationError(AedrError, ValueError):
@@ -327,6 +334,19 @@ class Calibration:
         (True, False)
         """
         return bool(self.negatives) and not self.grey and self._release < GREY_THRESHOLDS_SINCE
+
+    @property
+    def predates_jpeg_thresholds(self) -> bool:
+        """Measured on negatives by an aedr older than :data:`JPEG_THRESHOLDS_SINCE`, which
+        fitted thresholds for JPEG files only when asked: without them it decides a JPEG file at
+        the clean threshold, as it did then (which rejects most of the model's own JPEGs).
+
+        >>> old = Calibration("m", "highpass", 1.0, 0.05, 2, [0.5, 1.0], {}, {}, aedr_version="0.16.0",
+        ...                   negatives={"sources": ["default: tiles"], "n": 1, "signals": [2.0]})
+        >>> old.predates_jpeg_thresholds, replace(old, aedr_version="0.17.0").predates_jpeg_thresholds
+        (True, False)
+        """
+        return bool(self.negatives) and not self.jpeg and self._release < JPEG_THRESHOLDS_SINCE
 
     def _view(self, condition: str, value: Any, fitted: Mapping[str, Any]) -> Calibration:
         """This calibration with the threshold, signals and negatives (and statistic, where
@@ -878,6 +898,19 @@ def jpeg_statistic(quality: int, statistic: str) -> str:
     return "ac" if quality < JPEG_AC_BELOW and statistic == DEFAULT_STATISTIC else statistic
 
 
+def check_jpeg_statistic(own: str, statistic: str | None) -> None:
+    """Refuse JPEG thresholds on ``statistic`` for a calibration on ``own`` where it reads
+    another measurement kind (None: each quality's :func:`jpeg_statistic`, always allowed)."""
+    if statistic is None:
+        return
+    reader = get_statistic(statistic)
+    if reader.measurement != get_statistic(own).measurement:
+        raise CalibrationError(
+            f"JPEG thresholds on {reader.name} need {reader.measurement} measurements, but "
+            f"the calibration's statistic {own} reads {get_statistic(own).measurement}"
+        )
+
+
 def fit_jpeg_thresholds(
     calibration: Calibration,
     records: Mapping[int, Sequence[Mapping[str, Any]]],
@@ -890,26 +923,24 @@ def fit_jpeg_thresholds(
     could be re-encoded). The threshold keeps the same alpha; measurements made another way are
     refused.
 
+    Each threshold is capped on the re-encoded negatives in colour (a grey JPEG is decided at the
+    thresholds for grey images): the grey ones score lowest once re-encoded and, counted in the
+    cap, held it below most of the model's own JPEGs (docs/results/zero-setup.md#jpeg-files).
     The thresholds read ``statistic`` at every quality; by default (None) each quality's
     :func:`jpeg_statistic`. The calibration's own statistic keeps the parameters fitted on the
     clean images; another statistic must read the same measurement kind, its parameters (if it
     has any) are fitted on each quality's records, and JPEG files are then decided by it
     (:meth:`Calibration.at_jpeg_quality`)."""
     check_jpeg_qualities(list(records))
+    check_jpeg_statistic(calibration.statistic, statistic)
     own = calibration.statistic
-    if statistic is not None:
-        reader = get_statistic(statistic)
-        if reader.measurement != get_statistic(own).measurement:
-            raise CalibrationError(
-                f"JPEG thresholds on {reader.name} need {reader.measurement} measurements, but "
-                f"the calibration's statistic {own} reads {get_statistic(own).measurement}"
-            )
     fitted = {}
     for quality, quality_records in sorted(records.items()):
         fitted[str(quality)] = _condition_thresholds(
             calibration, get_statistic(statistic or jpeg_statistic(quality, own)),
             quality_records, [(negatives or {}).get(quality, ())], negative_sources,
             f"images re-encoded at JPEG quality {quality}", f"re-encoded at JPEG quality {quality}",
+            capped_on_colour=True,
         )  # fmt: skip
     return replace(calibration, jpeg=fitted, digest="")
 
@@ -977,6 +1008,7 @@ def _condition_thresholds(
     what: str,
     done: str,
     limit: float | None = None,
+    capped_on_colour: bool = False,
 ) -> dict[str, Any]:
     """The threshold, signals and negatives of ``calibration`` for one condition of the image
     (a JPEG quality, an enlargement, grey): fitted on ``records``, the calibration's own images
@@ -985,7 +1017,9 @@ def _condition_thresholds(
     the ``negative_groups`` so degraded (by default the share of its negatives the calibration
     accepts, or alpha if that is larger), counting every negative, grey or in colour: capped on
     those in colour alone, the thresholds for enlarged images attributed more photos
-    (docs/results/zero-setup.md#negatives-like-the-image)."""
+    (docs/results/zero-setup.md#negatives-like-the-image). With ``capped_on_colour`` (JPEG
+    files) the cap counts the negatives in colour alone, at the share of them the calibration
+    accepts (or alpha); the section keeps every negative."""
     usable = [r for r in records if reader.usable(r)]
     if len(usable) < 2:
         raise CalibrationError(f"{len(usable)} usable measurements of the {what}: need at least 2")
@@ -1008,12 +1042,14 @@ def _condition_thresholds(
         _check_same_provenance(calibration, kept, f"negatives of the {what}")
         sources = [f"{s}, {done}" for s in negative_sources or ["unnamed"]]
         values = [[deciding.value(r) for r in group] for group in groups]
+        capping = calibration.negatives_like(False) if capped_on_colour else calibration
         for group, group_signals in zip(groups, values, strict=True):
-            if group:
-                section = _negatives_section(reader, group, group_signals, sources)
+            section = _negatives_section(reader, group, group_signals, sources)
+            capped = negatives_of_kind(section, False) if capped_on_colour else section
+            if capped["n"]:
                 entry["threshold"] = capped_threshold(
-                    entry["threshold"], section,
-                    calibration.false_acceptance_limit if limit is None else limit,
+                    entry["threshold"], capped,
+                    capping.false_acceptance_limit if limit is None else limit,
                 )  # fmt: skip
         entry["negatives"] = _negatives_section(
             reader, kept, [v for group in values for v in group], sources
