@@ -311,16 +311,19 @@ def add_enlargement_thresholds(
             )
 
         steps = [(f"x{factor:g}", functools.partial(fit, factor)) for factor in factors]
-        return _fitted_each(calibration, "enlargements", steps)
+        return _fitted_each(calibration, "enlargements", "enlargement_thresholds", steps)
 
 
 def _fitted_each(
-    calibration: Calibration, field: str, steps: Sequence[tuple[str, Callable[[], Calibration]]]
+    calibration: Calibration,
+    field: str,
+    note: str,
+    steps: Sequence[tuple[str, Callable[[], Calibration]]],
 ) -> Calibration:
     """``calibration`` with the thresholds of its condition ``field`` (``jpeg``,
     ``enlargements``) that each ladder step (name, fit) fits; a step that cannot be fitted (too
-    few usable images) gets none, noted in ``tuning[field + "_thresholds"]``: the calibration
-    holds for other images all the same."""
+    few usable images) gets none, noted in ``tuning[note]``: the calibration holds for other
+    images all the same."""
     entries, missing = dict(getattr(calibration, field)), []
     for name, fit in steps:
         try:
@@ -329,7 +332,7 @@ def _fitted_each(
             missing.append(f"{name}: {exc}")
     tuning = {**calibration.tuning}
     if missing:
-        tuning[f"{field.removesuffix('s')}_thresholds"] = "none for " + "; ".join(missing)
+        tuning[note] = "none for " + "; ".join(missing)
     changes: dict[str, Any] = {field: entries, "tuning": tuning, "digest": ""}
     return replace(calibration, **changes)
 
@@ -486,7 +489,7 @@ def add_jpeg_thresholds(
         fit_jpeg_thresholds, calibration, {quality: quality_records},
         {quality: negatives.get(quality, [])}, sources, statistic,
     )) for quality, quality_records in records.items()]  # fmt: skip
-    return _fitted_each(calibration, "jpeg", steps)
+    return _fitted_each(calibration, "jpeg", "jpeg_thresholds", steps)
 
 
 def _grey_file(path: Path) -> bool:
