@@ -38,7 +38,7 @@ from PIL import Image, ImageFilter
 
 from aedr.decide.evaluation import evaluate, mean_table, open_set_metrics
 from aedr.decide.statistics import DEFAULT_STATISTIC
-from aedr.measure.degradation import describe
+from aedr.measure.degradation import GRID_PHASE, describe
 from aedr.measure.scorer import Scorer
 from aedr.measure.settings import ScoreSettings
 from aedr.measure.store import ScoreStore
@@ -96,7 +96,7 @@ PERTURBATIONS = {  # name -> (how the file is written, the resize factor an anal
     "clean": (png(lambda image: image), None),
     **{f"JPEG {q}": (jpeg(q), None) for q in (95, 90, 75, 50)},
     **{f"resize x{f} {r}": (png(resize(f, r)), f) for r in FILTERS for f in (0.5, 0.75, 1.5, 2)},
-    **{f"crop {p} px": (png(crop(p)), None) for p in (1, 3, 5, 7)},
+    **{f"crop {p} px": (png(crop(p)), None) for p in (1, 3, 5, 7, 8)},
     "resize x1.5 + JPEG 85": (chain(1.5, 85), 1.5),
     "resize x0.75 + JPEG 75": (chain(0.75, 75), 0.75),
     "grey": (png(lambda image: image.convert("L")), None),  # a black-and-white conversion
@@ -105,6 +105,9 @@ PERTURBATIONS = {  # name -> (how the file is written, the resize factor an anal
 }
 DEFAULT_PERTURBATIONS = [name for name in PERTURBATIONS
                          if name not in ("crop 5 px", "noise sigma 2/255", "blur radius 1")]  # fmt: skip
+TRUE_PHASES = {f"crop {p} px": [(8 - p) % 8] * 2 for p in (1, 3, 5, 7)}
+"""The grid phase a perfect search finds on a crop of a model's own image (crop 8 px stays on
+the grid: what such a search would give, with nothing searched)."""
 GOALS = ["clean", "JPEG 75", "resize x0.75 bicubic", "resize x1.5 bicubic", "crop 3 px",
          "resize x1.5 + JPEG 85"]  # the conditions the robustness goals name  # fmt: skip
 
@@ -199,6 +202,10 @@ def main() -> None:
                 named = sorted({f for f in found if f})
                 example = f", e.g. {named[0]}" if named else ""
                 summary = f"{sum(map(bool, found))}/{len(found)}{example}"
+                if title in TRUE_PHASES:
+                    true = sum(r["degradation"].get(GRID_PHASE) == TRUE_PHASES[title]
+                               for r in records if perturbed[r["path"]] == r["model"])  # fmt: skip
+                    summary += f"; at the true phase {true}/{len(found)}"
                 ratio = f"{seconds / clean_seconds:.2f}x, " if clean_seconds else ""
                 print(f"| {title} | {numbers([right, real])} | {numbers(pairwise)} | {stated} | "
                       f"{chained} | {summary} | {ratio}{seconds * len(autoencoders):.1f} s |")  # fmt: skip

@@ -16,7 +16,9 @@ from aedr.decide.calibration import CalibrationError, calibrate, kde_threshold
 from aedr.measure.degradation import (
     MAX_SEARCH_PHASES,
     QUANTISATION_FLOOR,
+    REFINED_PHASES,
     SEARCH_BATCH,
+    SEARCH_WINDOW,
     Degradation,
     describe,
     save_jpeg_copies,
@@ -24,7 +26,7 @@ from aedr.measure.degradation import (
 )
 from aedr.measure.images import read_image, to_model_input
 from aedr.measure.provenance import Provenance
-from aedr.measure.scorer import Scorer
+from aedr.measure.scorer import Scorer, store_key
 from aedr.measure.settings import ScoreSettings, SettingsError
 from aedr.measure.store import ScoreStore
 from aedr.workflows import calibrate_images
@@ -157,6 +159,29 @@ def test_the_search_finds_the_grid_phase_of_a_crop():
     assert search_phase(BlockMean(), made) is None  # on its grid: nothing to undo
 
 
+def test_the_search_compares_its_best_phases_again_on_a_larger_window():
+    """Blocks at phase (5, 2) everywhere, overlaid at the centre by slightly stronger blocks at
+    (1, 1): the first window, all centre, prefers (1, 1) with (5, 2) close behind; the larger
+    window, mostly (5, 2)'s, picks it from the first window's best phases."""
+    made = block_image(0, 256)[3:, 6:].astype(np.float64)
+    other = block_image(1, 272)[7 : 7 + made.shape[0], 7 : 7 + made.shape[1]]
+    centre = (slice(64, 184), slice(64, 184))
+    made[centre] = 0.45 * made[centre] + 0.55 * other[centre]
+    image = np.round(made).astype(np.uint8)
+    assert search_phase(BlockMean(), image, refine_window=SEARCH_WINDOW) == (1, 1)
+    assert search_phase(BlockMean(), image) == (5, 2)
+
+
+def test_the_store_keys_the_refined_search_apart_and_library_keys_stay():
+    """What 0.13-0.17 stored after a one-window search is not reused (it may be at another
+    phase); provenances, which name the library's calibrations, are unchanged."""
+    provenance = Provenance("weights:1", ScoreSettings())
+    assert store_key(provenance) != f"{provenance.digest()}+enlargement"  # 0.13-0.17's key
+    assert provenance.as_dict()["measurement_version"] == 1
+    stated = Provenance("weights:1", ScoreSettings(resized_by=1.5))  # nothing searched
+    assert store_key(stated) == stated.digest()
+
+
 def test_the_search_leaves_out_the_border_the_decoder_pads():
     class Padded(BlockMean):
         """BlockMean whose output's outer 4 px are a checkerboard, as padding can shape them."""
@@ -190,7 +215,8 @@ def test_a_large_spatial_factor_is_searched_on_a_capped_set_of_phases():
     blocks = np.random.default_rng(1).integers(0, 256, (6, 6, 3), np.uint8)
     made = np.repeat(np.repeat(blocks, 32, axis=0), 32, axis=1)
     assert search_phase(BlockMean32(), made[4:, 6:]) == (28, 26)  # even: on the searched phases
-    assert BlockMean32.windows == MAX_SEARCH_PHASES == 256  # not 32 x 32 = 1,024
+    # not 32 x 32 = 1,024; and the best few again on the larger window
+    assert BlockMean32.windows == MAX_SEARCH_PHASES + REFINED_PHASES == 256 + 4
 
 
 def test_a_cropped_image_is_measured_at_its_phase(tmp_path):

@@ -658,9 +658,15 @@ class Scorer:
 def store_key(provenance: Provenance) -> str:
     """A measurement's key in the score store: its provenance's digest, marked where the
     measurement looks for an enlargement to undo (``ScoreSettings.enlargement``), so that what
-    aedr 0.12 and earlier stored without looking is measured again, not reused."""
-    digest = provenance.digest()
-    return f"{digest}+enlargement" if provenance.settings.estimates_enlargement() else digest
+    aedr 0.12 and earlier stored without looking is measured again, not reused; and where it
+    searches a grid phase, so that what aedr 0.17 and earlier found with one window is measured
+    again. The provenance, and so the library's keys, stay as they were."""
+    key = provenance.digest()
+    if provenance.settings.estimates_enlargement():
+        key += "+enlargement"
+    if provenance.settings.searches_phase():
+        key += "+refined-phase"
+    return key
 
 
 def _complete(stored: Mapping[str, Any]) -> bool:

@@ -286,6 +286,15 @@ class ScoreSettings:
         """
         return self.enlargement == "estimate" and _enlargement_applies(self)
 
+    def searches_phase(self) -> bool:
+        """Whether a measurement with these settings searches the grid phase of an image off the
+        decoder's grid (robust measurement, no stated resize).
+
+        >>> ScoreSettings().searches_phase(), ScoreSettings(resized_by=1.5).searches_phase()
+        (True, False)
+        """
+        return _enlargement_applies(self)
+
     def robust_mode(self, local_maps: bool = False) -> Robust:
         """``robust`` as measured: as given, or (``None``) auto where it applies."""
         if self.robust is not None:
