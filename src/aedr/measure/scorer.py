@@ -561,7 +561,7 @@ class Scorer:
         if found is not None:
             degradation = Degradation.enlarged(image.jpeg, found)
             resized_by = found.factor
-        elif resized_by is None and off_grid(image.width, image.height, multiple):
+        elif self.settings.searches_phase() and off_grid(image.width, image.height, multiple):
             phase = search_phase(model.autoencoder, image.rgb)
             if phase and min(image.height - phase[0], image.width - phase[1]) < multiple:
                 phase = None  # cut at it, the image would be smaller than the model's input
