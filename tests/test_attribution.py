@@ -113,11 +113,14 @@ def test_a_calibration_made_before_jpeg_thresholds_decides_a_jpeg_as_before_with
 
 
 def test_an_enlarged_jpeg_s_caution_names_the_thresholds_that_decided_it():
-    """A JPEG found enlarged is decided at its quality's thresholds where the calibrations have
-    them (JPEG first), else at the enlargement's, else at the clean ones: the caution says which."""
+    """A JPEG found enlarged is decided at its chain's thresholds where the calibrations have
+    them, else at its quality's (JPEG first), else at the enlargement's, else at the clean ones:
+    the caution says which."""
     found = {"resized_by": 1.5, "enlargement_strength": 20.0}
-    by_quality = caution_of(384, 384, found, 75, jpeg_thresholds=True, enlargement_thresholds=1.5)
-    assert by_quality.startswith("tentative: enlarged x1.5")
+    by_chain = caution_of(384, 384, found, 75, jpeg_thresholds=True, enlargement_thresholds=1.5)
+    assert by_chain.startswith("tentative: enlarged x1.5")
+    assert "enlarged x1.5, then re-encoded near its quality (75)" in by_chain
+    by_quality = caution_of(384, 384, found, 75, jpeg_thresholds=True)
     assert "fitted for its JPEG quality (75)" in by_quality and "no thresholds" not in by_quality
     by_factor = caution_of(384, 384, found, 75, enlargement_thresholds=1.5)
     assert "enlarged x1.5 and measured so" in by_factor and "JPEG quality" not in by_factor

@@ -10,6 +10,7 @@ from aedr.decide.calibration import (
     CalibrationError,
     calibrate,
     choose_alpha,
+    fit_chain_thresholds,
     fit_enlargement_thresholds,
     fit_grey_thresholds,
     fit_jpeg_thresholds,
@@ -514,6 +515,81 @@ def test_candidate_thresholds_take_a_jpegs_quality_then_an_enlargement_then_the_
     assert thresholds.for_record(record)[0]["m"].tuning["enlargement"] == 1.5
     jpeg_only = CandidateThresholds([fit_jpeg_thresholds(sized, {75: _jpeg_records(1.7)})])
     assert "enlargement" not in jpeg_only.at(None, 256, 1.5)[0]["m"].tuning  # none fitted
+
+
+def _chained_records(center: float, factor: float, quality: int, **options) -> list[dict]:
+    """``_enlarged_records`` of images enlarged by ``factor``, then saved as JPEG ``quality``."""
+    found = _enlarged_records(center, factor, **options)
+    return [{**r, "jpeg_quality": quality} for r in found]
+
+
+def test_chain_thresholds_apply_at_the_nearest_factor_then_quality_and_round_trip(tmp_path):
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio")
+    chains = {(1.5, 85): _chained_records(2.0, 1.5, 85, seed=1),
+              (1.5, 70): _chained_records(2.5, 1.5, 70, seed=2)}  # fmt: skip
+    fitted = fit_chain_thresholds(clean, chains)
+    assert fitted.chain_steps == ((1.5, 70), (1.5, 85)) and not clean.chains
+    at_85, at_70 = fitted.at_chain(1.4, 90), fitted.at_chain(1.7, 75)  # 75: nearer 70 than 85
+    assert at_85.tuning == {"enlargement": 1.5, "jpeg_quality": 85}
+    assert at_70.tuning == {"enlargement": 1.5, "jpeg_quality": 70}
+    assert fitted.threshold < at_85.threshold < at_70.threshold
+    assert at_85.signals == fitted.chains["1.5"]["85"]["signals"] and at_85.n == 30
+    assert fitted.at_chain(1.2, 85) is fitted  # nearer x1 than x1.5: no chain
+    assert fitted.at_chain(None, 85) is fitted and fitted.at_chain(1.5, None) is fitted
+    assert fitted.at_chain(1.5, 85) is at_85 and not at_85.chains  # each view made once
+    fitted.save(tmp_path / "c.json")
+    loaded = Calibration.load(tmp_path / "c.json")
+    assert loaded.at_chain(1.5, 80).threshold == at_85.threshold
+    assert "chains" not in clean.as_dict() and "chains" in loaded.as_dict()
+    with pytest.raises(CalibrationError, match="1 usable measurements of the images enlarged"):
+        unfound = _chained_records(2.0, 1.5, 85, n=1) + [
+            {**r, "degradation": {}} for r in _chained_records(2.0, 1.5, 85, seed=3)
+        ]  # fmt: skip
+        fit_chain_thresholds(clean, {(1.5, 85): unfound})  # only enlargements found count
+    with pytest.raises(CalibrationError, match="enlargement factors are distinct"):
+        fit_chain_thresholds(clean, {(3.0, 85): _chained_records(2.0, 3.0, 85)})
+    data = fitted.as_dict()
+    data["chains"]["1.5"]["0"] = data["chains"]["1.5"].pop("85")
+    with pytest.raises(CalibrationError, match="chains"):
+        Calibration.from_dict(data)
+
+
+def test_chain_thresholds_are_capped_on_each_filter_s_negatives_in_colour():
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio",
+                      negatives=_jpeg_records(3.0, n=40, seed=4), negative_sources=["photos"])  # fmt: skip
+    own = _chained_records(2.0, 1.5, 85, seed=1)
+    far = _chained_records(9.0, 1.5, 85, n=40, seed=6)
+    near = _chained_records(2.3, 1.5, 85, n=40, seed=7)  # above the own images' threshold...
+    near[:3] = [{**r, "loss1": 1.95} for r in near[:3]]  # ...but 3 among their signals
+    grey = [{**r, "grey": True} for r in _chained_records(1.0, 1.5, 85, n=40, seed=8)]
+    negatives = {(1.5, 85): {"bicubic": far + grey, "bilinear": near}}
+    view = fit_chain_thresholds(clean, {(1.5, 85): own}, negatives, ["photos"]).at_chain(1.5, 85)
+    assert view.negatives["sources"] == [
+        "photos, enlarged x1.5, then re-encoded at JPEG quality 85"
+    ]
+    accepted = [v < view.threshold for v in view.negatives["signals"][80:]]
+    assert view.negatives["n"] == 120 and sum(accepted) <= 2  # floor(0.05 * 40) of the bilinear
+    assert view.threshold > 1.0  # the grey negatives, far below, cap nothing
+
+
+def test_candidate_thresholds_take_a_jpeg_found_enlarged_at_its_chain():
+    from aedr.decide.attribution import CandidateThresholds
+
+    clean = calibrate(_jpeg_records(1.0), "m", 0.05, "ratio")
+    enlarged = fit_enlargement_thresholds(clean, {1.5: _enlarged_records(1.5, 1.5, seed=2)})
+    jpeg = fit_jpeg_thresholds(enlarged, {85: _jpeg_records(1.7, seed=3)})
+    chained = fit_chain_thresholds(jpeg, {(1.5, 85): _chained_records(2.2, 1.5, 85, seed=4)})
+    thresholds = CandidateThresholds([chained])
+    view = thresholds.at(85, 256, 1.5)[0]["m"]
+    assert view.tuning == {"enlargement": 1.5, "jpeg_quality": 85}
+    assert view.threshold == chained.at_chain(1.5, 85).threshold
+    assert thresholds.at(85, 256, None)[0]["m"].tuning == {"jpeg_quality": 85}
+    assert thresholds.at(85, 256, 1.1)[0]["m"].tuning == {"jpeg_quality": 85}  # x1.1: no chain
+    assert thresholds.at(None, 256, 1.5)[0]["m"].tuning == {"enlargement": 1.5}
+    record = {"width": 256, "height": 256, **_chained_records(2.0, 1.5, 85, n=1)[0]}
+    assert thresholds.for_record(record)[0]["m"] is view
+    without = CandidateThresholds([jpeg]).at(85, 256, 1.5)[0]["m"]  # older: its quality's
+    assert without.tuning == {"jpeg_quality": 85}
 
 
 def _grey_records(center: float, **options) -> list[dict]:

@@ -520,6 +520,13 @@ def test_cli_calibrates_enlargement_thresholds_by_default(cli_main, tmp_path, mo
     rc, err = cli_main("calibrate", "--scores", out, "--out", tmp_path / "d.json",
                        "--enlargements", "1.5")  # fmt: skip
     assert rc == 2 and "--enlargements enlarges images" in err
+    for chains in ("1.5", "3@85", "1.5@85,1.5@85"):
+        rc, err = cli_main("calibrate", "--model", model_file, own, "--out", out, "--overwrite",
+                           "--chains", chains)  # fmt: skip
+        assert rc == 2 and "expected 'none' or distinct F@Q pairs" in err
+    rc, err = cli_main("calibrate", "--scores", out, "--out", tmp_path / "d.json",
+                       "--chains", "1.5@85")  # fmt: skip
+    assert rc == 2 and "--chains enlarges images" in err
 
 
 def test_resize_thresholds_are_fitted_on_resized_copies_and_decide_resized_files(

@@ -275,6 +275,54 @@ def test_enlargement_thresholds_measure_each_enlarged_image_once_and_decide_enla
         calibrate_images(plain, [folder], default_negatives=False, enlargements=(1.5,))
 
 
+def test_the_plain_calibration_fits_the_chain_and_decides_a_resized_jpeg_at_it(
+    random_tiny, tmp_path
+):
+    """With thresholds for JPEG files and enlargements, the calibration fits them for their
+    chain (x1.5, then JPEG 85) by default, each copy measured once; a JPEG found enlarged is
+    decided at the chain's thresholds, and its row and caution say so. Noise images: a JPEG's
+    blocks hide the enlargement of smooth ones (``aedr.measure.resampling``)."""
+    folder = tmp_path / "own"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    noise = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(7)]
+    for index, rgb in enumerate(noise[:6]):
+        Image.fromarray(rgb).save(folder / f"{index}.png")
+    model = copy_of(random_tiny)
+    Counting.encoded = 0
+    run = calibrate_images(Scorer([model]), [folder], "ratio", default_negatives=False,
+                           jpeg_qualities=(85,), enlargements=(1.5,))  # fmt: skip
+    assert Counting.encoded == 2 * (6 + 3 * 6)  # each image, then once per ladder step
+    calibration = run.calibration
+    assert calibration.chain_steps == ((1.5, 85),)
+    chain = calibration.at_chain(1.5, 85)
+    assert chain.n >= 2 and chain.threshold not in (calibration.threshold,
+                                                     calibration.at_jpeg_quality(85).threshold)  # fmt: skip
+
+    resized = tmp_path / "resized.jpg"
+    enlarged = Image.fromarray(noise[6]).resize((96, 96), Image.Resampling.BICUBIC)
+    enlarged.save(resized, quality=85)
+    attributor = Attributor([calibration], [model])
+    result = attributor.attribute_file(resized)
+    (row,) = result.rows()
+    assert (row["threshold_enlargement"], row["threshold_quality"]) == (1.5, 85)
+    assert row["threshold"] == chain.threshold
+    assert "enlarged x1.5, then re-encoded near its quality (85)" in result.caution
+    older = Attributor([replace(calibration, chains={}, aedr_version="0.18.0")], [model])
+    result = older.attribute_file(resized)
+    (row,) = result.rows()
+    assert (row["threshold_enlargement"], row["threshold_quality"]) == (None, 85)
+    assert "calibrated before aedr 0.19 (random-tiny): no thresholds for JPEG files found" in (
+        result.caution
+    )
+    none = calibrate_images(Scorer([model]), [folder], "ratio", default_negatives=False,
+                            jpeg_qualities=(85,), enlargements=(1.5,), chains=())  # fmt: skip
+    assert not none.calibration.chains
+    with pytest.raises(CalibrationError, match="need a scorer that looks for enlargements"):
+        calibrate_images(Scorer([model]), [folder], default_negatives=False, jpeg_qualities=(85,),
+                         enlargements=(), chains=((1.5, 85),))  # fmt: skip
+
+
 def test_an_own_image_found_enlarged_is_left_out_of_the_clean_threshold(random_tiny, tmp_path):
     """It would be decided at an enlargement's thresholds; measured undone it stretched the
     clean one (a built taef2 image falsely found enlarged x2 moved it 0.787 -> 0.861)."""

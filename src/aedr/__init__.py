@@ -19,7 +19,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.18.0"
+__version__ = "0.19.0"
 
 if TYPE_CHECKING:  # real imports for type checkers and IDEs; at run time they load lazily
     from aedr.attributor import Attributor

@@ -49,18 +49,19 @@ def check_compatible(calibrations: Sequence[Calibration]) -> ScoreSettings:
 def _jpeg_thresholds_for(
     calibration: Calibration, run: tuple[str | None, float | None]
 ) -> Calibration:
-    """``calibration`` with its JPEG thresholds where they were measured as this ``run``
+    """``calibration`` with its JPEG thresholds (and its chains') where they were measured as this ``run``
     (robust, resized_by) measures JPEG files, else without them (noted in
     ``tuning["jpeg_thresholds"]``): a JPEG threshold holds for one way of measuring JPEG files
     (the chain x1.5 then JPEG 85 measured with the resize undone: accuracy 0.66 at the clean
     thresholds, 0.59 at JPEG thresholds fitted without it, docs/results/robustness.md)."""
     settings = calibration.measurement_provenance.settings
     made = (settings.robust, settings.resized_by)
-    if not calibration.jpeg or made == run:
+    if not (calibration.jpeg or calibration.chains) or made == run:
         return calibration
     note = (f"set aside: measured with robust {made[0]}, resized_by {made[1]}; this run "
             f"measures with robust {run[0]}, resized_by {run[1]}")  # fmt: skip
-    return replace(calibration, jpeg={}, tuning={**calibration.tuning, "jpeg_thresholds": note})
+    tuning = {**calibration.tuning, "jpeg_thresholds": note}
+    return replace(calibration, jpeg={}, chains={}, tuning=tuning)  # the chains' too
 
 
 def at_calibration_precision(

@@ -21,6 +21,7 @@ from typing import Any, cast
 from aedr import __version__
 from aedr.decide.calibration import (
     DEFAULT_ALPHA,
+    DEFAULT_CHAINS,
     DEFAULT_ENLARGEMENTS,
     DEFAULT_JPEG_QUALITIES,
     JPEG_AC_BELOW,
@@ -699,6 +700,18 @@ def add_calibrate(commands: Commands) -> None:
         + " where the settings look for enlargements; 'none' fits none",
     )
     details.add_argument(
+        "--chains",
+        type=_chains,
+        default=None,
+        metavar="F@Q,...|none",
+        help="fit a threshold for JPEG files found enlarged by F, then saved at quality Q, on up "
+        f"to {LADDER_IMAGES} of the images enlarged by F and re-encoded at Q (the default "
+        "negatives too, which cap it): attribution applies the nearest chain's to a JPEG whose "
+        "enlargement it finds and undoes; default: "
+        + ",".join(f"{f:g}@{q}" for f, q in DEFAULT_CHAINS)
+        + " where the calibration fits thresholds for JPEG files and enlargements; 'none' fits none",
+    )
+    details.add_argument(
         "--jpeg-statistic",
         "--jpeg-method",
         choices=STATISTIC_NAMES,
@@ -750,6 +763,27 @@ def _enlargements(text: str) -> tuple[float, ...]:
     return factors
 
 
+def _chains(text: str) -> tuple[tuple[float, int], ...]:
+    """``--chains 1.5@85`` (or ``none``): distinct (enlargement factor, JPEG quality) pairs."""
+    from aedr.decide.calibration import check_chains
+
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        chains = tuple(
+            (float(factor), int(quality))
+            for factor, quality in (part.split("@") for part in text.split(","))
+        )
+        check_chains(chains)
+    except ValueError as exc:  # not F@Q, or refused (CalibrationError is a ValueError)
+        raise argparse.ArgumentTypeError(
+            f"expected 'none' or distinct F@Q pairs (an enlargement factor above 1 and at most "
+            f"{MAX_LADDER_ENLARGEMENT:g}, then a JPEG quality from 1 to 100), comma-separated, "
+            f"not {text!r}"
+        ) from exc
+    return chains
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from contextlib import nullcontext
 
@@ -785,6 +819,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
             raise UsageError("--jpeg-qualities re-encodes images: give PATHS or --reference-photos")
         if args.enlargements:
             raise UsageError("--enlargements enlarges images: give PATHS or --reference-photos")
+        if args.chains:
+            raise UsageError("--chains enlarges images: give PATHS or --reference-photos")
         given = [flag for name, flag in _setting_flags().items() if getattr(args, name) is not None]
         if given:
             raise UsageError(
@@ -829,7 +865,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                     negatives=negatives, default_negatives=args.default_negatives,
                     on_measurement=report, local_window=args.local,
                     jpeg_qualities=args.jpeg_qualities, jpeg_statistic=args.jpeg_statistic,
-                    enlargements=args.enlargements,
+                    enlargements=args.enlargements, chains=args.chains,
                 )  # fmt: skip
             else:
                 run = workflows.calibrate_images(
@@ -837,7 +873,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                     negatives=negatives, default_negatives=args.default_negatives,
                     on_measurement=report, first=_first(args), local_window=args.local,
                     jpeg_qualities=args.jpeg_qualities, jpeg_statistic=args.jpeg_statistic,
-                    enlargements=args.enlargements,
+                    enlargements=args.enlargements, chains=args.chains,
                 )  # fmt: skip
         failed = len(run.failed)
     calibration = run.calibration
@@ -873,6 +909,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     views = [(f"JPEG q={q}", calibration.at_jpeg_quality(q)) for q in calibration.jpeg_qualities]
     views += [(f"enlarged x{f:g}", calibration.at_enlargement(f))
               for f in calibration.enlargement_factors]  # fmt: skip
+    views += [(f"enlarged x{f:g}, then JPEG q={q}", calibration.at_chain(f, q))
+              for f, q in calibration.chain_steps]  # fmt: skip
     views += [("grey images", calibration.at_grey(True))] if calibration.grey else []
     for condition, view in views:
         accepted = view.negatives_like(False).false_acceptance  # the images it decides
@@ -881,6 +919,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                    + ("" if accepted is None else f", false acceptance {accepted:.1%}"))  # fmt: skip
     if "enlargement_thresholds" in calibration.tuning:
         _say(args, f"enlarged images: {calibration.tuning['enlargement_thresholds']}")
+    if "chain_thresholds" in calibration.tuning:
+        _say(args, f"JPEG files found enlarged: {calibration.tuning['chain_thresholds']}")
     if "grey_thresholds" in calibration.tuning:
         _say(args, f"grey images: {calibration.tuning['grey_thresholds']}")
     return EXIT_INPUT_ERRORS if failed else EXIT_OK
@@ -1719,6 +1759,10 @@ def cmd_calibrations(args: argparse.Namespace) -> int:
         "thresholds for enlargements": {
             f"x{f:g}": calibration.at_enlargement(f).threshold
             for f in calibration.enlargement_factors
+        },
+        "thresholds for JPEG files found enlarged": {
+            f"x{f:g} then q={q}": calibration.at_chain(f, q).threshold
+            for f, q in calibration.chain_steps
         },
         "threshold for grey images": calibration.grey.get("threshold"),
     }  # fmt: skip

@@ -117,12 +117,13 @@ class CalibrationLibrary:
         """The calibration of ``model`` measured with ``provenance`` and read by ``statistic``:
         the user's own before a built one (of ``origins``); None when there is none. A built
         file that no longer loads, or was built before calibrations carried thresholds for
-        smaller, enlarged or grey images or JPEG files, or told its grey negatives apart, is removed (and
+        smaller, enlarged or grey images or JPEG files (enlarged or not), or told its grey negatives apart, is removed (and
         ``on_damaged`` told why), so that it is built again; a damaged own file is an error
         naming it (an own file from before those decides as it did then, with a caution where
         its thresholds lack: ``Calibration.predates_size_thresholds``,
         ``predates_enlargement_thresholds``, ``predates_grey_thresholds``,
-        ``predates_jpeg_thresholds``, ``predates_negative_kinds``)."""
+        ``predates_jpeg_thresholds``, ``predates_chain_thresholds``,
+        ``predates_negative_kinds``)."""
         key = provenance.digest()
         for origin in origins:
             path = self.folder / _file_name(model, statistic, key, origin)
@@ -144,6 +145,8 @@ class CalibrationLibrary:
                          calibration.predates_enlargement_thresholds),
                         ("thresholds for grey images", calibration.predates_grey_thresholds),
                         ("thresholds for JPEG files", calibration.predates_jpeg_thresholds),
+                        ("thresholds for JPEG files found enlarged",
+                         calibration.predates_chain_thresholds),
                         ("its grey negatives told apart", calibration.predates_negative_kinds),
                     ) if lacks
                 ]  # fmt: skip

@@ -109,7 +109,8 @@ class _Signals(_Strict):
 class ConditionThresholdFile(_Signals):
     """A calibration's threshold for images in one condition: JPEG files of one quality
     (``aedr calibrate --jpeg-qualities``), images enlarged by one factor (``--enlargements``),
-    grey images."""
+    JPEG files enlarged by one factor, then re-encoded at one quality (``--chains``), grey
+    images."""
 
     threshold: FiniteFloat
     summary: dict[str, float]
@@ -121,6 +122,12 @@ class ConditionThresholdFile(_Signals):
 
 JpegQuality = Annotated[str, Field(pattern=r"^(100|[1-9][0-9]?)$")]
 EnlargementFactor = Annotated[str, Field(pattern=r"^(1\.[0-9]{0,3}[1-9]|2)$")]  # above 1, at most 2
+
+
+ChainFile = Annotated[
+    dict[JpegQuality, ConditionThresholdFile], Field(min_length=1, max_length=100)
+]
+"""A calibration's thresholds for JPEG files enlarged by one factor, by quality."""
 
 
 class SizeThresholdFile(_Signals):
@@ -161,6 +168,7 @@ class CalibrationFile(_Signals):
         Annotated[dict[EnlargementFactor, ConditionThresholdFile], Field(max_length=20)] | None
     ) = None
     grey: ConditionThresholdFile | None = None
+    chains: Annotated[dict[EnlargementFactor, ChainFile], Field(max_length=20)] | None = None
     aedr_version: Annotated[str, Field(max_length=100)] = ""
     created: Annotated[str, Field(max_length=100)] = ""
     digest: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]

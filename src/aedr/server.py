@@ -438,7 +438,8 @@ class AttributionService:
     def models(self) -> list[dict[str, Any]]:
         """Each calibrated model with its threshold and calibration signals (for the page's plot),
         and the signals of its JPEG thresholds by quality, of its enlargement thresholds by
-        factor and of its threshold for grey images."""
+        factor, of its chain thresholds by factor@quality and of its threshold for grey
+        images."""
         return [
             {
                 **self.identities[i], "group": self.attributor.scorer.models[i].group,
@@ -446,6 +447,9 @@ class AttributionService:
                 "jpeg_signals": {str(q): c.at_jpeg_quality(q).signals for q in c.jpeg_qualities},
                 "enlargement_signals": {
                     f"{f:g}": c.at_enlargement(f).signals for f in c.enlargement_factors
+                },
+                "chain_signals": {
+                    f"{f:g}@{q}": c.at_chain(f, q).signals for f, q in c.chain_steps
                 },
                 "grey_signals": c.at_grey(True).signals if c.grey else None,
             }

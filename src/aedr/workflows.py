@@ -30,16 +30,19 @@ from PIL import Image
 from aedr.decide.attribution import NO_MODEL, PARTIAL, decide
 from aedr.decide.calibration import (
     DEFAULT_ALPHA,
+    DEFAULT_CHAINS,
     DEFAULT_ENLARGEMENTS,
     DEFAULT_JPEG_QUALITIES,
     LADDER_IMAGES,
     Calibration,
     CalibrationError,
     calibrate,
+    check_chains,
     check_enlargement_factors,
     check_jpeg_qualities,
     check_jpeg_statistic,
     choose_alpha,
+    fit_chain_thresholds,
     fit_enlargement_thresholds,
     fit_grey_thresholds,
     fit_jpeg_thresholds,
@@ -98,6 +101,7 @@ def calibrate_images(
     jpeg_statistic: str | None = None,
     size_thresholds: bool = True,
     enlargements: Sequence[float] | None = None,
+    chains: Sequence[tuple[float, int]] | None = None,
 ) -> CalibrationRun:
     """Measure images the scorer's one model made and fit its calibration on them.
 
@@ -127,13 +131,17 @@ def calibrate_images(
     by default (None) :data:`DEFAULT_ENLARGEMENTS` where the scorer looks for enlargements
     (``ScoreSettings.estimates_enlargement``), none where it does not; with them, the clean
     threshold is fitted on the images in which no enlargement was found (the others are counted
-    in ``tuning["enlargement_found_left_out"]``). With the default negatives, a threshold for
-    grey images too (:func:`add_grey_thresholds`).
+    in ``tuning["enlargement_found_left_out"]``). ``chains`` (factor, quality) also fits
+    thresholds for JPEG files found enlarged (:func:`add_chain_thresholds`); by default (None)
+    :data:`DEFAULT_CHAINS` where the calibration fits thresholds for both JPEG files and
+    enlargements, none where it does not. With the default negatives, a threshold for grey
+    images too (:func:`add_grey_thresholds`).
     """
     if len(scorer.models) != 1:
         raise CalibrationError("a calibration is fitted for one model: give the scorer one")
     jpeg_qualities = _jpeg_ladder(scorer, jpeg_qualities, default_negatives)
     enlargements = _enlargement_ladder(scorer, enlargements)
+    chains = _chain_ladder(chains, jpeg_qualities, enlargements)
     if local_window is not None and not scorer.local_maps:
         raise CalibrationError("a local threshold needs a scorer that keeps local maps")
     _check_first(first)
@@ -180,6 +188,11 @@ def calibrate_images(
     if enlargements:
         calibration = add_enlargement_thresholds(
             scorer, calibration, [m.path for m in good], enlargements,
+            default_negatives=default_negatives,
+        )  # fmt: skip
+    if chains:
+        calibration = add_chain_thresholds(
+            scorer, calibration, [m.path for m in good], chains,
             default_negatives=default_negatives,
         )  # fmt: skip
     if default_negatives and scorer.settings.resized_by is None:
@@ -314,6 +327,75 @@ def add_enlargement_thresholds(
         return _fitted_each(calibration, "enlargements", "enlargement_thresholds", steps)
 
 
+def _chain_ladder(
+    chains: Sequence[tuple[float, int]] | None,
+    qualities: Sequence[int],
+    enlargements: Sequence[float],
+) -> tuple[tuple[float, int], ...]:
+    """The chains to fit thresholds for: ``chains``, or (None) the default ones where the
+    calibration fits thresholds for JPEG files (``qualities``) and enlargements both; refused
+    where it fits none for enlargements (its scorer does not look for them)."""
+    if chains is None:
+        return DEFAULT_CHAINS if qualities and enlargements else ()
+    chains = tuple(chains)
+    check_chains(chains)
+    if chains and not enlargements:
+        raise CalibrationError(
+            "thresholds for JPEG files found enlarged need a scorer that looks for enlargements "
+            "(robust auto, enlargement estimate, no resized_by): give none"
+        )
+    return chains
+
+
+def add_chain_thresholds(
+    scorer: Scorer,
+    calibration: Calibration,
+    images: Sequence[str | os.PathLike],
+    chains: Sequence[tuple[float, int]],
+    *,
+    default_negatives: bool = True,
+) -> Calibration:
+    """``calibration`` with a threshold for JPEG files found enlarged, per chain (factor,
+    quality): up to :data:`LADDER_IMAGES` of its own ``images`` enlarged by the factor (bicubic
+    and bilinear in turn), then re-encoded at the quality as :func:`add_jpeg_thresholds` does,
+    and measured by ``scorer`` as any image is, the enlargement found and undone through the
+    file's tables; with ``default_negatives`` the shipped negative photos in colour too (a grey
+    JPEG is decided at the thresholds for grey images). Each copy is measured once (with a
+    score store, once ever). A chain too few of whose images show their enlargement gets no
+    threshold, noted in ``tuning["chain_thresholds"]``
+    (:func:`~aedr.decide.calibration.fit_chain_thresholds`)."""
+    from aedr.measure.default_photos import SOURCE, negative_files
+    from aedr.measure.degradation import save_jpeg_copies
+
+    check_chains(chains)
+    exif = scorer.settings.exif == "transpose"
+    chosen = _ladder_images(images)
+    photos = negative_files() if default_negatives else []
+    with tempfile.TemporaryDirectory(prefix="aedr-chain-") as scratch:
+
+        def fit(factor: float, quality: int) -> Calibration:
+            folder = Path(scratch) / f"{factor:g}-{quality}"
+            own = _enlarged_copies(scorer, chosen, folder / "own", factor, exif)
+            negatives = _enlarged_copies(scorer, photos, folder / "negatives", factor, False)
+
+            def encoded(copies: Sequence[Path], name: str) -> list[Path]:
+                (folder / name).mkdir()
+                jpegs = save_jpeg_copies(copies, folder / name, quality, exif_transpose=False,
+                                         max_pixels=scorer.max_pixels)  # fmt: skip
+                return [c for c in jpegs if not _grey_file(c)]
+
+            records = _measured(scorer, [
+                path for name, paths in own.items() for path in encoded(paths, f"own-{name}")
+            ])  # fmt: skip
+            by_filter = {name: _measured(scorer, encoded(paths, f"negatives-{name}"))
+                         for name, paths in negatives.items()}  # fmt: skip
+            chain = (factor, quality)
+            return fit_chain_thresholds(calibration, {chain: records}, {chain: by_filter}, [SOURCE])
+
+        steps = [(f"x{f:g} then q={q}", functools.partial(fit, f, q)) for f, q in chains]
+        return _fitted_each(calibration, "chains", "chain_thresholds", steps)
+
+
 def _fitted_each(
     calibration: Calibration,
     field: str,
@@ -321,13 +403,15 @@ def _fitted_each(
     steps: Sequence[tuple[str, Callable[[], Calibration]]],
 ) -> Calibration:
     """``calibration`` with the thresholds of its condition ``field`` (``jpeg``,
-    ``enlargements``) that each ladder step (name, fit) fits; a step that cannot be fitted (too
+    ``enlargements``, ``chains``) that each ladder step (name, fit) fits; a step that cannot be fitted (too
     few usable images) gets none, noted in ``tuning[note]``: the calibration holds for other
     images all the same."""
     entries, missing = dict(getattr(calibration, field)), []
     for name, fit in steps:
         try:
-            entries.update(getattr(fit(), field))
+            for key, value in getattr(fit(), field).items():  # chains: factor -> quality -> ...
+                merged = field == "chains" and key in entries
+                entries[key] = {**entries[key], **value} if merged else value
         except CalibrationError as exc:
             missing.append(f"{name}: {exc}")
     tuning = {**calibration.tuning}

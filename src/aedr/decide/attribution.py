@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from aedr.decide.calibration import (
+    CHAIN_THRESHOLDS_SINCE,
     ENLARGEMENT_THRESHOLDS_SINCE,
     GREY_THRESHOLDS_SINCE,
     JPEG_THRESHOLDS_SINCE,
@@ -319,14 +320,22 @@ def caution_of(
     for its quality, else at the clean ones). An undone resize is decided at thresholds fitted
     on images resized by the same factor (``resize_thresholds``) or, with a warning, on clean ones;
     an enlargement found in the image at thresholds fitted on images enlarged by the nearest
-    factor the calibrations have (``enlargement_thresholds``) or, with a warning, on clean ones.
+    factor the calibrations have (``enlargement_thresholds``) or, with a warning, on clean ones;
+    a JPEG found enlarged at thresholds fitted on images enlarged, then re-encoded, where both
+    are given (a chain: ``Calibration.at_chain``), else at its quality's.
     """
     level = caution_level(width, height, degradation, jpeg_quality)
     if not level:
         return ""
     degradation = degradation or {}
     if degradation.get(ENLARGEMENT_STRENGTH) is not None:
-        if jpeg_thresholds:  # a JPEG's quality decides before its enlargement
+        if jpeg_thresholds and enlargement_thresholds is not None:
+            advice = (
+                f"decided at thresholds fitted on the calibration images enlarged "
+                f"x{enlargement_thresholds:g}, then re-encoded near its quality ({jpeg_quality}), "
+                "and measured so"
+            )
+        elif jpeg_thresholds:  # without a chain, a JPEG's quality decides before its enlargement
             advice = (
                 f"decided at thresholds fitted for its JPEG quality ({jpeg_quality}) on images "
                 "that were not enlarged"
@@ -433,6 +442,7 @@ def attribute(
     outdated = "; ".join(filter(None, (
         predating_size_thresholds(calibrations[r.model] for r in records),
         predating_jpeg_thresholds([calibrations[r.model] for r in records], sized.jpeg_quality),
+        predating_chain_thresholds([calibrations[r.model] for r in records], sized),
     )))  # fmt: skip
     grey = grey_caution(decisions) if sized.grey else ""
     caution = "; ".join(filter(None, (caution, grey, insufficient_evidence(decisions), outdated)))
@@ -481,6 +491,23 @@ def predating_jpeg_thresholds(calibrations: Sequence[Calibration], quality: int 
         f"calibrated before aedr {since} ({', '.join(old)}): no thresholds for JPEG files, "
         f"so this JPEG (quality {quality}) is decided at the clean threshold as before, which "
         "rejects more of a model's own JPEGs; calibrate again to add them"
+    )
+
+
+def predating_chain_thresholds(calibrations: Sequence[Calibration], sized: Measurement) -> str:
+    """A caution for a JPEG file found enlarged (``sized``, its measurement) naming the
+    calibrations made before calibrations carried thresholds for that chain
+    (``Calibration.predates_chain_thresholds``), or "" when none did or the image is no such
+    JPEG."""
+    old = sorted({c.model for c in calibrations if c.predates_chain_thresholds})
+    enlarged = record_enlargement({"degradation": sized.degradation})
+    if sized.jpeg_quality is None or enlarged is None or not old:
+        return ""
+    since = ".".join(map(str, CHAIN_THRESHOLDS_SINCE))
+    return (
+        f"calibrated before aedr {since} ({', '.join(old)}): no thresholds for JPEG files found "
+        "enlarged, so this one is decided at its quality's thresholds as before, fitted on "
+        "images that were not enlarged; calibrate again to add them"
     )
 
 
@@ -544,7 +571,9 @@ class CandidateThresholds:
     A grey image takes each calibration's thresholds for grey images
     (:meth:`~aedr.decide.calibration.Calibration.at_grey`), before anything else; a JPEG
     file takes each calibration's thresholds for the nearest JPEG quality it has
-    (:meth:`~aedr.decide.calibration.Calibration.at_jpeg_quality`), an image found enlarged
+    (:meth:`~aedr.decide.calibration.Calibration.at_jpeg_quality`), or, found enlarged, those
+    for the nearest chain where it has them
+    (:meth:`~aedr.decide.calibration.Calibration.at_chain`); any other image found enlarged
     those for the nearest enlargement (:meth:`~aedr.decide.calibration.Calibration.at_enlargement`),
     any other image (and one whose calibration has neither) those for its size
     (:meth:`~aedr.decide.calibration.Calibration.at_size`); each states its false acceptance
@@ -564,6 +593,8 @@ class CandidateThresholds:
             self.at(quality)
         for factor in sorted({f for c in calibrations for f in c.enlargement_factors}):
             self.at(None, enlargement=factor)
+        for factor, quality in sorted({s for c in calibrations for s in c.chain_steps}):
+            self.at(quality, enlargement=factor)
         if any(c.grey for c in calibrations):
             self.at(None, grey=True)
 
@@ -608,7 +639,10 @@ class CandidateThresholds:
     ) -> Calibration:
         if grey and calibration.grey:  # before all else: grey photos pass every other threshold
             return calibration.at_grey(grey)
-        if quality is not None and calibration.jpeg:
+        chained = calibration.at_chain(enlargement, quality)  # enlarged, then saved as JPEG
+        if chained is not calibration:
+            view = chained
+        elif quality is not None and calibration.jpeg:
             view = calibration.at_jpeg_quality(quality)
         else:
             enlarged = calibration.at_enlargement(enlargement)

@@ -81,6 +81,15 @@ measurement: docs/results/zero-setup.md#jpeg-files."""
 JPEG_THRESHOLDS_SINCE = (0, 17)
 """The aedr version from which calibrations measured on the default negatives carry thresholds
 for JPEG files."""
+DEFAULT_CHAINS = ((1.5, 85),)
+"""The platform chains (enlarged by a factor, then saved as a JPEG of a quality) a calibration
+that carries thresholds for both JPEG files and enlargements carries thresholds for by default:
+a JPEG found enlarged takes the chain nearest its factor (on a log scale; x1.2 and less: none),
+then the nearest quality. x2 has none: a JPEG's blocks hide its period, so it is never found in
+one (docs/results/robustness.md#enlargements-found-from-the-image)."""
+CHAIN_THRESHOLDS_SINCE = (0, 19)
+"""The aedr version from which calibrations with thresholds for JPEG files and enlargements
+carry thresholds for their chain."""
 
 
 class CalibrationError(AedrError, ValueError):
@@ -168,6 +177,10 @@ class Calibration:
     # the threshold for grey images (``fit_grey_thresholds``): threshold, n, signals, summary
     # and negatives of the same images made grey
     grey: dict[str, Any] = field(default_factory=dict)
+    # thresholds for JPEG files found enlarged (``fit_chain_thresholds``): factor (as text) ->
+    # JPEG quality (as text) -> threshold, n, signals, summary and negatives of the same images
+    # enlarged by the factor, then re-encoded at the quality, measured as any image is
+    chains: dict[str, Any] = field(default_factory=dict)
     aedr_version: str = ""
     created: str = ""
     format: int = CALIBRATION_FORMAT
@@ -270,7 +283,7 @@ class Calibration:
         if quality is None or not self.jpeg:
             return self
         nearest = min(self.jpeg_qualities, key=lambda q: (abs(q - quality), q))
-        return self._view("jpeg_quality", nearest, self.jpeg[str(nearest)])
+        return self._view({"jpeg_quality": nearest}, self.jpeg[str(nearest)])
 
     @property
     def enlargement_factors(self) -> tuple[float, ...]:
@@ -295,13 +308,42 @@ class Calibration:
         >>> c.at_enlargement(1.3).tuning, c.at_enlargement(None).tuning
         ({'enlargement': 1.5}, {})
         """
-        if factor is None or not self.enlargements:
+        nearest = _nearest_enlargement(self.enlargement_factors, factor)
+        if nearest is None:
             return self
-        ladder = (1.0, *self.enlargement_factors)
-        nearest = min(ladder, key=lambda f: (abs(np.log(f / factor)), f))
-        if nearest == 1.0:
+        return self._view({"enlargement": nearest}, self.enlargements[f"{nearest:g}"])
+
+    @property
+    def chain_steps(self) -> tuple[tuple[float, int], ...]:
+        """The (enlargement, JPEG quality) chains this calibration has thresholds for."""
+        return tuple(sorted((float(f), int(q)) for f in self.chains for q in self.chains[f]))
+
+    def at_chain(self, factor: float | None, quality: int | None) -> Calibration:
+        """This calibration as it applies to a JPEG file of ``quality`` found enlarged by
+        ``factor`` (and measured with the enlargement undone, through the file's tables): the
+        threshold, signals and negatives of the chain nearest the factor on a log scale (none
+        for x1.2 and less, as :meth:`at_enlargement`), then nearest the quality (the lower one on
+        a tie), noted in ``tuning["enlargement"]`` and ``tuning["jpeg_quality"]``. Itself for
+        other images or without chain thresholds.
+
+        Thresholds fitted on JPEGs that were not enlarged, or on enlargements that were not
+        re-encoded, miss both losses together (docs/results/robustness.md#the-platform-chain).
+
+        >>> fitted = {"threshold": 2.0, "n": 2, "signals": [1.0, 2.0], "summary": {}}
+        >>> c = Calibration("m", "highpass", 1.0, 0.05, 2, [0.5, 1.0], {}, {},
+        ...                 chains={"1.5": {"85": fitted}})
+        >>> c.at_chain(1.4, 75).threshold, c.at_chain(1.4, 75).tuning
+        (2.0, {'enlargement': 1.5, 'jpeg_quality': 85})
+        >>> c.at_chain(1.1, 85) is c, c.at_chain(None, 85) is c, c.at_chain(1.5, None) is c
+        (True, True, True)
+        """
+        nearest = _nearest_enlargement(tuple(sorted(float(f) for f in self.chains)), factor)
+        if nearest is None or quality is None:
             return self
-        return self._view("enlargement", nearest, self.enlargements[f"{nearest:g}"])
+        chain = self.chains[f"{nearest:g}"]
+        closest = min((int(q) for q in chain), key=lambda q: (abs(q - quality), q))
+        notes = {"enlargement": nearest, "jpeg_quality": closest}
+        return self._view(notes, chain[str(closest)])
 
     def at_grey(self, grey: bool | None) -> Calibration:
         """This calibration as it applies to a grey image (``grey``: no pixel has colour):
@@ -319,7 +361,7 @@ class Calibration:
         """
         if not grey or not self.grey:
             return self
-        return self._view("grey", True, self.grey)
+        return self._view({"grey": True}, self.grey)
 
     @property
     def predates_grey_thresholds(self) -> bool:
@@ -348,20 +390,38 @@ class Calibration:
         """
         return bool(self.negatives) and not self.jpeg and self._release < JPEG_THRESHOLDS_SINCE
 
-    def _view(self, condition: str, value: Any, fitted: Mapping[str, Any]) -> Calibration:
+    @property
+    def predates_chain_thresholds(self) -> bool:
+        """With thresholds for JPEG files (or a view at one of them: ``tuning["jpeg_quality"]``),
+        made by an aedr older than :data:`CHAIN_THRESHOLDS_SINCE`, which fitted none for a JPEG
+        found enlarged: it decides one at the thresholds for its quality, as it did then.
+
+        >>> fitted = {"threshold": 2.0, "n": 2, "signals": [1.0, 2.0], "summary": {}}
+        >>> old = Calibration("m", "highpass", 1.0, 0.05, 2, [0.5, 1.0], {}, {},
+        ...                   aedr_version="0.18.0", jpeg={"85": fitted}, enlargements={"1.5": fitted})
+        >>> old.predates_chain_thresholds, replace(old, aedr_version="0.19.0").predates_chain_thresholds
+        (True, False)
+        >>> old.at_jpeg_quality(85).predates_chain_thresholds
+        True
+        """
+        jpeg = bool(self.jpeg) or "jpeg_quality" in self.tuning
+        return jpeg and not self.chains and self._release < CHAIN_THRESHOLDS_SINCE
+
+    def _view(self, notes: Mapping[str, Any], fitted: Mapping[str, Any]) -> Calibration:
         """This calibration with the threshold, signals and negatives (and statistic, where
         they read another) ``fitted`` for one condition of the image, made once and noted in
-        ``tuning[condition] = value``."""
+        ``tuning`` (``notes``: what the condition is, e.g. ``{"jpeg_quality": 85}``)."""
         views = self.__dict__.setdefault("_views", {})
-        if (condition, value) not in views:
-            views[condition, value] = replace(
+        key = tuple(notes.items())
+        if key not in views:
+            views[key] = replace(
                 self, threshold=fitted["threshold"], n=fitted["n"], signals=fitted["signals"],
                 summary=fitted["summary"], negatives=fitted.get("negatives", {}), jpeg={},
-                enlargements={}, grey={}, tuning={**self.tuning, condition: value},
+                enlargements={}, grey={}, chains={}, tuning={**self.tuning, **notes},
                 statistic=fitted.get("statistic", self.statistic),
                 parameters=fitted.get("parameters", self.parameters),
             )  # fmt: skip
-        return views[condition, value]
+        return views[key]
 
     def at_size(self, side: float | None) -> Calibration:
         """This calibration as it applies to an image of ``side`` (the square root of its pixel
@@ -497,7 +557,7 @@ class Calibration:
         # they existed stays the same
         skip = {"digest", "signature"} | {
             n
-            for n in ("local", "negatives", "jpeg", "sizes", "enlargements", "grey")
+            for n in ("local", "negatives", "jpeg", "sizes", "enlargements", "grey", "chains")
             if not getattr(self, n)
         }
         return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
@@ -802,6 +862,16 @@ def record_enlargement(record: Mapping[str, Any]) -> float | None:
     return float(factor) if isinstance(factor, (int, float)) and factor > 1 else None
 
 
+def _nearest_enlargement(factors: Sequence[float], factor: float | None) -> float | None:
+    """Of ``factors`` (enlargements a calibration has thresholds for) the one nearest
+    ``factor`` on a log scale, the smaller on a tie; None where no enlargement was found, or
+    where an image left alone (x1) is nearer."""
+    if factor is None or not factors:
+        return None
+    nearest = min((1.0, *factors), key=lambda f: (abs(np.log(f / factor)), f))
+    return None if nearest == 1.0 else nearest
+
+
 def record_grey(record: Mapping[str, Any]) -> bool:
     """Whether a measurement record says its image is grey (``Measurement.grey``): a bool, or
     its text in a CSV cell; False where it does not say (older records).
@@ -830,6 +900,26 @@ def check_enlargement_factors(factors: Sequence[float]) -> None:
         raise CalibrationError(
             f"enlargement factors are distinct numbers above 1 and at most "
             f"{MAX_LADDER_ENLARGEMENT:g} (4 decimals at most), not " + ", ".join(map(repr, factors))
+        )
+
+
+def check_chains(chains: Sequence[tuple[float, int]]) -> None:
+    """Refuse chains that are not distinct (enlargement factor, JPEG quality) pairs, each as
+    :func:`check_enlargement_factors` and :func:`check_jpeg_qualities` take them.
+
+    >>> check_chains([(1.5, 85), (1.5, 70)])
+    >>> check_chains([(1.5, 85), (1.5, 85)])
+    Traceback (most recent call last):
+    aedr.decide.calibration.CalibrationError: chains are distinct (factor, quality) pairs, not (1.5, 85), (1.5, 85)
+    """
+    for chain in chains:
+        if not isinstance(chain, tuple) or len(chain) != 2:
+            raise CalibrationError(f"a chain is a (factor, quality) pair, not {chain!r}")
+        check_enlargement_factors([chain[0]])
+        check_jpeg_qualities([chain[1]])
+    if len(set(chains)) != len(chains):
+        raise CalibrationError(
+            "chains are distinct (factor, quality) pairs, not " + ", ".join(map(repr, chains))
         )
 
 
@@ -972,6 +1062,35 @@ def fit_enlargement_thresholds(
             f"enlarged x{factor:g}",
         )  # fmt: skip
     return replace(calibration, enlargements=fitted, digest="")
+
+
+def fit_chain_thresholds(
+    calibration: Calibration,
+    records: Mapping[tuple[float, int], Sequence[Mapping[str, Any]]],
+    negatives: Mapping[tuple[float, int], Mapping[str, Sequence[Mapping[str, Any]]]] | None = None,
+    negative_sources: Sequence[str] = (),
+) -> Calibration:
+    """A copy of ``calibration`` with a threshold per chain (factor, quality):
+    ``records[chain]`` measure the calibration's own images enlarged by the factor, then
+    re-encoded at the quality, ``negatives[chain][name]`` its negatives so degraded with the
+    filter ``name``, each measured as any image is (the enlargement found and undone through
+    the file's tables). Only the records whose enlargement was found are fitted on (the others
+    are decided at their quality's thresholds). Each threshold reads the quality's
+    :func:`jpeg_statistic` and is capped, as the JPEG thresholds are, on the negatives in colour
+    (a grey JPEG is decided at the thresholds for grey images), and on each filter's on their
+    own, as the enlargement thresholds are (:meth:`Calibration.at_chain` applies them)."""
+    check_chains(list(records))
+    fitted: dict[str, Any] = {}
+    for (factor, quality), chain_records in sorted(records.items()):
+        groups = (negatives or {}).get((factor, quality), {})
+        done = f"enlarged x{factor:g}, then re-encoded at JPEG quality {quality}"
+        fitted.setdefault(f"{factor:g}", {})[str(quality)] = _condition_thresholds(
+            calibration, get_statistic(jpeg_statistic(quality, calibration.statistic)),
+            [r for r in chain_records if record_enlargement(r)],
+            [[r for r in group if record_enlargement(r)] for group in groups.values()],
+            negative_sources, f"images {done} (enlargement found)", done, capped_on_colour=True,
+        )  # fmt: skip
+    return replace(calibration, chains=fitted, digest="")
 
 
 def fit_grey_thresholds(
