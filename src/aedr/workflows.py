@@ -365,7 +365,6 @@ def add_chain_thresholds(
     threshold, noted in ``tuning["chain_thresholds"]``
     (:func:`~aedr.decide.calibration.fit_chain_thresholds`)."""
     from aedr.measure.default_photos import SOURCE, negative_files
-    from aedr.measure.degradation import save_jpeg_copies
 
     check_chains(chains)
     exif = scorer.settings.exif == "transpose"
@@ -377,18 +376,16 @@ def add_chain_thresholds(
             folder = Path(scratch) / f"{factor:g}-{quality}"
             own = _enlarged_copies(scorer, chosen, folder / "own", factor, exif)
             negatives = _enlarged_copies(scorer, photos, folder / "negatives", factor, False)
-
-            def encoded(copies: Sequence[Path], name: str) -> list[Path]:
-                (folder / name).mkdir()
-                jpegs = save_jpeg_copies(copies, folder / name, quality, exif_transpose=False,
-                                         max_pixels=scorer.max_pixels)  # fmt: skip
-                return [c for c in jpegs if not _grey_file(c)]
-
             records = _measured(scorer, [
-                path for name, paths in own.items() for path in encoded(paths, f"own-{name}")
+                path for name, paths in own.items()
+                for path in _colour_jpeg_copies(scorer, paths, folder / f"own-{name}", quality)
             ])  # fmt: skip
-            by_filter = {name: _measured(scorer, encoded(paths, f"negatives-{name}"))
-                         for name, paths in negatives.items()}  # fmt: skip
+            by_filter = {
+                name: _measured(scorer, _colour_jpeg_copies(
+                    scorer, paths, folder / f"negatives-{name}", quality
+                ))
+                for name, paths in negatives.items()
+            }  # fmt: skip
             chain = (factor, quality)
             return fit_chain_thresholds(calibration, {chain: records}, {chain: by_filter}, [SOURCE])
 
@@ -566,14 +563,28 @@ def add_jpeg_thresholds(
                                       max_pixels=scorer.max_pixels)  # fmt: skip
             records[quality] = _measured(scorer, copies)
             if photos:  # those in colour: a grey JPEG is decided at the grey thresholds
-                copies = save_jpeg_copies(photos, folder / "negatives", quality)
-                negatives[quality] = _measured(scorer, [c for c in copies if not _grey_file(c)])
+                copies = _colour_jpeg_copies(scorer, photos, folder / "negatives", quality)
+                negatives[quality] = _measured(scorer, copies)
     sources = [SOURCE + _resized_note(scorer)]
     steps = [(f"q={quality}", functools.partial(
         fit_jpeg_thresholds, calibration, {quality: quality_records},
         {quality: negatives.get(quality, [])}, sources, statistic,
     )) for quality, quality_records in records.items()]  # fmt: skip
     return _fitted_each(calibration, "jpeg", "jpeg_thresholds", steps)
+
+
+def _colour_jpeg_copies(
+    scorer: Scorer, paths: Sequence[str | os.PathLike], folder: Path, quality: int
+) -> list[Path]:
+    """JPEG copies at ``quality`` in ``folder`` (made if missing) of the images ``paths`` as
+    written by aedr (no EXIF to follow), those in colour only: a grey JPEG is decided at the
+    thresholds for grey images, so its copy would be measured for nothing."""
+    from aedr.measure.degradation import save_jpeg_copies
+
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = save_jpeg_copies(paths, folder, quality, exif_transpose=False,
+                              max_pixels=scorer.max_pixels)  # fmt: skip
+    return [copy for copy in copies if not _grey_file(copy)]
 
 
 def _grey_file(path: Path) -> bool:
